@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { Code } from "./code";
 import { createChannel } from "./channel";
+import { Code } from "./code";
 import { OpalError } from "./opal-error";
 
 describe("createChannel", () => {

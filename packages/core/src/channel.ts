@@ -1,5 +1,5 @@
-import { Code } from "./code";
 import { toAbortError } from "./call-options";
+import { Code } from "./code";
 import { OpalError } from "./opal-error";
 
 /**
@@ -108,7 +108,8 @@ export function createChannel<T>(options: ChannelOptions = {}): Channel<T> {
       finish({ error });
     },
     [Symbol.asyncIterator]() {
-      if (iterating) throw new OpalError(Code.FAILED_PRECONDITION, "channel already has a consumer");
+      if (iterating)
+        throw new OpalError(Code.FAILED_PRECONDITION, "channel already has a consumer");
       iterating = true;
       return {
         next() {

@@ -4,10 +4,12 @@
  *
  * @packageDocumentation
  */
-export { OpalError, isOpalError } from "./opal-error";
-export type { FieldViolation, OpalErrorOptions, ResourceInfo } from "./opal-error";
-export { Code, codeName, isCode } from "./code";
-export { createCallSignal, sleep, throwIfAborted, toAbortError } from "./call-options";
+
 export type { CallOptions, CallSignal } from "./call-options";
-export { createChannel } from "./channel";
+export { createCallSignal, sleep, throwIfAborted, toAbortError } from "./call-options";
 export type { Channel, ChannelOptions } from "./channel";
+export { createChannel } from "./channel";
+export { Code, codeName, isCode } from "./code";
+export type { FieldViolation, OpalErrorOptions, ResourceInfo } from "./opal-error";
+export { isOpalError, OpalError } from "./opal-error";
+export { Reason } from "./reason";

@@ -1,13 +1,17 @@
 import { describe, expect, it } from "vitest";
 import { Code, codeName, isCode } from "./code";
-import { OpalError, isOpalError } from "./opal-error";
+import { isOpalError, OpalError } from "./opal-error";
 
 describe("OpalError", () => {
   it("leads its message with the code name and keeps the details", () => {
-    const error = new OpalError(Code.INVALID_ARGUMENT, "layer 33 out of range (model has 32 layers)", {
-      reason: "LAYER_OUT_OF_RANGE",
-      fieldViolations: [{ field: "layer", description: "expected < 32, got 33" }],
-    });
+    const error = new OpalError(
+      Code.INVALID_ARGUMENT,
+      "layer 33 out of range (model has 32 layers)",
+      {
+        reason: "LAYER_OUT_OF_RANGE",
+        fieldViolations: [{ field: "layer", description: "expected < 32, got 33" }],
+      },
+    );
     expect(error.message).toBe("[invalid_argument] layer 33 out of range (model has 32 layers)");
     expect(error.rawMessage).toBe("layer 33 out of range (model has 32 layers)");
     expect(error.reason).toBe("LAYER_OUT_OF_RANGE");
@@ -21,7 +25,9 @@ describe("OpalError", () => {
     expect(OpalError.from(new DOMException("late", "TimeoutError")).code).toBe(
       Code.DEADLINE_EXCEEDED,
     );
-    expect(OpalError.from(Object.assign(new Error("gone"), { code: 14 })).code).toBe(Code.UNAVAILABLE);
+    expect(OpalError.from(Object.assign(new Error("gone"), { code: 14 })).code).toBe(
+      Code.UNAVAILABLE,
+    );
     const plain = OpalError.from("boom", Code.INTERNAL);
     expect(plain.code).toBe(Code.INTERNAL);
     expect(plain.cause).toBe("boom");

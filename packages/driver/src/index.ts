@@ -1,0 +1,36 @@
+/**
+ * The vendor contract: a prefill device is a {@link PrefillDriver}. Vendors implement it (and serve
+ * it with `@opal/server`); the SDK's remote device implements it too, so every driver test runs
+ * against both. Types and small helpers only.
+ *
+ * @packageDocumentation
+ */
+
+export { assertDriverApiVersion } from "./assert-driver-api-version";
+export type {
+  DataPlaneKind,
+  DeviceCapabilities,
+  DeviceFeatures,
+  RetentionLimits,
+} from "./device-capabilities";
+export type { DeviceInfo, ProbeState } from "./device-info";
+export type { LoadModelRequest, LoadModelResult, ModelInfo } from "./model-info";
+export type { DriverCallOptions, PrefillDriver } from "./prefill-driver";
+export { DRIVER_API_VERSION } from "./prefill-driver";
+export type {
+  FetchEvent,
+  FetchKvRequest,
+  KvPosition,
+  PrefillEvent,
+  PrefillStats,
+} from "./prefill-event";
+export type {
+  DecoderPrefix,
+  KvFormat,
+  PrefillRequest,
+  PushTarget,
+  Sampling,
+} from "./prefill-request";
+export type { HealthCondition, TelemetrySnapshot } from "./telemetry-snapshot";
+export type { ValidatedPrefill } from "./validate-prefill-request";
+export { validatePrefillRequest } from "./validate-prefill-request";

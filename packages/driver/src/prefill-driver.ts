@@ -1,0 +1,69 @@
+import type { DeviceCapabilities } from "./device-capabilities";
+import type { DeviceInfo, ProbeState } from "./device-info";
+import type { LoadModelRequest, LoadModelResult, ModelInfo } from "./model-info";
+import type { FetchEvent, FetchKvRequest, PrefillEvent } from "./prefill-event";
+import type { PrefillRequest } from "./prefill-request";
+import type { TelemetrySnapshot } from "./telemetry-snapshot";
+
+/**
+ * Version of the {@link PrefillDriver} interface. A host refuses a driver whose
+ * `driverApiVersion` differs; additions that old drivers can ignore do not change it.
+ */
+export const DRIVER_API_VERSION = 1;
+
+/** Per-call options every driver method accepts. */
+export interface DriverCallOptions {
+  /**
+   * Aborted when the caller cancels or its deadline passes: the driver MUST stop work, free the
+   * resources of the call, and end with the signal's reason (an `OpalError`).
+   */
+  readonly signal?: AbortSignal;
+  /** Deadline relative to the start of the call, in milliseconds. */
+  readonly timeoutMs?: number;
+  /**
+   * The caller's tenant, set by the server host from the authenticated token; absent means the
+   * default tenant. Caches, handles and prefix-cache entries never cross tenants.
+   */
+  readonly tenant?: string;
+}
+
+/**
+ * The vendor contract: one prefill device. Implemented in process (a vendor's code, the mock) and
+ * remotely (the client's gRPC device), so every test of a driver runs against both. Every failure
+ * is an `OpalError` carrying a protocol reason (`Reason` in `@opal/protocol`).
+ *
+ * Streams are `AsyncIterable`s: the consumer pulls, so a slow consumer slows the device instead of
+ * growing memory; stopping iteration early (break/return) cancels the call.
+ */
+export interface PrefillDriver {
+  /** Must equal {@link DRIVER_API_VERSION}. */
+  readonly driverApiVersion: number;
+  getInfo(options?: DriverCallOptions): Promise<DeviceInfo>;
+  getCapabilities(options?: DriverCallOptions): Promise<DeviceCapabilities>;
+  /** Resolves with the readiness; rejects when the device is unhealthy. */
+  probe(options?: DriverCallOptions): Promise<ProbeState>;
+  listModels(options?: DriverCallOptions): Promise<readonly ModelInfo[]>;
+  /** Idempotent on the model fingerprint: same id and fingerprint → `alreadyLoaded`. */
+  loadModel(request: LoadModelRequest, options?: DriverCallOptions): Promise<LoadModelResult>;
+  /** Idempotent: `wasLoaded` is false when no such model was loaded. */
+  unloadModel(
+    modelId: string,
+    options?: DriverCallOptions,
+  ): Promise<{ readonly wasLoaded: boolean }>;
+  /**
+   * Computes a prefill: one "accepted", chunks in canonical order (layer 0 first), one
+   * "completed". Chunk `data` views stay valid until the consumer asks for the next event.
+   */
+  prefill(request: PrefillRequest, options?: DriverCallOptions): AsyncIterable<PrefillEvent>;
+  /** Re-streams a retained cache from a position. Requires `features.resume`. */
+  fetchKv(request: FetchKvRequest, options?: DriverCallOptions): AsyncIterable<FetchEvent>;
+  /** Idempotent: `released` is false for unknown, expired or foreign handles. */
+  releaseKv(kvHandle: string, options?: DriverCallOptions): Promise<{ readonly released: boolean }>;
+  /** Full snapshots every `intervalMs` (default 1000) until the signal aborts. */
+  watchTelemetry(
+    request: { readonly intervalMs?: number },
+    options?: DriverCallOptions,
+  ): AsyncIterable<TelemetrySnapshot>;
+  /** Releases the driver's resources; further calls fail with UNAVAILABLE. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,185 @@
+import { Code, OpalError } from "@opal/core";
+import { describe, expect, it } from "vitest";
+import type { DeviceCapabilities } from "./device-capabilities";
+import type { ModelInfo } from "./model-info";
+import type { PrefillRequest } from "./prefill-request";
+import { validatePrefillRequest } from "./validate-prefill-request";
+
+const capabilities: DeviceCapabilities = {
+  dtypes: ["bf16", "f32", "fp8_e4m3fn"],
+  layouts: ["nhd", "hnd"],
+  scaleSchemes: ["per_tensor"],
+  blockSizesTokens: [16, 32],
+  maxPromptTokens: 8,
+  maxConcurrentPrefills: 1,
+  maxQueuedPrefills: 1,
+  preferredChunkBytes: 1024,
+  maxChunkBytes: 4096,
+  maxMessageBytes: 8192,
+  retention: { maxRetentionSeconds: 60, maxRetainedBytes: 1 << 20 },
+  features: {
+    resume: true,
+    push: false,
+    prefixCache: false,
+    decoderPrefix: true,
+    seededSampling: false,
+    compressionCodecs: [],
+  },
+  numerics: {
+    deviceKind: "reference",
+    precisionPath: "f32",
+    bitExact: true,
+    maxAbsError: 0,
+    maxRelError: 0,
+  },
+  dataPlanes: ["inline"],
+  maxModelBytes: 0,
+  transports: [],
+};
+
+const model: ModelInfo = {
+  modelId: "m",
+  fingerprint: "ab",
+  architecture: "LlamaForCausalLM",
+  numLayers: 2,
+  attention: { kind: "mha", numKvHeads: 4, headDim: 8 },
+  vocabSize: 10,
+  maxPositionEmbeddings: 64,
+};
+
+const request: PrefillRequest = {
+  requestId: "r-1",
+  modelId: "m",
+  promptTokenIds: Uint32Array.of(1, 2, 3),
+  kvFormat: { dtype: "bf16", scaleScheme: "none", layout: "nhd", blockSizeTokens: 16 },
+};
+
+function failure(patch: Partial<PrefillRequest>, loaded: ModelInfo | undefined = model): OpalError {
+  try {
+    validatePrefillRequest({ ...request, ...patch }, { capabilities, model: loaded });
+  } catch (error) {
+    return error as OpalError;
+  }
+  throw new Error("expected validation to fail");
+}
+
+const format = request.kvFormat;
+
+describe("validatePrefillRequest", () => {
+  it("resolves defaults for a valid request", () => {
+    expect(validatePrefillRequest(request, { capabilities, model })).toEqual({
+      chunkBytes: 1024,
+      headRange: { start: 0, count: 4 },
+      decoderPrefixTokens: 0,
+      retentionSeconds: 0,
+    });
+  });
+
+  it.each([
+    [{ requestId: "" }, Code.INVALID_ARGUMENT, "INVALID_FIELD", "request_id"],
+    [{ requestId: "has space" }, Code.INVALID_ARGUMENT, "INVALID_FIELD", "request_id"],
+    [
+      { promptTokenIds: new Uint32Array() },
+      Code.INVALID_ARGUMENT,
+      "PROMPT_EMPTY",
+      "prompt_token_ids",
+    ],
+    [
+      { promptTokenIds: new Uint32Array(9) },
+      Code.INVALID_ARGUMENT,
+      "PROMPT_TOO_LONG",
+      "prompt_token_ids",
+    ],
+    [
+      { promptTokenIds: Uint32Array.of(1, 10) },
+      Code.INVALID_ARGUMENT,
+      "TOKEN_OUT_OF_RANGE",
+      "prompt_token_ids[1]",
+    ],
+    [
+      { kvFormat: { ...format, dtype: "f16" } },
+      Code.INVALID_ARGUMENT,
+      "UNSUPPORTED_DTYPE",
+      "kv_format.dtype",
+    ],
+    [
+      { kvFormat: { ...format, scaleScheme: "per_token" } },
+      Code.INVALID_ARGUMENT,
+      "UNSUPPORTED_SCALE_SCHEME",
+      "kv_format.scale_scheme",
+    ],
+    [
+      { kvFormat: { ...format, blockSizeTokens: 7 } },
+      Code.INVALID_ARGUMENT,
+      "UNSUPPORTED_BLOCK_SIZE",
+      "kv_format.block_size_tokens",
+    ],
+    [
+      { kvFormat: { ...format, headRange: { start: 2, count: 3 } } },
+      Code.INVALID_ARGUMENT,
+      "HEAD_RANGE_INVALID",
+      "kv_format.head_range",
+    ],
+    [{ maxChunkBytes: 5000 }, Code.INVALID_ARGUMENT, "INVALID_FIELD", "max_chunk_bytes"],
+    [
+      { decoderPrefix: { numTokens: 3 } },
+      Code.INVALID_ARGUMENT,
+      "INVALID_FIELD",
+      "decoder_prefix.num_tokens",
+    ],
+    [
+      { pushTarget: { address: "x:1", transferId: "t" } },
+      Code.UNIMPLEMENTED,
+      "UNSUPPORTED_FEATURE",
+      "push_target",
+    ],
+    [
+      { sampling: { mode: "seeded", seed: 1, temperature: 1 } },
+      Code.UNIMPLEMENTED,
+      "UNSUPPORTED_FEATURE",
+      "sampling",
+    ],
+  ] as const)("rejects %o with its code, reason and field", (patch, code, reason, field) => {
+    const error = failure(patch as Partial<PrefillRequest>);
+    expect(error).toBeInstanceOf(OpalError);
+    expect([error.code, error.reason, error.fieldViolations[0]?.field]).toEqual([
+      code,
+      reason,
+      field,
+    ]);
+  });
+
+  it("says which model is missing", () => {
+    const error = failure({}, undefined);
+    expect(error.code).toBe(Code.FAILED_PRECONDITION);
+    expect(error.reason).toBe("MODEL_NOT_LOADED");
+    expect(error.resource?.resourceName).toBe("m");
+  });
+
+  it("rejects retention beyond the device limit", () => {
+    const error = failure({ retentionSeconds: 61 });
+    expect([error.code, error.reason]).toEqual([
+      Code.RESOURCE_EXHAUSTED,
+      "RETENTION_LIMIT_EXCEEDED",
+    ]);
+  });
+
+  it("names expected and actual values", () => {
+    expect(failure({ kvFormat: { ...format, dtype: "f16" } }).message).toBe(
+      '[invalid_argument] kv_format.dtype: expected one of [bf16,f32,fp8_e4m3fn], got "f16"',
+    );
+  });
+
+  it("accepts fp8 with or without scales but int8 only with scales", () => {
+    const fp8 = { ...format, dtype: "fp8_e4m3fn" as const };
+    expect(() =>
+      validatePrefillRequest({ ...request, kvFormat: fp8 }, { capabilities, model }),
+    ).not.toThrow();
+    expect(() =>
+      validatePrefillRequest(
+        { ...request, kvFormat: { ...fp8, scaleScheme: "per_tensor" } },
+        { capabilities, model },
+      ),
+    ).not.toThrow();
+  });
+});

@@ -1,0 +1,177 @@
+import { Code, type FieldViolation, OpalError, Reason } from "@opal/core";
+import type { KvHeadRange } from "@opal/kv";
+import type { DeviceCapabilities } from "./device-capabilities";
+import type { ModelInfo } from "./model-info";
+import type { PrefillRequest } from "./prefill-request";
+
+/** A prefill request checked against a device and model, with its defaults resolved. */
+export interface ValidatedPrefill {
+  /** The chunk size to produce, in bytes. */
+  readonly chunkBytes: number;
+  /** The heads to produce ({start: 0, count: 1} for MLA). */
+  readonly headRange: KvHeadRange;
+  /** Tokens the decoder holds (from `decoderPrefix.numTokens`; block hashes are resolved by the device). */
+  readonly decoderPrefixTokens: number;
+  readonly retentionSeconds: number;
+}
+
+const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+
+/**
+ * Checks `request` against the device's capabilities and the model (undefined when not loaded),
+ * in the order the protocol specifies, and resolves defaults. Throws an `OpalError`:
+ * INVALID_ARGUMENT with a BadRequest field violation and the matching reason (INVALID_FIELD,
+ * PROMPT_EMPTY, PROMPT_TOO_LONG, TOKEN_OUT_OF_RANGE, UNSUPPORTED_DTYPE, UNSUPPORTED_LAYOUT,
+ * UNSUPPORTED_SCALE_SCHEME, UNSUPPORTED_BLOCK_SIZE, HEAD_RANGE_INVALID), FAILED_PRECONDITION
+ * MODEL_NOT_LOADED, UNIMPLEMENTED UNSUPPORTED_FEATURE, or RESOURCE_EXHAUSTED
+ * RETENTION_LIMIT_EXCEEDED.
+ */
+export function validatePrefillRequest(
+  request: PrefillRequest,
+  device: { readonly capabilities: DeviceCapabilities; readonly model: ModelInfo | undefined },
+): ValidatedPrefill {
+  const { capabilities: caps, model } = device;
+  if (!REQUEST_ID.test(request.requestId ?? "")) {
+    throw invalid(
+      "request_id",
+      `expected 1-128 printable ASCII characters, got ${quote(request.requestId)}`,
+    );
+  }
+  if (!request.modelId) throw invalid("model_id", "required, got an empty string");
+  const tokens = request.promptTokenIds;
+  if (!tokens || tokens.length === 0) {
+    throw invalid("prompt_token_ids", "expected at least 1 token, got 0", Reason.PROMPT_EMPTY);
+  }
+  const format = request.kvFormat;
+  if (!format) throw invalid("kv_format", "required, got nothing");
+  if (!model) {
+    throw new OpalError(Code.FAILED_PRECONDITION, `model ${quote(request.modelId)} is not loaded`, {
+      reason: Reason.MODEL_NOT_LOADED,
+      resource: { resourceType: "opal.device.v1.Model", resourceName: request.modelId },
+    });
+  }
+  const maxTokens = Math.min(caps.maxPromptTokens, model.maxPositionEmbeddings);
+  if (tokens.length > maxTokens) {
+    throw invalid(
+      "prompt_token_ids",
+      `expected at most ${maxTokens} tokens, got ${tokens.length}`,
+      Reason.PROMPT_TOO_LONG,
+    );
+  }
+  for (let i = 0; i < tokens.length; i++) {
+    if (tokens[i]! >= model.vocabSize) {
+      throw invalid(
+        `prompt_token_ids[${i}]`,
+        `token ${tokens[i]} out of range (vocabulary has ${model.vocabSize} tokens)`,
+        Reason.TOKEN_OUT_OF_RANGE,
+      );
+    }
+  }
+  if (!caps.dtypes.includes(format.dtype)) {
+    throw invalid(
+      "kv_format.dtype",
+      `expected one of [${caps.dtypes}], got ${quote(format.dtype)}`,
+      Reason.UNSUPPORTED_DTYPE,
+    );
+  }
+  const validLayouts =
+    model.attention.kind === "mla" ? caps.layouts.filter((l) => l === "nhd") : caps.layouts;
+  if (!validLayouts.includes(format.layout)) {
+    throw invalid(
+      "kv_format.layout",
+      `expected one of [${validLayouts}], got ${quote(format.layout)}`,
+      Reason.UNSUPPORTED_LAYOUT,
+    );
+  }
+  const quantized = format.dtype.startsWith("fp8") || format.dtype === "int8";
+  const schemes = quantized ? ["none", ...caps.scaleSchemes] : ["none"];
+  if (format.dtype === "int8") schemes.splice(schemes.indexOf("none"), 1);
+  if (!schemes.includes(format.scaleScheme)) {
+    throw invalid(
+      "kv_format.scale_scheme",
+      `expected one of [${schemes}] for ${format.dtype}, got ${quote(format.scaleScheme)}`,
+      Reason.UNSUPPORTED_SCALE_SCHEME,
+    );
+  }
+  if (!caps.blockSizesTokens.includes(format.blockSizeTokens)) {
+    throw invalid(
+      "kv_format.block_size_tokens",
+      `expected one of [${caps.blockSizesTokens}], got ${format.blockSizeTokens}`,
+      Reason.UNSUPPORTED_BLOCK_SIZE,
+    );
+  }
+  const headRange = resolveHeadRange(format.headRange, model);
+  const chunkBytes = request.maxChunkBytes || caps.preferredChunkBytes;
+  if (chunkBytes < 1 || chunkBytes > caps.maxChunkBytes) {
+    throw invalid("max_chunk_bytes", `expected 1..${caps.maxChunkBytes}, got ${chunkBytes}`);
+  }
+  const prefix = request.decoderPrefix;
+  let decoderPrefixTokens = 0;
+  if (prefix) {
+    if (!caps.features.decoderPrefix) throw unsupported("decoder_prefix");
+    const hasTokens = (prefix.numTokens ?? 0) > 0;
+    const hasHashes = (prefix.blockHashes?.length ?? 0) > 0;
+    if (hasTokens && hasHashes) {
+      throw invalid("decoder_prefix", "set num_tokens or block_hashes, not both");
+    }
+    if (hasTokens && prefix.numTokens! >= tokens.length) {
+      throw invalid(
+        "decoder_prefix.num_tokens",
+        `expected fewer than the ${tokens.length} prompt tokens, got ${prefix.numTokens}`,
+      );
+    }
+    decoderPrefixTokens = prefix.numTokens ?? 0;
+  }
+  const retentionSeconds = request.retentionSeconds ?? 0;
+  if (retentionSeconds > 0 && retentionSeconds > caps.retention.maxRetentionSeconds) {
+    throw new OpalError(
+      Code.RESOURCE_EXHAUSTED,
+      `retention of ${retentionSeconds} s exceeds the device limit of ${caps.retention.maxRetentionSeconds} s`,
+      { reason: Reason.RETENTION_LIMIT_EXCEEDED },
+    );
+  }
+  if (request.pushTarget && !caps.features.push) throw unsupported("push_target");
+  if (request.pushTarget && !request.pushTarget.address) {
+    throw invalid("push_target.address", "required, got an empty string");
+  }
+  if (request.sampling?.mode === "seeded" && !caps.features.seededSampling)
+    throw unsupported("sampling");
+  return { chunkBytes, headRange, decoderPrefixTokens, retentionSeconds };
+}
+
+function resolveHeadRange(range: KvHeadRange | undefined, model: ModelInfo): KvHeadRange {
+  if (model.attention.kind === "mla") return { start: 0, count: 1 };
+  const heads = model.attention.numKvHeads;
+  if (!range) return { start: 0, count: heads };
+  if (range.count < 1 || range.start < 0 || range.start + range.count > heads) {
+    throw invalid(
+      "kv_format.head_range",
+      `expected a range inside heads 0..${heads - 1}, got start ${range.start} count ${range.count}`,
+      Reason.HEAD_RANGE_INVALID,
+    );
+  }
+  return range;
+}
+
+function invalid(
+  field: string,
+  description: string,
+  reason: string = Reason.INVALID_FIELD,
+): OpalError {
+  const violation: FieldViolation = { field, description };
+  return new OpalError(Code.INVALID_ARGUMENT, `${field}: ${description}`, {
+    reason,
+    fieldViolations: [violation],
+  });
+}
+
+function unsupported(field: string): OpalError {
+  return new OpalError(Code.UNIMPLEMENTED, `${field} is not supported by this device`, {
+    reason: Reason.UNSUPPORTED_FEATURE,
+    fieldViolations: [{ field, description: "the device does not declare this feature" }],
+  });
+}
+
+function quote(value: unknown): string {
+  return JSON.stringify(value) ?? String(value);
+}

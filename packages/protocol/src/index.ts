@@ -1,0 +1,15 @@
+/**
+ * The `opal.device.v1` wire protocol: generated message code and grpc-js service definitions, the
+ * rich error codec (`google.rpc.Status` in `grpc-status-details-bin`), and protocol versioning.
+ * Servers and clients use it; applications use `@opal/client` or `@opal/server` instead.
+ *
+ * @packageDocumentation
+ */
+
+export { FILE_DESCRIPTOR_SET_BASE64 } from "./gen/descriptor-set";
+export { google, opal } from "./gen/pb.js";
+export { DeviceServiceDefinition, KvReceiverServiceDefinition } from "./gen/services";
+export { fromGrpcStatus, STATUS_DETAILS_TRAILER, toGrpcStatus } from "./grpc-status";
+export { decodeStatus, ERROR_DOMAIN, encodeStatus, MAX_STATUS_BYTES } from "./status-codec";
+export type { ProtocolVersion } from "./version";
+export { assertCompatibleVersion, PROTOCOL_VERSION, parseProtocolVersion } from "./version";
