@@ -107,7 +107,7 @@ function serviceDefinitions() {
       const ns = full.replace(/\.[^.]+$/, "");
       const req = `${ns}.${method.resolvedRequestType.name}`;
       const res = `${ns}.${method.resolvedResponseType.name}`;
-      const iface = (name) => name.replace(/\.([^.]+)$/, ".I$1");
+      const iface = (name) => `${name}.$Properties`;
       const key = method.name[0].toLowerCase() + method.name.slice(1);
       lines.push(
         `  ${key}: {`,

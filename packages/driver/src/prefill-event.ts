@@ -18,6 +18,10 @@ export interface PrefillStats {
   /** Time spent waiting for a slot, in microseconds. */
   readonly queueTimeUs: number;
   readonly energyJoules: number;
+  /** Retention lease expiry in ms since the Unix epoch; 0 without retention. */
+  readonly leaseExpiryUnixMs: number;
+  /** Time from accepting the request to the first chunk, in microseconds. */
+  readonly timeToFirstChunkUs: number;
   /** The receiver's acknowledgement when the cache was pushed. */
   readonly pushReceipt?: { readonly committed: boolean; readonly cacheId: string };
 }

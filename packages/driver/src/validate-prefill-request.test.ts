@@ -54,9 +54,9 @@ const request: PrefillRequest = {
   kvFormat: { dtype: "bf16", scaleScheme: "none", layout: "nhd", blockSizeTokens: 16 },
 };
 
-function failure(patch: Partial<PrefillRequest>, loaded: ModelInfo | undefined = model): OpalError {
+function failure(patch: Partial<PrefillRequest>, loaded: ModelInfo | null = model): OpalError {
   try {
-    validatePrefillRequest({ ...request, ...patch }, { capabilities, model: loaded });
+    validatePrefillRequest({ ...request, ...patch }, { capabilities, model: loaded ?? undefined });
   } catch (error) {
     return error as OpalError;
   }
@@ -150,10 +150,23 @@ describe("validatePrefillRequest", () => {
   });
 
   it("says which model is missing", () => {
-    const error = failure({}, undefined);
+    const error = failure({}, null);
     expect(error.code).toBe(Code.FAILED_PRECONDITION);
     expect(error.reason).toBe("MODEL_NOT_LOADED");
     expect(error.resource?.resourceName).toBe("m");
+  });
+
+  it("rejects retention on a device without it as an unsupported feature", () => {
+    const none = { ...capabilities, retention: { maxRetentionSeconds: 0, maxRetainedBytes: 0 } };
+    try {
+      validatePrefillRequest({ ...request, retentionSeconds: 5 }, { capabilities: none, model });
+      expect.unreachable();
+    } catch (error) {
+      expect([(error as OpalError).code, (error as OpalError).reason]).toEqual([
+        Code.UNIMPLEMENTED,
+        "UNSUPPORTED_FEATURE",
+      ]);
+    }
   });
 
   it("rejects retention beyond the device limit", () => {

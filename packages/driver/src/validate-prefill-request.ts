@@ -123,7 +123,9 @@ export function validatePrefillRequest(
     decoderPrefixTokens = prefix.numTokens ?? 0;
   }
   const retentionSeconds = request.retentionSeconds ?? 0;
-  if (retentionSeconds > 0 && retentionSeconds > caps.retention.maxRetentionSeconds) {
+  if (retentionSeconds > 0 && caps.retention.maxRetentionSeconds === 0)
+    throw unsupported("retention_seconds");
+  if (retentionSeconds > caps.retention.maxRetentionSeconds) {
     throw new OpalError(
       Code.RESOURCE_EXHAUSTED,
       `retention of ${retentionSeconds} s exceeds the device limit of ${caps.retention.maxRetentionSeconds} s`,

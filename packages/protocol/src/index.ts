@@ -6,10 +6,49 @@
  * @packageDocumentation
  */
 
+export {
+  fromWireCapabilities,
+  fromWireInfo,
+  fromWireModel,
+  fromWireTelemetry,
+  toWireCapabilities,
+  toWireInfo,
+  toWireLoadResult,
+  toWireModel,
+  toWireTelemetry,
+} from "./device-wire";
 export { FILE_DESCRIPTOR_SET_BASE64 } from "./gen/descriptor-set";
 export { google, opal } from "./gen/pb.js";
 export { DeviceServiceDefinition, KvReceiverServiceDefinition } from "./gen/services";
 export { fromGrpcStatus, STATUS_DETAILS_TRAILER, toGrpcStatus } from "./grpc-status";
+export {
+  fromWireChunk,
+  fromWireDescriptor,
+  fromWirePosition,
+  toWireChunk,
+  toWireDescriptor,
+  toWirePosition,
+} from "./kv-wire";
+export {
+  fromWireFetchEvent,
+  fromWireFetchRequest,
+  fromWirePrefillEvent,
+  fromWirePrefillRequest,
+  toWireFetchEvent,
+  toWireFetchRequest,
+  toWirePrefillEvent,
+  toWirePrefillRequest,
+} from "./prefill-wire";
 export { decodeStatus, ERROR_DOMAIN, encodeStatus, MAX_STATUS_BYTES } from "./status-codec";
 export type { ProtocolVersion } from "./version";
 export { assertCompatibleVersion, PROTOCOL_VERSION, parseProtocolVersion } from "./version";
+export {
+  dataPlaneEnum,
+  deviceKindEnum,
+  dtypeEnum,
+  layoutEnum,
+  partEnum,
+  probeStateEnum,
+  scaleSchemeEnum,
+  severityEnum,
+} from "./wire-enums";

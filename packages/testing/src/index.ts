@@ -1,9 +1,11 @@
 /**
- * Private test kit shared by OPAL's tests: second-language peers, fixtures and the driver contract
- * suite. Only tests import it.
+ * Private test kit shared by OPAL's tests: the driver contract suite, second-language peers and
+ * helpers. Only tests import it.
  *
  * @packageDocumentation
  */
 
+export type { CollectedPrefill, ContractSubject } from "./driver-contract";
+export { collectPrefill, describeDriverContract, expectOpalError } from "./driver-contract";
 export type { PythonPeer } from "./python-peer";
 export { createPythonPeer, PROTO_ROOT, PYTHON } from "./python-peer";

@@ -2915,6 +2915,12 @@ export namespace opal {
                 /** PrefillCompleted pushReceipt. */
                 pushReceipt?: (opal.device.v1.PushReceipt.$Properties|null);
 
+                /** PrefillCompleted leaseExpiryUnixMs. */
+                leaseExpiryUnixMs: number;
+
+                /** PrefillCompleted timeToFirstChunkUs. */
+                timeToFirstChunkUs: number;
+
                 /**
                  * Creates a new PrefillCompleted instance using the specified properties.
                  * @param [properties] Properties to set
@@ -2979,6 +2985,12 @@ export namespace opal {
 
                     /** PrefillCompleted pushReceipt */
                     pushReceipt?: (opal.device.v1.PushReceipt.$Properties|null);
+
+                    /** PrefillCompleted leaseExpiryUnixMs */
+                    leaseExpiryUnixMs?: (number|null);
+
+                    /** PrefillCompleted timeToFirstChunkUs */
+                    timeToFirstChunkUs?: (number|null);
 
                     /** Unknown fields preserved while decoding when enabled */
                     $unknowns?: Uint8Array[];
@@ -5098,7 +5110,19 @@ export namespace opal {
                 ERROR_REASON_CANCELLED = 37,
 
                 /** ERROR_REASON_INTERNAL value */
-                ERROR_REASON_INTERNAL = 38
+                ERROR_REASON_INTERNAL = 38,
+
+                /** ERROR_REASON_MODEL_CAPACITY_EXCEEDED value */
+                ERROR_REASON_MODEL_CAPACITY_EXCEEDED = 39,
+
+                /** ERROR_REASON_MODEL_TOO_LARGE value */
+                ERROR_REASON_MODEL_TOO_LARGE = 40,
+
+                /** ERROR_REASON_RECEIVER_BUSY value */
+                ERROR_REASON_RECEIVER_BUSY = 41,
+
+                /** ERROR_REASON_INVALID_STATUS_DETAILS value */
+                ERROR_REASON_INVALID_STATUS_DETAILS = 42
             }
 
             /** Represents a KvReceiverService */
@@ -5265,9 +5289,6 @@ export namespace opal {
                 /** PushKvHeader descriptor. */
                 descriptor?: (opal.device.v1.KvDescriptor.$Properties|null);
 
-                /** PushKvHeader firstTokenId. */
-                firstTokenId: number;
-
                 /**
                  * Creates a new PushKvHeader instance using the specified properties.
                  * @param [properties] Properties to set
@@ -5309,9 +5330,6 @@ export namespace opal {
                     /** PushKvHeader descriptor */
                     descriptor?: (opal.device.v1.KvDescriptor.$Properties|null);
 
-                    /** PushKvHeader firstTokenId */
-                    firstTokenId?: (number|null);
-
                     /** Unknown fields preserved while decoding when enabled */
                     $unknowns?: Uint8Array[];
                 }
@@ -5321,7 +5339,6 @@ export namespace opal {
                   transferId?: string|null;
                   requestId?: string|null;
                   descriptor?: opal.device.v1.KvDescriptor.$Shape|null;
-                  firstTokenId?: number|null;
                   $unknowns?: Uint8Array[];
                 };
             }
@@ -5350,6 +5367,12 @@ export namespace opal {
 
                 /** PushKvCommit kvDigest. */
                 kvDigest: Uint8Array;
+
+                /** PushKvCommit firstTokenId. */
+                firstTokenId: number;
+
+                /** PushKvCommit firstTokenLogprob. */
+                firstTokenLogprob: number;
 
                 /**
                  * Creates a new PushKvCommit instance using the specified properties.
@@ -5388,6 +5411,12 @@ export namespace opal {
 
                     /** PushKvCommit kvDigest */
                     kvDigest?: (Uint8Array|null);
+
+                    /** PushKvCommit firstTokenId */
+                    firstTokenId?: (number|null);
+
+                    /** PushKvCommit firstTokenLogprob */
+                    firstTokenLogprob?: (number|null);
 
                     /** Unknown fields preserved while decoding when enabled */
                     $unknowns?: Uint8Array[];

@@ -6951,6 +6951,8 @@ export const opal = $root.opal = (() => {
                  * @property {number|null} [queueTimeUs] PrefillCompleted queueTimeUs
                  * @property {number|null} [energyJoules] PrefillCompleted energyJoules
                  * @property {opal.device.v1.PushReceipt.$Properties|null} [pushReceipt] PrefillCompleted pushReceipt
+                 * @property {number|null} [leaseExpiryUnixMs] PrefillCompleted leaseExpiryUnixMs
+                 * @property {number|null} [timeToFirstChunkUs] PrefillCompleted timeToFirstChunkUs
                  * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
                  */
 
@@ -7071,6 +7073,22 @@ export const opal = $root.opal = (() => {
                 PrefillCompleted.prototype.pushReceipt = null;
 
                 /**
+                 * PrefillCompleted leaseExpiryUnixMs.
+                 * @member {number} leaseExpiryUnixMs
+                 * @memberof opal.device.v1.PrefillCompleted
+                 * @instance
+                 */
+                PrefillCompleted.prototype.leaseExpiryUnixMs = 0;
+
+                /**
+                 * PrefillCompleted timeToFirstChunkUs.
+                 * @member {number} timeToFirstChunkUs
+                 * @memberof opal.device.v1.PrefillCompleted
+                 * @instance
+                 */
+                PrefillCompleted.prototype.timeToFirstChunkUs = 0;
+
+                /**
                  * Creates a new PrefillCompleted instance using the specified properties.
                  * @function create
                  * @memberof opal.device.v1.PrefillCompleted
@@ -7124,6 +7142,10 @@ export const opal = $root.opal = (() => {
                         w.uint32(/* id 10, wireType 1 =*/81).double(m.energyJoules);
                     if (m.pushReceipt != null && $Object.hasOwnProperty.call(m, "pushReceipt"))
                         $root.opal.device.v1.PushReceipt.encode(m.pushReceipt, w.uint32(/* id 11, wireType 2 =*/90).fork(), q + 1).ldelim();
+                    if (m.leaseExpiryUnixMs != null && $Object.hasOwnProperty.call(m, "leaseExpiryUnixMs") && (typeof m.leaseExpiryUnixMs === "object" ? m.leaseExpiryUnixMs.low || m.leaseExpiryUnixMs.high : m.leaseExpiryUnixMs !== 0))
+                        w.uint32(/* id 12, wireType 0 =*/96).uint64(m.leaseExpiryUnixMs);
+                    if (m.timeToFirstChunkUs != null && $Object.hasOwnProperty.call(m, "timeToFirstChunkUs") && (typeof m.timeToFirstChunkUs === "object" ? m.timeToFirstChunkUs.low || m.timeToFirstChunkUs.high : m.timeToFirstChunkUs !== 0))
+                        w.uint32(/* id 13, wireType 0 =*/104).uint64(m.timeToFirstChunkUs);
                     if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                         for (var i = 0; i < m.$unknowns.length; ++i)
                             w.raw(m.$unknowns[i]);
@@ -7262,6 +7284,24 @@ export const opal = $root.opal = (() => {
                                 if (u !== 2)
                                     break;
                                 m.pushReceipt = $root.opal.device.v1.PushReceipt.decode(r, r.size(), $undefined, q + 1, m.pushReceipt);
+                                continue;
+                            }
+                        case 12: {
+                                if (u !== 0)
+                                    break;
+                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                    m.leaseExpiryUnixMs = v;
+                                else
+                                    delete m.leaseExpiryUnixMs;
+                                continue;
+                            }
+                        case 13: {
+                                if (u !== 0)
+                                    break;
+                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                    m.timeToFirstChunkUs = v;
+                                else
+                                    delete m.timeToFirstChunkUs;
                                 continue;
                             }
                         }
@@ -12049,6 +12089,10 @@ export const opal = $root.opal = (() => {
              * @property {number} ERROR_REASON_DEADLINE_EXCEEDED=36 ERROR_REASON_DEADLINE_EXCEEDED value
              * @property {number} ERROR_REASON_CANCELLED=37 ERROR_REASON_CANCELLED value
              * @property {number} ERROR_REASON_INTERNAL=38 ERROR_REASON_INTERNAL value
+             * @property {number} ERROR_REASON_MODEL_CAPACITY_EXCEEDED=39 ERROR_REASON_MODEL_CAPACITY_EXCEEDED value
+             * @property {number} ERROR_REASON_MODEL_TOO_LARGE=40 ERROR_REASON_MODEL_TOO_LARGE value
+             * @property {number} ERROR_REASON_RECEIVER_BUSY=41 ERROR_REASON_RECEIVER_BUSY value
+             * @property {number} ERROR_REASON_INVALID_STATUS_DETAILS=42 ERROR_REASON_INVALID_STATUS_DETAILS value
              */
             v1.ErrorReason = (function() {
                 const valuesById = $Object.create(null), values = $Object.create(valuesById);
@@ -12091,6 +12135,10 @@ export const opal = $root.opal = (() => {
                 values[valuesById[36] = "ERROR_REASON_DEADLINE_EXCEEDED"] = 36;
                 values[valuesById[37] = "ERROR_REASON_CANCELLED"] = 37;
                 values[valuesById[38] = "ERROR_REASON_INTERNAL"] = 38;
+                values[valuesById[39] = "ERROR_REASON_MODEL_CAPACITY_EXCEEDED"] = 39;
+                values[valuesById[40] = "ERROR_REASON_MODEL_TOO_LARGE"] = 40;
+                values[valuesById[41] = "ERROR_REASON_RECEIVER_BUSY"] = 41;
+                values[valuesById[42] = "ERROR_REASON_INVALID_STATUS_DETAILS"] = 42;
                 return values;
             })();
 
@@ -12386,7 +12434,6 @@ export const opal = $root.opal = (() => {
                  * @property {string|null} [transferId] PushKvHeader transferId
                  * @property {string|null} [requestId] PushKvHeader requestId
                  * @property {opal.device.v1.KvDescriptor.$Properties|null} [descriptor] PushKvHeader descriptor
-                 * @property {number|null} [firstTokenId] PushKvHeader firstTokenId
                  * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
                  */
 
@@ -12404,7 +12451,6 @@ export const opal = $root.opal = (() => {
                  *   transferId?: string|null;
                  *   requestId?: string|null;
                  *   descriptor?: opal.device.v1.KvDescriptor.$Shape|null;
-                 *   firstTokenId?: number|null;
                  *   $unknowns?: Array.<Uint8Array>;
                  * }} opal.device.v1.PushKvHeader.$Shape
                  */
@@ -12449,14 +12495,6 @@ export const opal = $root.opal = (() => {
                 PushKvHeader.prototype.descriptor = null;
 
                 /**
-                 * PushKvHeader firstTokenId.
-                 * @member {number} firstTokenId
-                 * @memberof opal.device.v1.PushKvHeader
-                 * @instance
-                 */
-                PushKvHeader.prototype.firstTokenId = 0;
-
-                /**
                  * Creates a new PushKvHeader instance using the specified properties.
                  * @function create
                  * @memberof opal.device.v1.PushKvHeader
@@ -12494,8 +12532,6 @@ export const opal = $root.opal = (() => {
                         w.uint32(/* id 2, wireType 2 =*/18).string(m.requestId);
                     if (m.descriptor != null && $Object.hasOwnProperty.call(m, "descriptor"))
                         $root.opal.device.v1.KvDescriptor.encode(m.descriptor, w.uint32(/* id 3, wireType 2 =*/26).fork(), q + 1).ldelim();
-                    if (m.firstTokenId != null && $Object.hasOwnProperty.call(m, "firstTokenId") && m.firstTokenId !== 0)
-                        w.uint32(/* id 4, wireType 0 =*/32).uint32(m.firstTokenId);
                     if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                         for (var i = 0; i < m.$unknowns.length; ++i)
                             w.raw(m.$unknowns[i]);
@@ -12564,15 +12600,6 @@ export const opal = $root.opal = (() => {
                                 m.descriptor = $root.opal.device.v1.KvDescriptor.decode(r, r.size(), $undefined, q + 1, m.descriptor);
                                 continue;
                             }
-                        case 4: {
-                                if (u !== 0)
-                                    break;
-                                if (v = r.uint32())
-                                    m.firstTokenId = v;
-                                else
-                                    delete m.firstTokenId;
-                                continue;
-                            }
                         }
                         r.skipType(u, q, t);
                         if (!r.discardUnknown) {
@@ -12600,6 +12627,8 @@ export const opal = $root.opal = (() => {
                  * @typedef {Object} opal.device.v1.PushKvCommit.$Properties
                  * @property {number|null} [kvTotalBytes] PushKvCommit kvTotalBytes
                  * @property {Uint8Array|null} [kvDigest] PushKvCommit kvDigest
+                 * @property {number|null} [firstTokenId] PushKvCommit firstTokenId
+                 * @property {number|null} [firstTokenLogprob] PushKvCommit firstTokenLogprob
                  * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
                  */
 
@@ -12648,6 +12677,22 @@ export const opal = $root.opal = (() => {
                 PushKvCommit.prototype.kvDigest = $util.newBuffer([]);
 
                 /**
+                 * PushKvCommit firstTokenId.
+                 * @member {number} firstTokenId
+                 * @memberof opal.device.v1.PushKvCommit
+                 * @instance
+                 */
+                PushKvCommit.prototype.firstTokenId = 0;
+
+                /**
+                 * PushKvCommit firstTokenLogprob.
+                 * @member {number} firstTokenLogprob
+                 * @memberof opal.device.v1.PushKvCommit
+                 * @instance
+                 */
+                PushKvCommit.prototype.firstTokenLogprob = 0;
+
+                /**
                  * Creates a new PushKvCommit instance using the specified properties.
                  * @function create
                  * @memberof opal.device.v1.PushKvCommit
@@ -12683,6 +12728,10 @@ export const opal = $root.opal = (() => {
                         w.uint32(/* id 1, wireType 0 =*/8).uint64(m.kvTotalBytes);
                     if (m.kvDigest != null && $Object.hasOwnProperty.call(m, "kvDigest") && m.kvDigest.length)
                         w.uint32(/* id 2, wireType 2 =*/18).bytes(m.kvDigest);
+                    if (m.firstTokenId != null && $Object.hasOwnProperty.call(m, "firstTokenId") && m.firstTokenId !== 0)
+                        w.uint32(/* id 3, wireType 0 =*/24).uint32(m.firstTokenId);
+                    if (m.firstTokenLogprob != null && $Object.hasOwnProperty.call(m, "firstTokenLogprob") && !$Object.is(m.firstTokenLogprob, 0))
+                        w.uint32(/* id 4, wireType 5 =*/37).float(m.firstTokenLogprob);
                     if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                         for (var i = 0; i < m.$unknowns.length; ++i)
                             w.raw(m.$unknowns[i]);
@@ -12743,6 +12792,24 @@ export const opal = $root.opal = (() => {
                                     m.kvDigest = v;
                                 else
                                     delete m.kvDigest;
+                                continue;
+                            }
+                        case 3: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.uint32())
+                                    m.firstTokenId = v;
+                                else
+                                    delete m.firstTokenId;
+                                continue;
+                            }
+                        case 4: {
+                                if (u !== 5)
+                                    break;
+                                if (!$Object.is(v = r.float(), 0))
+                                    m.firstTokenLogprob = v;
+                                else
+                                    delete m.firstTokenLogprob;
                                 continue;
                             }
                         }

@@ -1,0 +1,34 @@
+/** TLS for a device client; with `certChainPem` and `privateKeyPem` it presents a client certificate (mutual TLS). */
+export interface ClientTlsOptions {
+  /** PEM CA bundle to verify the device; default the system roots. */
+  readonly caPem?: string | Uint8Array;
+  /** PEM client certificate chain, for mutual TLS. */
+  readonly certChainPem?: string | Uint8Array;
+  /** PEM client private key, for mutual TLS. */
+  readonly privateKeyPem?: string | Uint8Array;
+  /** Expected server name when it differs from the target host (e.g. "localhost" in tests). */
+  readonly serverNameOverride?: string;
+}
+
+/** HTTP/2 and gRPC channel settings, explicit because grpc-js's defaults throttle KV streams. */
+export interface ClientChannelOptions {
+  /** HTTP/2 flow-control window in bytes; default 16 MiB (grpc-js: 64 KiB). */
+  readonly flowControlWindowBytes?: number;
+  /** Largest message received or sent, in bytes; default 64 MiB (grpc-js: 4 MiB receive). */
+  readonly maxMessageBytes?: number;
+  /** Keepalive ping interval in ms; default 30,000 (never below the server's published 10,000). */
+  readonly keepaliveTimeMs?: number;
+  /** Keepalive acknowledgement timeout in ms; default 10,000. */
+  readonly keepaliveTimeoutMs?: number;
+}
+
+/** Options of `createDeviceClient`; every field is optional. */
+export interface DeviceClientOptions {
+  /** TLS; default plaintext. */
+  readonly tls?: ClientTlsOptions;
+  /** Bearer token sent as `authorization: Bearer <token>` on every call; never logged. */
+  readonly token?: string;
+  readonly channel?: ClientChannelOptions;
+  /** Deadline applied to calls that pass no `timeoutMs`, in ms; default none (streams) and 30,000 (unary calls). */
+  readonly defaultUnaryTimeoutMs?: number;
+}

@@ -1,0 +1,272 @@
+import {
+  type ChannelOptions,
+  Client,
+  type ClientReadableStream,
+  type CallOptions as GrpcCallOptions,
+  credentials as grpcCredentials,
+  Metadata,
+  type ServiceError,
+} from "@grpc/grpc-js";
+import { Code, createCallSignal, OpalError, toAbortError } from "@opal/core";
+import {
+  type DeviceCapabilities,
+  type DeviceInfo,
+  DRIVER_API_VERSION,
+  type DriverCallOptions,
+  type FetchEvent,
+  type LoadModelResult,
+  type ModelInfo,
+  type PrefillDriver,
+  type PrefillEvent,
+  type ProbeState,
+  type TelemetrySnapshot,
+} from "@opal/driver";
+import {
+  DeviceServiceDefinition as D,
+  fromGrpcStatus,
+  fromWireCapabilities,
+  fromWireFetchEvent,
+  fromWireInfo,
+  fromWireModel,
+  fromWirePrefillEvent,
+  fromWireTelemetry,
+  probeStateEnum,
+  toWireFetchRequest,
+  toWirePrefillRequest,
+} from "@opal/protocol";
+import type { DeviceClientOptions } from "./client-options";
+
+/** A remote device: the {@link PrefillDriver} interface over gRPC. */
+export interface DeviceClient extends PrefillDriver {
+  /** The target this client connects to. */
+  readonly target: string;
+}
+
+/** Default channel settings (see {@link DeviceClientOptions.channel}). */
+export const DEFAULT_CHANNEL = {
+  flowControlWindowBytes: 16 * 1024 * 1024,
+  maxMessageBytes: 64 * 1024 * 1024,
+  keepaliveTimeMs: 30_000,
+  keepaliveTimeoutMs: 10_000,
+} as const;
+
+type Method = (typeof D)[keyof typeof D];
+type Req<M extends Method> = Parameters<M["requestSerialize"]>[0];
+type Res<M extends Method> = ReturnType<M["responseDeserialize"]>;
+
+/**
+ * Connects to a device at `target` (`host:port`, or any grpc-js target such as `dns:///name:port`).
+ * The connection is made lazily on the first call. Every failure is an `OpalError` with the device's
+ * code, reason and retry delay; no grpc-js type appears in the result.
+ */
+export function createDeviceClient(
+  target: string,
+  options: DeviceClientOptions = {},
+): DeviceClient {
+  const channel = { ...DEFAULT_CHANNEL, ...options.channel };
+  const channelOptions: ChannelOptions = {
+    "grpc.max_receive_message_length": channel.maxMessageBytes,
+    "grpc.max_send_message_length": channel.maxMessageBytes,
+    "grpc-node.flow_control_window": channel.flowControlWindowBytes,
+    "grpc.keepalive_time_ms": channel.keepaliveTimeMs,
+    "grpc.keepalive_timeout_ms": channel.keepaliveTimeoutMs,
+    ...(options.tls?.serverNameOverride
+      ? { "grpc.ssl_target_name_override": options.tls.serverNameOverride }
+      : {}),
+  };
+  const tls = options.tls;
+  const creds = tls
+    ? grpcCredentials.createSsl(
+        tls.caPem ? Buffer.from(tls.caPem) : null,
+        tls.privateKeyPem ? Buffer.from(tls.privateKeyPem) : null,
+        tls.certChainPem ? Buffer.from(tls.certChainPem) : null,
+      )
+    : grpcCredentials.createInsecure();
+  const client = new Client(target, creds, channelOptions);
+  const unaryTimeoutMs = options.defaultUnaryTimeoutMs ?? 30_000;
+  let closed = false;
+
+  const metadata = () => {
+    const m = new Metadata();
+    if (options.token) m.set("authorization", `Bearer ${options.token}`);
+    return m;
+  };
+
+  const assertOpen = () => {
+    if (closed) throw new OpalError(Code.UNAVAILABLE, `client for ${target} is closed`);
+  };
+
+  function unary<M extends Method>(
+    method: M,
+    request: Req<M>,
+    call: DriverCallOptions = {},
+  ): Promise<Res<M>> {
+    assertOpen();
+    const scope = createCallSignal({ ...call, timeoutMs: call.timeoutMs ?? unaryTimeoutMs });
+    return new Promise<Res<M>>((resolve, reject) => {
+      if (scope.signal.aborted) return reject(toAbortError(scope.signal.reason));
+      const pending = client.makeUnaryRequest(
+        method.path,
+        method.requestSerialize as (value: Req<M>) => Buffer,
+        method.responseDeserialize as (value: Buffer) => Res<M>,
+        request,
+        metadata(),
+        grpcOptions(call, unaryTimeoutMs),
+        (error, response) => {
+          scope.signal.removeEventListener("abort", onAbort);
+          scope.dispose();
+          if (error)
+            reject(scope.signal.aborted ? toAbortError(scope.signal.reason) : toOpalError(error));
+          else resolve(response as Res<M>);
+        },
+      );
+      const onAbort = () => pending.cancel();
+      scope.signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  async function* serverStream<M extends Method, E>(
+    method: M,
+    request: Req<M>,
+    map: (message: Res<M>) => E,
+    call: DriverCallOptions = {},
+  ): AsyncGenerator<E> {
+    assertOpen();
+    const scope = createCallSignal(call);
+    const stream: ClientReadableStream<Res<M>> = client.makeServerStreamRequest(
+      method.path,
+      method.requestSerialize as (value: Req<M>) => Buffer,
+      method.responseDeserialize as (value: Buffer) => Res<M>,
+      request,
+      metadata(),
+      grpcOptions(call),
+    );
+    const onAbort = () => stream.cancel();
+    scope.signal.addEventListener("abort", onAbort, { once: true });
+    let finished = false;
+    try {
+      // The stream's async iterator pulls: while we do not ask, HTTP/2 flow control holds the device.
+      for await (const message of stream) yield map(message as Res<M>);
+      finished = true;
+    } catch (error) {
+      if (scope.signal.aborted) throw toAbortError(scope.signal.reason);
+      throw toOpalError(error);
+    } finally {
+      scope.signal.removeEventListener("abort", onAbort);
+      scope.dispose();
+      if (!finished) stream.cancel();
+    }
+  }
+
+  return {
+    target,
+    driverApiVersion: DRIVER_API_VERSION,
+    async getInfo(call): Promise<DeviceInfo> {
+      return fromWireInfo(await unary(D.getInfo, {}, call));
+    },
+    async getCapabilities(call): Promise<DeviceCapabilities> {
+      const response = await unary(D.getCapabilities, {}, call);
+      return fromWireCapabilities(response.capabilities ?? {});
+    },
+    async probe(call): Promise<ProbeState> {
+      return probeStateEnum.fromWire((await unary(D.probe, {}, call)).state, "state");
+    },
+    async listModels(call): Promise<readonly ModelInfo[]> {
+      return (await unary(D.listModels, {}, call)).models.map(fromWireModel);
+    },
+    loadModel(request, call): Promise<LoadModelResult> {
+      return loadModel(client, metadata(), request, call, unaryTimeoutMs, assertOpen);
+    },
+    async unloadModel(modelId, call) {
+      return { wasLoaded: (await unary(D.unloadModel, { modelId }, call)).wasLoaded };
+    },
+    prefill(request, call): AsyncIterable<PrefillEvent> {
+      return serverStream(D.prefill, toWirePrefillRequest(request), fromWirePrefillEvent, call);
+    },
+    fetchKv(request, call): AsyncIterable<FetchEvent> {
+      return serverStream(D.fetchKv, toWireFetchRequest(request), fromWireFetchEvent, call);
+    },
+    async releaseKv(kvHandle, call) {
+      return { released: (await unary(D.releaseKv, { kvHandle }, call)).released };
+    },
+    watchTelemetry(request, call): AsyncIterable<TelemetrySnapshot> {
+      return serverStream(
+        D.watchTelemetry,
+        { intervalMs: request.intervalMs ?? 0 },
+        (m) => fromWireTelemetry(m.snapshot ?? {}),
+        call,
+      );
+    },
+    async close() {
+      closed = true;
+      client.close();
+    },
+  };
+}
+
+async function loadModel(
+  client: Client,
+  metadata: Metadata,
+  request: Parameters<PrefillDriver["loadModel"]>[0],
+  call: DriverCallOptions = {},
+  unaryTimeoutMs: number,
+  assertOpen: () => void,
+): Promise<LoadModelResult> {
+  assertOpen();
+  const scope = createCallSignal({ ...call, timeoutMs: call.timeoutMs ?? unaryTimeoutMs * 10 });
+  try {
+    return await new Promise<LoadModelResult>((resolve, reject) => {
+      const stream = client.makeClientStreamRequest(
+        D.loadModel.path,
+        D.loadModel.requestSerialize,
+        D.loadModel.responseDeserialize,
+        metadata,
+        grpcOptions(call, unaryTimeoutMs * 10),
+        (error, response) => {
+          if (error)
+            reject(scope.signal.aborted ? toAbortError(scope.signal.reason) : toOpalError(error));
+          else
+            resolve({
+              model: fromWireModel(response!.model ?? {}),
+              alreadyLoaded: response!.alreadyLoaded,
+            });
+        },
+      );
+      scope.signal.addEventListener("abort", () => stream.cancel(), { once: true });
+      (async () => {
+        stream.write({
+          header: {
+            modelId: request.modelId,
+            configJson: request.configJson,
+            weightsByteLength: request.weightsByteLength ?? 0,
+            weightsSha256: request.weightsSha256 ?? "",
+            deviceLocalRef: request.deviceLocalRef ?? "",
+          },
+        });
+        for await (const chunk of request.weights ?? []) {
+          if (!stream.write({ weightsChunk: chunk })) {
+            await new Promise((resolve) => stream.once("drain", resolve));
+          }
+        }
+        stream.end();
+      })().catch((error) => {
+        stream.cancel();
+        reject(OpalError.from(error));
+      });
+    });
+  } finally {
+    scope.dispose();
+  }
+}
+
+function grpcOptions(call: DriverCallOptions, fallbackTimeoutMs?: number): GrpcCallOptions {
+  const timeoutMs = call.timeoutMs ?? fallbackTimeoutMs;
+  return timeoutMs === undefined ? {} : { deadline: Date.now() + timeoutMs };
+}
+
+function toOpalError(error: unknown): OpalError {
+  if (error instanceof OpalError) return error;
+  const status = error as Partial<ServiceError>;
+  if (typeof status.code === "number") return fromGrpcStatus(status);
+  return OpalError.from(error);
+}

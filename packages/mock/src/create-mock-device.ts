@@ -1,0 +1,633 @@
+import { createHash, randomBytes } from "node:crypto";
+import { Code, createCallSignal, OpalError, Reason, sleep, throwIfAborted } from "@opal/core";
+import {
+  type DeviceCapabilities,
+  type DeviceInfo,
+  DRIVER_API_VERSION,
+  type DriverCallOptions,
+  type FetchEvent,
+  type FetchKvRequest,
+  type LoadModelRequest,
+  type LoadModelResult,
+  type ModelInfo,
+  type PrefillDriver,
+  type PrefillEvent,
+  type PrefillRequest,
+  type PrefillStats,
+  type TelemetrySnapshot,
+  validatePrefillRequest,
+} from "@opal/driver";
+import {
+  cacheByteLength,
+  computeBlockHashes,
+  crc32cOf,
+  createKvChunker,
+  digestKvCache,
+  type KvCache,
+  type KvChunk,
+  type KvDescriptor,
+  partByteLength,
+  partsOf,
+} from "@opal/kv";
+import { createSeededSampler, decodeHfCheckpoint, sampleGreedy } from "@opal/reference";
+import { createDeviceSlots } from "./device-slots";
+import { createFaultInjector, type FaultConfig, type FaultInjector } from "./fault-injector";
+import {
+  createNamedMockModel,
+  createUploadedMockModel,
+  type MockModel,
+  parseHfConfig,
+} from "./mock-model";
+import {
+  type MockProfile,
+  type MockProfileName,
+  mockProfile,
+  simulatedTimeUs,
+} from "./mock-profile";
+import { createPrefixCache } from "./prefix-cache";
+import { createRetentionStore } from "./retention-store";
+
+/** Limits of the simulated device; each documents its default. */
+export interface MockDeviceLimits {
+  /** Prefills computed at once; default 4. */
+  readonly maxConcurrentPrefills?: number;
+  /** Prefills waiting for a slot before DEVICE_BUSY; default 16. */
+  readonly maxQueuedPrefills?: number;
+  /** Longest prompt, in tokens; default 8,192. */
+  readonly maxPromptTokens?: number;
+  /** Chunk size when the caller does not ask, in bytes; default 1 MiB. */
+  readonly preferredChunkBytes?: number;
+  /** Largest chunk, in bytes; default 4 MiB. */
+  readonly maxChunkBytes?: number;
+  /** Longest retention lease, in seconds; default 600. */
+  readonly maxRetentionSeconds?: number;
+  /** Retention budget over all tenants, in bytes; default 1 GiB. */
+  readonly maxRetainedBytes?: number;
+}
+
+/** Options of {@link createMockDevice}; every field is optional. */
+export interface MockDeviceOptions {
+  /** Timing, power and numerics; a built-in name or a custom profile; default "instant". */
+  readonly profile?: MockProfileName | MockProfile;
+  /** Models loaded at start, by name (`opal-tiny`, `opal-small`, `llama-3-8b`, …); default none. */
+  readonly models?: readonly string[];
+  /** Faults to inject; default none. Change them at run time with `setFaults`. */
+  readonly faults?: FaultConfig;
+  readonly limits?: MockDeviceLimits;
+  /** Device id reported by GetInfo; default a random id. */
+  readonly deviceId?: string;
+  /** Clock in ms since the Unix epoch (leases); default `Date.now`. */
+  readonly now?: () => number;
+}
+
+/** The simulated device: a {@link PrefillDriver} with run-time fault control and counters. */
+export interface MockDevice extends PrefillDriver {
+  readonly profile: MockProfile;
+  /** Replaces the fault configuration (effective for the next calls). */
+  setFaults(faults: FaultConfig): void;
+  /** Counters since start. */
+  readonly stats: {
+    readonly prefillsStarted: number;
+    readonly prefillsCompleted: number;
+    readonly faultsInjected: number;
+    readonly retainedKvBytes: number;
+    readonly activePrefills: number;
+  };
+}
+
+const MIB = 1024 * 1024;
+
+/** Creates an Iris-style mock prefill device (see docs/guides/mock.md). */
+export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
+  const profile =
+    typeof options.profile === "object"
+      ? options.profile
+      : mockProfile(options.profile ?? "instant");
+  const now = options.now ?? Date.now;
+  const limits = options.limits ?? {};
+  const capabilities: DeviceCapabilities = {
+    dtypes: ["f32", "f16", "bf16", "fp8_e4m3fn", "fp8_e5m2", "int8"],
+    layouts: ["nhd", "hnd"],
+    scaleSchemes: ["per_tensor", "per_token", "per_head"],
+    blockSizesTokens: [16, 32, 64, 128, 256],
+    maxPromptTokens: limits.maxPromptTokens ?? 8192,
+    maxConcurrentPrefills: limits.maxConcurrentPrefills ?? 4,
+    maxQueuedPrefills: limits.maxQueuedPrefills ?? 16,
+    preferredChunkBytes: limits.preferredChunkBytes ?? MIB,
+    maxChunkBytes: limits.maxChunkBytes ?? 4 * MIB,
+    maxMessageBytes: (limits.maxChunkBytes ?? 4 * MIB) + 64 * 1024,
+    retention: {
+      maxRetentionSeconds: limits.maxRetentionSeconds ?? 600,
+      maxRetainedBytes: limits.maxRetainedBytes ?? 1024 * MIB,
+    },
+    features: {
+      resume: true,
+      push: false,
+      prefixCache: true,
+      decoderPrefix: true,
+      seededSampling: true,
+      compressionCodecs: [],
+    },
+    numerics: profile.numerics,
+    dataPlanes: ["inline"],
+    maxModelBytes: 2048 * MIB,
+    transports: [],
+  };
+  const info: DeviceInfo = {
+    protocolVersion: "1.0.0",
+    vendor: "OPAL",
+    product: `Iris-style mock device (${profile.name})`,
+    firmwareVersion: "mock-1",
+    driverVersion: "0.1.0",
+    deviceId: options.deviceId ?? `mock-${randomBytes(4).toString("hex")}`,
+    extensions: [],
+  };
+
+  const models = new Map<string, MockModel>();
+  for (const name of options.models ?? []) models.set(name, createNamedMockModel(name));
+  let faults: FaultInjector = createFaultInjector(options.faults);
+  const slots = createDeviceSlots(
+    capabilities.maxConcurrentPrefills,
+    capabilities.maxQueuedPrefills,
+  );
+  const store = createRetentionStore(capabilities.retention.maxRetainedBytes, now);
+  const prefixCache = createPrefixCache(100_000);
+  const requests = new Map<string, { bodyHash: string; handle: string; stats?: PrefillStats }>();
+  const startedAtMs = now();
+  let activeEnergyJoules = 0;
+  let started = 0;
+  let completed = 0;
+  let closed = false;
+
+  /** Common entry of every RPC: closed check, injected latency and errors, call signal. */
+  async function enter(rpc: string, call: DriverCallOptions = {}) {
+    if (closed)
+      throw new OpalError(Code.UNAVAILABLE, "device is closed", { reason: Reason.SHUTTING_DOWN });
+    const scope = createCallSignal(call);
+    try {
+      const latency = faults.latencyMs();
+      if (latency > 0) await sleep(latency, scope.signal);
+      const injected = faults.errorFor(rpc);
+      if (injected) throw injected;
+    } catch (error) {
+      scope.dispose();
+      throw error;
+    }
+    return { scope, tenant: call.tenant ?? "default" };
+  }
+
+  async function unary<T>(
+    rpc: string,
+    call: DriverCallOptions | undefined,
+    run: (tenant: string) => T | Promise<T>,
+  ) {
+    const { scope, tenant } = await enter(rpc, call);
+    try {
+      return await run(tenant);
+    } finally {
+      scope.dispose();
+    }
+  }
+
+  function tryGet(tenant: string, handle: string) {
+    try {
+      return store.get(tenant, handle);
+    } catch {
+      return undefined;
+    }
+  }
+
+  function throttle(): number {
+    return faults.throttle(profile.activePowerWatts);
+  }
+
+  async function* prefill(
+    request: PrefillRequest,
+    call?: DriverCallOptions,
+  ): AsyncGenerator<PrefillEvent> {
+    const { scope, tenant } = await enter("Prefill", call);
+    const signal = scope.signal;
+    const acceptedAt = performance.now();
+    try {
+      const model = models.get(request.modelId);
+      const valid = validatePrefillRequest(request, { capabilities, model: model?.info });
+      const tokens = request.promptTokenIds;
+      const idKey = `${tenant}\0${request.requestId}`;
+      const bodyHash = hashBody(request);
+      const prior = requests.get(idKey);
+      if (prior && prior.bodyHash !== bodyHash) {
+        throw new OpalError(
+          Code.ALREADY_EXISTS,
+          `request_id ${JSON.stringify(request.requestId)} was used with a different request`,
+          { reason: Reason.REQUEST_ID_CONFLICT },
+        );
+      }
+      const retained = prior?.stats ? tryGet(tenant, prior.handle) : undefined;
+      if (prior?.stats && retained) {
+        // Same id, same body, cache still retained: the same result, from the retained cache (PF-7).
+        yield {
+          type: "accepted",
+          kvHandle: prior.handle,
+          descriptor: retained.cache.descriptor,
+          leaseExpiryUnixMs: retained.leaseExpiryUnixMs,
+          queueTimeUs: 0,
+        };
+        const chunker = createKvChunker(retained.cache.descriptor, {
+          maxChunkBytes: valid.chunkBytes,
+        });
+        for (let layer = 0; layer < retained.cache.descriptor.numLayers; layer++) {
+          for (const chunk of chunker.chunkLayer(retained.cache.layer(layer))) {
+            throwIfAborted(signal);
+            yield { type: "chunk", chunk };
+          }
+        }
+        yield {
+          type: "completed",
+          stats: { ...prior.stats, leaseExpiryUnixMs: retained.leaseExpiryUnixMs },
+        };
+        return;
+      }
+      const slot = await slots.acquire(signal);
+      started++;
+      try {
+        const blockSize = request.kvFormat.blockSizeTokens;
+        // Tenants never share prefixes: the tenant is part of the salt (docs/protocol/security.md).
+        const salt = `${tenant}\0${request.cacheSalt ?? ""}`;
+        const hashes = computeBlockHashes(tokens, { blockSizeTokens: blockSize, cacheSalt: salt });
+        const decoderSkip = decoderPrefixTokens(
+          request,
+          valid.decoderPrefixTokens,
+          tokens,
+          blockSize,
+        );
+        const hitTokens = Math.min(prefixCache.matchBlocks(hashes) * blockSize, tokens.length - 1);
+        const descriptor: KvDescriptor = {
+          modelFingerprint: model!.info.fingerprint,
+          numLayers: model!.info.numLayers,
+          attention: model!.info.attention,
+          headRange: valid.headRange,
+          dtype: request.kvFormat.dtype,
+          scaleScheme: request.kvFormat.scaleScheme,
+          layout: request.kvFormat.layout,
+          tokenStart: decoderSkip,
+          tokenCount: tokens.length - decoderSkip,
+          blockSizeTokens: blockSize,
+          numerics: profile.numerics,
+        };
+        throwIfAborted(signal);
+        const sampler =
+          request.sampling?.mode === "seeded" ? createSeededSampler(request.sampling) : undefined;
+        const output = model!.prefill(
+          tokens,
+          descriptor,
+          (l) => (sampler ? sampler.sample(l) : sampleGreedy(l)),
+          signal,
+        );
+        const deviceTimeUs = simulatedTimeUs(
+          profile,
+          model!.flops(tokens.length - hitTokens, hitTokens),
+          throttle(),
+        );
+        const energyJoules =
+          (Math.min(profile.activePowerWatts, faults.config.powerCapWatts ?? Infinity) *
+            deviceTimeUs) /
+          1e6;
+        const kvHandle = randomBytes(16).toString("base64url");
+        const leaseExpiryUnixMs =
+          valid.retentionSeconds > 0 ? now() + valid.retentionSeconds * 1000 : 0;
+        const digest = digestKvCache(output.cache);
+        if (valid.retentionSeconds > 0) {
+          store.retain(kvHandle, { tenant, cache: output.cache, digest, leaseExpiryUnixMs });
+        }
+        requests.set(idKey, { bodyHash, handle: kvHandle });
+        if (requests.size > 10_000) requests.delete(requests.keys().next().value as string);
+        yield {
+          type: "accepted",
+          kvHandle,
+          descriptor,
+          leaseExpiryUnixMs,
+          queueTimeUs: slot.queueTimeUs,
+        };
+
+        const layerTimeMs = deviceTimeUs / 1000 / descriptor.numLayers;
+        const plan = faults.streamFaults();
+        const chunker = createKvChunker(descriptor, { maxChunkBytes: valid.chunkBytes });
+        let sent = 0;
+        let firstChunkUs = 0;
+        for (let layer = 0; layer < descriptor.numLayers; layer++) {
+          // Each layer is released when its simulated compute finishes: streaming overlaps compute.
+          if (layerTimeMs > 0) await sleep(layerTimeMs, signal);
+          for (const chunk of chunker.chunkLayer(output.cache.layer(layer))) {
+            throwIfAborted(signal);
+            sent++;
+            if (plan.stallAfter !== undefined && sent === plan.stallAfter + 1) {
+              faults.count();
+              await sleep(plan.stallMs, signal);
+            }
+            if (plan.abortAfter !== undefined && sent === plan.abortAfter + 1) {
+              faults.count();
+              throw new OpalError(
+                Code.UNAVAILABLE,
+                `injected fault: stream aborted after ${plan.abortAfter} chunks`,
+                {
+                  reason: Reason.DEVICE_FAULT,
+                  retryDelayMs: 10,
+                },
+              );
+            }
+            if (firstChunkUs === 0)
+              firstChunkUs = Math.round((performance.now() - acceptedAt) * 1000);
+            yield {
+              type: "chunk",
+              chunk: sent === plan.corruptAt ? corrupt(chunk, faults) : chunk,
+            };
+          }
+        }
+        prefixCache.insert(hashes);
+        activeEnergyJoules += energyJoules;
+        completed++;
+        const stats: PrefillStats = {
+          promptTokens: tokens.length,
+          prefixCacheHitTokens: hitTokens,
+          decoderPrefixTokens: decoderSkip,
+          firstTokenId: output.firstTokenId,
+          firstTokenLogprob: output.firstTokenLogprob,
+          kvTotalBytes: cacheByteLength(descriptor),
+          kvDigest: digest,
+          deviceTimeUs: Math.round(deviceTimeUs),
+          queueTimeUs: slot.queueTimeUs,
+          energyJoules,
+          leaseExpiryUnixMs,
+          timeToFirstChunkUs: firstChunkUs,
+        };
+        requests.set(idKey, { bodyHash, handle: kvHandle, stats });
+        yield { type: "completed", stats };
+      } finally {
+        slot.release();
+      }
+    } finally {
+      scope.dispose();
+    }
+  }
+
+  async function* fetchKv(
+    request: FetchKvRequest,
+    call?: DriverCallOptions,
+  ): AsyncGenerator<FetchEvent> {
+    const { scope, tenant } = await enter("FetchKv", call);
+    try {
+      const entry = store.get(tenant, request.kvHandle);
+      const descriptor = entry.cache.descriptor;
+      const chunkBytes = request.maxChunkBytes || capabilities.preferredChunkBytes;
+      if (chunkBytes > capabilities.maxChunkBytes) {
+        throw new OpalError(
+          Code.INVALID_ARGUMENT,
+          `max_chunk_bytes: expected 1..${capabilities.maxChunkBytes}, got ${chunkBytes}`,
+          {
+            reason: Reason.INVALID_FIELD,
+            fieldViolations: [
+              {
+                field: "max_chunk_bytes",
+                description: `expected 1..${capabilities.maxChunkBytes}`,
+              },
+            ],
+          },
+        );
+      }
+      const start = resumePosition(descriptor, request.resumeFrom);
+      yield { type: "accepted", descriptor, leaseExpiryUnixMs: entry.leaseExpiryUnixMs };
+      const chunker = createKvChunker(descriptor, { maxChunkBytes: chunkBytes });
+      const parts = partsOf(descriptor);
+      for (let layer = start.layer; layer < descriptor.numLayers; layer++) {
+        for (const [index, part] of parts.entries()) {
+          if (layer === start.layer && index < start.partIndex) continue;
+          const data = entry.cache.part(layer, part);
+          const from = layer === start.layer && index === start.partIndex ? start.offsetBytes : 0;
+          for (const chunk of chunker.chunkPart(layer, part, data)) {
+            if (chunk.offsetBytes + chunk.data.byteLength <= from) continue;
+            throwIfAborted(scope.signal);
+            yield {
+              type: "chunk",
+              chunk: chunk.offsetBytes >= from ? chunk : sliceChunk(chunk, from),
+            };
+          }
+        }
+      }
+      yield {
+        type: "completed",
+        kvTotalBytes: cacheByteLength(descriptor),
+        kvDigest: entry.digest,
+      };
+    } finally {
+      scope.dispose();
+    }
+  }
+
+  async function* watchTelemetry(
+    request: { intervalMs?: number },
+    call?: DriverCallOptions,
+  ): AsyncGenerator<TelemetrySnapshot> {
+    const { scope } = await enter("WatchTelemetry", call);
+    try {
+      const interval = Math.max(50, request.intervalMs || 1000);
+      for (;;) {
+        yield snapshot();
+        await sleep(interval, scope.signal);
+      }
+    } finally {
+      scope.dispose();
+    }
+  }
+
+  function snapshot(): TelemetrySnapshot {
+    const utilization = slots.active / capabilities.maxConcurrentPrefills;
+    const cap = faults.config.powerCapWatts;
+    const active = Math.min(profile.activePowerWatts, cap ?? Infinity);
+    const powerWatts = profile.idlePowerWatts + (active - profile.idlePowerWatts) * utilization;
+    const idleJoules = (profile.idlePowerWatts * (now() - startedAtMs)) / 1000;
+    const throttled = throttle() < 1;
+    return {
+      timestampUnixMs: now(),
+      utilization,
+      queueDepth: slots.queued,
+      activePrefills: slots.active,
+      retainedKvBytes: store.byteLength,
+      powerWatts,
+      energyJoulesTotal: idleJoules + activeEnergyJoules,
+      temperatureCelsius: 35 + 40 * utilization,
+      conditions: throttled
+        ? [
+            {
+              name: "POWER_CAPPED",
+              severity: "warning",
+              message: `power capped at ${cap} W, throughput x${throttle().toFixed(2)}`,
+            },
+          ]
+        : [],
+    };
+  }
+
+  return {
+    driverApiVersion: DRIVER_API_VERSION,
+    profile,
+    get stats() {
+      return {
+        prefillsStarted: started,
+        prefillsCompleted: completed,
+        faultsInjected: faults.injected,
+        retainedKvBytes: store.byteLength,
+        activePrefills: slots.active,
+      };
+    },
+    setFaults(config) {
+      faults = createFaultInjector(config);
+    },
+    getInfo: (call) => unary("GetInfo", call, () => info),
+    getCapabilities: (call) => unary("GetCapabilities", call, () => capabilities),
+    probe: (call) => unary("Probe", call, () => "ready" as const),
+    listModels: (call) =>
+      unary("ListModels", call, (): ModelInfo[] => [...models.values()].map((m) => m.info)),
+    loadModel: (request, call) => unary("LoadModel", call, () => loadModel(request)),
+    unloadModel: (modelId, call) =>
+      unary("UnloadModel", call, () => ({ wasLoaded: models.delete(modelId) })),
+    prefill,
+    fetchKv,
+    releaseKv: (kvHandle, call) =>
+      unary("ReleaseKv", call, (tenant) => ({ released: store.release(tenant, kvHandle) })),
+    watchTelemetry,
+    async close() {
+      closed = true;
+    },
+  };
+
+  async function loadModel(request: LoadModelRequest): Promise<LoadModelResult> {
+    if (!/^[A-Za-z0-9._:/-]{1,128}$/.test(request.modelId)) {
+      throw new OpalError(
+        Code.INVALID_ARGUMENT,
+        `model_id: expected 1-128 characters of [A-Za-z0-9._:/-], got ${JSON.stringify(request.modelId)}`,
+        {
+          reason: Reason.INVALID_FIELD,
+          fieldViolations: [
+            { field: "model_id", description: "expected 1-128 characters of [A-Za-z0-9._:/-]" },
+          ],
+        },
+      );
+    }
+    let model: MockModel;
+    if (request.deviceLocalRef) {
+      model = { ...createNamedMockModel(request.deviceLocalRef) };
+      model = { ...model, info: { ...model.info, modelId: request.modelId } };
+    } else {
+      parseHfConfig(request.configJson);
+      const pieces: Uint8Array[] = [];
+      for await (const piece of request.weights ?? []) pieces.push(piece);
+      let weights: Parameters<typeof createUploadedMockModel>[1];
+      try {
+        weights = decodeHfCheckpoint({
+          configJson: request.configJson,
+          safetensors: Buffer.concat(pieces),
+        });
+      } catch (error) {
+        throw new OpalError(Code.INVALID_ARGUMENT, `weights: ${(error as Error).message}`, {
+          reason: Reason.MODEL_WEIGHTS_INVALID,
+          cause: error,
+        });
+      }
+      model = createUploadedMockModel(request.modelId, weights);
+    }
+    const existing = models.get(request.modelId);
+    if (existing) {
+      if (existing.info.fingerprint === model.info.fingerprint)
+        return { model: existing.info, alreadyLoaded: true };
+      throw new OpalError(
+        Code.ALREADY_EXISTS,
+        `model_id ${JSON.stringify(request.modelId)} holds a different model`,
+        {
+          reason: Reason.MODEL_ID_CONFLICT,
+        },
+      );
+    }
+    models.set(request.modelId, model);
+    return { model: model.info, alreadyLoaded: false };
+  }
+}
+
+/** Tokens the decoder holds: `numTokens`, or the leading blocks whose hashes it listed. */
+function decoderPrefixTokens(
+  request: PrefillRequest,
+  numTokens: number,
+  tokens: Uint32Array,
+  blockSize: number,
+): number {
+  const hashes = request.decoderPrefix?.blockHashes;
+  if (!hashes?.length) return numTokens;
+  const ours = computeBlockHashes(tokens, {
+    blockSizeTokens: blockSize,
+    ...(request.cacheSalt ? { cacheSalt: request.cacheSalt } : {}),
+  });
+  let blocks = 0;
+  while (
+    blocks < hashes.length &&
+    blocks < ours.length &&
+    Buffer.compare(hashes[blocks]!, ours[blocks]!) === 0
+  )
+    blocks++;
+  return Math.min(blocks * blockSize, tokens.length - 1);
+}
+
+function resumePosition(descriptor: KvDescriptor, from: FetchKvRequest["resumeFrom"]) {
+  if (!from) return { layer: 0, partIndex: 0, offsetBytes: 0 };
+  const parts = partsOf(descriptor);
+  const partIndex = from.part ? parts.indexOf(from.part) : 0;
+  const invalid = (why: string) =>
+    new OpalError(Code.OUT_OF_RANGE, `resume_from: ${why}`, {
+      reason: Reason.RESUME_POSITION_INVALID,
+      fieldViolations: [{ field: "resume_from", description: why }],
+    });
+  if (!Number.isInteger(from.layer) || from.layer < 0 || from.layer >= descriptor.numLayers) {
+    throw invalid(`layer ${from.layer} out of range (cache has ${descriptor.numLayers} layers)`);
+  }
+  if (partIndex < 0) throw invalid(`part ${from.part} is not one of ${parts.join(", ")}`);
+  const partBytes = partByteLength(descriptor, parts[partIndex]!);
+  if (!from.part && from.offsetBytes !== 0) throw invalid("an offset needs a part");
+  if (from.offsetBytes < 0 || from.offsetBytes >= partBytes) {
+    throw invalid(
+      `offset ${from.offsetBytes} outside part ${parts[partIndex]} of ${partBytes} bytes`,
+    );
+  }
+  return { layer: from.layer, partIndex, offsetBytes: from.offsetBytes };
+}
+
+function sliceChunk(chunk: KvChunk, from: number): KvChunk {
+  const data = chunk.data.subarray(from - chunk.offsetBytes);
+  return { ...chunk, offsetBytes: from, data, crc32c: crc32cOf(data) };
+}
+
+function corrupt(chunk: KvChunk, faults: FaultInjector): KvChunk {
+  faults.count();
+  const data = Uint8Array.from(chunk.data);
+  const middle = data.length >> 1;
+  data[middle] = (data[middle] ?? 0) ^ 0xff;
+  return { ...chunk, data };
+}
+
+/** The request without its id, canonically: equal bodies hash equal. */
+function hashBody(request: PrefillRequest): string {
+  const { requestId: _, promptTokenIds, ...rest } = request;
+  return createHash("sha256")
+    .update(canonicalJson({ ...rest, promptTokenIds: Array.from(promptTokenIds) }))
+    .digest("hex");
+}
+
+/** JSON with object keys sorted at every depth and byte arrays as hex, for hashing. */
+function canonicalJson(value: unknown): string {
+  if (value instanceof Uint8Array) return JSON.stringify(Buffer.from(value).toString("hex"));
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : 1));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}

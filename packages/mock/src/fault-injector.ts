@@ -1,0 +1,143 @@
+import { Code, isCode, OpalError, Reason } from "@opal/core";
+
+/** An injected error for one RPC: with probability `rate`, fail with `code` and `reason`. */
+export interface ErrorFault {
+  /** Probability in [0, 1]. */
+  readonly rate: number;
+  /** gRPC code name or number; default UNAVAILABLE. */
+  readonly code?: number | keyof typeof Code;
+  /** Protocol reason; default DEVICE_FAULT. */
+  readonly reason?: string;
+}
+
+/**
+ * Faults of the mock device, all deterministic for a given `seed`. Every field is optional; an
+ * empty object injects nothing. docs/guides/mock.md lists what a client sees for each.
+ */
+export interface FaultConfig {
+  /** Seed of the fault PRNG; default 1. */
+  readonly seed?: number;
+  /** Errors by RPC name (`Prefill`, `FetchKv`, `GetInfo`, …), raised before the call does anything. */
+  readonly errors?: Readonly<Record<string, ErrorFault>>;
+  /** Added latency before every RPC, in ms; default 0. */
+  readonly latencyMs?: number;
+  /** Uniform jitter added to `latencyMs`, in ms (0..jitterMs); default 0. */
+  readonly jitterMs?: number;
+  /** Abort prefill streams with UNAVAILABLE after this many chunks (0 = off). */
+  readonly abortAfterChunks?: number;
+  /** Probability that a prefill stream is aborted (with `abortAfterChunks`); default 1. */
+  readonly abortRate?: number;
+  /** Corrupt one byte of the chunk with this 1-based index of each prefill (its CRC stays the original). */
+  readonly corruptChunk?: number;
+  /** Probability that a prefill gets the corrupt chunk; default 1. */
+  readonly corruptRate?: number;
+  /** Stall prefill streams for `stallMs` after this many chunks (0 = off). */
+  readonly stallAfterChunks?: number;
+  /** Duration of a stall, in ms; default 60,000 (a stalled producer, until the caller's deadline). */
+  readonly stallMs?: number;
+  /** Power cap in watts: throughput scales by cap / active power while the cap is below it. */
+  readonly powerCapWatts?: number;
+}
+
+/** Per-stream fault decisions, drawn when a stream starts. */
+export interface StreamFaults {
+  /** Abort after this many chunks, or undefined. */
+  readonly abortAfter: number | undefined;
+  /** Corrupt this 1-based chunk, or undefined. */
+  readonly corruptAt: number | undefined;
+  readonly stallAfter: number | undefined;
+  readonly stallMs: number;
+}
+
+/** Draws fault decisions from a seeded PRNG. */
+export interface FaultInjector {
+  readonly config: FaultConfig;
+  /** Latency to add before an RPC, in ms. */
+  latencyMs(): number;
+  /** The injected error for `rpc`, or undefined. */
+  errorFor(rpc: string): OpalError | undefined;
+  /** Decisions for one prefill stream. */
+  streamFaults(): StreamFaults;
+  /** Throughput factor from the power cap (1 without a cap). */
+  throttle(activePowerWatts: number): number;
+  /** Faults injected so far. */
+  readonly injected: number;
+  /** Counts a fault that was actually applied. */
+  count(): void;
+}
+
+/** Creates an injector for `config` (validated: rates in [0, 1], known codes). */
+export function createFaultInjector(config: FaultConfig = {}): FaultInjector {
+  for (const [rpc, fault] of Object.entries(config.errors ?? {})) {
+    if (!(fault.rate >= 0 && fault.rate <= 1)) {
+      throw new OpalError(
+        Code.INVALID_ARGUMENT,
+        `faults.errors.${rpc}.rate must be in [0, 1] (got ${fault.rate})`,
+      );
+    }
+    resolveCode(fault.code, `faults.errors.${rpc}.code`);
+  }
+  let state = (config.seed ?? 1) >>> 0 || 1;
+  // mulberry32: a 32-bit seeded PRNG, enough for reproducible fault schedules.
+  const random = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  let injected = 0;
+  return {
+    config,
+    get injected() {
+      return injected;
+    },
+    count() {
+      injected++;
+    },
+    latencyMs() {
+      const base = config.latencyMs ?? 0;
+      const jitter = config.jitterMs ? random() * config.jitterMs : 0;
+      return base + jitter;
+    },
+    errorFor(rpc) {
+      const fault = config.errors?.[rpc];
+      if (!fault || random() >= fault.rate) return undefined;
+      injected++;
+      const code = resolveCode(fault.code, rpc);
+      return new OpalError(code, `injected fault: ${rpc} failed`, {
+        reason: fault.reason ?? Reason.DEVICE_FAULT,
+        ...(code === Code.UNAVAILABLE || code === Code.RESOURCE_EXHAUSTED
+          ? { retryDelayMs: 10 }
+          : {}),
+      });
+    },
+    streamFaults() {
+      const pick = (n: number | undefined, rate: number | undefined) =>
+        n && n > 0 && random() < (rate ?? 1) ? n : undefined;
+      return {
+        abortAfter: pick(config.abortAfterChunks, config.abortRate),
+        corruptAt: pick(config.corruptChunk, config.corruptRate),
+        stallAfter: pick(config.stallAfterChunks, 1),
+        stallMs: config.stallMs ?? 60_000,
+      };
+    },
+    throttle(activePowerWatts) {
+      const cap = config.powerCapWatts;
+      if (!cap || activePowerWatts <= cap) return 1;
+      return cap / activePowerWatts;
+    },
+  };
+}
+
+function resolveCode(code: number | string | undefined, field: string): Code {
+  if (code === undefined) return Code.UNAVAILABLE;
+  const value = typeof code === "number" ? code : Code[code as keyof typeof Code];
+  if (!isCode(value) || value === Code.OK) {
+    throw new OpalError(
+      Code.INVALID_ARGUMENT,
+      `${field}: unknown status code ${JSON.stringify(code)}`,
+    );
+  }
+  return value;
+}

@@ -1,0 +1,16 @@
+/**
+ * The Iris-style mock prefill device: a `PrefillDriver` computing real KV caches with the CPU
+ * reference model (synthetic KV for large real-model shapes), with a timing and power model,
+ * concurrency slots and a bounded queue, retention with leases, a prefix cache and seeded fault
+ * injection. `opal-mock` serves it over gRPC.
+ *
+ * @packageDocumentation
+ */
+
+export type { MockDevice, MockDeviceLimits, MockDeviceOptions } from "./create-mock-device";
+export { createMockDevice } from "./create-mock-device";
+export type { ErrorFault, FaultConfig, FaultInjector, StreamFaults } from "./fault-injector";
+export { createFaultInjector } from "./fault-injector";
+export { toMockModelNames } from "./mock-model";
+export type { MockProfile, MockProfileName } from "./mock-profile";
+export { mockProfile, simulatedTimeUs, toMockProfileNames } from "./mock-profile";

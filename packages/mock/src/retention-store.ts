@@ -1,0 +1,100 @@
+import { Code, OpalError, Reason } from "@opal/core";
+import { cacheByteLength, type KvCache } from "@opal/kv";
+
+/** A retained cache. */
+export interface RetainedKv {
+  readonly tenant: string;
+  readonly cache: KvCache;
+  readonly digest: Uint8Array;
+  readonly byteLength: number;
+  leaseExpiryUnixMs: number;
+}
+
+/** Tenant-scoped store of retained caches with leases, a byte budget and LRU eviction. */
+export interface RetentionStore {
+  /** Retains `cache` under `handle` until `leaseExpiryUnixMs`, evicting least recently used caches to fit. */
+  retain(handle: string, entry: Omit<RetainedKv, "byteLength">): void;
+  /** The entry, or throws NOT_FOUND with KV_HANDLE_NOT_FOUND or KV_HANDLE_EXPIRED. Marks it used. */
+  get(tenant: string, handle: string): RetainedKv;
+  /** Frees the entry; false when unknown, expired or another tenant's. */
+  release(tenant: string, handle: string): boolean;
+  /** Bytes retained now (expired entries swept first). */
+  readonly byteLength: number;
+}
+
+/** Creates a store holding at most `maxBytes`. `now` returns ms since the Unix epoch. */
+export function createRetentionStore(
+  maxBytes: number,
+  now: () => number = Date.now,
+): RetentionStore {
+  const entries = new Map<string, RetainedKv>();
+  const expired = new Set<string>();
+  let bytes = 0;
+  const forget = (handle: string, entry: RetainedKv, wasExpired: boolean) => {
+    entries.delete(handle);
+    bytes -= entry.byteLength;
+    if (wasExpired) {
+      expired.add(handle);
+      // Remember a bounded number of expired handles, to tell EXPIRED from NOT_FOUND.
+      if (expired.size > 10_000) expired.delete(expired.values().next().value as string);
+    }
+  };
+  const sweep = () => {
+    const t = now();
+    for (const [handle, entry] of entries)
+      if (entry.leaseExpiryUnixMs <= t) forget(handle, entry, true);
+  };
+  return {
+    get byteLength() {
+      sweep();
+      return bytes;
+    },
+    retain(handle, entry) {
+      sweep();
+      const byteLength = cacheByteLength(entry.cache.descriptor);
+      if (byteLength > maxBytes) {
+        throw new OpalError(
+          Code.RESOURCE_EXHAUSTED,
+          `a cache of ${byteLength} bytes exceeds the retention budget of ${maxBytes} bytes`,
+          { reason: Reason.RETENTION_LIMIT_EXCEEDED },
+        );
+      }
+      for (const [oldest, old] of entries) {
+        if (bytes + byteLength <= maxBytes) break;
+        forget(oldest, old, true);
+      }
+      entries.set(handle, { ...entry, byteLength });
+      bytes += byteLength;
+    },
+    get(tenant, handle) {
+      sweep();
+      const entry = entries.get(handle);
+      if (!entry || entry.tenant !== tenant) {
+        const wasExpired = expired.has(handle) && !entry;
+        throw new OpalError(
+          Code.NOT_FOUND,
+          wasExpired
+            ? "the KV handle's lease expired"
+            : "no KV handle of that name for this tenant",
+          {
+            reason: wasExpired ? Reason.KV_HANDLE_EXPIRED : Reason.KV_HANDLE_NOT_FOUND,
+            resource: {
+              resourceType: "opal.device.v1.KvHandle",
+              resourceName: `${handle.slice(0, 6)}…`,
+            },
+          },
+        );
+      }
+      entries.delete(handle);
+      entries.set(handle, entry);
+      return entry;
+    },
+    release(tenant, handle) {
+      sweep();
+      const entry = entries.get(handle);
+      if (!entry || entry.tenant !== tenant) return false;
+      forget(handle, entry, false);
+      return true;
+    },
+  };
+}

@@ -1,0 +1,132 @@
+import { createDeviceClient, type DeviceClient } from "@opal/client";
+import { Code } from "@opal/core";
+import type { PrefillRequest } from "@opal/driver";
+import { createDeviceServer, type DeviceServer } from "@opal/server";
+import { collectPrefill, expectOpalError } from "@opal/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createMockDevice, type MockDevice } from "../src/create-mock-device";
+
+let device: MockDevice;
+let server: DeviceServer;
+let client: DeviceClient;
+let counter = 0;
+
+beforeAll(async () => {
+  device = createMockDevice({ models: ["opal-tiny"], profile: "instant" });
+  server = await createDeviceServer(device);
+  client = createDeviceClient(server.address);
+});
+afterAll(async () => {
+  await client.close();
+  await server.shutdown({ graceMs: 100 });
+});
+
+const request = (patch: Partial<PrefillRequest> = {}): PrefillRequest => ({
+  requestId: `fault-${++counter}`,
+  modelId: "opal-tiny",
+  promptTokenIds: Uint32Array.from({ length: 32 }, (_, i) => (i * 5) % 50),
+  kvFormat: { dtype: "f32", scaleScheme: "none", layout: "nhd", blockSizeTokens: 16 },
+  maxChunkBytes: 512,
+  ...patch,
+});
+
+describe("mock fault injection, as a gRPC client sees it", () => {
+  it("injects an error with its code, reason and RetryInfo", async () => {
+    device.setFaults({ errors: { Prefill: { rate: 1, code: "UNAVAILABLE" } } });
+    const error = await expectOpalError(
+      collectPrefill(client.prefill(request())),
+      Code.UNAVAILABLE,
+      "DEVICE_FAULT",
+    );
+    expect(error.retryDelayMs).toBe(10);
+    device.setFaults({
+      errors: { GetInfo: { rate: 1, code: "RESOURCE_EXHAUSTED", reason: "DEVICE_BUSY" } },
+    });
+    await expectOpalError(client.getInfo(), Code.RESOURCE_EXHAUSTED, "DEVICE_BUSY");
+    await collectPrefill(client.prefill(request()));
+  });
+
+  it("injects errors at the configured rate, reproducibly for a seed", async () => {
+    const outcomes = async () => {
+      device.setFaults({ seed: 7, errors: { Probe: { rate: 0.5 } } });
+      const results: boolean[] = [];
+      for (let i = 0; i < 40; i++)
+        results.push(
+          await client.probe().then(
+            () => true,
+            () => false,
+          ),
+        );
+      return results;
+    };
+    const first = await outcomes();
+    expect(await outcomes()).toEqual(first);
+    const failures = first.filter((ok) => !ok).length;
+    expect(failures).toBeGreaterThan(8);
+    expect(failures).toBeLessThan(32);
+  });
+
+  it("adds latency", async () => {
+    device.setFaults({ latencyMs: 150 });
+    const started = performance.now();
+    await client.getInfo();
+    expect(performance.now() - started).toBeGreaterThanOrEqual(140);
+  });
+
+  it("aborts a stream after N chunks: the client gets UNAVAILABLE and no cache", async () => {
+    device.setFaults({ abortAfterChunks: 3 });
+    let chunks = 0;
+    await expectOpalError(
+      (async () => {
+        for await (const event of client.prefill(request())) if (event.type === "chunk") chunks++;
+      })(),
+      Code.UNAVAILABLE,
+      "DEVICE_FAULT",
+    );
+    expect(chunks).toBe(3);
+  });
+
+  it("corrupts a chunk: the client's CRC check fails with DATA_LOSS", async () => {
+    device.setFaults({ corruptChunk: 2 });
+    await expectOpalError(
+      collectPrefill(client.prefill(request())),
+      Code.DATA_LOSS,
+      "CHECKSUM_MISMATCH",
+    );
+  });
+
+  it("stalls the producer: the caller's deadline ends the call and frees the slot", async () => {
+    device.setFaults({ stallAfterChunks: 1, stallMs: 30_000 });
+    await expectOpalError(
+      collectPrefill(client.prefill(request(), { timeoutMs: 300 })),
+      Code.DEADLINE_EXCEEDED,
+    );
+    await expect.poll(() => device.stats.activePrefills, { timeout: 5_000 }).toBe(0);
+  });
+
+  it("throttles under a power cap and reports it in telemetry", async () => {
+    const nova = createMockDevice({ models: ["llama-3-8b"], profile: "iris-nova" });
+    const big = { modelId: "llama-3-8b", maxChunkBytes: 1 << 20 };
+    const free = await collectPrefill(nova.prefill(request(big)));
+    nova.setFaults({ powerCapWatts: 600 });
+    const capped = await collectPrefill(
+      nova.prefill(request({ ...big, cacheSalt: "no-prefix-hit" })),
+    );
+    expect(free.stats.deviceTimeUs).toBeGreaterThan(0);
+    expect(capped.stats.deviceTimeUs).toBeGreaterThan(free.stats.deviceTimeUs * 1.9);
+    for await (const snapshot of nova.watchTelemetry({})) {
+      expect(snapshot.conditions.map((c) => c.name)).toContain("POWER_CAPPED");
+      break;
+    }
+  });
+
+  it("rejects bad fault configurations clearly", () => {
+    expect(() => device.setFaults({ errors: { Prefill: { rate: 2 } } })).toThrow(
+      /rate must be in \[0, 1\]/,
+    );
+    expect(() =>
+      device.setFaults({ errors: { Prefill: { rate: 1, code: "NOPE" as never } } }),
+    ).toThrow(/unknown status code/);
+    device.setFaults({});
+  });
+});

@@ -1,0 +1,294 @@
+import { Code, OpalError, Reason } from "@opal/core";
+import type {
+  FetchEvent,
+  FetchKvRequest,
+  PrefillEvent,
+  PrefillRequest,
+  PrefillStats,
+} from "@opal/driver";
+import { opal } from "./gen/pb.js";
+import {
+  fromWireChunk,
+  fromWireDescriptor,
+  fromWirePosition,
+  toWireChunk,
+  toWireDescriptor,
+  toWirePosition,
+} from "./kv-wire";
+import { dtypeEnum, layoutEnum, scaleSchemeEnum } from "./wire-enums";
+
+const v1 = opal.device.v1;
+type P<T extends keyof typeof opal.device.v1> = (typeof opal.device.v1)[T] extends {
+  prototype: infer I;
+}
+  ? { [K in keyof I]?: I[K] | null }
+  : never;
+
+/** A prefill request as its wire message. */
+export function toWirePrefillRequest(r: PrefillRequest): opal.device.v1.PrefillRequest.$Properties {
+  const f = r.kvFormat;
+  return {
+    requestId: r.requestId,
+    modelId: r.modelId,
+    promptTokenIds: Array.from(r.promptTokenIds),
+    kvFormat: {
+      dtype: dtypeEnum.toWire(f.dtype),
+      scaleScheme: scaleSchemeEnum.toWire(f.scaleScheme),
+      layout: layoutEnum.toWire(f.layout),
+      blockSizeTokens: f.blockSizeTokens,
+      ...(f.headRange ? { headRange: { ...f.headRange } } : {}),
+    },
+    cacheSalt: r.cacheSalt ?? "",
+    ...(r.decoderPrefix
+      ? {
+          decoderPrefix: {
+            numTokens: r.decoderPrefix.numTokens ?? 0,
+            blockHashes: [...(r.decoderPrefix.blockHashes ?? [])],
+          },
+        }
+      : {}),
+    retentionSeconds: r.retentionSeconds ?? 0,
+    ...(r.pushTarget
+      ? {
+          pushTarget: {
+            address: r.pushTarget.address,
+            authorizationToken: r.pushTarget.authorizationToken ?? "",
+            transferId: r.pushTarget.transferId,
+            useTls: r.pushTarget.useTls ?? false,
+          },
+        }
+      : {}),
+    ...(r.sampling
+      ? {
+          sampling:
+            r.sampling.mode === "greedy"
+              ? { mode: v1.SamplingMode.SAMPLING_MODE_GREEDY }
+              : {
+                  mode: v1.SamplingMode.SAMPLING_MODE_SEEDED,
+                  seed: r.sampling.seed,
+                  temperature: r.sampling.temperature,
+                  topK: r.sampling.topK ?? 0,
+                },
+        }
+      : {}),
+    maxChunkBytes: r.maxChunkBytes ?? 0,
+  };
+}
+
+/**
+ * A wire prefill request as a domain request. Throws INVALID_ARGUMENT (reason INVALID_FIELD, a
+ * BadRequest naming the field) for a missing `kv_format`, UNSPECIFIED enums, or an offered data
+ * plane (UNIMPLEMENTED UNSUPPORTED_FEATURE: only the inline plane is implemented).
+ */
+export function fromWirePrefillRequest(w: P<"PrefillRequest">): PrefillRequest {
+  const f = w.kvFormat;
+  if (!f) {
+    throw new OpalError(Code.INVALID_ARGUMENT, "kv_format: required, got nothing", {
+      reason: Reason.INVALID_FIELD,
+      fieldViolations: [{ field: "kv_format", description: "required, got nothing" }],
+    });
+  }
+  if (w.dataPlane?.sharedMemory || w.dataPlane?.transport) {
+    throw new OpalError(Code.UNIMPLEMENTED, "data_plane: only the inline data plane is supported", {
+      reason: Reason.UNSUPPORTED_FEATURE,
+      fieldViolations: [{ field: "data_plane", description: "not declared in capabilities" }],
+    });
+  }
+  let sampling: PrefillRequest["sampling"];
+  if (w.sampling) {
+    const mode = w.sampling.mode ?? 0;
+    if (mode === v1.SamplingMode.SAMPLING_MODE_GREEDY) sampling = { mode: "greedy" };
+    else if (mode === v1.SamplingMode.SAMPLING_MODE_SEEDED) {
+      sampling = {
+        mode: "seeded",
+        seed: Number(w.sampling.seed ?? 0),
+        temperature: w.sampling.temperature ?? 0,
+        topK: w.sampling.topK ?? 0,
+      };
+    } else {
+      const description = mode
+        ? `unknown SamplingMode value ${mode}`
+        : "SamplingMode is required (got UNSPECIFIED)";
+      throw new OpalError(Code.INVALID_ARGUMENT, `sampling.mode: ${description}`, {
+        reason: Reason.INVALID_FIELD,
+        fieldViolations: [{ field: "sampling.mode", description }],
+      });
+    }
+  }
+  const prefix = w.decoderPrefix;
+  return {
+    requestId: w.requestId ?? "",
+    modelId: w.modelId ?? "",
+    promptTokenIds: Uint32Array.from(w.promptTokenIds ?? []),
+    kvFormat: {
+      dtype: dtypeEnum.fromWire(f.dtype, "kv_format.dtype"),
+      scaleScheme: scaleSchemeEnum.fromWire(f.scaleScheme, "kv_format.scale_scheme"),
+      layout: layoutEnum.fromWire(f.layout, "kv_format.layout"),
+      blockSizeTokens: f.blockSizeTokens ?? 0,
+      ...(f.headRange
+        ? { headRange: { start: f.headRange.start ?? 0, count: f.headRange.count ?? 0 } }
+        : {}),
+    },
+    ...(w.cacheSalt ? { cacheSalt: w.cacheSalt } : {}),
+    ...(prefix && ((prefix.numTokens ?? 0) > 0 || (prefix.blockHashes?.length ?? 0) > 0)
+      ? {
+          decoderPrefix: {
+            ...(prefix.numTokens ? { numTokens: prefix.numTokens } : {}),
+            ...(prefix.blockHashes?.length ? { blockHashes: [...prefix.blockHashes] } : {}),
+          },
+        }
+      : {}),
+    retentionSeconds: w.retentionSeconds ?? 0,
+    ...(w.pushTarget
+      ? {
+          pushTarget: {
+            address: w.pushTarget.address ?? "",
+            transferId: w.pushTarget.transferId ?? "",
+            useTls: w.pushTarget.useTls ?? false,
+            ...(w.pushTarget.authorizationToken
+              ? { authorizationToken: w.pushTarget.authorizationToken }
+              : {}),
+          },
+        }
+      : {}),
+    ...(sampling ? { sampling } : {}),
+    maxChunkBytes: w.maxChunkBytes ?? 0,
+  };
+}
+
+/** A prefill event as a `PrefillResponse` message. */
+export function toWirePrefillEvent(e: PrefillEvent): opal.device.v1.PrefillResponse.$Properties {
+  switch (e.type) {
+    case "accepted":
+      return {
+        accepted: {
+          kvHandle: e.kvHandle,
+          descriptor: toWireDescriptor(e.descriptor),
+          leaseExpiryUnixMs: e.leaseExpiryUnixMs,
+          queueTimeUs: e.queueTimeUs,
+        },
+      };
+    case "chunk":
+      return { chunk: toWireChunk(e.chunk) };
+    case "push_progress":
+      return { pushProgress: { bytesPushed: e.bytesPushed, layersPushed: e.layersPushed } };
+    case "completed":
+      return {
+        completed: {
+          ...e.stats,
+          ...(e.stats.pushReceipt ? { pushReceipt: { ...e.stats.pushReceipt } } : {}),
+        },
+      };
+  }
+}
+
+/** A `PrefillResponse` message as a prefill event; a message with no event set is a protocol error. */
+export function fromWirePrefillEvent(w: P<"PrefillResponse">): PrefillEvent {
+  if (w.chunk) return { type: "chunk", chunk: fromWireChunk(w.chunk) };
+  if (w.accepted) {
+    if (!w.accepted.descriptor) throw protocolError("accepted.descriptor is missing");
+    return {
+      type: "accepted",
+      kvHandle: w.accepted.kvHandle ?? "",
+      descriptor: fromWireDescriptor(w.accepted.descriptor, "accepted.descriptor"),
+      leaseExpiryUnixMs: Number(w.accepted.leaseExpiryUnixMs ?? 0),
+      queueTimeUs: Number(w.accepted.queueTimeUs ?? 0),
+    };
+  }
+  if (w.pushProgress) {
+    return {
+      type: "push_progress",
+      bytesPushed: Number(w.pushProgress.bytesPushed ?? 0),
+      layersPushed: w.pushProgress.layersPushed ?? 0,
+    };
+  }
+  if (w.completed) return { type: "completed", stats: fromWireStats(w.completed) };
+  throw protocolError("a PrefillResponse carried no event");
+}
+
+function fromWireStats(c: opal.device.v1.PrefillCompleted.$Properties): PrefillStats {
+  return {
+    promptTokens: c.promptTokens ?? 0,
+    prefixCacheHitTokens: c.prefixCacheHitTokens ?? 0,
+    decoderPrefixTokens: c.decoderPrefixTokens ?? 0,
+    firstTokenId: c.firstTokenId ?? 0,
+    firstTokenLogprob: c.firstTokenLogprob ?? 0,
+    kvTotalBytes: Number(c.kvTotalBytes ?? 0),
+    kvDigest: c.kvDigest ?? new Uint8Array(),
+    deviceTimeUs: Number(c.deviceTimeUs ?? 0),
+    queueTimeUs: Number(c.queueTimeUs ?? 0),
+    energyJoules: c.energyJoules ?? 0,
+    leaseExpiryUnixMs: Number(c.leaseExpiryUnixMs ?? 0),
+    timeToFirstChunkUs: Number(c.timeToFirstChunkUs ?? 0),
+    ...(c.pushReceipt
+      ? {
+          pushReceipt: {
+            committed: c.pushReceipt.committed ?? false,
+            cacheId: c.pushReceipt.cacheId ?? "",
+          },
+        }
+      : {}),
+  };
+}
+
+/** A fetch request as its wire message. */
+export function toWireFetchRequest(r: FetchKvRequest): opal.device.v1.FetchKvRequest.$Properties {
+  return {
+    kvHandle: r.kvHandle,
+    ...(r.resumeFrom ? { resumeFrom: toWirePosition(r.resumeFrom) } : {}),
+    maxChunkBytes: r.maxChunkBytes ?? 0,
+  };
+}
+
+/** A wire fetch request as a domain request. */
+export function fromWireFetchRequest(w: P<"FetchKvRequest">): FetchKvRequest {
+  return {
+    kvHandle: w.kvHandle ?? "",
+    ...(w.resumeFrom ? { resumeFrom: fromWirePosition(w.resumeFrom) } : {}),
+    maxChunkBytes: w.maxChunkBytes ?? 0,
+  };
+}
+
+/** A fetch event as a `FetchKvResponse` message. */
+export function toWireFetchEvent(e: FetchEvent): opal.device.v1.FetchKvResponse.$Properties {
+  switch (e.type) {
+    case "accepted":
+      return {
+        accepted: {
+          descriptor: toWireDescriptor(e.descriptor),
+          leaseExpiryUnixMs: e.leaseExpiryUnixMs,
+        },
+      };
+    case "chunk":
+      return { chunk: toWireChunk(e.chunk) };
+    case "completed":
+      return { completed: { kvTotalBytes: e.kvTotalBytes, kvDigest: e.kvDigest } };
+  }
+}
+
+/** A `FetchKvResponse` message as a fetch event. */
+export function fromWireFetchEvent(w: P<"FetchKvResponse">): FetchEvent {
+  if (w.chunk) return { type: "chunk", chunk: fromWireChunk(w.chunk) };
+  if (w.accepted) {
+    if (!w.accepted.descriptor) throw protocolError("accepted.descriptor is missing");
+    return {
+      type: "accepted",
+      descriptor: fromWireDescriptor(w.accepted.descriptor, "accepted.descriptor"),
+      leaseExpiryUnixMs: Number(w.accepted.leaseExpiryUnixMs ?? 0),
+    };
+  }
+  if (w.completed) {
+    return {
+      type: "completed",
+      kvTotalBytes: Number(w.completed.kvTotalBytes ?? 0),
+      kvDigest: w.completed.kvDigest ?? new Uint8Array(),
+    };
+  }
+  throw protocolError("a FetchKvResponse carried no event");
+}
+
+function protocolError(message: string): OpalError {
+  return new OpalError(Code.INTERNAL, `protocol violation: ${message}`, {
+    reason: Reason.STREAM_INCOMPLETE,
+  });
+}

@@ -1,0 +1,153 @@
+import { type ChannelOptions, Server, ServerCredentials } from "@grpc/grpc-js";
+import { loadFileDescriptorSetFromBuffer, loadSync } from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import { Code, OpalError, Reason } from "@opal/core";
+import { assertDriverApiVersion, type PrefillDriver } from "@opal/driver";
+import { DeviceServiceDefinition, FILE_DESCRIPTOR_SET_BASE64 } from "@opal/protocol";
+import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
+import pino from "pino";
+import type { ScopeRegistry } from "./call-scope";
+import { createAuthenticator } from "./caller-auth";
+import { createDeviceHandlers } from "./device-handlers";
+import { createServerMetrics } from "./server-metrics";
+import type { DeviceServerOptions } from "./server-options";
+import { createTenantLimiter } from "./tenant-limiter";
+
+/** The health-checked name of the device service. */
+export const DEVICE_SERVICE_NAME = "opal.device.v1.DeviceService";
+
+/** Defaults of {@link DeviceServerOptions.transport}. */
+export const DEFAULT_TRANSPORT = {
+  flowControlWindowBytes: 16 * 1024 * 1024,
+  keepaliveMinPingIntervalMs: 10_000,
+  keepaliveTimeMs: 30_000,
+  keepaliveTimeoutMs: 10_000,
+} as const;
+
+/** A running device server. */
+export interface DeviceServer {
+  /** `host:port` the server listens on. */
+  readonly address: string;
+  readonly port: number;
+  /** `http://host:port/metrics` when metrics are served. */
+  readonly metricsUrl: string | undefined;
+  /**
+   * Graceful shutdown: health turns NOT_SERVING, new calls fail with UNAVAILABLE SHUTTING_DOWN,
+   * running calls get `graceMs` (default: the `shutdownGraceMs` option) to finish, then are
+   * cancelled with UNAVAILABLE SHUTTING_DOWN. Idempotent. Does not close the driver.
+   */
+  shutdown(options?: { readonly graceMs?: number }): Promise<void>;
+}
+
+/**
+ * Serves `driver` over gRPC: `opal.device.v1.DeviceService`, `grpc.health.v1.Health` and server
+ * reflection (v1 and v1alpha), with authentication, per-tenant limits, explicit transport settings,
+ * optional TLS and Prometheus metrics. Resolves once listening.
+ */
+export async function createDeviceServer(
+  driver: PrefillDriver,
+  options: DeviceServerOptions = {},
+): Promise<DeviceServer> {
+  assertDriverApiVersion(driver);
+  const logger =
+    options.logger ?? pino({ level: process.env.OPAL_LOG_LEVEL ?? "warn" }, pino.destination(2));
+  const capabilities = await driver.getCapabilities();
+  const transport = { ...DEFAULT_TRANSPORT, ...options.transport };
+  const maxMessageBytes = Math.max(
+    4 * 1024 * 1024,
+    options.transport?.maxMessageBytes ?? capabilities.maxMessageBytes,
+  );
+  const channelOptions: ChannelOptions = {
+    "grpc.max_receive_message_length": maxMessageBytes,
+    "grpc.max_send_message_length": maxMessageBytes,
+    "grpc-node.flow_control_window": transport.flowControlWindowBytes,
+    "grpc.keepalive_time_ms": transport.keepaliveTimeMs,
+    "grpc.keepalive_timeout_ms": transport.keepaliveTimeoutMs,
+    "grpc.http2.min_ping_interval_without_data_ms": transport.keepaliveMinPingIntervalMs,
+  };
+  const server = new Server(channelOptions);
+  const registry: ScopeRegistry = {
+    authenticate: createAuthenticator(options.auth),
+    limiter: createTenantLimiter(options.limits),
+    open: new Set(),
+    shuttingDown: false,
+  };
+  const metrics = options.metricsPort !== undefined ? createServerMetrics(driver) : undefined;
+  server.addService(
+    DeviceServiceDefinition,
+    createDeviceHandlers({ driver, capabilities, registry, metrics, logger }),
+  );
+  const health = new HealthImplementation({ "": "SERVING", [DEVICE_SERVICE_NAME]: "SERVING" });
+  health.addToServer(server);
+  new ReflectionService({
+    ...loadFileDescriptorSetFromBuffer(Buffer.from(FILE_DESCRIPTOR_SET_BASE64, "base64")),
+    ...loadSync(healthProtoPath),
+  }).addToServer(server);
+
+  const host = options.host ?? "127.0.0.1";
+  const port = await bind(server, `${formatHost(host)}:${options.port ?? 0}`, credentials(options));
+  const metricsPort = metrics ? await metrics.listen(host, options.metricsPort!) : undefined;
+  const address = `${formatHost(host)}:${port}`;
+  logger.info({ address, metricsPort }, "device server listening");
+
+  let closing: Promise<void> | undefined;
+  return {
+    address,
+    port,
+    metricsUrl:
+      metricsPort === undefined ? undefined : `http://${formatHost(host)}:${metricsPort}/metrics`,
+    shutdown({ graceMs = options.shutdownGraceMs ?? 5_000 } = {}) {
+      closing ??= (async () => {
+        registry.shuttingDown = true;
+        health.setStatus("", "NOT_SERVING");
+        health.setStatus(DEVICE_SERVICE_NAME, "NOT_SERVING");
+        const graceful = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+        let timer: NodeJS.Timeout | undefined;
+        const expired = new Promise<"expired">((resolve) => {
+          timer = setTimeout(() => resolve("expired"), graceMs);
+        });
+        if ((await Promise.race([graceful, expired])) === "expired") {
+          const reason = new OpalError(Code.UNAVAILABLE, "device server is shutting down", {
+            reason: Reason.SHUTTING_DOWN,
+            retryDelayMs: 1000,
+          });
+          for (const controller of registry.open) controller.abort(reason);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          server.forceShutdown();
+        }
+        clearTimeout(timer);
+        await metrics?.close();
+        logger.info({ address }, "device server stopped");
+      })();
+      return closing;
+    },
+  };
+}
+
+function credentials(options: DeviceServerOptions): ServerCredentials {
+  const tls = options.tls;
+  if (!tls) return ServerCredentials.createInsecure();
+  return ServerCredentials.createSsl(
+    tls.clientCaPem ? Buffer.from(tls.clientCaPem) : null,
+    [{ cert_chain: Buffer.from(tls.certChainPem), private_key: Buffer.from(tls.privateKeyPem) }],
+    tls.requireClientCert ?? false,
+  );
+}
+
+function bind(server: Server, address: string, creds: ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, creds, (error, port) => {
+      if (error) {
+        reject(
+          new OpalError(Code.UNAVAILABLE, `cannot listen on ${address}: ${error.message}`, {
+            cause: error,
+          }),
+        );
+      } else resolve(port);
+    });
+  });
+}
+
+function formatHost(host: string): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+}

@@ -1,0 +1,292 @@
+import { createHash } from "node:crypto";
+import { once } from "node:events";
+import type {
+  ServerReadableStream,
+  ServerUnaryCall,
+  ServerWritableStream,
+  sendUnaryData,
+  UntypedServiceImplementation,
+} from "@grpc/grpc-js";
+import { Code, OpalError, Reason, toAbortError } from "@opal/core";
+import type { DeviceCapabilities, PrefillDriver } from "@opal/driver";
+import {
+  fromWireFetchRequest,
+  fromWirePrefillRequest,
+  type opal,
+  probeStateEnum,
+  toGrpcStatus,
+  toWireCapabilities,
+  toWireFetchEvent,
+  toWireInfo,
+  toWireLoadResult,
+  toWireModel,
+  toWirePrefillEvent,
+  toWireTelemetry,
+} from "@opal/protocol";
+import type { Logger } from "pino";
+import { type CallScope, openCallScope, type ScopeRegistry } from "./call-scope";
+import type { ServerMetrics } from "./server-metrics";
+
+type V1 = typeof opal.device.v1;
+type Msg<T extends keyof V1> = V1[T] extends { prototype: infer I } ? I : never;
+
+/** Everything the handlers share. */
+export interface HandlerContext {
+  readonly driver: PrefillDriver;
+  readonly capabilities: DeviceCapabilities;
+  readonly registry: ScopeRegistry;
+  readonly metrics: ServerMetrics | undefined;
+  readonly logger: Logger;
+}
+
+/** The `opal.device.v1.DeviceService` implementation over a driver. */
+export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImplementation {
+  const { driver } = ctx;
+  return {
+    getInfo: unary(ctx, "GetInfo", async (_req, s) => toWireInfo(await driver.getInfo(opts(s)))),
+    getCapabilities: unary(ctx, "GetCapabilities", async (_req, s) => ({
+      capabilities: toWireCapabilities(await driver.getCapabilities(opts(s))),
+    })),
+    probe: unary(ctx, "Probe", async (_req, s) => ({
+      state: probeStateEnum.toWire(await driver.probe(opts(s))),
+    })),
+    listModels: unary(ctx, "ListModels", async (_req, s) => ({
+      models: (await driver.listModels(opts(s))).map(toWireModel),
+    })),
+    unloadModel: unary(ctx, "UnloadModel", async (req: Msg<"UnloadModelRequest">, s) => {
+      if (!req.modelId) throw invalid("model_id", "required, got an empty string");
+      return driver.unloadModel(req.modelId, opts(s));
+    }),
+    releaseKv: unary(ctx, "ReleaseKv", async (req: Msg<"ReleaseKvRequest">, s) => {
+      if (!req.kvHandle) throw invalid("kv_handle", "required, got an empty string");
+      return driver.releaseKv(req.kvHandle, opts(s));
+    }),
+    loadModel: loadModelHandler(ctx),
+    prefill: serverStream(
+      ctx,
+      "Prefill",
+      (req: Msg<"PrefillRequest">, s) => driver.prefill(fromWirePrefillRequest(req), opts(s)),
+      toWirePrefillEvent,
+      true,
+    ),
+    fetchKv: serverStream(
+      ctx,
+      "FetchKv",
+      (req: Msg<"FetchKvRequest">, s) => {
+        if (!req.kvHandle) throw invalid("kv_handle", "required, got an empty string");
+        return driver.fetchKv(fromWireFetchRequest(req), opts(s));
+      },
+      toWireFetchEvent,
+      true,
+    ),
+    watchTelemetry: serverStream(
+      ctx,
+      "WatchTelemetry",
+      (req: Msg<"WatchTelemetryRequest">, s) =>
+        mapIterable(
+          driver.watchTelemetry({ intervalMs: Math.max(50, req.intervalMs || 1000) }, opts(s)),
+          (snapshot) => ({
+            snapshot: toWireTelemetry(snapshot),
+          }),
+        ),
+      (m) => m,
+      false,
+    ),
+  };
+}
+
+function opts(scope: CallScope) {
+  return { signal: scope.signal, tenant: scope.tenant };
+}
+
+function unary<Req, Res>(
+  ctx: HandlerContext,
+  method: string,
+  run: (request: Req, scope: CallScope) => Promise<Res>,
+) {
+  return async (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    const started = performance.now();
+    let scope: CallScope | undefined;
+    try {
+      scope = await openCallScope(call, ctx.registry);
+      const response = await run(call.request, scope);
+      finish(ctx, method, started, Code.OK);
+      callback(null, response);
+    } catch (error) {
+      const status = fail(ctx, method, started, error, scope);
+      callback(status);
+    } finally {
+      scope?.dispose();
+    }
+  };
+}
+
+function serverStream<Req, Ev, Wire>(
+  ctx: HandlerContext,
+  method: string,
+  run: (request: Req, scope: CallScope) => AsyncIterable<Ev>,
+  toWire: (event: Ev) => Wire,
+  limited: boolean,
+) {
+  return async (call: ServerWritableStream<Req, Wire>) => {
+    const started = performance.now();
+    let scope: CallScope | undefined;
+    let release: (() => void) | undefined;
+    const closeStream = ctx.metrics?.streamOpened(method);
+    try {
+      scope = await openCallScope(call, ctx.registry);
+      if (limited) release = ctx.registry.limiter.acquireStream(scope.tenant);
+      const signal = scope.signal;
+      for await (const event of run(call.request, scope)) {
+        if (signal.aborted) throw toAbortError(signal.reason);
+        const wire = toWire(event);
+        const chunkBytes = (event as { type?: string; chunk?: { data: Uint8Array } }).chunk?.data
+          .byteLength;
+        if (chunkBytes) ctx.metrics?.addKvBytes(chunkBytes);
+        // Back-pressure: a slow reader stops us here instead of growing the write buffer.
+        if (!call.write(wire)) await once(call, "drain", { signal });
+      }
+      finish(ctx, method, started, Code.OK);
+      call.end();
+    } catch (error) {
+      const status = fail(
+        ctx,
+        method,
+        started,
+        error instanceof Error && error.name === "AbortError" && scope
+          ? toAbortError(scope.signal.reason)
+          : error,
+        scope,
+      );
+      call.emit("error", status);
+    } finally {
+      release?.();
+      closeStream?.();
+      scope?.dispose();
+    }
+  };
+}
+
+function loadModelHandler(ctx: HandlerContext) {
+  return async (
+    call: ServerReadableStream<Msg<"LoadModelRequest">, unknown>,
+    callback: sendUnaryData<unknown>,
+  ) => {
+    const started = performance.now();
+    let scope: CallScope | undefined;
+    try {
+      scope = await openCallScope(call, ctx.registry);
+      const messages = call[Symbol.asyncIterator]() as AsyncIterator<Msg<"LoadModelRequest">>;
+      const first = await messages.next();
+      const header = first.done ? undefined : first.value.header;
+      if (!header) throw invalid("header", "the first LoadModel message must carry the header");
+      if (!header.modelId) throw invalid("header.model_id", "required, got an empty string");
+      if (!header.configJson) throw invalid("header.config_json", "required, got an empty string");
+      const byteLength = Number(header.weightsByteLength ?? 0);
+      const maxModelBytes = ctx.capabilities.maxModelBytes;
+      if (!header.deviceLocalRef && byteLength > maxModelBytes) {
+        throw new OpalError(
+          Code.RESOURCE_EXHAUSTED,
+          `weights of ${byteLength} bytes exceed the device limit of ${maxModelBytes} bytes`,
+          { reason: Reason.MESSAGE_TOO_LARGE },
+        );
+      }
+      const result = await ctx.driver.loadModel(
+        {
+          modelId: header.modelId,
+          configJson: header.configJson,
+          ...(header.deviceLocalRef
+            ? { deviceLocalRef: header.deviceLocalRef }
+            : {
+                weights: checkedWeights(messages, byteLength, header.weightsSha256 || undefined),
+                weightsByteLength: byteLength,
+              }),
+          ...(header.weightsSha256 ? { weightsSha256: header.weightsSha256 } : {}),
+        },
+        opts(scope),
+      );
+      finish(ctx, "LoadModel", started, Code.OK);
+      callback(null, toWireLoadResult(result));
+    } catch (error) {
+      callback(fail(ctx, "LoadModel", started, error, scope));
+    } finally {
+      scope?.dispose();
+    }
+  };
+}
+
+/** The weight bytes of a LoadModel stream, checked against the declared length and digest. */
+async function* checkedWeights(
+  messages: AsyncIterator<Msg<"LoadModelRequest">>,
+  byteLength: number,
+  sha256: string | undefined,
+): AsyncIterable<Uint8Array> {
+  const hash = sha256 ? createHash("sha256") : undefined;
+  let received = 0;
+  for (;;) {
+    const next = await messages.next();
+    if (next.done) break;
+    const chunk = next.value.weightsChunk;
+    if (!chunk)
+      throw invalid("weights_chunk", "only the first LoadModel message may carry a header");
+    received += chunk.byteLength;
+    if (received > byteLength) {
+      throw weightsInvalid(`more than the declared ${byteLength} weight bytes arrived`);
+    }
+    hash?.update(chunk);
+    yield chunk;
+  }
+  if (received !== byteLength) {
+    throw weightsInvalid(`${received} weight bytes arrived, header declared ${byteLength}`);
+  }
+  const digest = hash?.digest("hex");
+  if (sha256 && digest !== sha256.toLowerCase()) {
+    throw weightsInvalid(`weights sha256 ${digest} does not match the declared ${sha256}`);
+  }
+}
+
+async function* mapIterable<A, B>(source: AsyncIterable<A>, map: (a: A) => B): AsyncIterable<B> {
+  for await (const item of source) yield map(item);
+}
+
+function finish(ctx: HandlerContext, method: string, started: number, code: number): void {
+  ctx.metrics?.recordCall(method, code, (performance.now() - started) / 1000);
+}
+
+function fail(
+  ctx: HandlerContext,
+  method: string,
+  started: number,
+  error: unknown,
+  scope: CallScope | undefined,
+) {
+  const status = toGrpcStatus(error instanceof OpalError ? error : unexpected(error));
+  finish(ctx, method, started, status.code);
+  const log = {
+    method,
+    code: status.code,
+    tenant: scope?.tenant,
+    reason: (error as OpalError).reason,
+  };
+  if (status.code === Code.INTERNAL || status.code === Code.UNKNOWN) {
+    ctx.logger.error({ ...log, err: error }, `${method} failed`);
+  } else {
+    ctx.logger.debug(log, `${method} ended with ${status.details}`);
+  }
+  return status;
+}
+
+function unexpected(error: unknown): OpalError {
+  return new OpalError(Code.INTERNAL, "internal error", { reason: Reason.INTERNAL, cause: error });
+}
+
+function invalid(field: string, description: string): OpalError {
+  return new OpalError(Code.INVALID_ARGUMENT, `${field}: ${description}`, {
+    reason: Reason.INVALID_FIELD,
+    fieldViolations: [{ field, description }],
+  });
+}
+
+function weightsInvalid(message: string): OpalError {
+  return new OpalError(Code.INVALID_ARGUMENT, message, { reason: Reason.MODEL_WEIGHTS_INVALID });
+}

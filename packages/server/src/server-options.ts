@@ -1,0 +1,77 @@
+import type { Logger } from "pino";
+
+/** TLS settings. With `clientCaPem` and `requireClientCert`, the server requires mutual TLS. */
+export interface ServerTlsOptions {
+  /** PEM certificate chain of the server. */
+  readonly certChainPem: string | Uint8Array;
+  /** PEM private key of the server. */
+  readonly privateKeyPem: string | Uint8Array;
+  /** PEM CA bundle that client certificates must chain to (mutual TLS). */
+  readonly clientCaPem?: string | Uint8Array;
+  /** Reject clients without a certificate signed by `clientCaPem`; default false. */
+  readonly requireClientCert?: boolean;
+}
+
+/** Who is calling: what {@link ServerAuthOptions.authenticate} sees. */
+export interface CallerCredentials {
+  /** The bearer token from `authorization: Bearer <token>`, if any. */
+  readonly token: string | undefined;
+  /** Subject common name of a verified client certificate (mutual TLS), if any. */
+  readonly clientCertificateCommonName: string | undefined;
+}
+
+/**
+ * Authentication: maps a caller to a tenant. Either a static token table or a function. A call that
+ * fails authentication ends with UNAUTHENTICATED (reason TOKEN_INVALID). Health and reflection are
+ * served without authentication.
+ */
+export type ServerAuthOptions =
+  | { readonly tokens: Readonly<Record<string, string>> }
+  | { readonly authenticate: (credentials: CallerCredentials) => string | Promise<string> };
+
+/** Per-tenant limits; each rejection carries its protocol reason and a RetryInfo. */
+export interface ServerLimits {
+  /** Prefills (and fetches) a tenant may run at once; default unlimited (the device's own queue applies). */
+  readonly maxConcurrentPrefillsPerTenant?: number;
+  /** Sustained requests per second a tenant may make, all RPCs; default unlimited. */
+  readonly requestsPerSecondPerTenant?: number;
+  /** Burst above the sustained rate; default equal to one second of rate. */
+  readonly burstRequests?: number;
+}
+
+/**
+ * HTTP/2 and gRPC transport settings, set explicitly because grpc-js's defaults (64 KiB window,
+ * 4 MiB receive limit) cap KV streaming well below what the transport can carry.
+ */
+export interface ServerTransportOptions {
+  /** HTTP/2 flow-control window in bytes; default 16 MiB. */
+  readonly flowControlWindowBytes?: number;
+  /** Largest message received or sent in bytes; default the driver's `maxMessageBytes` (at least 4 MiB). */
+  readonly maxMessageBytes?: number;
+  /** Shortest interval between client keepalive pings the server permits, in ms; default 10,000. */
+  readonly keepaliveMinPingIntervalMs?: number;
+  /** Interval of the server's own keepalive pings, in ms; default 30,000. */
+  readonly keepaliveTimeMs?: number;
+  /** Time to wait for a keepalive acknowledgement, in ms; default 10,000. */
+  readonly keepaliveTimeoutMs?: number;
+}
+
+/** Options of `createDeviceServer`; every field is optional. */
+export interface DeviceServerOptions {
+  /** Interface to bind; default "127.0.0.1". */
+  readonly host?: string;
+  /** Port to bind; default 0 (any free port, see `DeviceServer.port`). */
+  readonly port?: number;
+  /** TLS; default plaintext. */
+  readonly tls?: ServerTlsOptions;
+  /** Authentication; default none (every caller is tenant "default"). */
+  readonly auth?: ServerAuthOptions;
+  readonly limits?: ServerLimits;
+  readonly transport?: ServerTransportOptions;
+  /** How long `shutdown` waits for calls to finish before cancelling them, in ms; default 5,000. */
+  readonly shutdownGraceMs?: number;
+  /** Serve Prometheus metrics over HTTP at `/metrics` on this port (0 = any free port); default off. */
+  readonly metricsPort?: number;
+  /** A pino logger; default a pino logger at level `OPAL_LOG_LEVEL` or "warn", to stderr. */
+  readonly logger?: Logger;
+}
