@@ -1,11 +1,28 @@
-import { defineConfig } from "tsup";
+import { defineConfig, type Options } from "tsup";
 
-/** Shared tsup settings: ESM + CJS + .d.ts from `src/index.ts`, for Node 20. */
-export default defineConfig({
+const library: Options = {
   entry: ["src/index.ts"],
   format: ["esm", "cjs"],
   dts: true,
   clean: true,
   sourcemap: true,
   target: "node20",
-});
+};
+
+/** Shared tsup settings: ESM + CJS + .d.ts from `src/index.ts`, for Node 20. */
+export default defineConfig(library);
+
+/** The library build plus executables (`name` → entry file), ESM with a shebang. */
+export function withExecutables(entries: Record<string, string>) {
+  return defineConfig([
+    library,
+    {
+      entry: entries,
+      format: ["esm"],
+      target: "node20",
+      sourcemap: true,
+      clean: false,
+      banner: { js: "#!/usr/bin/env node" },
+    },
+  ]);
+}

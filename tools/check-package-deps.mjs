@@ -1,34 +1,63 @@
 #!/usr/bin/env node
-// Checks that each package.json declares exactly the workspace packages its sources import, and
-// only ones its layer allows (tools/architecture.mjs). dependency-cruiser checks the imports
-// themselves; this keeps the published manifests honest.
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+// Checks each package.json against its sources: every package its production code imports (src/
+// and bin/) is declared in `dependencies`, every declared workspace package is imported, and
+// workspace dependencies respect the layers of tools/architecture.mjs. dependency-cruiser checks
+// the imports themselves; this keeps the published manifests honest (a bundled or missing
+// dependency only shows up after publishing otherwise).
+import { builtinModules } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ALLOWED_DEPENDENCIES } from "./architecture.mjs";
 
 const root = fileURLToPath(new URL("../packages/", import.meta.url));
+const builtins = new Set(builtinModules);
 const problems = [];
+
+function sourceFiles(dir) {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true })
+    .map(String)
+    .filter(
+      (path) => path.endsWith(".ts") && !path.endsWith(".test.ts") && !path.startsWith("gen/"),
+    )
+    .map((path) => join(dir, path));
+}
+
+/** `@scope/name/sub` → `@scope/name`; `name/sub` → `name`. */
+function packageOf(specifier) {
+  const parts = specifier.split("/");
+  return specifier.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0];
+}
+
 for (const name of readdirSync(root)) {
   const manifest = JSON.parse(readFileSync(join(root, name, "package.json"), "utf8"));
-  const declared = Object.keys(manifest.dependencies ?? {})
-    .filter((dep) => dep.startsWith("@opal/"))
-    .map((dep) => dep.slice("@opal/".length));
+  const declared = new Set(Object.keys(manifest.dependencies ?? {}));
   const imported = new Set();
-  for (const file of readdirSync(join(root, name, "src"), { recursive: true })) {
-    const path = String(file);
-    if (!path.endsWith(".ts") || path.endsWith(".test.ts")) continue;
-    const source = readFileSync(join(root, name, "src", path), "utf8");
-    for (const match of source.matchAll(/from\s+"@opal\/([a-z-]+)"/g)) imported.add(match[1]);
+  for (const file of [
+    ...sourceFiles(join(root, name, "src")),
+    ...sourceFiles(join(root, name, "bin")),
+  ]) {
+    const source = readFileSync(file, "utf8");
+    const statements =
+      /^(?:import|export)\b[^;]*?\bfrom\s+"([^"]+)"|^import\s+"([^"]+)"|\bimport\(\s*"([^"]+)"\s*\)/gm;
+    for (const match of source.matchAll(statements)) {
+      const specifier = match[1] ?? match[2] ?? match[3];
+      if (specifier.startsWith(".")) continue;
+      if (specifier.startsWith("node:") || builtins.has(specifier)) continue;
+      imported.add(packageOf(specifier));
+    }
+  }
+  for (const dep of imported) {
+    if (!declared.has(dep))
+      problems.push(`${name} imports ${dep} without declaring it in dependencies`);
   }
   const allowed = ALLOWED_DEPENDENCIES[name] ?? [];
   for (const dep of declared) {
-    if (!allowed.includes(dep))
-      problems.push(`${name} declares @opal/${dep}, which its layer forbids`);
-    if (!imported.has(dep)) problems.push(`${name} declares @opal/${dep} but never imports it`);
-  }
-  for (const dep of imported) {
-    if (!declared.includes(dep)) problems.push(`${name} imports @opal/${dep} without declaring it`);
+    if (!dep.startsWith("@opal/")) continue;
+    const layer = dep.slice("@opal/".length);
+    if (!allowed.includes(layer)) problems.push(`${name} declares ${dep}, which its layer forbids`);
+    if (!imported.has(dep)) problems.push(`${name} declares ${dep} but never imports it`);
   }
 }
 if (problems.length > 0) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm test`: every check of the repository in one run. Static checks first (generated code is
 // current, proto lint and breaking-change check, formatting and lint, architecture, types), then
-// the vitest suite, then builds and API docs. Ends with the plain line `N passed, N failed`
+// builds and API docs (the CLI tests run the built executables), then the vitest suite. Ends with the plain line `N passed, N failed`
 // (vitest tests plus checks), and exits non-zero when anything failed.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -43,6 +43,14 @@ step("architecture (dependency-cruiser)", bin("depcruise"), [
 step("package manifests", "node", ["tools/check-package-deps.mjs"]);
 step("typecheck", bin("tsc"), ["-p", "tsconfig.json"]);
 
+step("build and API docs (nx; the CLI tests run the built executables)", bin("nx"), [
+  "run-many",
+  "-t",
+  "build",
+  "docs",
+  "--outputStyle=static",
+]);
+
 const scratch = mkdtempSync(join(tmpdir(), "opal-test-"));
 const report = join(scratch, "vitest.json");
 step("vitest", bin("vitest"), [
@@ -61,14 +69,6 @@ if (existsSync(report)) {
   };
 }
 rmSync(scratch, { recursive: true, force: true });
-
-step("build and API docs (nx)", bin("nx"), [
-  "run-many",
-  "-t",
-  "build",
-  "docs",
-  "--outputStyle=static",
-]);
 
 const checks = results.filter((r) => r.name !== "vitest");
 const failedChecks = checks.filter((r) => !r.ok);

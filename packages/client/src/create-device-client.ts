@@ -7,7 +7,7 @@ import {
   Metadata,
   type ServiceError,
 } from "@grpc/grpc-js";
-import { Code, createCallSignal, OpalError, toAbortError } from "@opal/core";
+import { Code, createCallSignal, OpalError, Reason, toAbortError } from "@opal/core";
 import {
   type DeviceCapabilities,
   type DeviceInfo,
@@ -264,9 +264,20 @@ function grpcOptions(call: DriverCallOptions, fallbackTimeoutMs?: number): GrpcC
   return timeoutMs === undefined ? {} : { deadline: Date.now() + timeoutMs };
 }
 
+/**
+ * The `OpalError` for a failed call the caller did not cancel. A CANCELLED status then means the
+ * device or the connection reset the stream (a dropped connection, a forced shutdown): reported as
+ * UNAVAILABLE, which callers retry, rather than as a cancellation nobody asked for.
+ */
 function toOpalError(error: unknown): OpalError {
   if (error instanceof OpalError) return error;
   const status = error as Partial<ServiceError>;
+  if (status.code === Code.CANCELLED) {
+    return new OpalError(Code.UNAVAILABLE, `the device reset the call: ${status.details ?? "cancelled"}`, {
+      reason: Reason.DEVICE_FAULT,
+      cause: error,
+    });
+  }
   if (typeof status.code === "number") return fromGrpcStatus(status);
   return OpalError.from(error);
 }

@@ -8,3 +8,5 @@
 export type { ClientChannelOptions, ClientTlsOptions, DeviceClientOptions } from "./client-options";
 export type { DeviceClient } from "./create-device-client";
 export { createDeviceClient, DEFAULT_CHANNEL } from "./create-device-client";
+export type { LayerReady, PrefillOutcome, PrefillRun, TransferStats } from "./start-prefill";
+export { startPrefill } from "./start-prefill";

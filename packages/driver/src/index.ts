@@ -7,6 +7,9 @@
  */
 
 export { assertDriverApiVersion } from "./assert-driver-api-version";
+export { createCapabilities } from "./create-capabilities";
+export { streamKvCache } from "./stream-kv-cache";
+export type { StreamKvCacheOptions } from "./stream-kv-cache";
 export type {
   DataPlaneKind,
   DeviceCapabilities,

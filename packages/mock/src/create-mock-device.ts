@@ -23,7 +23,6 @@ import {
   crc32cOf,
   createKvChunker,
   digestKvCache,
-  type KvCache,
   type KvChunk,
   type KvDescriptor,
   partByteLength,
@@ -78,6 +77,11 @@ export interface MockDeviceOptions {
   readonly deviceId?: string;
   /** Clock in ms since the Unix epoch (leases); default `Date.now`. */
   readonly now?: () => number;
+  /**
+   * Called by the `dropConnectionAfterChunks` fault to drop every connection (`serveMockDevice`
+   * restarts its server); without it, the stream just fails with UNAVAILABLE.
+   */
+  readonly onConnectionDrop?: () => Promise<void>;
 }
 
 /** The simulated device: a {@link PrefillDriver} with run-time fault control and counters. */
@@ -252,7 +256,7 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
       try {
         const blockSize = request.kvFormat.blockSizeTokens;
         // Tenants never share prefixes: the tenant is part of the salt (docs/protocol/security.md).
-        const salt = `${tenant}\0${request.cacheSalt ?? ""}`;
+        const salt = `${tenant}\0${model!.info.fingerprint}\0${request.cacheSalt ?? ""}`;
         const hashes = computeBlockHashes(tokens, { blockSizeTokens: blockSize, cacheSalt: salt });
         const decoderSkip = decoderPrefixTokens(
           request,
@@ -323,6 +327,14 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
             if (plan.stallAfter !== undefined && sent === plan.stallAfter + 1) {
               faults.count();
               await sleep(plan.stallMs, signal);
+            }
+            if (plan.dropAfter !== undefined && sent === plan.dropAfter + 1) {
+              faults.count();
+              await options.onConnectionDrop?.();
+              throw new OpalError(Code.UNAVAILABLE, "injected fault: connection dropped", {
+                reason: Reason.DEVICE_FAULT,
+                retryDelayMs: 10,
+              });
             }
             if (plan.abortAfter !== undefined && sent === plan.abortAfter + 1) {
               faults.count();

@@ -35,6 +35,13 @@ export interface FaultConfig {
   readonly stallAfterChunks?: number;
   /** Duration of a stall, in ms; default 60,000 (a stalled producer, until the caller's deadline). */
   readonly stallMs?: number;
+  /**
+   * Drop the connection after this many chunks of a prefill (0 = off): a served mock closes every
+   * connection and listens again on the same port; in process, the stream fails with UNAVAILABLE.
+   */
+  readonly dropConnectionAfterChunks?: number;
+  /** Probability that a prefill drops the connection (with `dropConnectionAfterChunks`); default 1. */
+  readonly dropRate?: number;
   /** Power cap in watts: throughput scales by cap / active power while the cap is below it. */
   readonly powerCapWatts?: number;
 }
@@ -47,6 +54,8 @@ export interface StreamFaults {
   readonly corruptAt: number | undefined;
   readonly stallAfter: number | undefined;
   readonly stallMs: number;
+  /** Drop the connection after this many chunks, or undefined. */
+  readonly dropAfter: number | undefined;
 }
 
 /** Draws fault decisions from a seeded PRNG. */
@@ -120,6 +129,7 @@ export function createFaultInjector(config: FaultConfig = {}): FaultInjector {
         corruptAt: pick(config.corruptChunk, config.corruptRate),
         stallAfter: pick(config.stallAfterChunks, 1),
         stallMs: config.stallMs ?? 60_000,
+        dropAfter: pick(config.dropConnectionAfterChunks, config.dropRate),
       };
     },
     throttle(activePowerWatts) {

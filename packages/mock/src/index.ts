@@ -14,3 +14,5 @@ export { createFaultInjector } from "./fault-injector";
 export { toMockModelNames } from "./mock-model";
 export type { MockProfile, MockProfileName } from "./mock-profile";
 export { mockProfile, simulatedTimeUs, toMockProfileNames } from "./mock-profile";
+export type { MockServer } from "./serve-mock-device";
+export { readFaultConfig, serveMockDevice } from "./serve-mock-device";

@@ -37,7 +37,10 @@ export async function openCallScope(
   }
   const peer = call.getAuthContext?.()?.sslPeerCertificate;
   const commonName = typeof peer?.subject?.CN === "string" ? peer.subject.CN : undefined;
-  const tenant = await registry.authenticate(call.metadata, commonName);
+  const tenant = await registry.authenticate(call.metadata, {
+    clientCertificateCommonName: commonName,
+    address: call.getPeer(),
+  });
   registry.limiter.admitRequest(tenant);
 
   const controller = new AbortController();

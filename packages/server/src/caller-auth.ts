@@ -1,4 +1,5 @@
 import { timingSafeEqual } from "node:crypto";
+import { isIPv4, isIPv6 } from "node:net";
 import type { Metadata } from "@grpc/grpc-js";
 import { Code, OpalError, Reason } from "@opal/core";
 import type { CallerCredentials, ServerAuthOptions } from "./server-options";
@@ -6,23 +7,41 @@ import type { CallerCredentials, ServerAuthOptions } from "./server-options";
 /** The tenant of unauthenticated servers. */
 export const DEFAULT_TENANT = "default";
 
-/** Resolves a call's tenant from its metadata and TLS peer. */
-export type Authenticator = (
-  metadata: Metadata,
-  clientCertificateCommonName: string | undefined,
-) => Promise<string>;
+/** The transport-level identity of a caller. */
+export interface CallerPeer {
+  /** Subject CN of the verified client certificate, if any. */
+  readonly clientCertificateCommonName: string | undefined;
+  /** The peer address as grpc-js reports it (`host:port`, or "unknown"). */
+  readonly address: string;
+}
 
-/** Builds the authenticator for `auth` (undefined: every caller is {@link DEFAULT_TENANT}). */
-export function createAuthenticator(auth: ServerAuthOptions | undefined): Authenticator {
+/** Resolves a call's tenant from its metadata and transport peer. */
+export type Authenticator = (metadata: Metadata, peer: CallerPeer) => Promise<string>;
+
+/**
+ * Builds the authenticator for `auth` (undefined: every caller is {@link DEFAULT_TENANT}). `tls`
+ * says whether the server's connections are encrypted (SEC-2 refuses plaintext tokens otherwise).
+ */
+export function createAuthenticator(
+  auth: ServerAuthOptions | undefined,
+  { tls }: { readonly tls: boolean },
+): Authenticator {
   if (!auth) return async () => DEFAULT_TENANT;
   const check =
     "tokens" in auth
       ? tokenTable(auth.tokens)
       : (credentials: CallerCredentials) => auth.authenticate(credentials);
-  return async (metadata, clientCertificateCommonName) => {
+  return async (metadata, { clientCertificateCommonName, address }) => {
     const header = metadata.get("authorization")[0];
     const match = typeof header === "string" ? /^Bearer (.+)$/i.exec(header.trim()) : null;
     const token = match?.[1];
+    if (token !== undefined && !tls && !auth.allowPlaintextTokens && !isLoopbackPeer(address)) {
+      throw new OpalError(
+        Code.UNAUTHENTICATED,
+        "bearer tokens are refused over plaintext connections from non-loopback peers: use TLS",
+        { reason: Reason.TOKEN_INVALID },
+      );
+    }
     let tenant: string;
     try {
       tenant = await check({ token, clientCertificateCommonName });
@@ -33,6 +52,14 @@ export function createAuthenticator(auth: ServerAuthOptions | undefined): Authen
     if (!tenant) throw unauthenticated(token === undefined);
     return tenant;
   };
+}
+
+/** True for `127.0.0.0/8`, `::1` and IPv4-mapped loopback peers (`host:port` as grpc-js reports them). */
+export function isLoopbackPeer(address: string): boolean {
+  const host = address.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1");
+  if (isIPv4(host)) return host.startsWith("127.");
+  if (isIPv6(host)) return host === "::1" || /^::ffff:127\./i.test(host);
+  return false;
 }
 
 function tokenTable(tokens: Readonly<Record<string, string>>) {

@@ -1,14 +1,18 @@
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import { type ChannelOptions, Server, ServerCredentials } from "@grpc/grpc-js";
 import { loadFileDescriptorSetFromBuffer, loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { Code, OpalError, Reason } from "@opal/core";
 import { assertDriverApiVersion, type PrefillDriver } from "@opal/driver";
 import { DeviceServiceDefinition, FILE_DESCRIPTOR_SET_BASE64 } from "@opal/protocol";
-import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
+import { protoPath as healthProtoPath } from "grpc-health-check";
 import pino from "pino";
 import type { ScopeRegistry } from "./call-scope";
 import { createAuthenticator } from "./caller-auth";
 import { createDeviceHandlers } from "./device-handlers";
+import { createDeviceHealth } from "./device-health";
 import { createServerMetrics } from "./server-metrics";
 import type { DeviceServerOptions } from "./server-options";
 import { createTenantLimiter } from "./tenant-limiter";
@@ -16,12 +20,26 @@ import { createTenantLimiter } from "./tenant-limiter";
 /** The health-checked name of the device service. */
 export const DEVICE_SERVICE_NAME = "opal.device.v1.DeviceService";
 
+/** Services a device server serves and lists in reflection. */
+const SERVED_SERVICES = [
+  DEVICE_SERVICE_NAME,
+  "grpc.health.v1.Health",
+  "grpc.reflection.v1.ServerReflection",
+  "grpc.reflection.v1alpha.ServerReflection",
+] as const;
+
+/** A health check's probe of the driver must answer within this (ID-9), in ms. */
+const HEALTH_PROBE_TIMEOUT_MS = 1_000;
+
+/** After a forced shutdown aborts the open calls, how long they get to send their status, in ms. */
+const ABORTED_CALLS_GRACE_MS = 1_000;
+
 /** Defaults of {@link DeviceServerOptions.transport}. */
 export const DEFAULT_TRANSPORT = {
   flowControlWindowBytes: 16 * 1024 * 1024,
   keepaliveMinPingIntervalMs: 10_000,
-  keepaliveTimeMs: 30_000,
-  keepaliveTimeoutMs: 10_000,
+  keepaliveTimeMs: 60_000,
+  keepaliveTimeoutMs: 20_000,
 } as const;
 
 /** A running device server. */
@@ -67,7 +85,7 @@ export async function createDeviceServer(
   };
   const server = new Server(channelOptions);
   const registry: ScopeRegistry = {
-    authenticate: createAuthenticator(options.auth),
+    authenticate: createAuthenticator(options.auth, { tls: options.tls !== undefined }),
     limiter: createTenantLimiter(options.limits),
     open: new Set(),
     shuttingDown: false,
@@ -77,16 +95,43 @@ export async function createDeviceServer(
     DeviceServiceDefinition,
     createDeviceHandlers({ driver, capabilities, registry, metrics, logger }),
   );
-  const health = new HealthImplementation({ "": "SERVING", [DEVICE_SERVICE_NAME]: "SERVING" });
+  const health = createDeviceHealth(
+    async () => (await driver.probe({ timeoutMs: HEALTH_PROBE_TIMEOUT_MS })) === "ready",
+    {
+      serviceNames: ["", DEVICE_SERVICE_NAME],
+      pollIntervalMs: options.healthPollIntervalMs ?? 1_000,
+    },
+  );
   health.addToServer(server);
-  new ReflectionService({
-    ...loadFileDescriptorSetFromBuffer(Buffer.from(FILE_DESCRIPTOR_SET_BASE64, "base64")),
-    ...loadSync(healthProtoPath),
-  }).addToServer(server);
+  const reflectionProtos = reflectionProtoPaths();
+  if (reflectionProtos.length === 0) {
+    logger.warn("reflection protos not found: reflection will not list itself");
+  }
+  // List exactly the services this server serves (GEN-9): the protocol's descriptor set also holds
+  // KvReceiverService, which a device does not serve.
+  new ReflectionService(
+    {
+      ...loadFileDescriptorSetFromBuffer(Buffer.from(FILE_DESCRIPTOR_SET_BASE64, "base64")),
+      ...loadSync(healthProtoPath),
+      ...(reflectionProtos.length > 0 ? loadSync(reflectionProtos) : {}),
+    },
+    { services: [...SERVED_SERVICES] },
+  ).addToServer(server);
 
   const host = options.host ?? "127.0.0.1";
   const port = await bind(server, `${formatHost(host)}:${options.port ?? 0}`, credentials(options));
-  const metricsPort = metrics ? await metrics.listen(host, options.metricsPort!) : undefined;
+  let metricsPort: number | undefined;
+  try {
+    metricsPort = metrics ? await metrics.listen(host, options.metricsPort!) : undefined;
+  } catch (error) {
+    // Do not leave the gRPC port bound behind a server the caller never gets.
+    server.forceShutdown();
+    throw new OpalError(
+      Code.UNAVAILABLE,
+      `cannot serve metrics on ${formatHost(host)}:${options.metricsPort}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
   const address = `${formatHost(host)}:${port}`;
   logger.info({ address, metricsPort }, "device server listening");
 
@@ -99,8 +144,7 @@ export async function createDeviceServer(
     shutdown({ graceMs = options.shutdownGraceMs ?? 5_000 } = {}) {
       closing ??= (async () => {
         registry.shuttingDown = true;
-        health.setStatus("", "NOT_SERVING");
-        health.setStatus(DEVICE_SERVICE_NAME, "NOT_SERVING");
+        health.setShuttingDown();
         const graceful = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
         let timer: NodeJS.Timeout | undefined;
         const expired = new Promise<"expired">((resolve) => {
@@ -112,7 +156,10 @@ export async function createDeviceServer(
             retryDelayMs: 1000,
           });
           for (const controller of registry.open) controller.abort(reason);
-          await new Promise((resolve) => setTimeout(resolve, 50));
+          health.close(reason);
+          // Let the aborted calls send their status, but do not wait on a driver that ignores
+          // its signal.
+          await Promise.race([graceful, delay(ABORTED_CALLS_GRACE_MS)]);
           server.forceShutdown();
         }
         clearTimeout(timer);
@@ -122,6 +169,24 @@ export async function createDeviceServer(
       return closing;
     },
   };
+}
+
+/** The reflection protos shipped with `@grpc/reflection`, or none when they cannot be found. */
+function reflectionProtoPaths(): string[] {
+  try {
+    // `require` exists in the CommonJS build; the ESM build resolves through `import.meta.url`.
+    const resolve = typeof require === "function" ? require : createRequire(import.meta.url);
+    const root = join(dirname(resolve.resolve("@grpc/reflection/package.json")), "build", "proto");
+    return ["v1", "v1alpha"]
+      .map((version) => join(root, "grpc", "reflection", version, "reflection.proto"))
+      .filter((path) => existsSync(path));
+  } catch {
+    return [];
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 function credentials(options: DeviceServerOptions): ServerCredentials {

@@ -13,6 +13,7 @@ export { createDeviceServer, DEFAULT_TRANSPORT, DEVICE_SERVICE_NAME } from "./cr
 export type {
   CallerCredentials,
   DeviceServerOptions,
+  ServerAuthCommonOptions,
   ServerAuthOptions,
   ServerLimits,
   ServerTlsOptions,

@@ -20,14 +20,26 @@ export interface CallerCredentials {
   readonly clientCertificateCommonName: string | undefined;
 }
 
+/** Settings shared by both forms of {@link ServerAuthOptions}. */
+export interface ServerAuthCommonOptions {
+  /**
+   * Accept bearer tokens over plaintext connections from non-loopback peers. Default false: without
+   * TLS, only loopback peers may send a token, others fail with UNAUTHENTICATED TOKEN_INVALID
+   * (SEC-2: a token sent in clear is a token given away). No effect with TLS.
+   */
+  readonly allowPlaintextTokens?: boolean;
+}
+
 /**
  * Authentication: maps a caller to a tenant. Either a static token table or a function. A call that
  * fails authentication ends with UNAUTHENTICATED (reason TOKEN_INVALID). Health and reflection are
  * served without authentication.
  */
-export type ServerAuthOptions =
-  | { readonly tokens: Readonly<Record<string, string>> }
-  | { readonly authenticate: (credentials: CallerCredentials) => string | Promise<string> };
+export type ServerAuthOptions = ServerAuthCommonOptions &
+  (
+    | { readonly tokens: Readonly<Record<string, string>> }
+    | { readonly authenticate: (credentials: CallerCredentials) => string | Promise<string> }
+  );
 
 /** Per-tenant limits; each rejection carries its protocol reason and a RetryInfo. */
 export interface ServerLimits {
@@ -48,11 +60,15 @@ export interface ServerTransportOptions {
   readonly flowControlWindowBytes?: number;
   /** Largest message received or sent in bytes; default the driver's `maxMessageBytes` (at least 4 MiB). */
   readonly maxMessageBytes?: number;
-  /** Shortest interval between client keepalive pings the server permits, in ms; default 10,000. */
+  /**
+   * Shortest interval between client keepalive pings the server permits, in ms; default 10,000
+   * (TR-4). Passed to the transport as `grpc.http2.min_ping_interval_without_data_ms`; grpc-js
+   * 1.14 enforces no ping policy, so in practice no client is cut off for pinging.
+   */
   readonly keepaliveMinPingIntervalMs?: number;
-  /** Interval of the server's own keepalive pings, in ms; default 30,000. */
+  /** Interval of the server's own keepalive pings, in ms; default 60,000 (TR-5). */
   readonly keepaliveTimeMs?: number;
-  /** Time to wait for a keepalive acknowledgement, in ms; default 10,000. */
+  /** Time to wait for a keepalive acknowledgement, in ms; default 20,000 (TR-5). */
   readonly keepaliveTimeoutMs?: number;
 }
 
@@ -70,6 +86,12 @@ export interface DeviceServerOptions {
   readonly transport?: ServerTransportOptions;
   /** How long `shutdown` waits for calls to finish before cancelling them, in ms; default 5,000. */
   readonly shutdownGraceMs?: number;
+  /**
+   * How often an open `grpc.health.v1.Health/Watch` stream re-reads the driver's `probe()`, in ms;
+   * default 1,000. `Check` probes on every call: health is SERVING exactly when the probe answers
+   * "ready" within 1 s (ID-12), and NOT_SERVING once shutdown begins.
+   */
+  readonly healthPollIntervalMs?: number;
   /** Serve Prometheus metrics over HTTP at `/metrics` on this port (0 = any free port); default off. */
   readonly metricsPort?: number;
   /** A pino logger; default a pino logger at level `OPAL_LOG_LEVEL` or "warn", to stderr. */

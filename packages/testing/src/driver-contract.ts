@@ -215,9 +215,16 @@ export function describeDriverContract(name: string, setup: () => Promise<Contra
       );
     });
 
-    it("treats request_id as idempotent: a different body under the same id is ALREADY_EXISTS", async () => {
-      const first = request();
-      await drain(subject.driver.prefill(first));
+    it("treats request_id as idempotent while remembered (PF-5..7)", async (ctx) => {
+      const caps = await subject.driver.getCapabilities();
+      if (caps.retention.maxRetentionSeconds === 0)
+        return ctx.skip("ids need only be remembered while retained");
+      const first = request({ retentionSeconds: 30 });
+      const original = await collectPrefill(subject.driver.prefill(first));
+      const replay = await collectPrefill(subject.driver.prefill(first));
+      expect(replay.kvHandle).toBe(original.kvHandle);
+      expect(replay.stats.kvDigest).toEqual(original.stats.kvDigest);
+      expect(replay.stats.firstTokenId).toBe(original.stats.firstTokenId);
       const changed = { ...first, promptTokenIds: first.promptTokenIds.subarray(0, 10) };
       await expectOpalError(
         drain(subject.driver.prefill(changed)),

@@ -7,5 +7,15 @@
 
 export type { CollectedPrefill, ContractSubject } from "./driver-contract";
 export { collectPrefill, describeDriverContract, expectOpalError } from "./driver-contract";
+export type { HealthClient, HealthClientOptions, HealthStatus } from "./health-client";
+export { createHealthClient } from "./health-client";
 export type { PythonPeer } from "./python-peer";
 export { createPythonPeer, PROTO_ROOT, PYTHON } from "./python-peer";
+export type {
+  ReflectionClient,
+  ReflectionClientOptions,
+  ReflectionVersion,
+} from "./reflection-client";
+export { createReflectionClient, loadReflectedDefinitions } from "./reflection-client";
+export type { TestCertificateOptions, TestCertificates } from "./test-certificates";
+export { createTestCertificates } from "./test-certificates";

@@ -1,0 +1,175 @@
+import { randomUUID } from "node:crypto";
+import { createDeviceClient, startPrefill } from "@opal/client";
+import { Code, OpalError } from "@opal/core";
+import { type KvDtype, toFloat32 } from "@opal/kv";
+import { mockProfile, serveMockDevice, simulatedTimeUs } from "@opal/mock";
+import {
+  createByteTokenizer,
+  createPresetWeights,
+  createReferenceModel,
+  fromKvLayers,
+  type PresetName,
+  prefillFlops,
+  sampleGreedy,
+} from "@opal/reference";
+
+/** Options of {@link runDemo}; every field has a default. */
+export interface DemoOptions {
+  /** The prompt text; default a sentence about OPAL. */
+  readonly prompt?: string;
+  /** Reference preset to prefill and decode; default "opal-small". */
+  readonly model?: PresetName;
+  /** Mock device profile; default "iris-nova". */
+  readonly profile?: string;
+  /** Tokens to generate after the prefill; default 24. */
+  readonly maxNewTokens?: number;
+  /** KV dtype on the wire; default "f32" (bit-exact continuation). */
+  readonly dtype?: KvDtype;
+  /** Called with a line of progress (a layer arrived, …). */
+  readonly onProgress?: (line: string) => void;
+}
+
+/** What the demo measured. */
+export interface DemoReport {
+  readonly deviceAddress: string;
+  readonly device: string;
+  readonly model: string;
+  readonly promptTokens: number;
+  readonly kvDtype: KvDtype;
+  readonly kvBytes: number;
+  readonly layersStreamed: number;
+  readonly timeToFirstLayerMs: number;
+  readonly transferGigabytesPerSecond: number;
+  readonly deviceTimeUs: number;
+  readonly energyJoules: number;
+  readonly h100TimeUs: number;
+  readonly h100EnergyJoules: number;
+  readonly generatedText: string;
+  readonly generatedTokens: readonly number[];
+  readonly monolithicTokens: readonly number[];
+  readonly match: boolean;
+  /** The same prompt at a real model's shape (synthetic KV), to show realistic sizes and times. */
+  readonly projection: DemoProjection;
+}
+
+/** Figures of the prompt prefilled at Llama-3-8B's shape on the same device. */
+export interface DemoProjection {
+  readonly model: string;
+  readonly kvBytes: number;
+  readonly transferGigabytesPerSecond: number;
+  readonly deviceTimeUs: number;
+  readonly energyJoules: number;
+  readonly h100TimeUs: number;
+  readonly h100EnergyJoules: number;
+}
+
+const PROJECTION_MODEL = "llama-3-8b";
+
+/** The default prompt of `opal demo`. */
+export const DEFAULT_DEMO_PROMPT =
+  "Prefill reads the whole prompt at once and is bound by compute; decode emits one token at a time and is bound by memory bandwidth.";
+
+/**
+ * The main job: starts the mock device on a loopback port, offloads the prompt's prefill through
+ * the SDK over real gRPC, receives the KV cache layer by layer into a decoder (the reference
+ * model), continues decoding from it, and compares the tokens with a monolithic run.
+ */
+export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
+  const modelName = options.model ?? "opal-small";
+  const profile = options.profile ?? "iris-nova";
+  const dtype = options.dtype ?? "f32";
+  const maxNewTokens = options.maxNewTokens ?? 24;
+  const progress = options.onProgress ?? (() => {});
+  const tokenizer = createByteTokenizer();
+  const prompt = tokenizer.encode(options.prompt ?? DEFAULT_DEMO_PROMPT);
+
+  const mock = await serveMockDevice({
+    profile: profile as never,
+    models: [modelName, PROJECTION_MODEL],
+  });
+  const device = createDeviceClient(mock.address);
+  try {
+    const info = await device.getInfo();
+    progress(`device ${info.product} at ${mock.address}, protocol ${info.protocolVersion}`);
+    // The decode side holds the same weights; the descriptor's fingerprint proves it.
+    const decoder = createReferenceModel(createPresetWeights(modelName));
+    const config = decoder.config;
+    const run = startPrefill(device, {
+      requestId: randomUUID(),
+      modelId: modelName,
+      promptTokenIds: prompt,
+      kvFormat: { dtype, scaleScheme: "none", layout: "nhd", blockSizeTokens: 16 },
+      maxChunkBytes: 64 * 1024,
+    });
+    const keys: Float32Array[] = [];
+    const values: Float32Array[] = [];
+    for await (const layer of run) {
+      if (layer.descriptor.modelFingerprint !== decoder.fingerprint) {
+        throw new OpalError(
+          Code.FAILED_PRECONDITION,
+          "the device computed a different model than the decoder holds",
+          {
+            reason: "DESCRIPTOR_MISMATCH",
+          },
+        );
+      }
+      keys[layer.layer] = toFloat32(layer.parts.k!, dtype);
+      values[layer.layer] = toFloat32(layer.parts.v!, dtype);
+      progress(
+        `layer ${layer.layer + 1}/${layer.descriptor.numLayers} received and verified at ${layer.elapsedMs.toFixed(1)} ms`,
+      );
+    }
+    const outcome = await run.result;
+    const cache = fromKvLayers(config, keys, values, prompt.length);
+    const generated = [outcome.stats.firstTokenId];
+    while (generated.length < maxNewTokens) {
+      generated.push(sampleGreedy(decoder.decodeStep(generated.at(-1)!, cache)));
+    }
+    const monolithic = Array.from(decoder.generate(prompt, { maxNewTokens, stopOnEos: false }));
+    const flops = prefillFlops(config, prompt.length);
+    const h100 = mockProfile("h100");
+    const h100TimeUs = simulatedTimeUs(h100, flops);
+    progress(`projecting the same prompt at ${PROJECTION_MODEL} shape (synthetic KV, bf16)`);
+    const projected = await startPrefill(device, {
+      requestId: randomUUID(),
+      modelId: PROJECTION_MODEL,
+      promptTokenIds: prompt,
+      kvFormat: { dtype: "bf16", scaleScheme: "none", layout: "nhd", blockSizeTokens: 16 },
+    }).result;
+    const ratio =
+      h100.effectiveTflops > 0 ? mock.device.profile.effectiveTflops / h100.effectiveTflops : 0;
+    const projectedH100Us = projected.stats.deviceTimeUs * ratio;
+    return {
+      deviceAddress: mock.address,
+      device: info.product,
+      model: modelName,
+      promptTokens: prompt.length,
+      kvDtype: dtype,
+      kvBytes: outcome.transfer.kvBytes,
+      layersStreamed: outcome.cache.descriptor.numLayers,
+      timeToFirstLayerMs: outcome.transfer.timeToFirstLayerMs,
+      transferGigabytesPerSecond: outcome.transfer.gigabytesPerSecond,
+      deviceTimeUs: outcome.stats.deviceTimeUs,
+      energyJoules: outcome.stats.energyJoules,
+      h100TimeUs,
+      h100EnergyJoules: (h100.activePowerWatts * h100TimeUs) / 1e6,
+      generatedText: tokenizer.decode(generated),
+      generatedTokens: generated,
+      monolithicTokens: monolithic,
+      match:
+        generated.length === monolithic.length && generated.every((t, i) => t === monolithic[i]),
+      projection: {
+        model: PROJECTION_MODEL,
+        kvBytes: projected.transfer.kvBytes,
+        transferGigabytesPerSecond: projected.transfer.gigabytesPerSecond,
+        deviceTimeUs: projected.stats.deviceTimeUs,
+        energyJoules: projected.stats.energyJoules,
+        h100TimeUs: projectedH100Us,
+        h100EnergyJoules: (h100.activePowerWatts * projectedH100Us) / 1e6,
+      },
+    };
+  } finally {
+    await device.close();
+    await mock.close({ graceMs: 1_000 });
+  }
+}

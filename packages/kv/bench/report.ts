@@ -1,0 +1,62 @@
+/** Shared helpers of the kv benchmarks: timing and the one-JSON-line-per-figure output. */
+
+/** Best wall time of `runs` calls of `fn`, in seconds (after one warm-up call). */
+export function bestSeconds(fn: () => void, runs = 5): number {
+  fn();
+  let best = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < runs; i++) {
+    const start = performance.now();
+    fn();
+    best = Math.min(best, (performance.now() - start) / 1000);
+  }
+  return best;
+}
+
+/** memcpy throughput over `byteLength` bytes in GB/s (TypedArray.set into a reused buffer). */
+export function memcpyGBps(byteLength: number): number {
+  const src = new Uint8Array(byteLength).fill(1);
+  const dst = new Uint8Array(byteLength);
+  return byteLength / bestSeconds(() => dst.set(src)) / 1e9;
+}
+
+const round = (x: number) => Math.round(x * 1000) / 1000;
+
+/** Prints a throughput figure relative to a baseline measured in the same run. */
+export function reportRatio(
+  bench: string,
+  value: number,
+  baselineValue: number,
+  target: number,
+): void {
+  console.log(
+    JSON.stringify({
+      bench,
+      metric: "GB/s",
+      value: round(value),
+      baseline: "memcpy",
+      baselineValue: round(baselineValue),
+      ratio: round(value / baselineValue),
+      target,
+    }),
+  );
+}
+
+/** Prints an absolute figure in millions of elements per second. */
+export function reportMelems(bench: string, value: number, target: number): void {
+  console.log(
+    JSON.stringify({
+      bench,
+      metric: "Melem/s",
+      value: round(value),
+      baseline: null,
+      baselineValue: null,
+      ratio: null,
+      target,
+    }),
+  );
+}
+
+/** Prints a memory figure with its maximum. */
+export function reportMiB(bench: string, value: number, max: number): void {
+  console.log(JSON.stringify({ bench, metric: "MiB", value: round(value), max }));
+}

@@ -1,0 +1,196 @@
+import { createHash } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  assertValidDescriptor,
+  dtypeByteSize,
+  headCountOf,
+  headDimOf,
+  type KvDescriptor,
+  type KvPart,
+  partByteLength,
+} from "./descriptor";
+import { fromKvParts, type KvCache } from "./kv-cache";
+import { KvFormatError } from "./kv-format-error";
+import {
+  decodeSafetensors,
+  encodeSafetensors,
+  fromSafetensorsDtype,
+  toSafetensorsDtype,
+} from "./safetensors";
+import { transposeKvPart } from "./to-kv-layout";
+
+/**
+ * Tokens vLLM's ExampleConnector stores for a prompt of `promptTokenCount` tokens:
+ * `align_to_block_size(n) = (n - 1) // block_size * block_size` (0 when n <= 1). The decode side
+ * looks the folder up with the prompt plus one generated token, which gives the same count.
+ */
+export function vllmExampleTokenCount(promptTokenCount: number, blockSizeTokens: number): number {
+  if (promptTokenCount <= 1) return 0;
+  return Math.floor((promptTokenCount - 1) / blockSizeTokens) * blockSizeTokens;
+}
+
+/**
+ * The folder name vLLM's ExampleConnector uses for these (already truncated) token ids: MD5 hex of
+ * the int64 little-endian bytes of the ids, followed by the UTF-8 of `mmHashes.join("-")` when there
+ * are multimodal hashes. (vLLM falls back to SHA-256 only on FIPS hosts without MD5.)
+ */
+export function vllmExampleFolderName(
+  tokenIds: ArrayLike<number>,
+  options: { mmHashes?: readonly string[] } = {},
+): string {
+  const ids = new BigInt64Array(tokenIds.length);
+  for (let i = 0; i < tokenIds.length; i++) ids[i] = BigInt(tokenIds[i] as number);
+  const hash = createHash("md5").update(new Uint8Array(ids.buffer));
+  if (options.mmHashes && options.mmHashes.length > 0)
+    hash.update(options.mmHashes.join("-"), "utf8");
+  return hash.digest("hex");
+}
+
+/** vLLM's attention layer name of decoder layer `layer` in Llama-style models. */
+export function vllmLayerName(layer: number): string {
+  return `model.layers.${layer}.self_attn.attn`;
+}
+
+/**
+ * One layer as the ExampleConnector's `<layer_name>.safetensors`: tensor `kv_cache` of shape
+ * `[2, num_tokens, num_kv_heads * head_size]` (mha) or `[num_tokens, latent + rope]` (mla), in the
+ * cache dtype, token-major. Scales are not stored (vLLM's file has none); quantised caches with
+ * scales are rejected (UNSUPPORTED_LAYOUT).
+ */
+export function encodeVllmExampleLayer(cache: KvCache, layer: number): Uint8Array {
+  const d = cache.descriptor;
+  if (d.scaleScheme !== "none") {
+    throw new KvFormatError(
+      "UNSUPPORTED_LAYOUT",
+      `the ExampleConnector file carries no scales (scaleScheme ${d.scaleScheme})`,
+    );
+  }
+  const dtype = toSafetensorsDtype(d.dtype);
+  const t = d.tokenCount;
+  const width = headCountOf(d) * headDimOf(d);
+  const nhd = (part: KvPart) => {
+    const src = cache.part(layer, part);
+    if (d.layout === "nhd") return src;
+    return transposeKvPart(src, {
+      tokenCount: t,
+      headCount: headCountOf(d),
+      rowBytes: headDimOf(d) * dtypeByteSize(d.dtype),
+      from: "hnd",
+      to: "nhd",
+    });
+  };
+  if (d.attention.kind === "mla") {
+    return encodeSafetensors([["kv_cache", { dtype, shape: [t, width], data: nhd("latent") }]]);
+  }
+  const k = nhd("k");
+  const data = new Uint8Array(k.byteLength * 2);
+  data.set(k, 0);
+  data.set(nhd("v"), k.byteLength);
+  return encodeSafetensors([["kv_cache", { dtype, shape: [2, t, width], data }]]);
+}
+
+/**
+ * Parses one ExampleConnector layer file into parts of `descriptor` (its layout; token count,
+ * heads and dtype must match: SHAPE_MISMATCH / UNSUPPORTED_DTYPE). Accepts `kv_cache` shaped
+ * `[2, T, H*D]` or `[2, T, H, D]` (mha) and `[T, L+R]` or `[T, 1, L+R]` (mla).
+ */
+export function decodeVllmExampleLayer(
+  bytes: Uint8Array,
+  descriptor: KvDescriptor,
+): Partial<Record<KvPart, Uint8Array>> {
+  assertValidDescriptor(descriptor);
+  const file = decodeSafetensors(bytes);
+  const tensor = file.tensors.get("kv_cache");
+  if (!tensor) throw new KvFormatError("SHAPE_MISMATCH", "file has no tensor kv_cache");
+  if (fromSafetensorsDtype(tensor.dtype) !== descriptor.dtype) {
+    throw new KvFormatError(
+      "UNSUPPORTED_DTYPE",
+      `kv_cache dtype ${tensor.dtype}, expected ${toSafetensorsDtype(descriptor.dtype)}`,
+    );
+  }
+  const t = descriptor.tokenCount;
+  const heads = headCountOf(descriptor);
+  const dim = headDimOf(descriptor);
+  const mla = descriptor.attention.kind === "mla";
+  const shape = tensor.shape.join(",");
+  const accepted = mla
+    ? [`${t},${dim}`, `${t},1,${dim}`]
+    : [`2,${t},${heads * dim}`, `2,${t},${heads},${dim}`];
+  if (!accepted.includes(shape)) {
+    throw new KvFormatError(
+      "SHAPE_MISMATCH",
+      `kv_cache shape [${shape}], expected [${accepted[0]}]`,
+    );
+  }
+  const toLayout = (src: Uint8Array) =>
+    descriptor.layout === "nhd"
+      ? src.slice()
+      : transposeKvPart(src, {
+          tokenCount: t,
+          headCount: heads,
+          rowBytes: dim * dtypeByteSize(descriptor.dtype),
+          from: "nhd",
+          to: "hnd",
+        });
+  if (mla) return { latent: toLayout(tensor.data) };
+  const half = partByteLength(descriptor, "k");
+  return { k: toLayout(tensor.data.subarray(0, half)), v: toLayout(tensor.data.subarray(half)) };
+}
+
+/** Options of the ExampleConnector folder functions. */
+export interface VllmExampleFolderOptions {
+  /** vLLM's `shared_storage_path` (kv_connector_extra_config); vLLM's default is "/tmp". */
+  readonly storagePath: string;
+  /** The token ids the folder is named by (already truncated, see {@link vllmExampleTokenCount}). */
+  readonly tokenIds: ArrayLike<number>;
+  /** Multimodal hashes of the request; default none. */
+  readonly mmHashes?: readonly string[];
+  /** Attention layer names, one per layer; default {@link vllmLayerName}. */
+  readonly layerNames?: readonly string[];
+}
+
+/**
+ * Writes `cache` as vLLM's ExampleConnector disk handoff: `<storagePath>/<md5>/<layer_name>.safetensors`.
+ * The cache must start at token 0 and carry exactly `tokenIds.length` tokens. Returns the folder.
+ */
+export async function writeVllmExampleFolder(
+  cache: KvCache,
+  options: VllmExampleFolderOptions,
+): Promise<string> {
+  const d = cache.descriptor;
+  if (d.tokenStart !== 0 || d.tokenCount !== options.tokenIds.length) {
+    throw new KvFormatError(
+      "SHAPE_MISMATCH",
+      `cache holds tokens [${d.tokenStart}, ${d.tokenStart + d.tokenCount}), expected [0, ${options.tokenIds.length})`,
+    );
+  }
+  const folder = join(options.storagePath, vllmExampleFolderName(options.tokenIds, options));
+  await mkdir(folder, { recursive: true });
+  for (let layer = 0; layer < d.numLayers; layer++) {
+    const name = options.layerNames?.[layer] ?? vllmLayerName(layer);
+    await writeFile(join(folder, `${name}.safetensors`), encodeVllmExampleLayer(cache, layer));
+  }
+  return folder;
+}
+
+/** Reads an ExampleConnector folder back into a cache of `descriptor`. */
+export async function readVllmExampleFolder(
+  descriptor: KvDescriptor,
+  options: VllmExampleFolderOptions,
+): Promise<KvCache> {
+  assertValidDescriptor(descriptor);
+  const folder = join(options.storagePath, vllmExampleFolderName(options.tokenIds, options));
+  const layers: Partial<Record<KvPart, Uint8Array>>[] = [];
+  for (let layer = 0; layer < descriptor.numLayers; layer++) {
+    const name = options.layerNames?.[layer] ?? vllmLayerName(layer);
+    const bytes = await readFile(join(folder, `${name}.safetensors`));
+    layers.push(
+      decodeVllmExampleLayer(
+        new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+        descriptor,
+      ),
+    );
+  }
+  return fromKvParts(descriptor, layers);
+}

@@ -1,0 +1,110 @@
+import { createDeviceClient, type DeviceClient } from "@opal/client";
+import { Code } from "@opal/core";
+import { createMockDevice } from "@opal/mock";
+import { collectPrefill, createHealthClient, expectOpalError } from "@opal/testing";
+import { describe, expect, it } from "vitest";
+import { createDeviceServer } from "../src/index";
+import { readEvents, tinyRequest } from "./fixtures";
+
+const TOKENS = { "t-a": "tenant-a", "t-b": "tenant-b" };
+
+describe("per-tenant limits (SEC-12)", () => {
+  it("rate-limits a tenant's 6th quick call with RATE_LIMITED and a retry delay, leaving other tenants alone", async () => {
+    const server = await createDeviceServer(createMockDevice({ models: ["opal-tiny"] }), {
+      auth: { tokens: TOKENS },
+      limits: { requestsPerSecondPerTenant: 5, burstRequests: 5 },
+    });
+    const a = createDeviceClient(server.address, { token: "t-a" });
+    const b = createDeviceClient(server.address, { token: "t-b" });
+    // Connect first (health is not rate-limited), so the burst below is quick.
+    const health = createHealthClient(server.address);
+    await health.check("");
+    health.close();
+    try {
+      for (let i = 0; i < 5; i++) await a.probe();
+      const error = await expectOpalError(a.probe(), Code.RESOURCE_EXHAUSTED, "RATE_LIMITED");
+      expect(error.retryDelayMs).toBeGreaterThan(0);
+      expect(error.retryDelayMs).toBeLessThanOrEqual(200);
+      // Streams count too.
+      await expectOpalError(
+        collectPrefill(a.prefill(tinyRequest())),
+        Code.RESOURCE_EXHAUSTED,
+        "RATE_LIMITED",
+      );
+      for (let i = 0; i < 5; i++) expect(await b.probe()).toBe("ready");
+      // The bucket refills at the sustained rate: after the advertised delay, A is served again.
+      await new Promise((resolve) => setTimeout(resolve, error.retryDelayMs! + 10));
+      expect(await a.probe()).toBe("ready");
+    } finally {
+      await a.close();
+      await b.close();
+      await server.shutdown({ graceMs: 0 });
+    }
+  });
+
+  it("holds a tenant to maxConcurrentPrefillsPerTenant with TENANT_QUOTA_EXCEEDED until its prefill ends", async () => {
+    const device = createMockDevice({ models: ["opal-tiny"] });
+    const server = await createDeviceServer(device, {
+      auth: { tokens: TOKENS },
+      limits: { maxConcurrentPrefillsPerTenant: 1 },
+    });
+    const a = createDeviceClient(server.address, { token: "t-a" });
+    const b = createDeviceClient(server.address, { token: "t-b" });
+    try {
+      device.setFaults({ stallAfterChunks: 1, stallMs: 30_000 });
+      const held = await readEvents(a.prefill(tinyRequest()), 2);
+      device.setFaults({});
+      const error = await expectOpalError(
+        collectPrefill(a.prefill(tinyRequest())),
+        Code.RESOURCE_EXHAUSTED,
+        "TENANT_QUOTA_EXCEEDED",
+      );
+      expect(error.retryDelayMs).toBeGreaterThan(0);
+      // FetchKv streams share the quota.
+      await expectOpalError(
+        collectPrefill(a.fetchKv({ kvHandle: "whatever" })),
+        Code.RESOURCE_EXHAUSTED,
+        "TENANT_QUOTA_EXCEEDED",
+      );
+      // Another tenant is not held back.
+      await collectPrefill(b.prefill(tinyRequest()));
+      // The held prefill ends (the caller cancels it): the tenant's slot comes back.
+      await held.iterator.return?.();
+      await expect
+        .poll(() =>
+          collectPrefill(a.prefill(tinyRequest())).then(
+            () => "ok",
+            (e: { reason?: string }) => e.reason,
+          ),
+        )
+        .toBe("ok");
+      expect(device.stats.activePrefills).toBe(0);
+    } finally {
+      await a.close();
+      await b.close();
+      await server.shutdown({ graceMs: 0 });
+    }
+  });
+});
+
+describe("message size (TR-2)", () => {
+  it("fails a client whose receive limit is below the chunk size with RESOURCE_EXHAUSTED and frees the device", async () => {
+    const device = createMockDevice({ models: ["opal-tiny"] });
+    const server = await createDeviceServer(device);
+    let small: DeviceClient | undefined;
+    try {
+      small = createDeviceClient(server.address, { channel: { maxMessageBytes: 2048 } });
+      const error = await expectOpalError(
+        collectPrefill(small.prefill(tinyRequest({ maxChunkBytes: 4096 }))),
+        Code.RESOURCE_EXHAUSTED,
+      );
+      // grpc-js checks the length prefix before buffering and fails the call on the client side:
+      // the device never sent an oversized message, so no device status (or reason) is involved.
+      expect(error.message).toMatch(/Received message larger than max \(\d+ vs 2048\)/);
+      await expect.poll(() => device.stats.activePrefills).toBe(0);
+    } finally {
+      await small?.close();
+      await server.shutdown({ graceMs: 0 });
+    }
+  });
+});
