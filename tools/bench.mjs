@@ -15,7 +15,9 @@ const scripts = readdirSync(join(root, "packages"))
   .flatMap((pkg) => {
     const dir = join(root, "packages", pkg, "bench");
     try {
-      return readdirSync(dir).filter((f) => f.endsWith(".bench.ts")).map((f) => join(dir, f));
+      return readdirSync(dir)
+        .filter((f) => f.endsWith(".bench.ts"))
+        .map((f) => join(dir, f));
     } catch {
       return [];
     }
@@ -29,12 +31,16 @@ for (const script of scripts) {
   const name = relative(root, script);
   process.stdout.write(`running ${name} … `);
   const t0 = Date.now();
-  const run = spawnSync(process.execPath, ["--conditions=source", "--import", "tsx", "--expose-gc", script], {
-    cwd: root,
-    encoding: "utf8",
-    timeout: 240_000,
-    maxBuffer: 16 * 1024 * 1024,
-  });
+  const run = spawnSync(
+    process.execPath,
+    ["--conditions=source", "--import", "tsx", "--expose-gc", script],
+    {
+      cwd: root,
+      encoding: "utf8",
+      timeout: 240_000,
+      maxBuffer: 16 * 1024 * 1024,
+    },
+  );
   const lines = (run.stdout ?? "").split("\n").filter((l) => l.startsWith('{"bench"'));
   for (const line of lines) figures.push({ script: name, ...JSON.parse(line) });
   if (run.status !== 0) {
@@ -56,7 +62,8 @@ const judged = figures.map((f) => {
 });
 
 const fmt = (v) => (v === null || v === undefined ? "" : String(v));
-const header = "| benchmark | metric | value | baseline | baseline value | ratio | target | status |";
+const header =
+  "| benchmark | metric | value | baseline | baseline value | ratio | target | status |";
 const rows = judged.map(
   (f) =>
     `| ${f.bench} | ${f.metric} | ${fmt(f.value)} | ${fmt(f.baseline)} | ${fmt(f.baselineValue)} | ${fmt(f.ratio)} | ${f.max !== undefined && f.max !== null ? `≤ ${f.max}` : f.target !== null && f.target !== undefined ? `≥ ${f.target}${f.ratio !== null && f.ratio !== undefined ? "×" : ""}` : ""} | ${f.status === "MISSED" ? "**MISSED**" : f.status} |`,

@@ -1,17 +1,15 @@
 import { randomUUID } from "node:crypto";
-import { createDeviceClient, startPrefill } from "@opal/client";
-import { Code, OpalError } from "@opal/core";
-import { type KvDtype, toFloat32 } from "@opal/kv";
+import { createDeviceClient, pushPrefill, startPrefill } from "@opal/client";
+import type { KvDtype } from "@opal/kv";
 import { mockProfile, serveMockDevice, simulatedTimeUs } from "@opal/mock";
 import {
   createByteTokenizer,
   createPresetWeights,
   createReferenceModel,
-  fromKvLayers,
   type PresetName,
   prefillFlops,
-  sampleGreedy,
 } from "@opal/reference";
+import { createDecodeAgent } from "./create-decode-agent";
 
 /** Options of {@link runDemo}; every field has a default. */
 export interface DemoOptions {
@@ -71,8 +69,9 @@ export const DEFAULT_DEMO_PROMPT =
 
 /**
  * The main job: starts the mock device on a loopback port, offloads the prompt's prefill through
- * the SDK over real gRPC, receives the KV cache layer by layer into a decoder (the reference
- * model), continues decoding from it, and compares the tokens with a monolithic run.
+ * the SDK over real gRPC, has the device push the KV cache layer by layer into a decode agent (a
+ * KvReceiver in front of the reference model), continues decoding from the committed cache, and
+ * compares the tokens with a monolithic run.
  */
 export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
   const modelName = options.model ?? "opal-small";
@@ -91,40 +90,37 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
   try {
     const info = await device.getInfo();
     progress(`device ${info.product} at ${mock.address}, protocol ${info.protocolVersion}`);
-    // The decode side holds the same weights; the descriptor's fingerprint proves it.
+    // The decode side: an agent holding the same weights, receiving pushed caches.
     const decoder = createReferenceModel(createPresetWeights(modelName));
     const config = decoder.config;
-    const run = startPrefill(device, {
+    let started = 0;
+    let firstLayerAt = 0;
+    const agent = await createDecodeAgent(decoder, {
+      onLayer: (layer, numLayers) => {
+        const now = performance.now();
+        firstLayerAt ||= now;
+        progress(
+          `layer ${layer + 1}/${numLayers} pushed, verified and loaded by the decode agent at ${(now - started).toFixed(1)} ms`,
+        );
+      },
+    });
+    const transferId = randomUUID();
+    started = performance.now();
+    const pushed = await pushPrefill(device, {
       requestId: randomUUID(),
       modelId: modelName,
       promptTokenIds: prompt,
       kvFormat: { dtype, scaleScheme: "none", layout: "nhd", blockSizeTokens: 16 },
       maxChunkBytes: 64 * 1024,
+      pushTarget: { address: agent.address, transferId },
     });
-    const keys: Float32Array[] = [];
-    const values: Float32Array[] = [];
-    for await (const layer of run) {
-      if (layer.descriptor.modelFingerprint !== decoder.fingerprint) {
-        throw new OpalError(
-          Code.FAILED_PRECONDITION,
-          "the device computed a different model than the decoder holds",
-          {
-            reason: "DESCRIPTOR_MISMATCH",
-          },
-        );
-      }
-      keys[layer.layer] = toFloat32(layer.parts.k!, dtype);
-      values[layer.layer] = toFloat32(layer.parts.v!, dtype);
-      progress(
-        `layer ${layer.layer + 1}/${layer.descriptor.numLayers} received and verified at ${layer.elapsedMs.toFixed(1)} ms`,
-      );
-    }
-    const outcome = await run.result;
-    const cache = fromKvLayers(config, keys, values, prompt.length);
-    const generated = [outcome.stats.firstTokenId];
-    while (generated.length < maxNewTokens) {
-      generated.push(sampleGreedy(decoder.decodeStep(generated.at(-1)!, cache)));
-    }
+    const received = await agent.received(transferId, { timeoutMs: 10_000 });
+    const handoffMs = performance.now() - started;
+    progress(
+      `cache committed by the agent (${received.kvBytes} bytes) ${handoffMs.toFixed(1)} ms after the request`,
+    );
+    const generated = agent.generate(received, maxNewTokens);
+    await agent.close();
     const monolithic = Array.from(decoder.generate(prompt, { maxNewTokens, stopOnEos: false }));
     const flops = prefillFlops(config, prompt.length);
     const h100 = mockProfile("h100");
@@ -145,12 +141,12 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
       model: modelName,
       promptTokens: prompt.length,
       kvDtype: dtype,
-      kvBytes: outcome.transfer.kvBytes,
-      layersStreamed: outcome.cache.descriptor.numLayers,
-      timeToFirstLayerMs: outcome.transfer.timeToFirstLayerMs,
-      transferGigabytesPerSecond: outcome.transfer.gigabytesPerSecond,
-      deviceTimeUs: outcome.stats.deviceTimeUs,
-      energyJoules: outcome.stats.energyJoules,
+      kvBytes: received.kvBytes,
+      layersStreamed: pushed.layersPushed,
+      timeToFirstLayerMs: firstLayerAt - started,
+      transferGigabytesPerSecond: received.kvBytes / received.receiveSeconds / 1e9,
+      deviceTimeUs: pushed.stats.deviceTimeUs,
+      energyJoules: pushed.stats.energyJoules,
       h100TimeUs,
       h100EnergyJoules: (h100.activePowerWatts * h100TimeUs) / 1e6,
       generatedText: tokenizer.decode(generated),

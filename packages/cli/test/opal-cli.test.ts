@@ -47,7 +47,7 @@ describe.skipIf(!built)("the opal executable", () => {
   it("prints a readable summary by default", async () => {
     const { code, stdout } = await opalCli(["demo", "--model", "opal-tiny", "--tokens", "4"]);
     expect(code).toBe(0);
-    expect(stdout).toMatch(/layer 1\/2 received and verified/);
+    expect(stdout).toMatch(/layer 1\/2 pushed, verified and loaded by the decode agent/);
     expect(stdout).toMatch(/matches monolithic run\s+yes \(4 tokens\)/);
     expect(stdout).toMatch(/time to first layer\s+\d/);
   });

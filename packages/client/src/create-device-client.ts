@@ -273,10 +273,14 @@ function toOpalError(error: unknown): OpalError {
   if (error instanceof OpalError) return error;
   const status = error as Partial<ServiceError>;
   if (status.code === Code.CANCELLED) {
-    return new OpalError(Code.UNAVAILABLE, `the device reset the call: ${status.details ?? "cancelled"}`, {
-      reason: Reason.DEVICE_FAULT,
-      cause: error,
-    });
+    return new OpalError(
+      Code.UNAVAILABLE,
+      `the device reset the call: ${status.details ?? "cancelled"}`,
+      {
+        reason: Reason.DEVICE_FAULT,
+        cause: error,
+      },
+    );
   }
   if (typeof status.code === "number") return fromGrpcStatus(status);
   return OpalError.from(error);

@@ -1,6 +1,7 @@
 /**
- * The OPAL SDK that integrators embed: offload prefill to remote devices and hand the KV cache to
- * decoders. No grpc-js type appears in this package's public surface.
+ * The OPAL SDK that integrators embed: offload prefill to remote devices and pools of them, survive
+ * faults (resume, retry, circuit breaking), and hand the KV cache to decoders layer by layer through
+ * sinks or push handoff. No grpc-js type appears in this package's public surface.
  *
  * @packageDocumentation
  */
@@ -8,5 +9,44 @@
 export type { ClientChannelOptions, ClientTlsOptions, DeviceClientOptions } from "./client-options";
 export type { DeviceClient } from "./create-device-client";
 export { createDeviceClient, DEFAULT_CHANNEL } from "./create-device-client";
-export type { LayerReady, PrefillOutcome, PrefillRun, TransferStats } from "./start-prefill";
+export type {
+  DevicePool,
+  DevicePoolOptions,
+  PoolDevice,
+  RoutingPolicy,
+} from "./create-device-pool";
+export { createDevicePool } from "./create-device-pool";
+export type { KvReceiver, KvReceiverOptions, ReceivedKv } from "./create-kv-receiver";
+export { createKvReceiver } from "./create-kv-receiver";
+export type { KvSink } from "./kv-sink";
+export type { PushOutcome } from "./push-prefill";
+export { pushPrefill } from "./push-prefill";
+export type { RetryPolicy } from "./retry-policy";
+export { backoffMs, isRetryable } from "./retry-policy";
+export type { LmcacheReceipt, LmcacheSinkOptions } from "./sinks/lmcache-sink";
+export { createLmcacheSink } from "./sinks/lmcache-sink";
+export { createMemorySink } from "./sinks/memory-sink";
+export type { OkvFileReceipt, OkvFileSinkOptions } from "./sinks/okv-file-sink";
+export { createOkvFileSink } from "./sinks/okv-file-sink";
+export type {
+  SafetensorsFileReceipt,
+  SafetensorsFileSinkOptions,
+} from "./sinks/safetensors-file-sink";
+export {
+  createSafetensorsFileSink,
+  SAFETENSORS_DESCRIPTOR_KEY,
+} from "./sinks/safetensors-file-sink";
+export type { SglangReceipt, SglangSinkOptions } from "./sinks/sglang-sink";
+export { createSglangSink } from "./sinks/sglang-sink";
+export type { VllmExampleReceipt, VllmExampleSinkOptions } from "./sinks/vllm-example-sink";
+export { createVllmExampleSink } from "./sinks/vllm-example-sink";
+export type { VllmPagedReceipt, VllmPagedSinkOptions } from "./sinks/vllm-paged-sink";
+export { createVllmPagedSink } from "./sinks/vllm-paged-sink";
+export type {
+  LayerReady,
+  PrefillOptions,
+  PrefillOutcome,
+  PrefillRun,
+  TransferStats,
+} from "./start-prefill";
 export { startPrefill } from "./start-prefill";

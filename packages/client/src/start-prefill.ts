@@ -1,21 +1,23 @@
-import { type CallOptions, Code, createChannel, OpalError, Reason } from "@opal/core";
-import type { PrefillDriver, PrefillRequest, PrefillStats } from "@opal/driver";
 import {
-  createKvAssembler,
-  createKvDigest,
-  fromKvParts,
-  type KvCache,
-  type KvDescriptor,
-  type KvLayerParts,
-  partsOf,
-  toHex,
-} from "@opal/kv";
+  type CallOptions,
+  createCallSignal,
+  createChannel,
+  OpalError,
+  sleep,
+  throwIfAborted,
+} from "@opal/core";
+import type { PrefillDriver, PrefillRequest, PrefillStats } from "@opal/driver";
+import type { KvDescriptor, KvLayerParts } from "@opal/kv";
+import type { KvSink } from "./kv-sink";
+import { readKvStream, type StreamProgress } from "./read-kv-stream";
+import { backoffMs, isRetryable, type RetryPolicy } from "./retry-policy";
+import { createMemorySink } from "./sinks/memory-sink";
 
 /** A layer that arrived complete and verified (every chunk's CRC32C checked). */
 export interface LayerReady {
   readonly layer: number;
   readonly descriptor: KvDescriptor;
-  /** The layer's parts; views owned by the run's cache. */
+  /** The layer's parts; views valid until the next layer is read (copy to keep). */
   readonly parts: KvLayerParts["parts"];
   /** Time since the call started, in milliseconds. */
   readonly elapsedMs: number;
@@ -24,129 +26,164 @@ export interface LayerReady {
 /** Transfer figures measured by the client. */
 export interface TransferStats {
   readonly kvBytes: number;
-  /** From the first to the last chunk, in seconds. */
+  /** From the first to the last chunk of the successful attempt, in seconds. */
   readonly streamSeconds: number;
   /** kvBytes / streamSeconds / 1e9. */
   readonly gigabytesPerSecond: number;
   /** From the call to the first complete layer, in milliseconds. */
   readonly timeToFirstLayerMs: number;
-  /** From the call to the verified cache, in milliseconds. */
+  /** From the call to the committed cache, in milliseconds. */
   readonly totalMs: number;
+  /** Prefill attempts made (1 without retries). */
+  readonly attempts: number;
+  /** Streams resumed with FetchKv after a break. */
+  readonly resumes: number;
 }
 
-/** A verified, complete cache and what the device and the client measured. */
-export interface PrefillOutcome {
-  readonly cache: KvCache;
+/** A verified, complete, committed cache and what the device and the client measured. */
+export interface PrefillOutcome<Receipt> {
+  /** The sink's receipt: for the default memory sink, the `KvCache`. */
+  readonly receipt: Receipt;
+  readonly descriptor: KvDescriptor;
   readonly kvHandle: string;
   readonly stats: PrefillStats;
   readonly transfer: TransferStats;
 }
 
-/**
- * A running prefill: iterate it for layers as they become ready (optional), and await `result`
- * for the verified cache. The stream is driven whether or not anyone iterates.
- */
-export interface PrefillRun extends AsyncIterable<LayerReady> {
+/** Options of {@link startPrefill}. */
+export interface PrefillOptions<Receipt> extends CallOptions {
   /**
-   * Resolves only with a complete cache whose every chunk passed its CRC32C and whose SHA-256 digest
-   * and size match the device's `completed`; otherwise rejects with an `OpalError` (DATA_LOSS
-   * CHECKSUM_MISMATCH or STREAM_INCOMPLETE, or the device's error) and no cache is presented.
+   * Creates the sink the cache goes to; default a memory sink (receipt: `KvCache`). Each attempt gets
+   * a fresh sink, and a failed attempt's sink is aborted, so nothing of a failed attempt is ever used.
    */
-  readonly result: Promise<PrefillOutcome>;
+  readonly sink?: () => KvSink<Receipt>;
+  /** Retries of failed attempts (same `request_id`, so the device deduplicates). */
+  readonly retry?: RetryPolicy;
+  /**
+   * Resume a broken stream from the last verified position with FetchKv while the cache is retained
+   * (the request has `retentionSeconds > 0` and the device declares resume); default true.
+   */
+  readonly resume?: boolean;
 }
 
-/** Offloads the prefill of `request` to `device` and assembles the cache layer by layer. */
-export function startPrefill(
+/**
+ * A running prefill: iterate it for layers as they become ready (optional), and await `result`.
+ * The stream is driven whether or not anyone iterates.
+ */
+export interface PrefillRun<Receipt> extends AsyncIterable<LayerReady> {
+  /**
+   * Resolves only after the sink committed a complete cache whose every chunk passed its CRC32C and
+   * whose SHA-256 digest and size match the device's; otherwise rejects with an `OpalError` (DATA_LOSS
+   * CHECKSUM_MISMATCH or STREAM_INCOMPLETE, or the device's error after the retries) and the sink is
+   * aborted.
+   */
+  readonly result: Promise<PrefillOutcome<Receipt>>;
+}
+
+/**
+ * Offloads the prefill of `request` to `device` and hands the cache to `options.sink` layer by
+ * layer. A broken stream resumes from its last verified position with FetchKv while the lease
+ * holds; otherwise the prefill is retried (same `request_id`) with backoff and jitter that honours
+ * the device's RetryInfo. `timeoutMs` and `signal` bound everything, retries included.
+ */
+export function startPrefill<Receipt = import("@opal/kv").KvCache>(
   device: PrefillDriver,
   request: PrefillRequest,
-  options: CallOptions = {},
-): PrefillRun {
+  options: PrefillOptions<Receipt> = {},
+): PrefillRun<Receipt> {
   const layers = createChannel<LayerReady>({ capacity: Number.MAX_SAFE_INTEGER });
   const started = performance.now();
-  const result = (async (): Promise<PrefillOutcome> => {
-    let descriptor: KvDescriptor | undefined;
-    let kvHandle = "";
-    let assembler: ReturnType<typeof createKvAssembler> | undefined;
-    const digest = createKvDigest();
-    const ready: KvLayerParts[] = [];
-    let firstChunkAt = 0;
-    let lastChunkAt = 0;
+  const newSink = (options.sink ?? createMemorySink) as () => KvSink<Receipt>;
+  const call = createCallSignal(options);
+  const signal = call.signal;
+  const maxAttempts = Math.max(1, options.retry?.maxAttempts ?? 4);
+
+  const result = (async (): Promise<PrefillOutcome<Receipt>> => {
+    let resumes = 0;
     let firstLayerAt = 0;
-    let bytes = 0;
-    for await (const event of device.prefill(request, options)) {
-      switch (event.type) {
-        case "accepted":
-          descriptor = event.descriptor;
-          kvHandle = event.kvHandle;
-          assembler = createKvAssembler(descriptor);
-          break;
-        case "chunk": {
-          if (!assembler || !descriptor)
-            throw protocolViolation("a chunk arrived before `accepted`");
-          const now = performance.now();
-          firstChunkAt ||= now;
-          lastChunkAt = now;
-          bytes += event.chunk.data.byteLength;
-          const layer = assembler.accept(event.chunk);
-          if (layer) {
-            for (const part of partsOf(descriptor)) digest.update(layer.parts[part]!);
-            ready.push(layer);
-            firstLayerAt ||= performance.now();
-            const elapsedMs = performance.now() - started;
-            // Never blocks (unbounded count; the parts are held by the cache anyway). A consumer that
-            // stopped iterating only stops receiving layers.
-            layers
-              .send({ layer: layer.layer, descriptor, parts: layer.parts, elapsedMs })
-              .catch(() => {});
-          }
-          break;
-        }
-        case "completed": {
-          if (!assembler || !descriptor)
-            throw protocolViolation("`completed` arrived before `accepted`");
-          if (!assembler.complete) {
-            throw new OpalError(
-              Code.DATA_LOSS,
-              `stream completed at ${describe(assembler.next)} before the cache was complete`,
+    for (let attempt = 1; ; attempt++) {
+      let progress: StreamProgress | undefined;
+      let opened = false;
+      const sink = newSink();
+      const onLayer = async (layer: KvLayerParts, descriptor: KvDescriptor) => {
+        firstLayerAt ||= performance.now();
+        await sink.writeLayer(layer);
+        layers
+          .send({
+            layer: layer.layer,
+            descriptor,
+            parts: layer.parts,
+            elapsedMs: performance.now() - started,
+          })
+          .catch(() => {});
+      };
+      const onAccepted = async (descriptor: KvDescriptor) => {
+        opened = true;
+        await sink.open(descriptor);
+      };
+      try {
+        progress = { attemptStartedAt: performance.now() };
+        let outcome = await readKvStream(device.prefill(request, { signal }), progress, {
+          onAccepted,
+          onLayer,
+        });
+        while (outcome.kind === "broken") {
+          // Resume only what is missing; a complete cache that failed its final check is retried whole.
+          const canResume =
+            (options.resume ?? true) &&
+            (request.retentionSeconds ?? 0) > 0 &&
+            progress.kvHandle &&
+            progress.assembler &&
+            !progress.assembler.complete;
+          if (!canResume || !isRetryable(outcome.error)) throw outcome.error;
+          resumes++;
+          const position = progress.position!;
+          outcome = await readKvStream(
+            device.fetchKv(
               {
-                reason: Reason.STREAM_INCOMPLETE,
+                kvHandle: progress.kvHandle!,
+                resumeFrom: position,
+                ...(request.maxChunkBytes ? { maxChunkBytes: request.maxChunkBytes } : {}),
               },
-            );
-          }
-          const ours = digest.digest();
-          if (toHex(ours) !== toHex(event.stats.kvDigest) || bytes !== event.stats.kvTotalBytes) {
-            throw new OpalError(
-              Code.DATA_LOSS,
-              `cache digest ${toHex(ours)} (${bytes} bytes) does not match the device's ${toHex(event.stats.kvDigest)} (${event.stats.kvTotalBytes} bytes)`,
-              { reason: Reason.CHECKSUM_MISMATCH },
-            );
-          }
-          const done = performance.now();
-          const streamSeconds = Math.max((lastChunkAt - firstChunkAt) / 1000, 1e-9);
-          return {
-            cache: fromKvParts(
-              descriptor,
-              ready.map((l) => l.parts),
+              { signal },
             ),
-            kvHandle,
-            stats: event.stats,
-            transfer: {
-              kvBytes: bytes,
-              streamSeconds,
-              gigabytesPerSecond: bytes / streamSeconds / 1e9,
-              timeToFirstLayerMs: firstLayerAt - started,
-              totalMs: done - started,
-            },
-          };
+            progress,
+            { onAccepted: async () => {}, onLayer },
+          ).catch((error: unknown) => ({ kind: "broken" as const, error: OpalError.from(error) }));
+          if (outcome.kind === "broken" && resumes >= maxAttempts) throw outcome.error;
         }
-        default:
-          break;
+        const { stats, descriptor } = outcome;
+        const receipt = await sink.commit(stats);
+        const done = performance.now();
+        const streamSeconds = Math.max(
+          ((progress.lastChunkAt ?? done) - (progress.firstChunkAt ?? done)) / 1000,
+          1e-9,
+        );
+        return {
+          receipt,
+          descriptor,
+          kvHandle: progress.kvHandle ?? "",
+          stats,
+          transfer: {
+            kvBytes: stats.kvTotalBytes,
+            streamSeconds,
+            gigabytesPerSecond: stats.kvTotalBytes / streamSeconds / 1e9,
+            timeToFirstLayerMs: firstLayerAt - started,
+            totalMs: done - started,
+            attempts: attempt,
+            resumes,
+          },
+        };
+      } catch (caught) {
+        const error = signal.aborted ? OpalError.from(signal.reason) : OpalError.from(caught);
+        if (opened) await sink.abort(error);
+        if (signal.aborted || !isRetryable(error) || attempt >= maxAttempts) throw error;
+        await sleep(backoffMs(options.retry ?? {}, attempt, error), signal).catch(() => {
+          throwIfAborted(signal);
+        });
       }
     }
-    throw new OpalError(Code.DATA_LOSS, "the device's stream ended without `completed`", {
-      reason: Reason.STREAM_INCOMPLETE,
-    });
-  })();
+  })().finally(() => call.dispose());
   result.then(
     () => layers.close(),
     (error) => layers.fail(error),
@@ -154,18 +191,4 @@ export function startPrefill(
   // The run is usable without iterating layers: keep an unobserved rejection from crashing the process.
   result.catch(() => {});
   return { result, [Symbol.asyncIterator]: () => layers[Symbol.asyncIterator]() };
-}
-
-function protocolViolation(message: string): OpalError {
-  return new OpalError(Code.DATA_LOSS, `protocol violation: ${message}`, {
-    reason: Reason.STREAM_INCOMPLETE,
-  });
-}
-
-function describe(
-  position: { layer: number; part: string; offsetBytes: number } | undefined,
-): string {
-  return position
-    ? `layer ${position.layer} part ${position.part} offset ${position.offsetBytes}`
-    : "the end";
 }

@@ -41,10 +41,10 @@ describe("startPrefill", () => {
     const seen: number[] = [];
     for await (const layer of run) seen.push(layer.layer);
     const outcome = await run.result;
-    expect(seen).toEqual([...Array(outcome.cache.descriptor.numLayers).keys()]);
+    expect(seen).toEqual([...Array(outcome.descriptor.numLayers).keys()]);
     expect(outcome.transfer.kvBytes).toBe(outcome.stats.kvTotalBytes);
     expect(outcome.transfer.timeToFirstLayerMs).toBeGreaterThan(0);
-    expect(outcome.cache.part(0, "k").byteLength).toBe(20 * 2 * 16 * 2);
+    expect(outcome.receipt.part(0, "k").byteLength).toBe(20 * 2 * 16 * 2);
   });
 
   it("drives the stream even when nobody iterates the layers", async () => {
@@ -114,6 +114,78 @@ describe("startPrefill", () => {
       Code.DATA_LOSS,
       "STREAM_INCOMPLETE",
     );
+  });
+
+  it("resumes a broken stream from its last verified position while the cache is retained", async () => {
+    const device = createMockDevice({ models: ["opal-tiny"], faults: { abortAfterChunks: 5 } });
+    const reference = await startPrefill(createMockDevice({ models: ["opal-tiny"] }), request())
+      .result;
+    const outcome = await startPrefill(device, request({ retentionSeconds: 30 })).result;
+    expect([outcome.transfer.attempts, outcome.transfer.resumes]).toEqual([1, 1]);
+    expect(outcome.stats.kvDigest).toEqual(reference.stats.kvDigest);
+    expect(outcome.stats.firstTokenId).toBe(reference.stats.firstTokenId);
+  });
+
+  it("resumes past a corrupted chunk: the bad bytes are never used", async () => {
+    const device = createMockDevice({ models: ["opal-tiny"], faults: { corruptChunk: 3 } });
+    const outcome = await startPrefill(device, request({ retentionSeconds: 30 })).result;
+    expect(outcome.transfer.resumes).toBe(1);
+    const clean = await startPrefill(createMockDevice({ models: ["opal-tiny"] }), request()).result;
+    expect(outcome.stats.kvDigest).toEqual(clean.stats.kvDigest);
+  });
+
+  it("retries without retention, with a fresh sink per attempt, aborting the failed one", async () => {
+    const mock = createMockDevice({ models: ["opal-tiny"], faults: { abortAfterChunks: 5 } });
+    let calls = 0;
+    // The first attempt breaks, the second succeeds.
+    const device: PrefillDriver = {
+      ...mock,
+      prefill(req, options) {
+        if (++calls === 2) mock.setFaults({});
+        return mock.prefill(req, options);
+      },
+    };
+    const events: string[] = [];
+    const sink = () => {
+      const id = events.length;
+      return {
+        open: () => void events.push(`open ${id}`),
+        writeLayer: () => {},
+        commit: () => events.push(`commit ${id}`),
+        abort: () => void events.push(`abort ${id}`),
+      };
+    };
+    const outcome = await startPrefill(device, request(), {
+      sink,
+      retry: { initialBackoffMs: 1, maxAttempts: 10 },
+    }).result;
+    expect(outcome.transfer.attempts).toBe(2);
+    expect(events.filter((e) => e.startsWith("commit"))).toHaveLength(1);
+    expect(events.filter((e) => e.startsWith("abort"))).toHaveLength(outcome.transfer.attempts - 1);
+  });
+
+  it("gives up after the retry budget with the device's error", async () => {
+    const device = createMockDevice({
+      models: ["opal-tiny"],
+      faults: { errors: { Prefill: { rate: 1 } } },
+    });
+    const error = await expectOpalError(
+      startPrefill(device, request(), { retry: { maxAttempts: 3, initialBackoffMs: 1 } }).result,
+      Code.UNAVAILABLE,
+      "DEVICE_FAULT",
+    );
+    expect(error.message).toMatch(/injected fault/);
+  });
+
+  it("does not retry a request the device rejected as wrong", async () => {
+    const device = createMockDevice({ models: ["opal-tiny"] });
+    const started = device.stats.prefillsStarted;
+    await expectOpalError(
+      startPrefill(device, request({ modelId: "nope" })).result,
+      Code.FAILED_PRECONDITION,
+      "MODEL_NOT_LOADED",
+    );
+    expect(device.stats.prefillsStarted).toBe(started);
   });
 
   it("passes the caller's cancellation to the device", async () => {

@@ -8,7 +8,9 @@ const MIB = 1024 * 1024;
  * retention, no optional features, the inline data plane only, no model uploads, and bit-exact
  * reference numerics. Vendors override what their device does.
  */
-export function createCapabilities(overrides: Partial<DeviceCapabilities> = {}): DeviceCapabilities {
+export function createCapabilities(
+  overrides: Partial<DeviceCapabilities> = {},
+): DeviceCapabilities {
   const maxChunkBytes = overrides.maxChunkBytes ?? 4 * MIB;
   return {
     dtypes: ["bf16"],

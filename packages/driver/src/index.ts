@@ -8,8 +8,6 @@
 
 export { assertDriverApiVersion } from "./assert-driver-api-version";
 export { createCapabilities } from "./create-capabilities";
-export { streamKvCache } from "./stream-kv-cache";
-export type { StreamKvCacheOptions } from "./stream-kv-cache";
 export type {
   DataPlaneKind,
   DeviceCapabilities,
@@ -34,6 +32,8 @@ export type {
   PushTarget,
   Sampling,
 } from "./prefill-request";
+export type { StreamKvCacheOptions } from "./stream-kv-cache";
+export { streamKvCache } from "./stream-kv-cache";
 export type { HealthCondition, TelemetrySnapshot } from "./telemetry-snapshot";
 export type { ValidatedPrefill } from "./validate-prefill-request";
 export { validatePrefillRequest } from "./validate-prefill-request";

@@ -69,4 +69,10 @@ export type FetchEvent =
       readonly leaseExpiryUnixMs: number;
     }
   | { readonly type: "chunk"; readonly chunk: KvChunk }
-  | { readonly type: "completed"; readonly kvTotalBytes: number; readonly kvDigest: Uint8Array };
+  | {
+      readonly type: "completed";
+      readonly kvTotalBytes: number;
+      readonly kvDigest: Uint8Array;
+      /** The original prefill's `completed` statistics (first token, counts), when the device has them. */
+      readonly prefill?: PrefillStats;
+    };

@@ -13,7 +13,10 @@ export interface StreamKvCacheOptions {
   /** Lease expiry in ms since the Unix epoch; default 0 (no retention). */
   readonly leaseExpiryUnixMs?: number;
   /** Fields of `completed` the device measured; the size and digest are computed here. */
-  readonly stats: Omit<PrefillStats, "kvTotalBytes" | "kvDigest" | "leaseExpiryUnixMs" | "timeToFirstChunkUs" | "queueTimeUs"> &
+  readonly stats: Omit<
+    PrefillStats,
+    "kvTotalBytes" | "kvDigest" | "leaseExpiryUnixMs" | "timeToFirstChunkUs" | "queueTimeUs"
+  > &
     Partial<Pick<PrefillStats, "queueTimeUs" | "timeToFirstChunkUs">>;
 }
 
@@ -23,11 +26,20 @@ export interface StreamKvCacheOptions {
  * devices that compute a whole cache before sending; a device that streams while computing yields
  * the same events itself, layer by layer.
  */
-export async function* streamKvCache(cache: KvCache, options: StreamKvCacheOptions): AsyncGenerator<PrefillEvent> {
+export async function* streamKvCache(
+  cache: KvCache,
+  options: StreamKvCacheOptions,
+): AsyncGenerator<PrefillEvent> {
   const { descriptor } = cache;
   const leaseExpiryUnixMs = options.leaseExpiryUnixMs ?? 0;
   const queueTimeUs = options.stats.queueTimeUs ?? 0;
-  yield { type: "accepted", kvHandle: options.kvHandle, descriptor, leaseExpiryUnixMs, queueTimeUs };
+  yield {
+    type: "accepted",
+    kvHandle: options.kvHandle,
+    descriptor,
+    leaseExpiryUnixMs,
+    queueTimeUs,
+  };
   const chunker = createKvChunker(descriptor, { maxChunkBytes: options.chunkBytes });
   for (let layer = 0; layer < descriptor.numLayers; layer++) {
     for (const chunk of chunker.chunkLayer(cache.layer(layer))) {

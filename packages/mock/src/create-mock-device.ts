@@ -300,10 +300,25 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
         const leaseExpiryUnixMs =
           valid.retentionSeconds > 0 ? now() + valid.retentionSeconds * 1000 : 0;
         const digest = digestKvCache(output.cache);
+        const stats: PrefillStats = {
+          promptTokens: tokens.length,
+          prefixCacheHitTokens: hitTokens,
+          decoderPrefixTokens: decoderSkip,
+          firstTokenId: output.firstTokenId,
+          firstTokenLogprob: output.firstTokenLogprob,
+          kvTotalBytes: cacheByteLength(descriptor),
+          kvDigest: digest,
+          deviceTimeUs: Math.round(deviceTimeUs),
+          queueTimeUs: slot.queueTimeUs,
+          energyJoules,
+          leaseExpiryUnixMs,
+          timeToFirstChunkUs: 0,
+        };
         if (valid.retentionSeconds > 0) {
-          store.retain(kvHandle, { tenant, cache: output.cache, digest, leaseExpiryUnixMs });
+          // Retained with its statistics: FetchKv returns them even if this stream breaks.
+          store.retain(kvHandle, { tenant, cache: output.cache, digest, leaseExpiryUnixMs, stats });
         }
-        requests.set(idKey, { bodyHash, handle: kvHandle });
+        requests.set(idKey, { bodyHash, handle: kvHandle, stats });
         if (requests.size > 10_000) requests.delete(requests.keys().next().value as string);
         yield {
           type: "accepted",
@@ -358,22 +373,9 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
         prefixCache.insert(hashes);
         activeEnergyJoules += energyJoules;
         completed++;
-        const stats: PrefillStats = {
-          promptTokens: tokens.length,
-          prefixCacheHitTokens: hitTokens,
-          decoderPrefixTokens: decoderSkip,
-          firstTokenId: output.firstTokenId,
-          firstTokenLogprob: output.firstTokenLogprob,
-          kvTotalBytes: cacheByteLength(descriptor),
-          kvDigest: digest,
-          deviceTimeUs: Math.round(deviceTimeUs),
-          queueTimeUs: slot.queueTimeUs,
-          energyJoules,
-          leaseExpiryUnixMs,
-          timeToFirstChunkUs: firstChunkUs,
-        };
-        requests.set(idKey, { bodyHash, handle: kvHandle, stats });
-        yield { type: "completed", stats };
+        const final = { ...stats, timeToFirstChunkUs: firstChunkUs };
+        requests.set(idKey, { bodyHash, handle: kvHandle, stats: final });
+        yield { type: "completed", stats: final };
       } finally {
         slot.release();
       }
@@ -429,6 +431,7 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
         type: "completed",
         kvTotalBytes: cacheByteLength(descriptor),
         kvDigest: entry.digest,
+        ...(entry.stats ? { prefill: entry.stats } : {}),
       };
     } finally {
       scope.dispose();

@@ -1,4 +1,5 @@
 import { Code, OpalError, Reason } from "@opal/core";
+import type { PrefillStats } from "@opal/driver";
 import { cacheByteLength, type KvCache } from "@opal/kv";
 
 /** A retained cache. */
@@ -7,6 +8,8 @@ export interface RetainedKv {
   readonly cache: KvCache;
   readonly digest: Uint8Array;
   readonly byteLength: number;
+  /** The prefill's `completed` statistics, returned by FetchKv. */
+  stats?: PrefillStats;
   leaseExpiryUnixMs: number;
 }
 

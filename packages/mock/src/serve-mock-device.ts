@@ -74,16 +74,25 @@ export async function readFaultConfig(path: string): Promise<FaultConfig> {
   try {
     text = await readFile(path, "utf8");
   } catch (error) {
-    throw new OpalError(Code.INVALID_ARGUMENT, `cannot read fault config ${path}: ${(error as Error).message}`);
+    throw new OpalError(
+      Code.INVALID_ARGUMENT,
+      `cannot read fault config ${path}: ${(error as Error).message}`,
+    );
   }
   let value: unknown;
   try {
     value = parseYaml(text);
   } catch (error) {
-    throw new OpalError(Code.INVALID_ARGUMENT, `fault config ${path} is not valid YAML/JSON: ${(error as Error).message}`);
+    throw new OpalError(
+      Code.INVALID_ARGUMENT,
+      `fault config ${path} is not valid YAML/JSON: ${(error as Error).message}`,
+    );
   }
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new OpalError(Code.INVALID_ARGUMENT, `fault config ${path} must be a mapping (got ${JSON.stringify(value)})`);
+    throw new OpalError(
+      Code.INVALID_ARGUMENT,
+      `fault config ${path} must be a mapping (got ${JSON.stringify(value)})`,
+    );
   }
   return value as FaultConfig;
 }

@@ -20,14 +20,29 @@ const request = (requestId: string, patch: Partial<PrefillRequest> = {}): Prefil
 
 describe("serveMockDevice", () => {
   it("drops the connection mid-stream, then serves again on the same address", async () => {
-    const mock = await serveMockDevice({ models: ["opal-tiny"], faults: { dropConnectionAfterChunks: 3 } });
+    const mock = await serveMockDevice({
+      models: ["opal-tiny"],
+      faults: { dropConnectionAfterChunks: 3 },
+    });
     const client = createDeviceClient(mock.address);
     try {
-      const error = await expectOpalError(startPrefill(client, request("drop-1")).result, Code.UNAVAILABLE);
+      const error = await expectOpalError(
+        startPrefill(client, request("drop-1")).result,
+        Code.UNAVAILABLE,
+      );
       expect(error.message.length).toBeGreaterThan(0);
       mock.device.setFaults({});
       // The device comes back on the same port; a client reconnects (with grpc-js's backoff).
-      await expect.poll(() => client.probe().then(() => true, () => false), { timeout: 10_000, interval: 200 }).toBe(true);
+      await expect
+        .poll(
+          () =>
+            client.probe().then(
+              () => true,
+              () => false,
+            ),
+          { timeout: 10_000, interval: 200 },
+        )
+        .toBe(true);
       const outcome = await startPrefill(client, request("drop-2")).result;
       expect(outcome.stats.promptTokens).toBe(24);
       expect(mock.address).toBe(`127.0.0.1:${mock.server.port}`);
@@ -44,7 +59,8 @@ describe("serveMockDevice", () => {
       const first = await startPrefill(client, request("keep-1", { retentionSeconds: 60 })).result;
       await mock.restart();
       let chunks = 0;
-      for await (const event of client.fetchKv({ kvHandle: first.kvHandle })) if (event.type === "chunk") chunks++;
+      for await (const event of client.fetchKv({ kvHandle: first.kvHandle }))
+        if (event.type === "chunk") chunks++;
       expect(chunks).toBeGreaterThan(0);
     } finally {
       await client.close();
@@ -56,25 +72,38 @@ describe("serveMockDevice", () => {
     const mock = await serveMockDevice({ models: [] });
     const client = createDeviceClient(mock.address);
     try {
-      const { configJson, safetensors } = encodeHfCheckpoint(createPresetWeights("opal-tiny"), { dtype: "bf16" });
+      const { configJson, safetensors } = encodeHfCheckpoint(createPresetWeights("opal-tiny"), {
+        dtype: "bf16",
+      });
       const upload = () =>
         client.loadModel({
           modelId: "uploaded-tiny",
           configJson,
           weightsByteLength: safetensors.byteLength,
           weights: (async function* () {
-            for (let at = 0; at < safetensors.byteLength; at += 64 * 1024) yield safetensors.subarray(at, at + 64 * 1024);
+            for (let at = 0; at < safetensors.byteLength; at += 64 * 1024)
+              yield safetensors.subarray(at, at + 64 * 1024);
           })(),
         });
       const loaded = await upload();
       expect(loaded.alreadyLoaded).toBe(false);
-      expect(loaded.model).toMatchObject({ modelId: "uploaded-tiny", numLayers: 2, vocabSize: 258 });
+      expect(loaded.model).toMatchObject({
+        modelId: "uploaded-tiny",
+        numLayers: 2,
+        vocabSize: 258,
+      });
       expect((await upload()).alreadyLoaded).toBe(true);
       expect((await client.listModels()).map((m) => m.modelId)).toEqual(["uploaded-tiny"]);
-      const outcome = await startPrefill(client, request("upload-1", { modelId: "uploaded-tiny" })).result;
-      expect(outcome.cache.descriptor.modelFingerprint).toBe(loaded.model.fingerprint);
+      const outcome = await startPrefill(client, request("upload-1", { modelId: "uploaded-tiny" }))
+        .result;
+      expect(outcome.descriptor.modelFingerprint).toBe(loaded.model.fingerprint);
       await expectOpalError(
-        client.loadModel({ modelId: "bad", configJson: "{not json", weightsByteLength: 0, weights: (async function* () {})() }),
+        client.loadModel({
+          modelId: "bad",
+          configJson: "{not json",
+          weightsByteLength: 0,
+          weights: (async function* () {})(),
+        }),
         Code.INVALID_ARGUMENT,
         "MODEL_CONFIG_INVALID",
       );
@@ -101,13 +130,21 @@ describe("serveMockDevice", () => {
   it("reads fault files in YAML and JSON and says what is wrong with a bad one", async () => {
     const dir = mkdtempSync(join(tmpdir(), "opal-faults-"));
     try {
-      writeFileSync(join(dir, "f.yaml"), "seed: 3\nerrors:\n  Prefill: { rate: 0.5, code: UNAVAILABLE }\n");
-      expect(await readFaultConfig(join(dir, "f.yaml"))).toEqual({ seed: 3, errors: { Prefill: { rate: 0.5, code: "UNAVAILABLE" } } });
+      writeFileSync(
+        join(dir, "f.yaml"),
+        "seed: 3\nerrors:\n  Prefill: { rate: 0.5, code: UNAVAILABLE }\n",
+      );
+      expect(await readFaultConfig(join(dir, "f.yaml"))).toEqual({
+        seed: 3,
+        errors: { Prefill: { rate: 0.5, code: "UNAVAILABLE" } },
+      });
       writeFileSync(join(dir, "f.json"), '{"latencyMs": 5}');
       expect(await readFaultConfig(join(dir, "f.json"))).toEqual({ latencyMs: 5 });
       writeFileSync(join(dir, "bad.yaml"), "- 1\n- 2\n");
       await expect(readFaultConfig(join(dir, "bad.yaml"))).rejects.toThrow(/must be a mapping/);
-      await expect(readFaultConfig(join(dir, "missing.yaml"))).rejects.toThrow(/cannot read fault config/);
+      await expect(readFaultConfig(join(dir, "missing.yaml"))).rejects.toThrow(
+        /cannot read fault config/,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

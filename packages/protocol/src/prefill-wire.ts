@@ -206,6 +206,10 @@ export function fromWirePrefillEvent(w: P<"PrefillResponse">): PrefillEvent {
   throw protocolError("a PrefillResponse carried no event");
 }
 
+function toWireStats(stats: PrefillStats): opal.device.v1.PrefillCompleted.$Properties {
+  return { ...stats, ...(stats.pushReceipt ? { pushReceipt: { ...stats.pushReceipt } } : {}) };
+}
+
 function fromWireStats(c: opal.device.v1.PrefillCompleted.$Properties): PrefillStats {
   return {
     promptTokens: c.promptTokens ?? 0,
@@ -262,7 +266,13 @@ export function toWireFetchEvent(e: FetchEvent): opal.device.v1.FetchKvResponse.
     case "chunk":
       return { chunk: toWireChunk(e.chunk) };
     case "completed":
-      return { completed: { kvTotalBytes: e.kvTotalBytes, kvDigest: e.kvDigest } };
+      return {
+        completed: {
+          kvTotalBytes: e.kvTotalBytes,
+          kvDigest: e.kvDigest,
+          ...(e.prefill ? { prefill: toWireStats(e.prefill) } : {}),
+        },
+      };
   }
 }
 
@@ -282,6 +292,7 @@ export function fromWireFetchEvent(w: P<"FetchKvResponse">): FetchEvent {
       type: "completed",
       kvTotalBytes: Number(w.completed.kvTotalBytes ?? 0),
       kvDigest: w.completed.kvDigest ?? new Uint8Array(),
+      ...(w.completed.prefill ? { prefill: fromWireStats(w.completed.prefill) } : {}),
     };
   }
   throw protocolError("a FetchKvResponse carried no event");

@@ -22,14 +22,16 @@ export interface ScopeRegistry {
 }
 
 /**
- * Opens the scope of a call: refuses it while shutting down, authenticates it, applies the tenant's
- * rate limit, and ties its signal to client cancellation and the call's deadline.
+ * Opens the scope of a call: refuses it while shutting down (unless `servedWhileShuttingDown`, for
+ * GetInfo), authenticates it, applies the tenant's rate limit, and ties its signal to client
+ * cancellation and the call's deadline.
  */
 export async function openCallScope(
   call: ServerSurfaceCall,
   registry: ScopeRegistry,
+  { servedWhileShuttingDown = false }: { readonly servedWhileShuttingDown?: boolean } = {},
 ): Promise<CallScope> {
-  if (registry.shuttingDown) {
+  if (registry.shuttingDown && !servedWhileShuttingDown) {
     throw new OpalError(Code.UNAVAILABLE, "device server is shutting down", {
       reason: Reason.SHUTTING_DOWN,
       retryDelayMs: 1000,

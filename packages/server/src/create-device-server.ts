@@ -32,7 +32,7 @@ const SERVED_SERVICES = [
 const HEALTH_PROBE_TIMEOUT_MS = 1_000;
 
 /** After a forced shutdown aborts the open calls, how long they get to send their status, in ms. */
-const ABORTED_CALLS_GRACE_MS = 1_000;
+const ABORTED_CALLS_GRACE_MS = 250;
 
 /** Defaults of {@link DeviceServerOptions.transport}. */
 export const DEFAULT_TRANSPORT = {
@@ -93,7 +93,14 @@ export async function createDeviceServer(
   const metrics = options.metricsPort !== undefined ? createServerMetrics(driver) : undefined;
   server.addService(
     DeviceServiceDefinition,
-    createDeviceHandlers({ driver, capabilities, registry, metrics, logger }),
+    createDeviceHandlers({
+      driver,
+      capabilities,
+      registry,
+      metrics,
+      logger,
+      hostPush: (options.push ?? true) && !capabilities.features.push,
+    }),
   );
   const health = createDeviceHealth(
     async () => (await driver.probe({ timeoutMs: HEALTH_PROBE_TIMEOUT_MS })) === "ready",

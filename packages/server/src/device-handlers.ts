@@ -25,6 +25,7 @@ import {
 } from "@opal/protocol";
 import type { Logger } from "pino";
 import { type CallScope, openCallScope, type ScopeRegistry } from "./call-scope";
+import { pushKv } from "./push-kv";
 import type { ServerMetrics } from "./server-metrics";
 
 type V1 = typeof opal.device.v1;
@@ -37,15 +38,22 @@ export interface HandlerContext {
   readonly registry: ScopeRegistry;
   readonly metrics: ServerMetrics | undefined;
   readonly logger: Logger;
+  /** The host implements push for a driver that does not declare it. */
+  readonly hostPush: boolean;
 }
 
 /** The `opal.device.v1.DeviceService` implementation over a driver. */
 export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImplementation {
   const { driver } = ctx;
   return {
-    getInfo: unary(ctx, "GetInfo", async (_req, s) => toWireInfo(await driver.getInfo(opts(s)))),
+    // GetInfo is answered while shutting down (errors.md), so clients can still identify the device.
+    getInfo: unary(ctx, "GetInfo", async (_req, s) => toWireInfo(await driver.getInfo(opts(s))), {
+      servedWhileShuttingDown: true,
+    }),
     getCapabilities: unary(ctx, "GetCapabilities", async (_req, s) => ({
-      capabilities: toWireCapabilities(await driver.getCapabilities(opts(s))),
+      capabilities: toWireCapabilities(
+        withHostFeatures(await driver.getCapabilities(opts(s)), ctx),
+      ),
     })),
     probe: unary(ctx, "Probe", async (_req, s) => ({
       state: probeStateEnum.toWire(await driver.probe(opts(s))),
@@ -65,7 +73,15 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
     prefill: serverStream(
       ctx,
       "Prefill",
-      (req: Msg<"PrefillRequest">, s) => driver.prefill(fromWirePrefillRequest(req), opts(s)),
+      (req: Msg<"PrefillRequest">, s) => {
+        const request = fromWirePrefillRequest(req);
+        if (!request.pushTarget || !ctx.hostPush) return driver.prefill(request, opts(s));
+        // The host pushes for drivers that do not: the driver streams as usual, the host forwards.
+        const { pushTarget, ...inline } = request;
+        if (!pushTarget.transferId)
+          throw invalid("push_target.transfer_id", "required, got an empty string");
+        return pushKv(pushTarget, request.requestId, driver.prefill(inline, opts(s)), s.signal);
+      },
       toWirePrefillEvent,
       true,
     ),
@@ -95,6 +111,11 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
   };
 }
 
+/** The driver's capabilities plus what the host adds (push for drivers that do not push). */
+function withHostFeatures(caps: DeviceCapabilities, ctx: HandlerContext): DeviceCapabilities {
+  return ctx.hostPush ? { ...caps, features: { ...caps.features, push: true } } : caps;
+}
+
 function opts(scope: CallScope) {
   return { signal: scope.signal, tenant: scope.tenant };
 }
@@ -103,12 +124,13 @@ function unary<Req, Res>(
   ctx: HandlerContext,
   method: string,
   run: (request: Req, scope: CallScope) => Promise<Res>,
+  scopeOptions: { readonly servedWhileShuttingDown?: boolean } = {},
 ) {
   return async (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
     const started = performance.now();
     let scope: CallScope | undefined;
     try {
-      scope = await openCallScope(call, ctx.registry);
+      scope = await openCallScope(call, ctx.registry, scopeOptions);
       const response = await run(call.request, scope);
       finish(ctx, method, started, Code.OK);
       callback(null, response);

@@ -14,6 +14,7 @@ type HealthResponse = { status: ServingStatus | "SERVICE_UNKNOWN" };
  * every poll interval and sends each transition.
  */
 export interface DeviceHealth {
+  /** Registers `grpc.health.v1.Health` (Check, Watch, List) on `server`. */
   addToServer(server: Server): void;
   /** Turns NOT_SERVING for good and tells every watcher at once. Idempotent. */
   setShuttingDown(): void;

@@ -94,6 +94,11 @@ export interface DeviceServerOptions {
   readonly healthPollIntervalMs?: number;
   /** Serve Prometheus metrics over HTTP at `/metrics` on this port (0 = any free port); default off. */
   readonly metricsPort?: number;
+  /**
+   * Push handoff for drivers that do not push themselves: the host streams the driver's chunks to
+   * the request's KvReceiver and declares `features.push`; default true.
+   */
+  readonly push?: boolean;
   /** A pino logger; default a pino logger at level `OPAL_LOG_LEVEL` or "warn", to stderr. */
   readonly logger?: Logger;
 }

@@ -1,8 +1,11 @@
+import { once } from "node:events";
+import { connect, type IncomingHttpHeaders } from "node:http2";
 import type { ServiceError } from "@grpc/grpc-js";
 import { createDeviceClient } from "@opal/client";
 import { Code } from "@opal/core";
 import type { PrefillDriver } from "@opal/driver";
 import { createMockDevice } from "@opal/mock";
+import { decodeStatus, STATUS_DETAILS_TRAILER } from "@opal/protocol";
 import {
   createHealthClient,
   createReflectionClient,
@@ -158,6 +161,57 @@ describe("health (GEN-9)", () => {
       await down;
     } finally {
       await client.close();
+    }
+  });
+
+  it("refuses calls that arrive during the grace period with SHUTTING_DOWN, except GetInfo", async () => {
+    const server = await createDeviceServer(createMockDevice({ models: ["opal-tiny"] }));
+    // Raw HTTP/2: open the streams (HEADERS) before shutdown, send their messages after it began.
+    const session = connect(`http://${server.address}`);
+    try {
+      await once(session, "connect");
+      const open = (method: string) =>
+        session.request({
+          ":method": "POST",
+          ":path": `/${DEVICE_SERVICE_NAME}/${method}`,
+          "content-type": "application/grpc",
+          te: "trailers",
+        });
+      const getInfo = open("GetInfo");
+      const probe = open("Probe");
+      // A PING is answered after the server processed the HEADERS frames sent before it.
+      await new Promise<void>((resolve, reject) =>
+        session.ping((error) => (error ? reject(error) : resolve())),
+      );
+      const down = server.shutdown({ graceMs: 5_000 });
+      const emptyMessage = Buffer.alloc(5); // uncompressed, length 0
+      const statuses = await Promise.all(
+        [getInfo, probe].map(
+          (stream) =>
+            new Promise<{ code: string; details: Buffer | undefined }>((resolve, reject) => {
+              // The status comes in trailers, or in the headers of a trailers-only response.
+              const onStatus = (headers: IncomingHttpHeaders) => {
+                const details = headers[STATUS_DETAILS_TRAILER];
+                if (headers["grpc-status"] === undefined) return;
+                resolve({
+                  code: String(headers["grpc-status"]),
+                  details: typeof details === "string" ? Buffer.from(details, "base64") : undefined,
+                });
+              };
+              stream.on("response", onStatus);
+              stream.on("trailers", onStatus);
+              stream.on("error", reject);
+              stream.resume();
+              stream.end(emptyMessage);
+            }),
+        ),
+      );
+      expect(statuses[0]!.code).toBe(String(Code.OK));
+      expect(statuses[1]!.code).toBe(String(Code.UNAVAILABLE));
+      expect(decodeStatus(statuses[1]!.details!).reason).toBe("SHUTTING_DOWN");
+      await down;
+    } finally {
+      session.destroy();
     }
   });
 

@@ -1,5 +1,5 @@
 import { createDeviceClient, type DeviceClient } from "@opal/client";
-import { Code } from "@opal/core";
+import { Code, type OpalError } from "@opal/core";
 import { createMockDevice } from "@opal/mock";
 import { collectPrefill, createHealthClient, expectOpalError } from "@opal/testing";
 import { describe, expect, it } from "vitest";
@@ -21,23 +21,53 @@ describe("per-tenant limits (SEC-12)", () => {
     await health.check("");
     health.close();
     try {
-      for (let i = 0; i < 5; i++) await a.probe();
-      const error = await expectOpalError(a.probe(), Code.RESOURCE_EXHAUSTED, "RATE_LIMITED");
+      // Six quick calls (sent at once, so no token is refilled in between): five pass, one fails.
+      const outcomes = await Promise.all(
+        Array.from({ length: 6 }, () =>
+          a.probe().then(
+            () => undefined,
+            (e: OpalError) => e,
+          ),
+        ),
+      );
+      const failures = outcomes.filter((o) => o !== undefined);
+      expect(outcomes.length - failures.length).toBe(5);
+      expect(failures).toHaveLength(1);
+      const error = failures[0]!;
+      expect({ code: error.code, reason: error.reason }).toEqual({
+        code: Code.RESOURCE_EXHAUSTED,
+        reason: "RATE_LIMITED",
+      });
       expect(error.retryDelayMs).toBeGreaterThan(0);
       expect(error.retryDelayMs).toBeLessThanOrEqual(200);
-      // Streams count too.
-      await expectOpalError(
-        collectPrefill(a.prefill(tinyRequest())),
-        Code.RESOURCE_EXHAUSTED,
-        "RATE_LIMITED",
-      );
-      for (let i = 0; i < 5; i++) expect(await b.probe()).toBe("ready");
+      // Another tenant has its own bucket.
+      const others = await Promise.all(Array.from({ length: 5 }, () => b.probe()));
+      expect(others).toEqual(Array(5).fill("ready"));
       // The bucket refills at the sustained rate: after the advertised delay, A is served again.
       await new Promise((resolve) => setTimeout(resolve, error.retryDelayMs! + 10));
       expect(await a.probe()).toBe("ready");
     } finally {
       await a.close();
       await b.close();
+      await server.shutdown({ graceMs: 0 });
+    }
+  });
+
+  it("counts streaming calls against the rate like unary ones", async () => {
+    const server = await createDeviceServer(createMockDevice({ models: ["opal-tiny"] }), {
+      limits: { requestsPerSecondPerTenant: 1, burstRequests: 1 },
+    });
+    const client = createDeviceClient(server.address);
+    try {
+      await client.probe();
+      const error = await expectOpalError(
+        collectPrefill(client.prefill(tinyRequest())),
+        Code.RESOURCE_EXHAUSTED,
+        "RATE_LIMITED",
+      );
+      expect(error.retryDelayMs).toBeGreaterThan(0);
+    } finally {
+      await client.close();
       await server.shutdown({ graceMs: 0 });
     }
   });

@@ -3338,6 +3338,9 @@ export namespace opal {
                 /** FetchKvCompleted kvDigest. */
                 kvDigest: Uint8Array;
 
+                /** FetchKvCompleted prefill. */
+                prefill?: (opal.device.v1.PrefillCompleted.$Properties|null);
+
                 /**
                  * Creates a new FetchKvCompleted instance using the specified properties.
                  * @param [properties] Properties to set
@@ -3375,6 +3378,9 @@ export namespace opal {
 
                     /** FetchKvCompleted kvDigest */
                     kvDigest?: (Uint8Array|null);
+
+                    /** FetchKvCompleted prefill */
+                    prefill?: (opal.device.v1.PrefillCompleted.$Properties|null);
 
                     /** Unknown fields preserved while decoding when enabled */
                     $unknowns?: Uint8Array[];

@@ -8073,6 +8073,7 @@ export const opal = $root.opal = (() => {
                  * @typedef {Object} opal.device.v1.FetchKvCompleted.$Properties
                  * @property {number|null} [kvTotalBytes] FetchKvCompleted kvTotalBytes
                  * @property {Uint8Array|null} [kvDigest] FetchKvCompleted kvDigest
+                 * @property {opal.device.v1.PrefillCompleted.$Properties|null} [prefill] FetchKvCompleted prefill
                  * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
                  */
 
@@ -8121,6 +8122,14 @@ export const opal = $root.opal = (() => {
                 FetchKvCompleted.prototype.kvDigest = $util.newBuffer([]);
 
                 /**
+                 * FetchKvCompleted prefill.
+                 * @member {opal.device.v1.PrefillCompleted.$Properties|null|undefined} prefill
+                 * @memberof opal.device.v1.FetchKvCompleted
+                 * @instance
+                 */
+                FetchKvCompleted.prototype.prefill = null;
+
+                /**
                  * Creates a new FetchKvCompleted instance using the specified properties.
                  * @function create
                  * @memberof opal.device.v1.FetchKvCompleted
@@ -8156,6 +8165,8 @@ export const opal = $root.opal = (() => {
                         w.uint32(/* id 1, wireType 0 =*/8).uint64(m.kvTotalBytes);
                     if (m.kvDigest != null && $Object.hasOwnProperty.call(m, "kvDigest") && m.kvDigest.length)
                         w.uint32(/* id 2, wireType 2 =*/18).bytes(m.kvDigest);
+                    if (m.prefill != null && $Object.hasOwnProperty.call(m, "prefill"))
+                        $root.opal.device.v1.PrefillCompleted.encode(m.prefill, w.uint32(/* id 3, wireType 2 =*/26).fork(), q + 1).ldelim();
                     if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                         for (var i = 0; i < m.$unknowns.length; ++i)
                             w.raw(m.$unknowns[i]);
@@ -8216,6 +8227,12 @@ export const opal = $root.opal = (() => {
                                     m.kvDigest = v;
                                 else
                                     delete m.kvDigest;
+                                continue;
+                            }
+                        case 3: {
+                                if (u !== 2)
+                                    break;
+                                m.prefill = $root.opal.device.v1.PrefillCompleted.decode(r, r.size(), $undefined, q + 1, m.prefill);
                                 continue;
                             }
                         }

@@ -1,0 +1,281 @@
+import { lookup } from "node:dns/promises";
+import { Code, OpalError, Reason } from "@opal/core";
+import type {
+  DriverCallOptions,
+  FetchEvent,
+  PrefillDriver,
+  PrefillEvent,
+  PrefillRequest,
+} from "@opal/driver";
+import { DRIVER_API_VERSION } from "@opal/driver";
+import { computeBlockHashes, toHex } from "@opal/kv";
+import type { DeviceClientOptions } from "./client-options";
+import { createDeviceClient, type DeviceClient } from "./create-device-client";
+
+/** How a pool picks a device for a prefill. */
+export type RoutingPolicy = "round-robin" | "least-loaded" | "prefix-affinity";
+
+/** Options of {@link createDevicePool}; every field documents its default. */
+export interface DevicePoolOptions {
+  /** Default "prefix-affinity": requests sharing a prefix go to the device that computed it. */
+  readonly routing?: RoutingPolicy;
+  /** Prefills in flight per device before it is skipped; default 8. */
+  readonly maxInFlightPerDevice?: number;
+  /** Consecutive failures that take a device out; default 3. */
+  readonly failureThreshold?: number;
+  /** How long a failing device stays out before a probe may bring it back, in ms; default 5,000. */
+  readonly openMs?: number;
+  /** Options of every device client (token, TLS, channel settings). */
+  readonly client?: DeviceClientOptions;
+  /** Creates the client of one target; default `createDeviceClient` (tests inject drivers). */
+  readonly connect?: (target: string) => PrefillDriver;
+}
+
+/** A pool member as the pool sees it. */
+export interface PoolDevice {
+  readonly target: string;
+  /** "closed": in service; "open": taken out after failures; "half-open": on probation. */
+  readonly circuit: "closed" | "open" | "half-open";
+  readonly inFlight: number;
+  readonly prefills: number;
+  readonly failures: number;
+}
+
+/**
+ * Several devices behind one `PrefillDriver`: prefills are routed by the policy among devices in
+ * service and under their in-flight limit; a device that fails `failureThreshold` times in a row is
+ * taken out for `openMs`, then probed back in. A retry of the same `request_id` avoids the device
+ * that failed it. KV handles carry their device, so FetchKv and ReleaseKv reach the right one.
+ */
+export interface DevicePool extends PrefillDriver {
+  readonly devices: readonly PoolDevice[];
+}
+
+interface Member {
+  target: string;
+  driver: PrefillDriver;
+  circuit: "closed" | "open" | "half-open";
+  openedAt: number;
+  inFlight: number;
+  prefills: number;
+  failures: number;
+}
+
+const DEVICE_FAILURES = new Set<number>([
+  Code.UNAVAILABLE,
+  Code.INTERNAL,
+  Code.DATA_LOSS,
+  Code.UNKNOWN,
+]);
+
+/**
+ * Creates a pool over `targets`: `host:port` entries, and `dns:///name:port` entries that expand to
+ * one device per address the name resolves to (resolved once, when the pool is created).
+ */
+export async function createDevicePool(
+  targets: readonly string[],
+  options: DevicePoolOptions = {},
+): Promise<DevicePool> {
+  const connect =
+    options.connect ??
+    ((target: string): DeviceClient => createDeviceClient(target, options.client));
+  const expanded = (await Promise.all(targets.map(expandTarget))).flat();
+  if (expanded.length === 0)
+    throw new OpalError(Code.INVALID_ARGUMENT, "a device pool needs at least one target");
+  const members: Member[] = expanded.map((target) => ({
+    target,
+    driver: connect(target),
+    circuit: "closed",
+    openedAt: 0,
+    inFlight: 0,
+    prefills: 0,
+    failures: 0,
+  }));
+  const routing = options.routing ?? "prefix-affinity";
+  const maxInFlight = options.maxInFlightPerDevice ?? 8;
+  const threshold = options.failureThreshold ?? 3;
+  const openMs = options.openMs ?? 5_000;
+  const failedFor = new Map<string, string>();
+  const affinity = new Map<string, string>();
+  let cursor = 0;
+
+  const available = (member: Member) => {
+    if (member.circuit === "open" && Date.now() - member.openedAt >= openMs)
+      member.circuit = "half-open";
+    if (member.circuit === "open") return false;
+    if (member.circuit === "half-open" && member.inFlight > 0) return false;
+    return member.inFlight < maxInFlight;
+  };
+
+  function choose(request: PrefillRequest, hashes: readonly string[]): Member {
+    const avoid = failedFor.get(request.requestId);
+    let candidates = members.filter((m) => available(m) && m.target !== avoid);
+    if (candidates.length === 0) candidates = members.filter(available);
+    if (candidates.length === 0) {
+      throw new OpalError(
+        Code.RESOURCE_EXHAUSTED,
+        `no device available: all ${members.length} are busy or out of service`,
+        {
+          reason: Reason.DEVICE_BUSY,
+          retryDelayMs: 50,
+        },
+      );
+    }
+    if (routing === "prefix-affinity") {
+      for (let i = hashes.length - 1; i >= 0; i--) {
+        const holder = candidates.find((m) => m.target === affinity.get(hashes[i]!));
+        if (holder) return holder;
+      }
+    }
+    if (routing === "round-robin") return candidates[cursor++ % candidates.length]!;
+    const least = Math.min(...candidates.map((m) => m.inFlight));
+    const tied = candidates.filter((m) => m.inFlight === least);
+    return tied[cursor++ % tied.length]!;
+  }
+
+  function record(member: Member, error: OpalError | undefined, request: PrefillRequest) {
+    if (!error) {
+      member.failures = 0;
+      member.circuit = "closed";
+      failedFor.delete(request.requestId);
+      return;
+    }
+    if (!DEVICE_FAILURES.has(error.code)) return;
+    member.failures++;
+    failedFor.set(request.requestId, member.target);
+    if (failedFor.size > 10_000) failedFor.delete(failedFor.keys().next().value as string);
+    if (member.circuit === "half-open" || member.failures >= threshold) {
+      member.circuit = "open";
+      member.openedAt = Date.now();
+    }
+  }
+
+  const byHandle = (handle: string) => {
+    const split = handle.indexOf("|");
+    const target = split > 0 ? decodeURIComponent(handle.slice(0, split)) : "";
+    const member = members.find((m) => m.target === target);
+    if (!member) {
+      throw new OpalError(Code.NOT_FOUND, "no KV handle of that name in this pool", {
+        reason: Reason.KV_HANDLE_NOT_FOUND,
+      });
+    }
+    return { member, handle: handle.slice(split + 1) };
+  };
+
+  const first = () => members.find(available) ?? members[0]!;
+
+  async function* prefill(
+    request: PrefillRequest,
+    call?: DriverCallOptions,
+  ): AsyncGenerator<PrefillEvent> {
+    const hashes =
+      routing === "prefix-affinity"
+        ? computeBlockHashes(request.promptTokenIds, {
+            blockSizeTokens: request.kvFormat.blockSizeTokens || 16,
+            ...(request.cacheSalt ? { cacheSalt: request.cacheSalt } : {}),
+          }).map(toHex)
+        : [];
+    const member = choose(request, hashes);
+    member.inFlight++;
+    member.prefills++;
+    let failure: OpalError | undefined;
+    try {
+      for await (const event of member.driver.prefill(request, call)) {
+        if (event.type === "completed") {
+          // Recorded before yielding: a consumer may stop iterating right after `completed`.
+          for (const hash of hashes) affinity.set(hash, member.target);
+          if (affinity.size > 100_000)
+            for (const key of [...affinity.keys()].slice(0, 10_000)) affinity.delete(key);
+        }
+        yield event.type === "accepted"
+          ? { ...event, kvHandle: `${encodeURIComponent(member.target)}|${event.kvHandle}` }
+          : event;
+      }
+    } catch (error) {
+      failure = OpalError.from(error);
+      throw failure;
+    } finally {
+      member.inFlight--;
+      record(member, failure, request);
+    }
+  }
+
+  async function* fetchKv(
+    request: Parameters<PrefillDriver["fetchKv"]>[0],
+    call?: DriverCallOptions,
+  ): AsyncGenerator<FetchEvent> {
+    const { member, handle } = byHandle(request.kvHandle);
+    yield* member.driver.fetchKv({ ...request, kvHandle: handle }, call);
+  }
+
+  return {
+    driverApiVersion: DRIVER_API_VERSION,
+    get devices() {
+      return members.map(({ target, circuit, inFlight, prefills, failures }) => ({
+        target,
+        circuit,
+        inFlight,
+        prefills,
+        failures,
+      }));
+    },
+    getInfo: (call) => first().driver.getInfo(call),
+    getCapabilities: (call) => first().driver.getCapabilities(call),
+    async probe(call) {
+      const states = await Promise.allSettled(members.map((m) => m.driver.probe(call)));
+      for (const [i, state] of states.entries()) {
+        const member = members[i]!;
+        if (
+          state.status === "fulfilled" &&
+          state.value === "ready" &&
+          member.circuit !== "closed" &&
+          available(member)
+        ) {
+          member.circuit = "closed";
+          member.failures = 0;
+        }
+      }
+      if (states.some((s) => s.status === "fulfilled" && s.value === "ready")) return "ready";
+      throw new OpalError(Code.UNAVAILABLE, "no device of the pool is ready", {
+        reason: Reason.DEVICE_FAULT,
+      });
+    },
+    listModels: (call) => first().driver.listModels(call),
+    loadModel: async (request, call) => {
+      const results = await Promise.all(members.map((m) => m.driver.loadModel(request, call)));
+      return results[0]!;
+    },
+    unloadModel: async (modelId, call) => {
+      const results = await Promise.all(members.map((m) => m.driver.unloadModel(modelId, call)));
+      return { wasLoaded: results.some((r) => r.wasLoaded) };
+    },
+    prefill,
+    fetchKv,
+    releaseKv: async (kvHandle, call) => {
+      try {
+        const { member, handle } = byHandle(kvHandle);
+        return await member.driver.releaseKv(handle, call);
+      } catch (error) {
+        if (error instanceof OpalError && error.code === Code.NOT_FOUND) return { released: false };
+        throw error;
+      }
+    },
+    watchTelemetry: (request, call) => first().driver.watchTelemetry(request, call),
+    async close() {
+      await Promise.all(members.map((m) => m.driver.close()));
+    },
+  };
+}
+
+async function expandTarget(target: string): Promise<string[]> {
+  const dns = /^dns:\/\/\/([^:/]+):(\d+)$/.exec(target);
+  if (!dns) return [target];
+  const addresses = await lookup(dns[1]!, { all: true }).catch((error: Error) => {
+    throw new OpalError(Code.UNAVAILABLE, `cannot resolve ${dns[1]}: ${error.message}`, {
+      cause: error,
+    });
+  });
+  return addresses.map((a) =>
+    a.family === 6 ? `[${a.address}]:${dns[2]}` : `${a.address}:${dns[2]}`,
+  );
+}

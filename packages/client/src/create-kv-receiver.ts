@@ -1,0 +1,280 @@
+import { timingSafeEqual } from "node:crypto";
+import {
+  Server,
+  ServerCredentials,
+  type ServerReadableStream,
+  type sendUnaryData,
+} from "@grpc/grpc-js";
+import { Code, OpalError, Reason } from "@opal/core";
+import type { PrefillStats } from "@opal/driver";
+import type { KvDescriptor } from "@opal/kv";
+import {
+  fromWireChunk,
+  fromWireDescriptor,
+  KvReceiverServiceDefinition,
+  type opal,
+  toGrpcStatus,
+} from "@opal/protocol";
+import type { KvSink } from "./kv-sink";
+import { readKvStream, type StreamProgress } from "./read-kv-stream";
+
+type PushMessage = InstanceType<typeof opal.device.v1.PushKvRequest>;
+
+/** A cache a device pushed and the receiver committed. */
+export interface ReceivedKv<Receipt> {
+  readonly transferId: string;
+  readonly requestId: string;
+  readonly descriptor: KvDescriptor;
+  readonly receipt: Receipt;
+  readonly firstTokenId: number;
+  readonly firstTokenLogprob: number;
+  readonly kvBytes: number;
+  /** The receiver's id of the committed cache. */
+  readonly cacheId: string;
+}
+
+/** Options of {@link createKvReceiver}. */
+export interface KvReceiverOptions<Receipt> {
+  /** A sink for each transfer; it sees the header's transfer id, request id and descriptor. */
+  readonly createSink: (transfer: {
+    transferId: string;
+    requestId: string;
+    descriptor: KvDescriptor;
+  }) => KvSink<Receipt>;
+  /** Interface to bind; default "127.0.0.1". */
+  readonly host?: string;
+  /** Port; default 0 (any free port). */
+  readonly port?: number;
+  /** Bearer tokens devices must present (`PushTarget.authorization_token`); default none required. */
+  readonly tokens?: readonly string[];
+  /** TLS: PEM certificate chain and key of the receiver. */
+  readonly tls?: {
+    readonly certChainPem: string | Uint8Array;
+    readonly privateKeyPem: string | Uint8Array;
+  };
+  /** Transfers received at once; more fail with RESOURCE_EXHAUSTED RECEIVER_BUSY; default 16. */
+  readonly maxConcurrentTransfers?: number;
+  /** Largest message, in bytes; default 64 MiB. */
+  readonly maxMessageBytes?: number;
+}
+
+/** A running KvReceiver service (the decode side of push handoff). */
+export interface KvReceiver<Receipt> {
+  /** `host:port`: what a `PushTarget.address` names. */
+  readonly address: string;
+  /**
+   * The committed cache of `transferId`, once a device pushed it; waits for it. Rejects with the
+   * abort error when `options.signal` aborts or `timeoutMs` passes first.
+   */
+  received(
+    transferId: string,
+    options?: { signal?: AbortSignal; timeoutMs?: number },
+  ): Promise<ReceivedKv<Receipt>>;
+  close(): Promise<void>;
+}
+
+/**
+ * Hosts `opal.device.v1.KvReceiverService`: devices push caches into it (header, chunks, commit).
+ * Each transfer goes to a fresh sink layer by layer; the receiver verifies every chunk's CRC32C,
+ * the order, the size and the whole-cache SHA-256 before the sink commits, and aborts the sink on
+ * any failure, so a broken push leaves nothing visible. A transfer id already committed is
+ * acknowledged again without a second commit (devices may retry a push).
+ */
+export async function createKvReceiver<Receipt>(
+  options: KvReceiverOptions<Receipt>,
+): Promise<KvReceiver<Receipt>> {
+  const maxMessageBytes = options.maxMessageBytes ?? 64 * 1024 * 1024;
+  const server = new Server({
+    "grpc.max_receive_message_length": maxMessageBytes,
+    "grpc.max_send_message_length": maxMessageBytes,
+  });
+  const committed = new Map<string, ReceivedKv<Receipt>>();
+  const waiters = new Map<string, Array<(received: ReceivedKv<Receipt>) => void>>();
+  const tokens = (options.tokens ?? []).map((t) => Buffer.from(t));
+  let active = 0;
+  let nextCacheId = 1;
+
+  const authorized = (header: string | undefined) => {
+    if (tokens.length === 0) return true;
+    const given = Buffer.from(/^Bearer (.+)$/i.exec(header ?? "")?.[1] ?? "");
+    let ok = false;
+    for (const token of tokens)
+      if (token.length === given.length && timingSafeEqual(token, given)) ok = true;
+    return ok;
+  };
+
+  async function pushKv(
+    call: ServerReadableStream<PushMessage, unknown>,
+    callback: sendUnaryData<unknown>,
+  ) {
+    let sink: KvSink<Receipt> | undefined;
+    let opened = false;
+    active++;
+    // A device that gives up cancels the call; end our read of it so the sink is aborted.
+    call.on("cancelled", () =>
+      call.destroy(
+        new OpalError(Code.CANCELLED, "the device cancelled the push", {
+          reason: Reason.CANCELLED,
+        }),
+      ),
+    );
+    try {
+      if (!authorized(call.metadata.get("authorization")[0] as string | undefined)) {
+        throw new OpalError(Code.UNAUTHENTICATED, "invalid or missing bearer token", {
+          reason: Reason.TOKEN_INVALID,
+        });
+      }
+      if (active > (options.maxConcurrentTransfers ?? 16)) {
+        throw new OpalError(Code.RESOURCE_EXHAUSTED, "too many transfers in progress", {
+          reason: Reason.RECEIVER_BUSY,
+          retryDelayMs: 50,
+        });
+      }
+      const messages = call[Symbol.asyncIterator]() as AsyncIterator<PushMessage>;
+      const first = await messages.next();
+      const header = first.done ? undefined : first.value.header;
+      if (!header?.transferId || !header.descriptor) {
+        throw new OpalError(
+          Code.INVALID_ARGUMENT,
+          "the first PushKv message must be a header with transfer_id and descriptor",
+          {
+            reason: Reason.INVALID_FIELD,
+            fieldViolations: [{ field: "header", description: "required as the first message" }],
+          },
+        );
+      }
+      const again = committed.get(header.transferId);
+      if (again) {
+        for (;;) if ((await messages.next()).done) break;
+        callback(null, {
+          transferId: again.transferId,
+          committed: true,
+          cacheId: again.cacheId,
+          receivedBytes: again.kvBytes,
+        });
+        return;
+      }
+      const descriptor = fromWireDescriptor(header.descriptor, "header.descriptor");
+      sink = options.createSink({
+        transferId: header.transferId,
+        requestId: header.requestId ?? "",
+        descriptor,
+      });
+      let commit: opal.device.v1.PushKvCommit.$Properties | undefined;
+      // The push as the event stream readKvStream checks: accepted, chunks, completed.
+      async function* events() {
+        yield {
+          type: "accepted" as const,
+          descriptor,
+          kvHandle: "",
+          leaseExpiryUnixMs: 0,
+          queueTimeUs: 0,
+        };
+        for (;;) {
+          const next = await messages.next();
+          if (next.done) return;
+          if (next.value.chunk)
+            yield { type: "chunk" as const, chunk: fromWireChunk(next.value.chunk) };
+          else if (next.value.commit) {
+            const c = next.value.commit;
+            commit = c;
+            const stats: PrefillStats = {
+              ...{
+                promptTokens: 0,
+                prefixCacheHitTokens: 0,
+                decoderPrefixTokens: 0,
+                deviceTimeUs: 0,
+              },
+              ...{ queueTimeUs: 0, energyJoules: 0, leaseExpiryUnixMs: 0, timeToFirstChunkUs: 0 },
+              firstTokenId: c.firstTokenId ?? 0,
+              firstTokenLogprob: c.firstTokenLogprob ?? 0,
+              kvTotalBytes: Number(c.kvTotalBytes ?? 0),
+              kvDigest: c.kvDigest ?? new Uint8Array(),
+            };
+            yield { type: "completed" as const, stats };
+            return;
+          }
+        }
+      }
+      const progress: StreamProgress = { attemptStartedAt: performance.now() };
+      const outcome = await readKvStream(events(), progress, {
+        onAccepted: async (d) => {
+          opened = true;
+          await sink!.open(d);
+        },
+        onLayer: async (layer) => {
+          await sink!.writeLayer(layer);
+        },
+      });
+      if (outcome.kind === "broken") throw outcome.error;
+      if (!commit)
+        throw new OpalError(Code.DATA_LOSS, "the push ended without a commit", {
+          reason: Reason.STREAM_INCOMPLETE,
+        });
+      const receipt = await sink.commit(outcome.stats);
+      const received: ReceivedKv<Receipt> = {
+        transferId: header.transferId,
+        requestId: header.requestId ?? "",
+        descriptor,
+        receipt,
+        firstTokenId: commit.firstTokenId ?? 0,
+        firstTokenLogprob: commit.firstTokenLogprob ?? 0,
+        kvBytes: outcome.stats.kvTotalBytes,
+        cacheId: `cache-${nextCacheId++}`,
+      };
+      committed.set(header.transferId, received);
+      for (const wake of waiters.get(header.transferId) ?? []) wake(received);
+      waiters.delete(header.transferId);
+      callback(null, {
+        transferId: received.transferId,
+        committed: true,
+        cacheId: received.cacheId,
+        receivedBytes: received.kvBytes,
+      });
+    } catch (error) {
+      if (opened && sink) await sink.abort(error);
+      callback(toGrpcStatus(OpalError.from(error)));
+    } finally {
+      active--;
+    }
+  }
+
+  server.addService(KvReceiverServiceDefinition, { pushKv });
+  const host = options.host ?? "127.0.0.1";
+  const creds = options.tls
+    ? ServerCredentials.createSsl(null, [
+        {
+          cert_chain: Buffer.from(options.tls.certChainPem),
+          private_key: Buffer.from(options.tls.privateKeyPem),
+        },
+      ])
+    : ServerCredentials.createInsecure();
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${host}:${options.port ?? 0}`, creds, (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    ),
+  );
+  return {
+    address: `${host}:${port}`,
+    received(transferId, wait = {}) {
+      const done = committed.get(transferId);
+      if (done) return Promise.resolve(done);
+      return new Promise((resolve, reject) => {
+        const list = waiters.get(transferId) ?? [];
+        list.push(resolve);
+        waiters.set(transferId, list);
+        const signals = [
+          wait.signal,
+          wait.timeoutMs !== undefined ? AbortSignal.timeout(wait.timeoutMs) : undefined,
+        ].filter((s): s is AbortSignal => s !== undefined);
+        if (signals.length > 0) {
+          const signal = AbortSignal.any(signals);
+          signal.addEventListener("abort", () => reject(OpalError.from(signal.reason)), {
+            once: true,
+          });
+        }
+      });
+    },
+    close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+  };
+}

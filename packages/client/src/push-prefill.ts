@@ -1,0 +1,85 @@
+import { type CallOptions, Code, createCallSignal, OpalError, Reason, sleep } from "@opal/core";
+import type { PrefillDriver, PrefillRequest, PrefillStats } from "@opal/driver";
+import type { KvDescriptor } from "@opal/kv";
+import { backoffMs, isRetryable, type RetryPolicy } from "./retry-policy";
+
+/** What a push-mode prefill reports once the receiver committed the cache. */
+export interface PushOutcome {
+  readonly descriptor: KvDescriptor;
+  readonly stats: PrefillStats;
+  /** The receiver's acknowledgement: committed, and its id of the cache. */
+  readonly receipt: { readonly committed: boolean; readonly cacheId: string };
+  /** Layers the device reported pushed, in order of arrival. */
+  readonly layersPushed: number;
+  readonly attempts: number;
+}
+
+/**
+ * Runs a prefill whose `pushTarget` names a KvReceiver: the device streams the cache straight to
+ * the decoder, and this call follows its progress. Resolves only when the device reports that the
+ * receiver committed the cache; retries like `startPrefill` (same `request_id`, so the receiver
+ * deduplicates by `transfer_id`). `onProgress` sees each `push_progress`.
+ */
+export async function pushPrefill(
+  device: PrefillDriver,
+  request: PrefillRequest,
+  options: CallOptions & {
+    readonly retry?: RetryPolicy;
+    readonly onProgress?: (layersPushed: number, bytesPushed: number) => void;
+  } = {},
+): Promise<PushOutcome> {
+  if (!request.pushTarget) {
+    throw new OpalError(Code.INVALID_ARGUMENT, "pushPrefill needs request.pushTarget", {
+      reason: Reason.INVALID_FIELD,
+      fieldViolations: [{ field: "push_target", description: "required for push mode" }],
+    });
+  }
+  const call = createCallSignal(options);
+  const maxAttempts = Math.max(1, options.retry?.maxAttempts ?? 4);
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        let descriptor: KvDescriptor | undefined;
+        let layersPushed = 0;
+        for await (const event of device.prefill(request, { signal: call.signal })) {
+          if (event.type === "accepted") descriptor = event.descriptor;
+          else if (event.type === "push_progress") {
+            layersPushed = event.layersPushed;
+            options.onProgress?.(event.layersPushed, event.bytesPushed);
+          } else if (event.type === "chunk") {
+            throw new OpalError(
+              Code.DATA_LOSS,
+              "the device sent chunks inline instead of pushing them",
+              {
+                reason: Reason.STREAM_INCOMPLETE,
+              },
+            );
+          } else if (event.type === "completed") {
+            const receipt = event.stats.pushReceipt;
+            if (!descriptor || !receipt?.committed) {
+              throw new OpalError(
+                Code.DATA_LOSS,
+                "the push completed without a committed receipt",
+                {
+                  reason: Reason.STREAM_INCOMPLETE,
+                },
+              );
+            }
+            return { descriptor, stats: event.stats, receipt, layersPushed, attempts: attempt };
+          }
+        }
+        throw new OpalError(Code.DATA_LOSS, "the device's stream ended without `completed`", {
+          reason: Reason.STREAM_INCOMPLETE,
+        });
+      } catch (caught) {
+        const error = call.signal.aborted
+          ? OpalError.from(call.signal.reason)
+          : OpalError.from(caught);
+        if (call.signal.aborted || !isRetryable(error) || attempt >= maxAttempts) throw error;
+        await sleep(backoffMs(options.retry ?? {}, attempt, error), call.signal);
+      }
+    }
+  } finally {
+    call.dispose();
+  }
+}

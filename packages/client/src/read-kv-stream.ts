@@ -1,0 +1,140 @@
+import { Code, OpalError, Reason } from "@opal/core";
+import type { FetchEvent, KvPosition, PrefillEvent, PrefillStats } from "@opal/driver";
+import {
+  createKvAssembler,
+  createKvDigest,
+  type KvAssembler,
+  type KvDescriptor,
+  type KvDigest,
+  type KvLayerParts,
+  partsOf,
+  toHex,
+} from "@opal/kv";
+
+/** What one attempt has verified so far; carried across a resume. */
+export interface StreamProgress {
+  readonly attemptStartedAt: number;
+  kvHandle?: string;
+  descriptor?: KvDescriptor;
+  assembler?: KvAssembler;
+  digest?: KvDigest;
+  /** Where a resume must start: the first byte not yet verified. */
+  position?: KvPosition;
+  firstChunkAt?: number;
+  lastChunkAt?: number;
+  /** Chunk bytes verified so far. */
+  bytes?: number;
+}
+
+/** How a stream ended: a verified complete cache, or a break to resume or retry from. */
+export type StreamOutcome =
+  | { readonly kind: "completed"; readonly stats: PrefillStats; readonly descriptor: KvDescriptor }
+  | { readonly kind: "broken"; readonly error: OpalError };
+
+/** Callbacks of {@link readKvStream}; the stream waits for each. */
+export interface StreamHooks {
+  onAccepted(descriptor: KvDescriptor): Promise<void>;
+  onLayer(layer: KvLayerParts, descriptor: KvDescriptor): Promise<void>;
+}
+
+/**
+ * Reads a prefill or fetch stream into `progress`: checks every chunk (CRC32C, order, size) through
+ * the assembler, digests each completed layer, and hands it to `hooks.onLayer`. Returns
+ * `completed` only when the cache is complete and its digest and size match the device's; returns
+ * `broken` for a failure mid-stream (the caller may resume from `progress.position`). A fetch must
+ * describe the same cache as the prefill it resumes.
+ */
+export async function readKvStream(
+  events: AsyncIterable<PrefillEvent | FetchEvent>,
+  progress: StreamProgress,
+  hooks: StreamHooks,
+): Promise<StreamOutcome> {
+  try {
+    for await (const event of events) {
+      switch (event.type) {
+        case "accepted":
+          if (progress.descriptor) {
+            if (JSON.stringify(event.descriptor) !== JSON.stringify(progress.descriptor)) {
+              throw new OpalError(
+                Code.DATA_LOSS,
+                "the resumed stream describes a different cache",
+                {
+                  reason: Reason.DESCRIPTOR_MISMATCH,
+                },
+              );
+            }
+          } else {
+            progress.descriptor = event.descriptor;
+            progress.assembler = createKvAssembler(event.descriptor);
+            progress.digest = createKvDigest();
+            progress.position = { layer: 0, offsetBytes: 0 };
+            if ("kvHandle" in event) progress.kvHandle = event.kvHandle;
+            await hooks.onAccepted(event.descriptor);
+          }
+          break;
+        case "chunk": {
+          const { assembler, descriptor, digest } = progress;
+          if (!assembler || !descriptor || !digest)
+            throw violation("a chunk arrived before `accepted`");
+          const now = performance.now();
+          progress.firstChunkAt ??= now;
+          progress.lastChunkAt = now;
+          const layer = assembler.accept(event.chunk);
+          progress.bytes = (progress.bytes ?? 0) + event.chunk.data.byteLength;
+          progress.position = assembler.next ?? progress.position;
+          if (layer) {
+            for (const part of partsOf(descriptor)) digest.update(layer.parts[part]!);
+            await hooks.onLayer(layer, descriptor);
+          }
+          break;
+        }
+        case "completed": {
+          const { assembler, descriptor, digest } = progress;
+          if (!assembler || !descriptor || !digest)
+            throw violation("`completed` arrived before `accepted`");
+          if (!assembler.complete) {
+            const at = assembler.next;
+            throw new OpalError(
+              Code.DATA_LOSS,
+              `stream completed at layer ${at?.layer} part ${at?.part} offset ${at?.offsetBytes}, before the cache was complete`,
+              { reason: Reason.STREAM_INCOMPLETE },
+            );
+          }
+          const stats = "stats" in event ? event.stats : event.prefill;
+          const theirs = "stats" in event ? event.stats.kvDigest : event.kvDigest;
+          const theirBytes = "stats" in event ? event.stats.kvTotalBytes : event.kvTotalBytes;
+          const ours = digest.digest();
+          const bytes = progress.bytes ?? 0;
+          if (toHex(ours) !== toHex(theirs) || bytes !== theirBytes) {
+            throw new OpalError(
+              Code.DATA_LOSS,
+              `cache digest ${toHex(ours)} (${bytes} bytes) does not match the device's ${toHex(theirs)} (${theirBytes} bytes)`,
+              { reason: Reason.CHECKSUM_MISMATCH },
+            );
+          }
+          if (!stats) throw violation("the device's fetch did not return the prefill's result");
+          return { kind: "completed", stats, descriptor };
+        }
+        default:
+          break;
+      }
+    }
+    return {
+      kind: "broken",
+      error: new OpalError(Code.DATA_LOSS, "the device's stream ended without `completed`", {
+        reason: Reason.STREAM_INCOMPLETE,
+      }),
+    };
+  } catch (error) {
+    const opal = OpalError.from(error);
+    // Only failures of the stream itself can be resumed; the caller's abort propagates as is.
+    if (opal.code === Code.CANCELLED || opal.code === Code.DEADLINE_EXCEEDED) throw opal;
+    return { kind: "broken", error: opal };
+  }
+}
+
+function violation(message: string): OpalError {
+  return new OpalError(Code.DATA_LOSS, `protocol violation: ${message}`, {
+    reason: Reason.STREAM_INCOMPLETE,
+  });
+}

@@ -1,0 +1,74 @@
+import { type KvCache, type KvDescriptor, LMCACHE_CHUNK_TOKENS, toLmcacheChunks } from "@opal/kv";
+import type { KvSink } from "../kv-sink";
+import { createGuardedSink } from "./create-guarded-sink";
+import { createMemorySink } from "./memory-sink";
+import { descriptorMismatch, invalidOption } from "./sink-errors";
+
+/** Options of {@link createLmcacheSink}. */
+export interface LmcacheSinkOptions {
+  /** Tokens per chunk (LMCache's `chunk_size`); default 256. */
+  readonly chunkSizeTokens?: number;
+}
+
+/** What {@link createLmcacheSink} committed. */
+export interface LmcacheReceipt {
+  /**
+   * The chunks in token order, each a new buffer of shape `(num_layers, 2, tokens, heads, head_dim)`
+   * (LMCache KV_2LTD; mla `(num_layers, 1, tokens, 1, latent + rope)`) in the cache's dtype; every
+   * chunk holds `chunkSizeTokens` tokens except possibly the last.
+   */
+  readonly chunks: readonly Uint8Array[];
+  readonly chunkSizeTokens: number;
+  /** Absolute position of the first token of chunk 0 (the cache's `tokenStart`). */
+  readonly tokenStart: number;
+  /** The cache's descriptor (heads, dtype, fingerprint for LMCache's key). */
+  readonly descriptor: KvDescriptor;
+}
+
+/**
+ * A sink that hands the cache over as LMCache chunks (`toLmcacheChunks`). A chunk holds every layer
+ * of its tokens, so this sink buffers a copy of each layer as it arrives and builds the chunks in
+ * `commit`: memory is the whole cache, then the chunks (about twice the cache at commit).
+ *
+ * `open` rejects with FAILED_PRECONDITION DESCRIPTOR_MISMATCH when the cache has scales (LMCache
+ * chunks carry none) or its `tokenStart` is not a multiple of the chunk size; a bad
+ * `chunkSizeTokens` throws INVALID_ARGUMENT INVALID_FIELD here. `abort` drops the buffered layers.
+ */
+export function createLmcacheSink(options: LmcacheSinkOptions = {}): KvSink<LmcacheReceipt> {
+  const chunkSizeTokens = options.chunkSizeTokens ?? LMCACHE_CHUNK_TOKENS;
+  if (!Number.isSafeInteger(chunkSizeTokens) || chunkSizeTokens < 1)
+    throw invalidOption("chunkSizeTokens", "an integer >= 1", chunkSizeTokens);
+  const memory = createMemorySink();
+  return createGuardedSink<LmcacheReceipt>({
+    open(d) {
+      if (d.scaleScheme !== "none")
+        throw descriptorMismatch(
+          "scaleScheme",
+          "LMCache chunks carry no scales",
+          `the cache has ${d.scaleScheme} scales`,
+        );
+      if (d.tokenStart % chunkSizeTokens !== 0)
+        throw descriptorMismatch(
+          "tokenStart",
+          `LMCache chunks start at multiples of ${chunkSizeTokens} tokens`,
+          `the cache starts at token ${d.tokenStart}`,
+        );
+      return memory.open(d);
+    },
+    writeLayer(layer) {
+      return memory.writeLayer(layer);
+    },
+    async commit(stats) {
+      const cache: KvCache = await memory.commit(stats);
+      return {
+        chunks: toLmcacheChunks(cache, { chunkSizeTokens }),
+        chunkSizeTokens,
+        tokenStart: cache.descriptor.tokenStart,
+        descriptor: cache.descriptor,
+      };
+    },
+    discard(reason) {
+      return memory.abort(reason);
+    },
+  });
+}

@@ -1,0 +1,21 @@
+import type { ConformanceTest } from "../conformance-test";
+import { toIdentitySuite } from "./identity-suite";
+import { toLoadSuite } from "./load-suite";
+import { toModelsSuite } from "./models-suite";
+import { toPrefillSuite } from "./prefill-suite";
+import { toRetentionSuite } from "./retention-suite";
+import { toTelemetryAndPushSuite } from "./telemetry-push-suite";
+import { toValidationSuite } from "./validation-suite";
+
+/** Every test of the suite, in the order they run: identity first, load last. */
+export function toConformanceTests(): ConformanceTest[] {
+  return [
+    ...toIdentitySuite(),
+    ...toModelsSuite(),
+    ...toValidationSuite(),
+    ...toPrefillSuite(),
+    ...toRetentionSuite(),
+    ...toTelemetryAndPushSuite(),
+    ...toLoadSuite(),
+  ];
+}

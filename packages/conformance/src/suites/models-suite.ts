@@ -1,0 +1,300 @@
+import { Code } from "@opal/core";
+import type { opal } from "@opal/protocol";
+import { createConformanceModel, toWeightChunks } from "../conformance-model";
+import {
+  assertConformance,
+  CORE,
+  type ConformanceContext,
+  type ConformanceTest,
+  optional,
+} from "../conformance-test";
+import { drain, expectFailure } from "../expect-status";
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+function checkModelInfo(info: opal.device.v1.IModelInfo, where: string): string[] {
+  const problems: string[] = [];
+  if (!HEX64.test(info.fingerprint ?? ""))
+    problems.push(
+      `MD-1: ${where} fingerprint ${JSON.stringify(info.fingerprint)} is not 64 lower-case hex digits`,
+    );
+  if (!info.mha === !info.mla) problems.push(`${where}: exactly one of mha / mla must be set`);
+  if (!info.numLayers) problems.push(`${where}: num_layers is 0`);
+  if (!info.vocabSize) problems.push(`${where}: vocab_size is 0`);
+  return problems;
+}
+
+function header(
+  ctx: ConformanceContext,
+  modelId: string,
+  extra: Partial<opal.device.v1.LoadModelHeader.$Properties> = {},
+) {
+  const m = ctx.conformanceModel;
+  return {
+    header: {
+      modelId,
+      configJson: m.configJson,
+      weightsByteLength: m.safetensors.byteLength,
+      weightsSha256: m.weightsSha256,
+      ...extra,
+    },
+  };
+}
+
+function chunks(ctx: ConformanceContext, bytes: Uint8Array) {
+  const size = Math.min(ctx.capabilities.maxChunkBytes || 1 << 20, 1 << 20);
+  return toWeightChunks(bytes, size).map((weightsChunk) => ({ weightsChunk }));
+}
+
+async function listed(ctx: ConformanceContext, modelId: string) {
+  const { models } = await ctx.a.unary("listModels", {});
+  return models.find((m) => m.modelId === modelId);
+}
+
+function uploadedModelId(ctx: ConformanceContext): string {
+  if (!ctx.model?.conformanceWeights || !ctx.shared.has("upload")) {
+    ctx.skip(
+      "the suite did not upload the conformance model in this run (a preloaded model is configured)",
+    );
+  }
+  return ctx.model.modelId;
+}
+
+/** Model listing, upload, idempotent load, conflicts, unload (`MD-`). */
+export function toModelsSuite(): ConformanceTest[] {
+  const upload = optional("model-upload");
+  return [
+    {
+      id: "models.list",
+      title: "ListModels answers with well-formed, distinct models",
+      tag: CORE,
+      spec: ["MD-4", "MD-1"],
+      async run(ctx) {
+        const { models } = await ctx.a.unary("listModels", {});
+        const ids = models.map((m) => m.modelId);
+        assertConformance(
+          new Set(ids).size === ids.length,
+          `MD-4: ListModels repeats a model id (${ids.join(", ")})`,
+        );
+        const problems = models.flatMap((m) => checkModelInfo(m, `model ${m.modelId}`));
+        assertConformance(problems.length === 0, problems.join("; "));
+        ctx.note(`models: ${ids.join(", ") || "(none)"}`);
+      },
+    },
+    {
+      id: "models.upload",
+      title:
+        "LoadModel uploads the conformance model (safetensors + config) and ListModels shows it",
+      tag: upload,
+      spec: ["MD-2", "MD-4", "MD-5", "MD-8", "MD-10", "MD-12"],
+      async run(ctx) {
+        const error = ctx.shared.get("uploadError");
+        if (error) throw error;
+        const modelId = uploadedModelId(ctx);
+        const response = ctx.shared.get("upload") as opal.device.v1.LoadModelResponse;
+        const info = response.model;
+        assertConformance(info, "LoadModelResponse.model is missing");
+        const problems = checkModelInfo(info, "LoadModelResponse.model");
+        assertConformance(
+          info.modelId === modelId,
+          `LoadModelResponse.model.model_id ${info.modelId}, loaded as ${modelId}`,
+        );
+        const config = ctx.conformanceModel.reference.config;
+        const shape = `${info.numLayers} layers, ${info.mha?.numKvHeads}x${info.mha?.headDim} KV heads, vocab ${info.vocabSize}, ${info.maxPositionEmbeddings} positions`;
+        const expected = `${config.numHiddenLayers} layers, ${config.numKeyValueHeads}x${config.headDim} KV heads, vocab ${config.vocabSize}, ${config.maxPositionEmbeddings} positions`;
+        if (shape !== expected)
+          problems.push(`ModelInfo says ${shape}, the config says ${expected}`);
+        const row = await listed(ctx, modelId);
+        if (!row) problems.push(`MD-4: ListModels does not list ${modelId}`);
+        else if (row.fingerprint !== info.fingerprint)
+          problems.push("MD-2: ListModels and LoadModel report different fingerprints");
+        assertConformance(problems.length === 0, problems.join("; "));
+        ctx.note(`fingerprint ${info.fingerprint}`);
+      },
+    },
+    {
+      id: "models.load-idempotent",
+      title:
+        "Loading the same model again under its id answers already_loaded with the same fingerprint",
+      tag: upload,
+      spec: ["MD-12"],
+      async run(ctx) {
+        const modelId = uploadedModelId(ctx);
+        const again = await ctx.a.loadModel([
+          header(ctx, modelId),
+          ...chunks(ctx, ctx.conformanceModel.safetensors),
+        ]);
+        assertConformance(
+          again.alreadyLoaded,
+          "MD-12: a repeated load of the same weights did not answer already_loaded = true",
+        );
+        assertConformance(
+          again.model?.fingerprint === ctx.model?.info.fingerprint,
+          `MD-12: fingerprint changed on reload (${again.model?.fingerprint} vs ${ctx.model?.info.fingerprint})`,
+        );
+      },
+    },
+    {
+      id: "models.id-conflict",
+      title:
+        "Loading different weights under a taken id fails ALREADY_EXISTS MODEL_ID_CONFLICT and changes nothing",
+      tag: upload,
+      spec: ["MD-12", "MD-1"],
+      async run(ctx) {
+        const modelId = uploadedModelId(ctx);
+        const other = createConformanceModel({ seed: 1 });
+        await expectFailure(
+          () =>
+            ctx.a.loadModel([
+              {
+                header: {
+                  modelId,
+                  configJson: other.configJson,
+                  weightsByteLength: other.safetensors.byteLength,
+                },
+              },
+              ...chunks(ctx, other.safetensors),
+            ]),
+          { code: Code.ALREADY_EXISTS, reasons: ["MODEL_ID_CONFLICT"], spec: "MD-12" },
+          "LoadModel of different weights under a taken id",
+        );
+        const row = await listed(ctx, modelId);
+        assertConformance(
+          row?.fingerprint === ctx.model?.info.fingerprint,
+          "MD-12: the loaded model changed after a conflicting load",
+        );
+      },
+    },
+    {
+      id: "models.unload",
+      title: "UnloadModel removes a model at once and is idempotent",
+      tag: upload,
+      spec: ["MD-14", "MD-16"],
+      needs: ["model"],
+      async run(ctx) {
+        uploadedModelId(ctx);
+        const modelId = `${ctx.model?.modelId}-unload`;
+        await ctx.a.loadModel([
+          header(ctx, modelId),
+          ...chunks(ctx, ctx.conformanceModel.safetensors),
+        ]);
+        assertConformance(await listed(ctx, modelId), `MD-4: ${modelId} not listed after loading`);
+        const first = await ctx.a.unary("unloadModel", { modelId });
+        assertConformance(
+          first.wasLoaded,
+          "MD-16: UnloadModel of a loaded model answered was_loaded = false",
+        );
+        assertConformance(
+          !(await listed(ctx, modelId)),
+          "MD-16: the model is still listed after UnloadModel returned",
+        );
+        await expectFailure(
+          () =>
+            drain(
+              ctx.a.stream("prefill", ctx.prefillRequest({ modelId }), {
+                timeoutMs: ctx.prefillTimeoutMs,
+              }),
+            ),
+          { code: Code.FAILED_PRECONDITION, reasons: ["MODEL_NOT_LOADED"], spec: "MD-16" },
+          "a prefill of the unloaded model",
+        );
+        const second = await ctx.a.unary("unloadModel", { modelId });
+        assertConformance(
+          !second.wasLoaded,
+          "MD-16: a second UnloadModel answered was_loaded = true",
+        );
+      },
+    },
+    {
+      id: "models.truncated-upload",
+      title:
+        "An upload with fewer bytes than weights_byte_length fails MODEL_WEIGHTS_INVALID and leaves nothing behind",
+      tag: upload,
+      spec: ["MD-7", "MD-11"],
+      async run(ctx) {
+        const modelId = `opal-conformance/truncated-${Date.now().toString(36)}`;
+        const bytes = ctx.conformanceModel.safetensors;
+        await expectFailure(
+          () =>
+            ctx.a.loadModel([
+              header(ctx, modelId, { weightsSha256: "" }),
+              ...chunks(ctx, bytes.subarray(0, bytes.byteLength - 1)),
+            ]),
+          { code: Code.INVALID_ARGUMENT, reasons: ["MODEL_WEIGHTS_INVALID"], spec: "MD-7" },
+          "a truncated upload",
+        );
+        assertConformance(!(await listed(ctx, modelId)), "MD-11: a failed load is listed");
+      },
+    },
+    {
+      id: "models.sha256-mismatch",
+      title: "An upload whose weights_sha256 does not match fails MODEL_WEIGHTS_INVALID",
+      tag: upload,
+      spec: ["MD-10", "MD-11"],
+      async run(ctx) {
+        const modelId = `opal-conformance/sha-${Date.now().toString(36)}`;
+        await expectFailure(
+          () =>
+            ctx.a.loadModel([
+              header(ctx, modelId, { weightsSha256: "0".repeat(64) }),
+              ...chunks(ctx, ctx.conformanceModel.safetensors),
+            ]),
+          { code: Code.INVALID_ARGUMENT, reasons: ["MODEL_WEIGHTS_INVALID"], spec: "MD-10" },
+          "an upload with a wrong weights_sha256",
+        );
+        assertConformance(!(await listed(ctx, modelId)), "MD-11: a failed load is listed");
+      },
+    },
+    {
+      id: "models.upload-too-large",
+      title:
+        "weights_byte_length above max_model_bytes fails RESOURCE_EXHAUSTED MESSAGE_TOO_LARGE from the header alone",
+      tag: upload,
+      spec: ["MD-6", "ERR-4"],
+      async run(ctx) {
+        const max = Number(ctx.capabilities.maxModelBytes ?? 0);
+        await expectFailure(
+          () =>
+            ctx.a.loadModel(
+              [
+                header(ctx, "opal-conformance/too-large", {
+                  weightsByteLength: max + 1,
+                  weightsSha256: "",
+                }),
+              ],
+              { timeoutMs: 10_000 },
+            ),
+          {
+            code: Code.RESOURCE_EXHAUSTED,
+            reasons: ["MESSAGE_TOO_LARGE"],
+            noRetryInfo: true,
+            spec: "MD-6",
+          },
+          "an upload announcing max_model_bytes + 1 bytes",
+        );
+      },
+    },
+    {
+      id: "models.uploads-unsupported",
+      title:
+        "A device without uploads (max_model_bytes = 0) refuses one with UNIMPLEMENTED UNSUPPORTED_FEATURE",
+      tag: CORE,
+      spec: ["MD-6"],
+      async run(ctx) {
+        if (Number(ctx.capabilities.maxModelBytes ?? 0) > 0)
+          ctx.skip("the device accepts uploads (max_model_bytes > 0)");
+        await expectFailure(
+          () =>
+            ctx.a.loadModel([header(ctx, "opal-conformance/no-uploads")], { timeoutMs: 10_000 }),
+          {
+            code: Code.UNIMPLEMENTED,
+            reasons: ["UNSUPPORTED_FEATURE"],
+            field: "header.weights_byte_length",
+            spec: "MD-6",
+          },
+          "an upload to a device without uploads",
+        );
+      },
+    },
+  ];
+}

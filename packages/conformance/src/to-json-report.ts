@@ -1,0 +1,6 @@
+import type { ConformanceReport } from "./conformance-report";
+
+/** The report as pretty-printed JSON (the `--json` file): device info, capabilities, results, verdict. */
+export function toJsonReport(report: ConformanceReport): string {
+  return `${JSON.stringify(report, null, 2)}\n`;
+}
