@@ -91,8 +91,25 @@ function continueFrom(cache: ReferenceKvCache, firstTokenId: number): number[] {
   return tokens;
 }
 
+/** Hands off through `sink`, returning the outcome and the descriptor the sink was opened with. */
 async function handoff<R>(sink: () => KvSink<R>) {
-  return startPrefill(device, request(), { sink }).result;
+  let descriptor: KvDescriptor | undefined;
+  const capture = () => {
+    const inner = sink();
+    const wrapped: KvSink<R> = {
+      open(d) {
+        descriptor = d;
+        return inner.open(d);
+      },
+      writeLayer: (layer) => inner.writeLayer(layer),
+      commit: (stats) => inner.commit(stats),
+      abort: (reason) => inner.abort(reason),
+    };
+    return wrapped;
+  };
+  const outcome = await startPrefill(device, request(), { sink: capture }).result;
+  if (!descriptor) throw new Error("the sink was never opened");
+  return { ...outcome, descriptor };
 }
 
 describe("handoff to decoders through every sink, then decoding from the handed-off cache", () => {
@@ -129,48 +146,37 @@ describe("handoff to decoders through every sink, then decoding from the handed-
         const numBlocks = 8;
         const blockTable = [5, 2, 7];
         const geometry = { order, physicalLayout: layout, numBlocks, blockTable, blockSizeTokens };
-        let descriptor: KvDescriptor | undefined;
-        let pools: Uint8Array[] = [];
-        const { stats } = await handoff(() => {
-          const sink = createVllmPagedSink({
+        const bytes = vllmPoolByteLength({ ...requestDescriptor(), tokenCount: 1 }, geometry);
+        const pools = Array.from({ length: layers }, () => new Uint8Array(bytes));
+        const { stats, descriptor } = await handoff(() =>
+          createVllmPagedSink({
             ...geometry,
             layout,
-            pools: (pools = makePools()),
+            pools,
             dtype: "f32",
             numKvHeads: heads,
             headSize: dim,
-          });
-          return { ...sink, open: (d: KvDescriptor) => ((descriptor = d), sink.open(d)) };
-        });
-        function makePools() {
-          const bytes = vllmPoolByteLength({ ...requestDescriptor(), tokenCount: 1 }, geometry);
-          return Array.from({ length: layers }, () => new Uint8Array(bytes));
-        }
+          }),
+        );
         const parts = pools.map((pool) =>
-          fromVllmPagedLayer(pool, { ...geometry, descriptor: descriptor! }),
+          fromVllmPagedLayer(pool, { ...geometry, descriptor: descriptor }),
         );
         expect(
-          continueFrom(fromKvCache(config, fromKvParts(descriptor!, parts)), stats.firstTokenId),
+          continueFrom(fromKvCache(config, fromKvParts(descriptor, parts)), stats.firstTokenId),
         ).toEqual(monolithic);
       });
     }
   }
 
   it("vLLM ExampleConnector folder (vLLM recomputes the tokens past the last full block)", async () => {
-    let descriptor: KvDescriptor | undefined;
-    const { stats, receipt } = await handoff(() => {
-      const sink = createVllmExampleSink({
-        directory: dir,
-        promptTokenIds: prompt,
-        blockSizeTokens: 16,
-      });
-      return { ...sink, open: (d: KvDescriptor) => ((descriptor = d), sink.open(d)) };
-    });
+    const { stats, receipt, descriptor } = await handoff(() =>
+      createVllmExampleSink({ directory: dir, promptTokenIds: prompt, blockSizeTokens: 16 }),
+    );
     expect(receipt.tokens).toBe(32);
     // The folder is named by the hash of the stored (truncated) token ids, as vLLM names it.
     const tokenIds = prompt.subarray(0, receipt.tokens);
     const cache = await readVllmExampleFolder(
-      { ...descriptor!, tokenCount: receipt.tokens },
+      { ...descriptor, tokenCount: receipt.tokens },
       { storagePath: dir, tokenIds },
     );
     expect(continueFrom(fromKvCache(config, cache), stats.firstTokenId)).toEqual(monolithic);
@@ -181,24 +187,15 @@ describe("handoff to decoders through every sink, then decoding from the handed-
     const slotBytes = heads * dim * 4;
     const kBuffers = Array.from({ length: layers }, () => new Uint8Array(128 * slotBytes));
     const vBuffers = Array.from({ length: layers }, () => new Uint8Array(128 * slotBytes));
-    let descriptor: KvDescriptor | undefined;
-    const { stats } = await handoff(() => {
-      const sink = createSglangSink({
-        kBuffers,
-        vBuffers,
-        slots,
-        dtype: "f32",
-        headNum: heads,
-        headDim: dim,
-      });
-      return { ...sink, open: (d: KvDescriptor) => ((descriptor = d), sink.open(d)) };
-    });
+    const { stats, descriptor } = await handoff(() =>
+      createSglangSink({ kBuffers, vBuffers, slots, dtype: "f32", headNum: heads, headDim: dim }),
+    );
     const parts = kBuffers.map((kBuffer, l) =>
-      fromSglangLayer({ kBuffer, vBuffer: vBuffers[l]! }, { slots, descriptor: descriptor! }),
+      fromSglangLayer({ kBuffer, vBuffer: vBuffers[l]! }, { slots, descriptor: descriptor }),
     );
     expect(
       continueFrom(
-        fromKvCache(config, fromKvParts(descriptor!, parts as Record<KvPart, Uint8Array>[])),
+        fromKvCache(config, fromKvParts(descriptor, parts as Record<KvPart, Uint8Array>[])),
         stats.firstTokenId,
       ),
     ).toEqual(monolithic);
