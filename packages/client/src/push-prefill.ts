@@ -1,6 +1,12 @@
 import { type CallOptions, Code, createCallSignal, OpalError, Reason, sleep } from "@opal/core";
 import type { PrefillDriver, PrefillRequest, PrefillStats } from "@opal/driver";
 import type { KvDescriptor } from "@opal/kv";
+import {
+  endPrefillSpan,
+  failPrefillSpan,
+  recordAttemptFailure,
+  startPrefillSpan,
+} from "./prefill-span";
 import { backoffMs, isRetryable, type RetryPolicy } from "./retry-policy";
 
 /** What a push-mode prefill reports once the receiver committed the cache. */
@@ -36,6 +42,7 @@ export async function pushPrefill(
   }
   const call = createCallSignal(options);
   const maxAttempts = Math.max(1, options.retry?.maxAttempts ?? 4);
+  const span = startPrefillSpan(request, "push");
   try {
     for (let attempt = 1; ; attempt++) {
       try {
@@ -65,6 +72,10 @@ export async function pushPrefill(
                 },
               );
             }
+            endPrefillSpan(span, event.stats, {
+              kvBytes: event.stats.kvTotalBytes,
+              attempts: attempt,
+            });
             return { descriptor, stats: event.stats, receipt, layersPushed, attempts: attempt };
           }
         }
@@ -75,7 +86,11 @@ export async function pushPrefill(
         const error = call.signal.aborted
           ? OpalError.from(call.signal.reason)
           : OpalError.from(caught);
-        if (call.signal.aborted || !isRetryable(error) || attempt >= maxAttempts) throw error;
+        if (call.signal.aborted || !isRetryable(error) || attempt >= maxAttempts) {
+          failPrefillSpan(span, error);
+          throw error;
+        }
+        recordAttemptFailure(span, attempt, error, "retry");
         await sleep(backoffMs(options.retry ?? {}, attempt, error), call.signal);
       }
     }

@@ -9,6 +9,12 @@ import {
 import type { PrefillDriver, PrefillRequest, PrefillStats } from "@opal/driver";
 import type { KvDescriptor, KvLayerParts } from "@opal/kv";
 import type { KvSink } from "./kv-sink";
+import {
+  endPrefillSpan,
+  failPrefillSpan,
+  recordAttemptFailure,
+  startPrefillSpan,
+} from "./prefill-span";
 import { readKvStream, type StreamProgress } from "./read-kv-stream";
 import { backoffMs, isRetryable, type RetryPolicy } from "./retry-policy";
 import { createMemorySink } from "./sinks/memory-sink";
@@ -97,6 +103,7 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
   const call = createCallSignal(options);
   const signal = call.signal;
   const maxAttempts = Math.max(1, options.retry?.maxAttempts ?? 4);
+  const span = startPrefillSpan(request, "pull");
 
   const result = (async (): Promise<PrefillOutcome<Receipt>> => {
     let resumes = 0;
@@ -137,6 +144,7 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
             !progress.assembler.complete;
           if (!canResume || !isRetryable(outcome.error)) throw outcome.error;
           resumes++;
+          recordAttemptFailure(span, attempt, outcome.error, "resume");
           const position = progress.position!;
           outcome = await readKvStream(
             device.fetchKv(
@@ -159,25 +167,25 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
           ((progress.lastChunkAt ?? done) - (progress.firstChunkAt ?? done)) / 1000,
           1e-9,
         );
-        return {
-          receipt,
-          descriptor,
-          kvHandle: progress.kvHandle ?? "",
-          stats,
-          transfer: {
-            kvBytes: stats.kvTotalBytes,
-            streamSeconds,
-            gigabytesPerSecond: stats.kvTotalBytes / streamSeconds / 1e9,
-            timeToFirstLayerMs: firstLayerAt - started,
-            totalMs: done - started,
-            attempts: attempt,
-            resumes,
-          },
+        const transfer: TransferStats = {
+          kvBytes: stats.kvTotalBytes,
+          streamSeconds,
+          gigabytesPerSecond: stats.kvTotalBytes / streamSeconds / 1e9,
+          timeToFirstLayerMs: firstLayerAt - started,
+          totalMs: done - started,
+          attempts: attempt,
+          resumes,
         };
+        endPrefillSpan(span, stats, transfer);
+        return { receipt, descriptor, kvHandle: progress.kvHandle ?? "", stats, transfer };
       } catch (caught) {
         const error = signal.aborted ? OpalError.from(signal.reason) : OpalError.from(caught);
         if (opened) await sink.abort(error);
-        if (signal.aborted || !isRetryable(error) || attempt >= maxAttempts) throw error;
+        if (signal.aborted || !isRetryable(error) || attempt >= maxAttempts) {
+          failPrefillSpan(span, error);
+          throw error;
+        }
+        recordAttemptFailure(span, attempt, error, "retry");
         await sleep(backoffMs(options.retry ?? {}, attempt, error), signal).catch(() => {
           throwIfAborted(signal);
         });

@@ -65,5 +65,5 @@ export type {
   WireStream,
   WireTlsOptions,
 } from "./wire-client";
-export { toWireStatus } from "./wire-status";
+export { decodeWireStatusDetails, toWireStatus } from "./wire-status";
 export type { WireErrorInfo, WireStatus, WireStatusDetails } from "./wire-status";

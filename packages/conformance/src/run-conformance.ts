@@ -106,7 +106,11 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
     if (info && capabilities) {
       const conformanceModel = createConformanceModel();
       const shared = new Map<string, unknown>();
-      const setup = await setupModel(a, capabilities, conformanceModel, options, shared);
+      // Only runs that need a model upload one (a focused run of identity tests stays light).
+      const needsModel = selected.some((t) => (t.needs?.length ?? 0) > 0 || t.id.startsWith("models."));
+      const setup = needsModel
+        ? await setupModel(a, capabilities, conformanceModel, options, shared)
+        : { problem: "no selected test needs a model" };
       model = setup.model;
       const run = makeRunContext(
         options,
