@@ -1,8 +1,10 @@
-import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { execFile, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const run = promisify(execFile);
 const opal = fileURLToPath(new URL("../dist/opal.js", import.meta.url));
@@ -66,5 +68,186 @@ describe.skipIf(!built)("the opal executable", () => {
   it("has --help on every command", async () => {
     const { stdout } = await opalCli(["demo", "--help"]);
     expect(stdout).toMatch(/--prompt <text>/);
+  });
+});
+
+/** 39 characters: 40 tokens with BOS, enough for vLLM to store two 16-token blocks. */
+const PROMPT = "Prefill on optical hardware, decode GPU";
+
+describe.skipIf(!built)("opal mock, prefill, inspect, convert and bench", () => {
+  let dir: string;
+  let address: string;
+  let mock: ReturnType<typeof spawn>;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "opal-cli-"));
+    mock = spawn(
+      process.execPath,
+      [opal, "mock", "--port", "0", "--profile", "instant", "--model", "opal-tiny"],
+      {
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
+    address = await new Promise((resolve, reject) => {
+      mock.stdout!.on("data", (data) => {
+        const match = /listening on (\S+)/.exec(String(data));
+        if (match) resolve(match[1]!);
+      });
+      mock.once("exit", (code) => reject(new Error(`opal mock exited with ${code}`)));
+    });
+  }, 30_000);
+  afterAll(async () => {
+    const exited = new Promise((resolve) => mock.once("exit", resolve));
+    mock.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("prefills to .okv, safetensors and a vLLM ExampleConnector folder", async () => {
+    for (const [format, out] of [
+      ["okv", "c.okv"],
+      ["safetensors", "c.safetensors"],
+      ["vllm-example", "vllm"],
+    ]) {
+      const path = join(dir, out!);
+      const result = await opalCli([
+        "prefill",
+        "--target",
+        address,
+        "--model",
+        "opal-tiny",
+        "--prompt",
+        PROMPT,
+        "--out",
+        path,
+        "--format",
+        format!,
+        "--json",
+      ]);
+      expect(result.code, result.stderr).toBe(0);
+      const summary = JSON.parse(result.stdout);
+      expect(summary).toMatchObject({
+        promptTokens: 40,
+        layers: 2,
+        kvBytes: 40 * 2 * 2 * 16 * 2 * 2,
+        attempts: 1,
+      });
+      expect(existsSync(path)).toBe(true);
+    }
+  });
+
+  it("reads token ids from a file", async () => {
+    const tokens = join(dir, "tokens.json");
+    writeFileSync(tokens, JSON.stringify([256, 1, 2, 3, 4, 5]));
+    const result = await opalCli([
+      "prefill",
+      "--target",
+      address,
+      "--model",
+      "opal-tiny",
+      "--tokens-file",
+      tokens,
+      "--out",
+      join(dir, "t.okv"),
+      "--json",
+    ]);
+    expect(JSON.parse(result.stdout).promptTokens).toBe(6);
+  });
+
+  it("inspects a file, verifying its checksums, and converts it", async () => {
+    const okv = join(dir, "c.okv");
+    const inspected = await opalCli(["inspect", okv, "--json"]);
+    expect(inspected.code).toBe(0);
+    const report = JSON.parse(inspected.stdout);
+    expect(report.descriptor).toMatchObject({ numLayers: 2, dtype: "bf16", tokenCount: 40 });
+    expect(report.layers).toHaveLength(2);
+    const converted = join(dir, "converted.safetensors");
+    const convert = await opalCli([
+      "convert",
+      okv,
+      converted,
+      "--to",
+      "safetensors",
+      "--layout",
+      "hnd",
+      "--dtype",
+      "f32",
+    ]);
+    expect(convert.code, convert.stderr).toBe(0);
+    const again = JSON.parse((await opalCli(["inspect", converted, "--json"])).stdout);
+    expect(again.descriptor).toMatchObject({ layout: "hnd", dtype: "f32", tokenCount: 40 });
+  });
+
+  it("reports a corrupt file as an error naming the failure", async () => {
+    const bytes = readFileSync(join(dir, "c.okv"));
+    bytes[bytes.length - 200] = (bytes[bytes.length - 200] ?? 0) ^ 0xff;
+    const corrupt = join(dir, "corrupt.okv");
+    writeFileSync(corrupt, bytes);
+    const result = await opalCli(["inspect", corrupt]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/opal: \[(data_loss|invalid_argument)\]/);
+    const missing = await opalCli(["inspect", join(dir, "missing.okv")]);
+    expect(missing.stderr).toMatch(/cannot open/);
+  });
+
+  it("explains an unreachable target and a model that is not loaded", async () => {
+    const unreachable = await opalCli([
+      "prefill",
+      "--target",
+      "127.0.0.1:1",
+      "--model",
+      "opal-tiny",
+      "--prompt",
+      "x",
+      "--out",
+      join(dir, "x.okv"),
+    ]);
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr).toMatch(
+      /\[unavailable\][\s\S]*hint: is a device running at 127.0.0.1:1\?/,
+    );
+    const missingModel = await opalCli([
+      "prefill",
+      "--target",
+      address,
+      "--model",
+      "nope",
+      "--prompt",
+      "x",
+      "--out",
+      join(dir, "x.okv"),
+    ]);
+    expect(missingModel.stderr).toMatch(
+      /\[failed_precondition\] model "nope" is not loaded\n {2}hint: load the model/,
+    );
+    const both = await opalCli([
+      "prefill",
+      "--target",
+      address,
+      "--model",
+      "opal-tiny",
+      "--out",
+      join(dir, "x.okv"),
+    ]);
+    expect(both.stderr).toMatch(/exactly one of --prompt and --tokens-file/);
+  });
+
+  it("benchmarks a device", async () => {
+    const result = await opalCli([
+      "bench",
+      "--target",
+      address,
+      "--model",
+      "opal-tiny",
+      "--tokens",
+      "64",
+      "--requests",
+      "3",
+      "--json",
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    const bench = JSON.parse(result.stdout);
+    expect(bench.requests).toBe(3);
+    expect(bench.gigabytesPerSecond).toBeGreaterThan(0);
+    expect(bench.latencyMsP99).toBeGreaterThanOrEqual(bench.latencyMsP50);
   });
 });

@@ -67,8 +67,8 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
 }
 
 /**
- * Resolves after `delayMs`, or rejects with {@link toAbortError} as soon as `signal` aborts.
- * The timer does not keep the process alive.
+ * Resolves after `delayMs`, or rejects with {@link toAbortError} as soon as `signal` aborts. The
+ * timer keeps the process alive (a pending retry or a simulated delay is real work).
  */
 export function sleep(delayMs: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -81,7 +81,6 @@ export function sleep(delayMs: number, signal?: AbortSignal): Promise<void> {
       signal?.removeEventListener("abort", onAbort);
       resolve();
     }, delayMs);
-    timer.unref?.();
     signal?.addEventListener("abort", onAbort, { once: true });
   });
 }

@@ -7,6 +7,7 @@
  * @packageDocumentation
  */
 
+export { createMockCommand } from "./create-mock-command";
 export type { MockDevice, MockDeviceLimits, MockDeviceOptions } from "./create-mock-device";
 export { createMockDevice } from "./create-mock-device";
 export type { ErrorFault, FaultConfig, FaultInjector, StreamFaults } from "./fault-injector";

@@ -1,0 +1,73 @@
+import { createOkvFileSink, createSafetensorsFileSink, type KvSink } from "@opal/client";
+import type { PrefillStats } from "@opal/driver";
+import {
+  fromFloat32,
+  fromKvParts,
+  type KvDtype,
+  type KvLayout,
+  partsOf,
+  toFloat32,
+  toKvLayout,
+} from "@opal/kv";
+import { Command, Option } from "commander";
+import { readKvFile } from "../read-kv-file";
+
+/** `opal convert IN OUT --to …`: converts a KV file between formats, layouts and float dtypes. */
+export function createConvertCommand(): Command {
+  return new Command("convert")
+    .description(
+      "Convert a KV file between .okv and safetensors, and optionally its layout or float dtype.",
+    )
+    .argument("<in>", "a .okv or OPAL safetensors file")
+    .argument("<out>", "the file to write (written atomically)")
+    .addOption(
+      new Option("--to <format>", "output format")
+        .choices(["okv", "safetensors"])
+        .makeOptionMandatory(),
+    )
+    .addOption(new Option("--layout <layout>", "convert the layout").choices(["nhd", "hnd"]))
+    .addOption(
+      new Option("--dtype <dtype>", "convert between float dtypes").choices(["f32", "f16", "bf16"]),
+    )
+    .action(
+      async (
+        input: string,
+        output: string,
+        o: { to: "okv" | "safetensors"; layout?: KvLayout; dtype?: KvDtype },
+      ) => {
+        let { cache } = await readKvFile(input);
+        if (o.layout && o.layout !== cache.descriptor.layout) cache = toKvLayout(cache, o.layout);
+        if (o.dtype && o.dtype !== cache.descriptor.dtype) {
+          const from = cache.descriptor;
+          if (from.scaleScheme !== "none")
+            throw new Error(
+              `--dtype converts float caches only (this one is ${from.dtype} with ${from.scaleScheme} scales)`,
+            );
+          const descriptor = { ...from, dtype: o.dtype };
+          const source = cache;
+          cache = fromKvParts(
+            descriptor,
+            Array.from({ length: from.numLayers }, (_, l) =>
+              Object.fromEntries(
+                partsOf(from).map((part) => [
+                  part,
+                  fromFloat32(toFloat32(source.part(l, part), from.dtype), o.dtype!),
+                ]),
+              ),
+            ),
+          );
+        }
+        const sink: KvSink<{ byteLength: number }> =
+          o.to === "okv"
+            ? createOkvFileSink({ path: output })
+            : createSafetensorsFileSink({ path: output });
+        await sink.open(cache.descriptor);
+        for (let layer = 0; layer < cache.descriptor.numLayers; layer++)
+          await sink.writeLayer(cache.layer(layer));
+        const receipt = await sink.commit({} as PrefillStats);
+        console.log(
+          `wrote ${output} (${o.to}, ${cache.descriptor.dtype} ${cache.descriptor.layout}, ${receipt.byteLength} bytes)`,
+        );
+      },
+    );
+}

@@ -1,0 +1,155 @@
+import { randomUUID } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import {
+  createOkvFileSink,
+  createSafetensorsFileSink,
+  createVllmExampleSink,
+  type KvSink,
+  startPrefill,
+} from "@opal/client";
+import { Code, OpalError } from "@opal/core";
+import type { KvDtype, KvLayout } from "@opal/kv";
+import { createByteTokenizer } from "@opal/reference";
+import { SingleBar } from "cli-progress";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { parsePositiveInteger } from "../parse-positive-integer";
+import { addTargetOptions, connectTarget, explain, type TargetFlags } from "../target-options";
+
+interface PrefillFlags extends TargetFlags {
+  prompt?: string;
+  tokensFile?: string;
+  model: string;
+  out: string;
+  format: "okv" | "safetensors" | "vllm-example";
+  dtype: KvDtype;
+  layout: KvLayout;
+  blockSize: number;
+  timeout: number;
+  json?: boolean;
+}
+
+/** `opal prefill`: offload a prompt's prefill to a device and write the KV cache to a file. */
+export function createPrefillCommand(): Command {
+  const command = new Command("prefill")
+    .description(
+      "Offload a prompt's prefill to a device and write its KV cache (verified) to a file or folder.",
+    )
+    .option("--prompt <text>", "prompt text (UTF-8 bytes as tokens, after BOS)")
+    .option("--tokens-file <file>", "token ids: a JSON array or whitespace-separated integers")
+    .requiredOption("--model <id>", "model id loaded on the device")
+    .requiredOption("--out <path>", "output file (okv, safetensors) or folder (vllm-example)")
+    .addOption(
+      new Option("--format <format>", "output format")
+        .choices(["okv", "safetensors", "vllm-example"])
+        .default("okv"),
+    )
+    .addOption(
+      new Option("--dtype <dtype>", "KV dtype")
+        .choices(["f32", "f16", "bf16", "fp8_e4m3fn", "fp8_e5m2"])
+        .default("bf16"),
+    )
+    .addOption(new Option("--layout <layout>", "KV layout").choices(["nhd", "hnd"]).default("nhd"))
+    .option(
+      "--block-size <tokens>",
+      "block size in tokens",
+      parsePositiveInteger("--block-size"),
+      16,
+    )
+    .option(
+      "--timeout <ms>",
+      "deadline for the whole prefill, in ms",
+      parsePositiveInteger("--timeout"),
+      120_000,
+    )
+    .option("--json", "print the summary as JSON")
+    .showHelpAfterError();
+  return addTargetOptions(command).action(async (o: PrefillFlags) => {
+    const tokens = await readTokens(o);
+    const device = connectTarget(o);
+    const sink = (): KvSink<unknown> =>
+      o.format === "okv"
+        ? createOkvFileSink({ path: o.out })
+        : o.format === "safetensors"
+          ? createSafetensorsFileSink({ path: o.out })
+          : createVllmExampleSink({
+              directory: o.out,
+              promptTokenIds: tokens,
+              blockSizeTokens: o.blockSize,
+            });
+    const bar =
+      process.stderr.isTTY && !o.json
+        ? new SingleBar({ format: "KV {bar} {percentage}% | layer {value}/{total} | {rate}" })
+        : undefined;
+    try {
+      const run = startPrefill(
+        device,
+        {
+          requestId: randomUUID(),
+          modelId: o.model,
+          promptTokenIds: tokens,
+          kvFormat: {
+            dtype: o.dtype,
+            scaleScheme: o.dtype.startsWith("fp8") ? "per_token" : "none",
+            layout: o.layout,
+            blockSizeTokens: o.blockSize,
+          },
+        },
+        { sink, timeoutMs: o.timeout },
+      );
+      for await (const layer of run) {
+        if (layer.layer === 0) bar?.start(layer.descriptor.numLayers, 0, { rate: "" });
+        bar?.update(layer.layer + 1, { rate: `${(layer.elapsedMs / 1000).toFixed(1)} s` });
+      }
+      const outcome = await run.result;
+      bar?.stop();
+      const summary = {
+        out: o.out,
+        format: o.format,
+        promptTokens: outcome.stats.promptTokens,
+        kvBytes: outcome.transfer.kvBytes,
+        layers: outcome.descriptor.numLayers,
+        gigabytesPerSecond: Number(outcome.transfer.gigabytesPerSecond.toFixed(3)),
+        timeToFirstLayerMs: Number(outcome.transfer.timeToFirstLayerMs.toFixed(1)),
+        deviceTimeUs: outcome.stats.deviceTimeUs,
+        energyJoules: outcome.stats.energyJoules,
+        firstTokenId: outcome.stats.firstTokenId,
+        attempts: outcome.transfer.attempts,
+        resumes: outcome.transfer.resumes,
+      };
+      if (o.json) console.log(JSON.stringify(summary, null, 2));
+      else {
+        console.log(
+          `wrote ${o.out} (${o.format}): ${summary.promptTokens} tokens, ${summary.kvBytes} bytes of KV in ${summary.layers} layers, ` +
+            `${summary.gigabytesPerSecond} GB/s, first layer after ${summary.timeToFirstLayerMs} ms, device ${summary.deviceTimeUs} µs / ${summary.energyJoules.toFixed(4)} J, first token ${summary.firstTokenId}`,
+        );
+      }
+    } catch (error) {
+      bar?.stop();
+      throw new Error(explain(error, o.target));
+    } finally {
+      await device.close();
+    }
+  });
+}
+
+async function readTokens(o: PrefillFlags): Promise<Uint32Array> {
+  if ((o.prompt === undefined) === (o.tokensFile === undefined)) {
+    throw new InvalidArgumentError("give exactly one of --prompt and --tokens-file");
+  }
+  if (o.prompt !== undefined) return createByteTokenizer().encode(o.prompt);
+  const text = await readFile(o.tokensFile!, "utf8").catch((error: NodeJS.ErrnoException) => {
+    throw new OpalError(
+      Code.NOT_FOUND,
+      `cannot read --tokens-file ${o.tokensFile}: ${error.code ?? error.message}`,
+    );
+  });
+  const values: unknown[] = text.trim().startsWith("[")
+    ? JSON.parse(text)
+    : text.trim().split(/\s+/).map(Number);
+  if (!values.every((v) => Number.isInteger(v) && (v as number) >= 0 && (v as number) < 2 ** 32)) {
+    throw new InvalidArgumentError(
+      `--tokens-file ${o.tokensFile} must hold non-negative integer token ids`,
+    );
+  }
+  return Uint32Array.from(values as number[]);
+}
