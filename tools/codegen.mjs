@@ -70,12 +70,15 @@ function numbersNotLongs(code) {
   const longDefault = /\$util\.Long \? \$util\.Long\.fromBits\(0,\s*0,\s*(true|false)\) : 0/g;
   const out = code
     .replace(longDefault, "0")
-    .replace(/reader\.(u?int64|s?fixed64)\(\)/g, "$toNumber(reader.$1())")
+    .replace(/\b(r|reader)\.(u?int64|s?fixed64)\(\)/g, "$toNumber($1.$2())")
     .replace(
       "// Common aliases",
       'const $toNumber = (value) => (typeof value === "number" ? value : value.toNumber());\n\n// Common aliases',
     );
   if (/\$util\.Long/.test(out)) throw new Error("codegen: a Long default survived the rewrite");
+  if (/(?<!\$toNumber\()\b(r|reader)\.(u?int64|s?fixed64)\(\)/.test(out)) {
+    throw new Error("codegen: a 64-bit read escaped the number conversion");
+  }
   return out;
 }
 

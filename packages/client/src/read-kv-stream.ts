@@ -7,7 +7,6 @@ import {
   type KvDescriptor,
   type KvDigest,
   type KvLayerParts,
-  partsOf,
   toHex,
 } from "@opal/kv";
 
@@ -80,12 +79,11 @@ export async function readKvStream(
           progress.firstChunkAt ??= now;
           progress.lastChunkAt = now;
           const layer = assembler.accept(event.chunk);
+          // Chunks are accepted only in canonical order, so the digest can follow chunk by chunk.
+          digest.update(event.chunk.data);
           progress.bytes = (progress.bytes ?? 0) + event.chunk.data.byteLength;
           progress.position = assembler.next ?? progress.position;
-          if (layer) {
-            for (const part of partsOf(descriptor)) digest.update(layer.parts[part]!);
-            await hooks.onLayer(layer, descriptor);
-          }
+          if (layer) await hooks.onLayer(layer, descriptor);
           break;
         }
         case "completed": {

@@ -23,7 +23,7 @@ import { createMemorySink } from "./sinks/memory-sink";
 export interface LayerReady {
   readonly layer: number;
   readonly descriptor: KvDescriptor;
-  /** The layer's parts; views valid until the next layer is read (copy to keep). */
+  /** The layer's parts: views the run does not reuse (they stay valid; copy only to detach them). */
   readonly parts: KvLayerParts["parts"];
   /** Time since the call started, in milliseconds. */
   readonly elapsedMs: number;
@@ -74,7 +74,9 @@ export interface PrefillOptions<Receipt> extends CallOptions {
 
 /**
  * A running prefill: iterate it for layers as they become ready (optional), and await `result`.
- * The stream is driven whether or not anyone iterates.
+ * The stream is driven whether or not anyone iterates. Start iterating before the first layer
+ * arrives to see every layer: layers are not buffered for a consumer that has not started, and
+ * while one is iterating, the stream waits for it (at most one layer is buffered).
  */
 export interface PrefillRun<Receipt> extends AsyncIterable<LayerReady> {
   /**
@@ -97,7 +99,10 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
   request: PrefillRequest,
   options: PrefillOptions<Receipt> = {},
 ): PrefillRun<Receipt> {
-  const layers = createChannel<LayerReady>({ capacity: Number.MAX_SAFE_INTEGER });
+  // Layers are delivered only to a consumer that iterates, with back-pressure (one buffered), so a
+  // run nobody iterates holds no layers, and a slow consumer slows the stream instead of growing memory.
+  let iterating = false;
+  const layers = createChannel<LayerReady>({ capacity: 1 });
   const started = performance.now();
   const newSink = (options.sink ?? createMemorySink) as () => KvSink<Receipt>;
   const call = createCallSignal(options);
@@ -115,14 +120,12 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
       const onLayer = async (layer: KvLayerParts, descriptor: KvDescriptor) => {
         firstLayerAt ||= performance.now();
         await sink.writeLayer(layer);
-        layers
-          .send({
-            layer: layer.layer,
-            descriptor,
-            parts: layer.parts,
-            elapsedMs: performance.now() - started,
-          })
-          .catch(() => {});
+        if (!iterating) return;
+        const ready = { layer: layer.layer, descriptor, parts: layer.parts, elapsedMs: performance.now() - started };
+        // A consumer that stopped iterating makes send reject: stop delivering, keep streaming.
+        await layers.send(ready, signal).catch(() => {
+          iterating = false;
+        });
       };
       const onAccepted = async (descriptor: KvDescriptor) => {
         opened = true;
@@ -198,5 +201,11 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
   );
   // The run is usable without iterating layers: keep an unobserved rejection from crashing the process.
   result.catch(() => {});
-  return { result, [Symbol.asyncIterator]: () => layers[Symbol.asyncIterator]() };
+  return {
+    result,
+    [Symbol.asyncIterator]: () => {
+      iterating = true;
+      return layers[Symbol.asyncIterator]();
+    },
+  };
 }

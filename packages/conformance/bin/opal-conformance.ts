@@ -1,10 +1,12 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { OpalError } from "@opal/core";
 import { Command, InvalidArgumentError } from "commander";
+import { formatTag } from "../src/conformance-test";
 import { formatConsoleReport, formatResultLine } from "../src/format-console-report";
 import { readKnownFailing } from "../src/read-known-failing";
 import { readVendorConfig, type VendorConfig } from "../src/read-vendor-config";
 import { runConformance } from "../src/run-conformance";
+import { toConformanceTests } from "../src/suites/index";
 import { toJsonReport } from "../src/to-json-report";
 import { toJunitXml } from "../src/to-junit-xml";
 
@@ -17,7 +19,8 @@ const regex = (flag: string) => (value: string) => {
 };
 const positive = (flag: string) => (value: string) => {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} must be a whole number >= 1 (got ${value})`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new InvalidArgumentError(`${flag} must be a whole number >= 1 (got ${value})`);
   return n;
 };
 
@@ -32,7 +35,10 @@ const program = new Command("opal-conformance")
   .option("--tls-cert <file>", "PEM client certificate (mutual TLS)")
   .option("--tls-key <file>", "PEM client private key (mutual TLS)")
   .option("--tls-server-name <name>", "expected server name when it differs from the target host")
-  .option("--config <file>", "vendor config (YAML/JSON): model, conformanceWeights, tokens, timeouts, knownFailing")
+  .option(
+    "--config <file>",
+    "vendor config (YAML/JSON): model, conformanceWeights, tokens, timeouts, knownFailing",
+  )
   .option("--focus <regex>", "run only tests whose id matches", regex("--focus"))
   .option("--skip <regex>", "leave out tests whose id matches", regex("--skip"))
   .option("--known-failing <file>", "test ids expected to fail, one per line (# comments)")
@@ -52,6 +58,7 @@ interface Flags {
   tlsCert?: string;
   tlsKey?: string;
   tlsServerName?: string;
+  receiverHost: string;
   config?: string;
   focus?: RegExp;
   skip?: RegExp;
@@ -68,12 +75,15 @@ async function main(): Promise<number> {
   program.parse();
   const o = program.opts<Flags>();
   if (o.list) {
-    const { toConformanceTests, formatTag } = await import("../src/index");
-    for (const t of toConformanceTests()) console.log(`${t.id} [${formatTag(t.tag)}] ${t.spec.join(" ")} — ${t.title}`);
+    for (const t of toConformanceTests())
+      console.log(`${t.id} [${formatTag(t.tag)}] ${t.spec.join(" ")} — ${t.title}`);
     return 0;
   }
   const config: VendorConfig = o.config ? await readVendorConfig(o.config) : {};
-  const knownFailing = [...(config.knownFailing ?? []), ...(o.knownFailing ? await readKnownFailing(o.knownFailing) : [])];
+  const knownFailing = [
+    ...(config.knownFailing ?? []),
+    ...(o.knownFailing ? await readKnownFailing(o.knownFailing) : []),
+  ];
   const pem = async (file: string | undefined) => (file ? await readFile(file, "utf8") : undefined);
   const tls =
     o.tlsCa || o.tlsCert || o.tlsKey
@@ -91,13 +101,20 @@ async function main(): Promise<number> {
     ...(token ? { token } : {}),
     ...(tokenB ? { tokenB } : {}),
     ...(tls ? { tls } : {}),
+    receiverHost: o.receiverHost,
     ...(config.model ? { modelId: config.model } : {}),
-    ...(config.conformanceWeights !== undefined ? { conformanceWeights: config.conformanceWeights } : {}),
+    ...(config.conformanceWeights !== undefined
+      ? { conformanceWeights: config.conformanceWeights }
+      : {}),
     ...(o.focus ? { focus: o.focus } : {}),
     ...(o.skip ? { skip: o.skip } : {}),
     knownFailing,
-    ...(o.testTimeout ?? config.testTimeoutMs ? { testTimeoutMs: o.testTimeout ?? config.testTimeoutMs } : {}),
-    ...(o.prefillTimeout ?? config.prefillTimeoutMs ? { prefillTimeoutMs: o.prefillTimeout ?? config.prefillTimeoutMs } : {}),
+    ...((o.testTimeout ?? config.testTimeoutMs)
+      ? { testTimeoutMs: o.testTimeout ?? config.testTimeoutMs }
+      : {}),
+    ...((o.prefillTimeout ?? config.prefillTimeoutMs)
+      ? { prefillTimeoutMs: o.prefillTimeout ?? config.prefillTimeoutMs }
+      : {}),
     ...(o.quiet ? {} : { onResult: (result) => console.log(formatResultLine(result)) }),
   });
   if (o.junit) await writeFile(o.junit, toJunitXml(report));

@@ -73,6 +73,8 @@ export interface ConformanceContext {
   readonly b: WireClient | undefined;
   /** TLS settings of the run (for side-service clients), undefined for plaintext. */
   readonly tls: WireTlsOptions | undefined;
+  /** Interface the push receiver the suite hosts binds to (and the address the device pushes to). */
+  readonly receiverHost: string;
   /** Tenant A's bearer token, if any. */
   readonly token: string | undefined;
   /** Opens a new connection (tenant A's credentials unless overridden). */

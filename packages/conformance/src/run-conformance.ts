@@ -1,6 +1,6 @@
+import { setMaxListeners } from "node:events";
 import { Code, OpalError } from "@opal/core";
 import { opal, PROTOCOL_VERSION } from "@opal/protocol";
-import { capabilitiesToJson, infoToJson } from "./capabilities-json";
 import { collectKvStream } from "./collect-kv-stream";
 import { createConformanceModel, toWeightChunks } from "./conformance-model";
 import type { ConformanceReport, ConformanceResult } from "./conformance-report";
@@ -15,6 +15,7 @@ import {
   skipTest,
 } from "./conformance-test";
 import { toConformanceTests } from "./suites/index";
+import { toCapabilitiesJson, toInfoJson } from "./to-capabilities-json";
 import {
   createWireClient,
   type WireClient,
@@ -52,6 +53,11 @@ export interface ConformanceOptions {
   readonly testTimeoutMs?: number;
   /** Deadline of one prefill, in ms; default 30,000. */
   readonly prefillTimeoutMs?: number;
+  /**
+   * Interface the suite's push receiver binds to; the device must reach it there. Default
+   * 127.0.0.1 (a device on the same machine); use an address of this machine for a remote device.
+   */
+  readonly receiverHost?: string;
   /** The tests; default every suite of `toConformanceTests()`. */
   readonly tests?: readonly ConformanceTest[];
   /** Called after each test, e.g. to print progress. */
@@ -107,7 +113,9 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
       const conformanceModel = createConformanceModel();
       const shared = new Map<string, unknown>();
       // Only runs that need a model upload one (a focused run of identity tests stays light).
-      const needsModel = selected.some((t) => (t.needs?.length ?? 0) > 0 || t.id.startsWith("models."));
+      const needsModel = selected.some(
+        (t) => (t.needs?.length ?? 0) > 0 || t.id.startsWith("models."),
+      );
       const setup = needsModel
         ? await setupModel(a, capabilities, conformanceModel, options, shared)
         : { problem: "no selected test needs a model" };
@@ -150,8 +158,8 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
     target: options.target,
     startedAt: new Date(started).toISOString(),
     durationMs: Date.now() - started,
-    ...(info ? { info: infoToJson(info) } : {}),
-    ...(capabilities ? { capabilities: capabilitiesToJson(capabilities) } : {}),
+    ...(info ? { info: toInfoJson(info) } : {}),
+    ...(capabilities ? { capabilities: toCapabilitiesJson(capabilities) } : {}),
     ...(model
       ? {
           model: {
@@ -239,6 +247,7 @@ function makeRunContext(
         b,
         tls: options.tls,
         token: options.token,
+        receiverHost: options.receiverHost ?? "127.0.0.1",
         connect(extra = {}) {
           const client = createWireClient(options.target, { ...base, ...extra });
           opened.push(client);
@@ -397,6 +406,8 @@ async function runOne(
     );
   }
   const controller = new AbortController();
+  // Saturation tests pass the test's signal to dozens of calls.
+  setMaxListeners(0, controller.signal);
   const opened: WireClient[] = [];
   const timeoutMs = test.timeoutMs ?? options.testTimeoutMs ?? 60_000;
   let timer: NodeJS.Timeout | undefined;

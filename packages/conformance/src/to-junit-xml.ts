@@ -1,16 +1,21 @@
 import type { ConformanceReport } from "./conformance-report";
 
+/** True for characters XML 1.0 allows (tab, newline, carriage return, and U+0020 up). */
+function isXmlChar(ch: string): boolean {
+  const c = ch.charCodeAt(0);
+  return c === 0x09 || c === 0x0a || c === 0x0d || c >= 0x20;
+}
+
 function escapeXml(text: string): string {
-  return (
-    text
-      .replace(/&/g, "&amp;")
-      .replace(/</g, "&lt;")
-      .replace(/>/g, "&gt;")
-      .replace(/"/g, "&quot;")
-      .replace(/'/g, "&apos;")
-      // XML 1.0 forbids most control characters even escaped.
-      .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, "")
-  );
+  // XML 1.0 forbids most control characters even escaped: drop them.
+  return [...text]
+    .filter(isXmlChar)
+    .join("")
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;")
+    .replace(/'/g, "&apos;");
 }
 
 /**

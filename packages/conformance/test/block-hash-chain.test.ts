@@ -26,7 +26,9 @@ describe("computeOpalBlockHashes (PH-1)", () => {
   for (const v of VECTORS) {
     it(`matches the specification's vectors with salt ${JSON.stringify(v.salt)}`, () => {
       expect(toHex(computeOpalBlockHashRoot(4, v.salt))).toBe(v.root);
-      expect(computeOpalBlockHashes([1, 2, 3, 4, 5, 6, 7, 8, 9], 4, v.salt).map(toHex)).toEqual(v.h);
+      expect(computeOpalBlockHashes([1, 2, 3, 4, 5, 6, 7, 8, 9], 4, v.salt).map(toHex)).toEqual(
+        v.h,
+      );
     });
   }
 });

@@ -27,11 +27,20 @@ const descriptor: KvDescriptor = {
   tokenStart: 0,
   tokenCount: 3,
   blockSizeTokens: 16,
-  numerics: { deviceKind: "reference", precisionPath: "f32", bitExact: true, maxAbsError: 0, maxRelError: 0 },
+  numerics: {
+    deviceKind: "reference",
+    precisionPath: "f32",
+    bitExact: true,
+    maxAbsError: 0,
+    maxRelError: 0,
+  },
 };
 
 /** The worked example of docs/protocol/prefill.md §6: byte[i] = i mod 256, 16-byte chunks. */
-function examplePush(transferId: string, corruptChunk?: number): opal.device.v1.PushKvRequest.$Properties[] {
+function examplePush(
+  transferId: string,
+  corruptChunk?: number,
+): opal.device.v1.PushKvRequest.$Properties[] {
   const cache = createKvCache(descriptor);
   let i = 0;
   for (let l = 0; l < 2; l++) {
@@ -41,35 +50,58 @@ function examplePush(transferId: string, corruptChunk?: number): opal.device.v1.
     }
   }
   const chunker = createKvChunker(descriptor, { maxChunkBytes: 16 });
-  const chunks = [...chunker.chunkLayer(cache.layer(0)), ...chunker.chunkLayer(cache.layer(1))].map(toWireChunk);
+  const chunks = [...chunker.chunkLayer(cache.layer(0)), ...chunker.chunkLayer(cache.layer(1))].map(
+    toWireChunk,
+  );
   if (corruptChunk !== undefined) {
     const data = Uint8Array.from(chunks[corruptChunk]!.data!);
     data[0]! ^= 0xff;
     chunks[corruptChunk] = { ...chunks[corruptChunk], data };
   }
   return [
-    { header: { transferId, requestId: `r-${transferId}`, descriptor: toWireDescriptor(descriptor) } },
+    {
+      header: {
+        transferId,
+        requestId: `r-${transferId}`,
+        descriptor: toWireDescriptor(descriptor),
+      },
+    },
     ...chunks.map((chunk) => ({ chunk })),
     { commit: { kvTotalBytes: 192, kvDigest: digestKvCache(cache), firstTokenId: 7 } },
   ];
 }
 
-function push(address: string, messages: opal.device.v1.PushKvRequest.$Properties[], token?: string) {
+function push(
+  address: string,
+  messages: opal.device.v1.PushKvRequest.$Properties[],
+  token?: string,
+) {
   const client = new Client(address, credentials.createInsecure());
   const metadata = new Metadata();
   if (token) metadata.set("authorization", `Bearer ${token}`);
   return new Promise<opal.device.v1.PushKvResponse>((resolve, reject) => {
-    const call = client.makeClientStreamRequest(R.pushKv.path, R.pushKv.requestSerialize, R.pushKv.responseDeserialize, metadata, {}, (error, response) => {
-      client.close();
-      if (error) reject(error);
-      else resolve(response!);
-    });
+    const call = client.makeClientStreamRequest(
+      R.pushKv.path,
+      R.pushKv.requestSerialize,
+      R.pushKv.responseDeserialize,
+      metadata,
+      {},
+      (error, response) => {
+        client.close();
+        if (error) reject(error);
+        else resolve(response!);
+      },
+    );
     for (const m of messages) call.write(m);
     call.end();
   });
 }
 
-async function pushError(address: string, messages: opal.device.v1.PushKvRequest.$Properties[], token?: string) {
+async function pushError(
+  address: string,
+  messages: opal.device.v1.PushKvRequest.$Properties[],
+  token?: string,
+) {
   const error = (await push(address, messages, token).then(
     () => undefined,
     (e: ServiceError) => e,
@@ -94,7 +126,9 @@ describe("createKvReceiverHost (PS-6, PS-8, PS-13)", () => {
     expect(record.rejection).toBeUndefined();
     expect(record.collected.violations).toEqual([]);
     expect(record.collected.chunkCount).toBe(12);
-    expect(record.collected.digestHex).toBe("8b4a544837a1a0280fa8a7c82865c27a1064b3cc6281fda0753566b9bb104a87");
+    expect(record.collected.digestHex).toBe(
+      "8b4a544837a1a0280fa8a7c82865c27a1064b3cc6281fda0753566b9bb104a87",
+    );
     expect(record.commit?.firstTokenId).toBe(7);
     expect(record.cacheId).toBe(response.cacheId);
     // PS-13: the same transfer again is answered with the same cache id.
@@ -127,5 +161,10 @@ describe("createKvReceiverHost (PS-6, PS-8, PS-13)", () => {
 /** The status a grpc-js client saw, decoded as the suite decodes device statuses. */
 function toStatus(error: ServiceError): WireStatus {
   const bytes = error.metadata.get(STATUS_DETAILS_TRAILER)[0] as Uint8Array;
-  return { code: error.code, message: error.details, details: decodeWireStatusDetails(bytes), messagesBefore: 0 };
+  return {
+    code: error.code,
+    message: error.details,
+    details: decodeWireStatusDetails(bytes),
+    messagesBefore: 0,
+  };
 }

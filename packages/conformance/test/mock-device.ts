@@ -7,7 +7,8 @@ export const TOKEN_A = "conformance-token-a";
 export const TOKEN_B = "conformance-token-b";
 
 /** The mock's known departures from the protocol (see mock-known-failing.txt). */
-export const MOCK_KNOWN_FAILING_FILE = new URL("./mock-known-failing.txt", import.meta.url).pathname;
+export const MOCK_KNOWN_FAILING_FILE = new URL("./mock-known-failing.txt", import.meta.url)
+  .pathname;
 export const MOCK_KNOWN_FAILING = parseKnownFailing(readFileSync(MOCK_KNOWN_FAILING_FILE, "utf8"));
 
 /** The mock with two tenants, instant numerics and small limits (so saturation tests stay fast). */

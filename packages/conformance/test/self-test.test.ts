@@ -30,7 +30,11 @@ afterAll(async () => {
 });
 
 /** Runs the tests matching `focus` with `faults` injected into the mock. */
-async function runWithFaults(faults: FaultConfig, focus: RegExp, options: { prefillTimeoutMs?: number; testTimeoutMs?: number } = {}) {
+async function runWithFaults(
+  faults: FaultConfig,
+  focus: RegExp,
+  options: { prefillTimeoutMs?: number; testTimeoutMs?: number } = {},
+) {
   mock.device.setFaults(faults);
   try {
     return await runConformance({
@@ -57,7 +61,9 @@ describe("the mock passes the suite", () => {
     const unexpected = baseline.results.filter((r) => r.status === "failed" && !r.knownFailing);
     expect(unexpected, formatConsoleReport(baseline)).toEqual([]);
     // The only skip: the test for devices without uploads (the mock accepts uploads).
-    expect(baseline.results.filter((r) => r.status === "skipped").map((r) => r.id)).toEqual(["models.uploads-unsupported"]);
+    expect(baseline.results.filter((r) => r.status === "skipped").map((r) => r.id)).toEqual([
+      "models.uploads-unsupported",
+    ]);
     expect(baseline.problems).toEqual([]);
     expect(baseline.ok).toBe(true);
   });
@@ -117,7 +123,14 @@ describe("a conformance test that cannot fail is a defect: each mock fault fails
       /^(identity\.get-info|stream\.canonical-order|stream\.digest|prefill\.kv-matches-reference|prefill\.first-token|prefill\.sdk-client|validation\.prompt-empty)$/,
     );
     expect(statusOf(report, "identity.get-info").status).toBe("passed");
-    for (const id of ["stream.canonical-order", "stream.digest", "prefill.kv-matches-reference", "prefill.first-token", "prefill.sdk-client", "validation.prompt-empty"]) {
+    for (const id of [
+      "stream.canonical-order",
+      "stream.digest",
+      "prefill.kv-matches-reference",
+      "prefill.first-token",
+      "prefill.sdk-client",
+      "validation.prompt-empty",
+    ]) {
       expect(statusOf(report, id).status, id).toBe("failed");
     }
     expect(statusOf(report, "stream.canonical-order").message).toMatch(/UNAVAILABLE DEVICE_FAULT/);
@@ -130,7 +143,13 @@ describe("a conformance test that cannot fail is a defect: each mock fault fails
       /^(validation\.prompt-empty|stream\.canonical-order|stream\.digest|prefill\.kv-matches-reference|prefill\.sdk-client|retention\.fetch)$/,
     );
     expect(statusOf(report, "validation.prompt-empty").status).toBe("passed");
-    for (const id of ["stream.canonical-order", "stream.digest", "prefill.kv-matches-reference", "prefill.sdk-client", "retention.fetch"]) {
+    for (const id of [
+      "stream.canonical-order",
+      "stream.digest",
+      "prefill.kv-matches-reference",
+      "prefill.sdk-client",
+      "retention.fetch",
+    ]) {
       expect(statusOf(report, id).status, id).toBe("failed");
     }
   });
@@ -141,7 +160,12 @@ describe("a conformance test that cannot fail is a defect: each mock fault fails
       /^(identity\.probe|stream\.canonical-order|stream\.digest|prefill\.kv-matches-reference|prefill\.sdk-client)$/,
     );
     expect(statusOf(report, "identity.probe").status).toBe("passed");
-    for (const id of ["stream.canonical-order", "stream.digest", "prefill.kv-matches-reference", "prefill.sdk-client"]) {
+    for (const id of [
+      "stream.canonical-order",
+      "stream.digest",
+      "prefill.kv-matches-reference",
+      "prefill.sdk-client",
+    ]) {
       expect(statusOf(report, id).status, id).toBe("failed");
     }
     expect(statusOf(report, "stream.canonical-order").message).toMatch(/PF-15/);
@@ -154,10 +178,25 @@ describe("a conformance test that cannot fail is a defect: each mock fault fails
       { prefillTimeoutMs: 800 },
     );
     expect(statusOf(report, "identity.get-info").status).toBe("passed");
-    for (const id of ["stream.canonical-order", "prefill.kv-matches-reference", "concurrency.max-concurrent"]) {
+    for (const id of [
+      "stream.canonical-order",
+      "prefill.kv-matches-reference",
+      "concurrency.max-concurrent",
+    ]) {
       expect(statusOf(report, id).status, id).toBe("failed");
     }
     expect(statusOf(report, "stream.canonical-order").message).toMatch(/DEADLINE_EXCEEDED/);
+  });
+
+  it("dropConnectionAfterChunks fails the stream and SDK tests", async () => {
+    const report = await runWithFaults(
+      { dropConnectionAfterChunks: 3 },
+      /^(identity\.get-info|stream\.canonical-order|prefill\.sdk-client)$/,
+    );
+    expect(statusOf(report, "identity.get-info").status).toBe("passed");
+    for (const id of ["stream.canonical-order", "prefill.sdk-client"]) {
+      expect(statusOf(report, id).status, id).toBe("failed");
+    }
   });
 
   it("latency beyond 1 s fails the probe (ID-9) and first-snapshot (TM-1) deadlines", async () => {
@@ -175,8 +214,16 @@ describe("the known-failing list cannot go stale", () => {
   const focus = /^(identity\.get-info|validation\.dtype-unknown)$/;
 
   it("a listed test that fails keeps the run OK", async () => {
-    const report = await runConformance({ target: mock.address, token: TOKEN_A, focus, knownFailing: ["validation.dtype-unknown"] });
-    expect(statusOf(report, "validation.dtype-unknown")).toMatchObject({ status: "failed", knownFailing: true });
+    const report = await runConformance({
+      target: mock.address,
+      token: TOKEN_A,
+      focus,
+      knownFailing: ["validation.dtype-unknown"],
+    });
+    expect(statusOf(report, "validation.dtype-unknown")).toMatchObject({
+      status: "failed",
+      knownFailing: true,
+    });
     expect(report.summary.knownFailing).toBe(1);
     expect(report.ok).toBe(true);
   });
@@ -189,13 +236,20 @@ describe("the known-failing list cannot go stale", () => {
       knownFailing: ["validation.dtype-unknown", "identity.get-info"],
     });
     expect(report.summary.unexpectedPasses).toBe(1);
-    expect(report.problems.join("\n")).toMatch(/identity\.get-info is listed as known-failing but passed/);
+    expect(report.problems.join("\n")).toMatch(
+      /identity\.get-info is listed as known-failing but passed/,
+    );
     expect(report.ok).toBe(false);
     expect(toJunitXml(report)).toMatch(/listed as known-failing but passed/);
   });
 
   it("an unknown id in the list fails the run", async () => {
-    const report = await runConformance({ target: mock.address, token: TOKEN_A, focus, knownFailing: ["validation.dtype-unknown", "no.such-test"] });
+    const report = await runConformance({
+      target: mock.address,
+      token: TOKEN_A,
+      focus,
+      knownFailing: ["validation.dtype-unknown", "no.such-test"],
+    });
     expect(report.problems.join("\n")).toMatch(/no\.such-test/);
     expect(report.ok).toBe(false);
   });

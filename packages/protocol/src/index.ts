@@ -17,6 +17,7 @@ export {
   toWireModel,
   toWireTelemetry,
 } from "./device-wire";
+export { encodeChunkResponse } from "./encode-chunk-response";
 export { FILE_DESCRIPTOR_SET_BASE64 } from "./gen/descriptor-set";
 export { google, opal } from "./gen/pb.js";
 export { DeviceServiceDefinition, KvReceiverServiceDefinition } from "./gen/services";

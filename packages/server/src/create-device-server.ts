@@ -6,7 +6,11 @@ import { loadFileDescriptorSetFromBuffer, loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { Code, OpalError, Reason } from "@opal/core";
 import { assertDriverApiVersion, type PrefillDriver } from "@opal/driver";
-import { DeviceServiceDefinition, FILE_DESCRIPTOR_SET_BASE64 } from "@opal/protocol";
+import {
+  DeviceServiceDefinition,
+  encodeChunkResponse,
+  FILE_DESCRIPTOR_SET_BASE64,
+} from "@opal/protocol";
 import { protoPath as healthProtoPath } from "grpc-health-check";
 import pino from "pino";
 import type { ScopeRegistry } from "./call-scope";
@@ -16,6 +20,30 @@ import { createDeviceHealth } from "./device-health";
 import { createServerMetrics } from "./server-metrics";
 import type { DeviceServerOptions } from "./server-options";
 import { createTenantLimiter } from "./tenant-limiter";
+
+/**
+ * The device service with the KV streams' hot path encoded by hand: a response that carries only a
+ * chunk is written in one allocation and one copy (`encodeChunkResponse`); others use protobufjs.
+ */
+const STREAMING_DEFINITION = {
+  ...DeviceServiceDefinition,
+  prefill: {
+    ...DeviceServiceDefinition.prefill,
+    responseSerialize: (
+      message: Parameters<typeof DeviceServiceDefinition.prefill.responseSerialize>[0],
+    ) =>
+      encodeChunkResponse(message as never) ??
+      DeviceServiceDefinition.prefill.responseSerialize(message),
+  },
+  fetchKv: {
+    ...DeviceServiceDefinition.fetchKv,
+    responseSerialize: (
+      message: Parameters<typeof DeviceServiceDefinition.fetchKv.responseSerialize>[0],
+    ) =>
+      encodeChunkResponse(message as never) ??
+      DeviceServiceDefinition.fetchKv.responseSerialize(message),
+  },
+};
 
 /** The health-checked name of the device service. */
 export const DEVICE_SERVICE_NAME = "opal.device.v1.DeviceService";
@@ -92,7 +120,7 @@ export async function createDeviceServer(
   };
   const metrics = options.metricsPort !== undefined ? createServerMetrics(driver) : undefined;
   server.addService(
-    DeviceServiceDefinition,
+    STREAMING_DEFINITION,
     createDeviceHandlers({
       driver,
       capabilities,

@@ -376,6 +376,68 @@ export function toPrefillSuite(): ConformanceTest[] {
       },
     },
     {
+      id: "prefill.seeded-sampling",
+      title:
+        "SEEDED sampling gives a valid token, reproducible for the same seed on a bit-exact device",
+      tag: optional("seeded-sampling"),
+      spec: ["PF-33", "PF-34"],
+      needs: ["model"],
+      async run(ctx) {
+        const tokens = ctx.prompt(24, 6);
+        const sampling = {
+          mode: v1.SamplingMode.SAMPLING_MODE_SEEDED,
+          temperature: 0.8,
+          topK: 20,
+          seed: 42,
+        };
+        const a = assertCompleted(
+          await ctx.prefill(ctx.prefillRequest({ promptTokenIds: tokens, sampling })),
+          "a seeded prefill",
+        );
+        const b = assertCompleted(
+          await ctx.prefill(ctx.prefillRequest({ promptTokenIds: tokens, sampling })),
+          "the same seeded prefill again",
+        );
+        const vocab = ctx.model?.info.vocabSize ?? 0;
+        assertConformance(
+          (a.completed.firstTokenId ?? 0) < vocab,
+          `PF-33: first token ${a.completed.firstTokenId} outside the vocabulary`,
+        );
+        if (a.descriptor.numerics.bitExact) {
+          assertConformance(
+            a.completed.firstTokenId === b.completed.firstTokenId,
+            `PF-34: the same seed gave tokens ${a.completed.firstTokenId} and ${b.completed.firstTokenId}`,
+          );
+        }
+      },
+    },
+    {
+      id: "validation.seeded-temperature",
+      title: "SEEDED sampling with temperature 0 fails INVALID_FIELD naming sampling.temperature",
+      tag: optional("seeded-sampling"),
+      spec: ["PF-1", "ERR-5"],
+      needs: ["model"],
+      async run(ctx) {
+        const sampling = {
+          mode: v1.SamplingMode.SAMPLING_MODE_SEEDED,
+          temperature: 0,
+          topK: 20,
+          seed: 42,
+        };
+        await expectPrefillFailure(
+          ctx,
+          ctx.prefillRequest({ sampling }),
+          {
+            code: Code.INVALID_ARGUMENT,
+            reasons: ["INVALID_FIELD"],
+            field: "sampling.temperature",
+            spec: "PF-1",
+          },
+          "SEEDED sampling with temperature 0",
+        );
+      },
+    },
+    {
       id: "prefix.consistent",
       title: "The KV of a prompt's first tokens equals the KV of prefilling those tokens alone",
       tag: CORE,

@@ -117,7 +117,7 @@ export function toTelemetryAndPushSuite(): ConformanceTest[] {
       needs: ["model"],
       async run(ctx) {
         const pushToken = randomBytes(12).toString("hex");
-        const host = await createKvReceiverHost({ token: pushToken });
+        const host = await createKvReceiverHost({ token: pushToken, host: ctx.receiverHost });
         try {
           const transferId = ctx.requestId("transfer");
           host.expect(transferId);

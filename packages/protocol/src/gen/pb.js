@@ -166,7 +166,7 @@ export const google = $root.google = (() => {
                     case 1: {
                             if (u !== 0)
                                 break;
-                            if (typeof (v = r.int64()) === "object" ? v.low || v.high : v !== 0)
+                            if (typeof (v = $toNumber(r.int64())) === "object" ? v.low || v.high : v !== 0)
                                 m.seconds = v;
                             else
                                 delete m.seconds;
@@ -3094,7 +3094,7 @@ export const opal = $root.opal = (() => {
                         case 15: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.maxModelBytes = v;
                                 else
                                     delete m.maxModelBytes;
@@ -3274,7 +3274,7 @@ export const opal = $root.opal = (() => {
                         case 2: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.maxRetainedBytes = v;
                                 else
                                     delete m.maxRetainedBytes;
@@ -4829,7 +4829,7 @@ export const opal = $root.opal = (() => {
                         case 3: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.weightsByteLength = v;
                                 else
                                     delete m.weightsByteLength;
@@ -6295,7 +6295,7 @@ export const opal = $root.opal = (() => {
                         case 4: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.seed = v;
                                 else
                                     delete m.seed;
@@ -6728,7 +6728,7 @@ export const opal = $root.opal = (() => {
                         case 3: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.leaseExpiryUnixMs = v;
                                 else
                                     delete m.leaseExpiryUnixMs;
@@ -6737,7 +6737,7 @@ export const opal = $root.opal = (() => {
                         case 4: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.queueTimeUs = v;
                                 else
                                     delete m.queueTimeUs;
@@ -6900,7 +6900,7 @@ export const opal = $root.opal = (() => {
                         case 1: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.bytesPushed = v;
                                 else
                                     delete m.bytesPushed;
@@ -7238,7 +7238,7 @@ export const opal = $root.opal = (() => {
                         case 6: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.kvTotalBytes = v;
                                 else
                                     delete m.kvTotalBytes;
@@ -7256,7 +7256,7 @@ export const opal = $root.opal = (() => {
                         case 8: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.deviceTimeUs = v;
                                 else
                                     delete m.deviceTimeUs;
@@ -7265,7 +7265,7 @@ export const opal = $root.opal = (() => {
                         case 9: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.queueTimeUs = v;
                                 else
                                     delete m.queueTimeUs;
@@ -7289,7 +7289,7 @@ export const opal = $root.opal = (() => {
                         case 12: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.leaseExpiryUnixMs = v;
                                 else
                                     delete m.leaseExpiryUnixMs;
@@ -7298,7 +7298,7 @@ export const opal = $root.opal = (() => {
                         case 13: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.timeToFirstChunkUs = v;
                                 else
                                     delete m.timeToFirstChunkUs;
@@ -8040,7 +8040,7 @@ export const opal = $root.opal = (() => {
                         case 2: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.leaseExpiryUnixMs = v;
                                 else
                                     delete m.leaseExpiryUnixMs;
@@ -8214,7 +8214,7 @@ export const opal = $root.opal = (() => {
                         case 1: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.kvTotalBytes = v;
                                 else
                                     delete m.kvTotalBytes;
@@ -9077,7 +9077,7 @@ export const opal = $root.opal = (() => {
                         case 1: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.timestampUnixMs = v;
                                 else
                                     delete m.timestampUnixMs;
@@ -9113,7 +9113,7 @@ export const opal = $root.opal = (() => {
                         case 5: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.retainedKvBytes = v;
                                 else
                                     delete m.retainedKvBytes;
@@ -10820,7 +10820,7 @@ export const opal = $root.opal = (() => {
                         case 9: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.tokenStart = v;
                                 else
                                     delete m.tokenStart;
@@ -10829,7 +10829,7 @@ export const opal = $root.opal = (() => {
                         case 10: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.tokenCount = v;
                                 else
                                     delete m.tokenCount;
@@ -10853,7 +10853,7 @@ export const opal = $root.opal = (() => {
                         case 13: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.totalBytes = v;
                                 else
                                     delete m.totalBytes;
@@ -11078,7 +11078,7 @@ export const opal = $root.opal = (() => {
                         case 3: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.offsetBytes = v;
                                 else
                                     delete m.offsetBytes;
@@ -11265,7 +11265,7 @@ export const opal = $root.opal = (() => {
                         case 1: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.offsetBytes = v;
                                 else
                                     delete m.offsetBytes;
@@ -11274,7 +11274,7 @@ export const opal = $root.opal = (() => {
                         case 2: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.lengthBytes = v;
                                 else
                                     delete m.lengthBytes;
@@ -11466,7 +11466,7 @@ export const opal = $root.opal = (() => {
                         case 3: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.offsetBytes = v;
                                 else
                                     delete m.offsetBytes;
@@ -11856,7 +11856,7 @@ export const opal = $root.opal = (() => {
                         case 2: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.offsetBytes = v;
                                 else
                                     delete m.offsetBytes;
@@ -11865,7 +11865,7 @@ export const opal = $root.opal = (() => {
                         case 3: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.lengthBytes = v;
                                 else
                                     delete m.lengthBytes;
@@ -12796,7 +12796,7 @@ export const opal = $root.opal = (() => {
                         case 1: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.kvTotalBytes = v;
                                 else
                                     delete m.kvTotalBytes;
@@ -13035,7 +13035,7 @@ export const opal = $root.opal = (() => {
                         case 4: {
                                 if (u !== 0)
                                     break;
-                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                if (typeof (v = $toNumber(r.uint64())) === "object" ? v.low || v.high : v !== 0)
                                     m.receivedBytes = v;
                                 else
                                     delete m.receivedBytes;

@@ -7,7 +7,7 @@ function names(table: object, values: readonly number[] | null | undefined): str
 }
 
 /** `GetInfo` as plain JSON. */
-export function infoToJson(info: opal.device.v1.IGetInfoResponse): Record<string, unknown> {
+export function toInfoJson(info: opal.device.v1.IGetInfoResponse): Record<string, unknown> {
   return {
     protocolVersion: info.protocolVersion ?? "",
     vendor: info.vendor ?? "",
@@ -20,7 +20,7 @@ export function infoToJson(info: opal.device.v1.IGetInfoResponse): Record<string
 }
 
 /** `Capabilities` as plain JSON, enums by name. */
-export function capabilitiesToJson(c: opal.device.v1.ICapabilities): Record<string, unknown> {
+export function toCapabilitiesJson(c: opal.device.v1.ICapabilities): Record<string, unknown> {
   const f = c.features ?? {};
   const n = c.numerics ?? {};
   return {

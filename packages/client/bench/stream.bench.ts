@@ -1,0 +1,184 @@
+// KV streaming through the SDK against baselines measured in the same run: a bare grpc-js byte
+// stream with the same channel settings, Python grpcio (Debian) reading the same bytes, and a bare
+// grpc-js unary call. Also the peak RSS of a client streaming a 4 GiB cache into a file sink.
+// Prints one JSON line per figure (see tools/bench.mjs).
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Client, credentials } from "@grpc/grpc-js";
+import { DeviceServiceDefinition } from "@opal/protocol";
+import { createDeviceClient, startPrefill } from "../src/index";
+
+const here = fileURLToPath(new URL(".", import.meta.url));
+const root = join(here, "../../..");
+const MIB = 1 << 20;
+const children: ChildProcess[] = [];
+
+function figure(
+  bench: string,
+  metric: string,
+  value: number,
+  baseline: string | null,
+  baselineValue: number | null,
+  limit: { target?: number; max?: number },
+) {
+  const round = (v: number) => Number(v.toPrecision(4));
+  const ratio = baselineValue ? round(value / baselineValue) : null;
+  console.log(
+    JSON.stringify({
+      bench,
+      metric,
+      value: round(value),
+      baseline,
+      baselineValue: baselineValue === null ? null : round(baselineValue),
+      ratio,
+      target: limit.target ?? null,
+      ...(limit.max !== undefined ? { max: limit.max } : {}),
+    }),
+  );
+}
+
+async function start(args: string[]): Promise<string> {
+  const child = spawn(process.execPath, ["--conditions=source", "--import", "tsx", ...args], {
+    cwd: root,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    child.stdout!.on("data", (data) => {
+      const match = /listening on (\S+)/.exec(String(data));
+      if (match) resolve(match[1]!);
+    });
+    child.once("exit", (code) => reject(new Error(`${args.join(" ")} exited with ${code}`)));
+  });
+}
+
+const channel = {
+  "grpc.max_receive_message_length": 64 * MIB,
+  "grpc-node.flow_control_window": 16 * MIB,
+};
+
+async function bareStream(address: string, count: number): Promise<number> {
+  const client = new Client(address, credentials.createInsecure(), channel);
+  const request = Buffer.alloc(4);
+  request.writeUInt32LE(count);
+  let best = 0;
+  for (let run = 0; run < 3; run++) {
+    const started = performance.now();
+    let bytes = 0;
+    const stream = client.makeServerStreamRequest(
+      "/bench.Bare/Stream",
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      request,
+    );
+    for await (const message of stream) bytes += (message as Buffer).byteLength;
+    best = Math.max(best, bytes / ((performance.now() - started) / 1000) / 1e9);
+  }
+  client.close();
+  return best;
+}
+
+async function main() {
+  const bare = await start([join(here, "bare-stream-server.ts")]);
+  const mock = await start([
+    "packages/mock/bin/opal-mock.ts",
+    "--port",
+    "0",
+    "--profile",
+    "instant",
+    "--model",
+    "llama-3-8b",
+    "llama-3-70b",
+  ]);
+
+  // 256 MiB: Llama-3-8B shape, 2,048 tokens, bf16.
+  const bareGbps = await bareStream(bare, 256);
+  const device = createDeviceClient(mock);
+  let opalGbps = 0;
+  for (let run = 0; run < 3; run++) {
+    const outcome = await startPrefill(device, {
+      requestId: `stream-${run}`,
+      modelId: "llama-3-8b",
+      promptTokenIds: Uint32Array.from({ length: 2048 }, (_, i) => (i * 31 + run) % 128_000),
+      kvFormat: { dtype: "bf16", scaleScheme: "none", layout: "nhd", blockSizeTokens: 16 },
+    }).result;
+    opalGbps = Math.max(opalGbps, outcome.transfer.gigabytesPerSecond);
+  }
+  figure("client/kv-stream-vs-grpc-js", "GB/s", opalGbps, "bare grpc-js stream", bareGbps, {
+    target: 0.85,
+  });
+  try {
+    const python = Number(
+      execFileSync("/usr/bin/python3", [join(here, "python_stream_client.py"), bare, "256"], {
+        encoding: "utf8",
+      }).trim(),
+    );
+    figure("client/kv-stream-vs-python-grpcio", "GB/s", opalGbps, "Python grpcio stream", python, {
+      target: 1.3,
+    });
+  } catch (error) {
+    console.error(`Python grpcio baseline skipped: ${(error as Error).message.split("\n")[0]}`);
+  }
+
+  // Unary latency: GetInfo through the SDK against the same call through bare grpc-js.
+  const raw = new Client(mock, credentials.createInsecure(), channel);
+  const m = DeviceServiceDefinition.getInfo;
+  const rawCall = () =>
+    new Promise<void>((resolve, reject) =>
+      raw.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, {}, (error) =>
+        error ? reject(error) : resolve(),
+      ),
+    );
+  const sdkCall = () => device.getInfo().then(() => undefined);
+  const median = async (call: () => Promise<void>) => {
+    for (let i = 0; i < 200; i++) await call();
+    const times: number[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const started = performance.now();
+      await call();
+      times.push(performance.now() - started);
+    }
+    return times.sort((a, b) => a - b)[500]!;
+  };
+  const rawMs = await median(rawCall);
+  const sdkMs = await median(sdkCall);
+  figure("client/unary-latency-vs-grpc-js", "ms", sdkMs, "bare grpc-js unary", rawMs, {
+    max: 1.1 * rawMs,
+  });
+  raw.close();
+  await device.close();
+
+  // 4 GiB into a file sink in a separate client process: its peak RSS must stay bounded.
+  const dir = mkdtempSync(join(tmpdir(), "opal-bench-"));
+  try {
+    const out = execFileSync(
+      process.execPath,
+      [
+        "--conditions=source",
+        "--import",
+        "tsx",
+        join(here, "file-sink-rss.ts"),
+        mock,
+        join(dir, "big.okv"),
+      ],
+      { cwd: root, encoding: "utf8", maxBuffer: 1 << 20 },
+    );
+    const { maxRssMiB, gigabytes } = JSON.parse(out.trim().split("\n").at(-1)!);
+    figure("client/file-sink-rss-4gib", "MiB", maxRssMiB, null, null, { max: 256 });
+    console.error(`streamed ${gigabytes.toFixed(2)} GB into the file sink`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main()
+  .catch((error) => {
+    console.error(error);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    for (const child of children) child.kill("SIGTERM");
+  });

@@ -1,0 +1,94 @@
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { MockServer } from "@opal/mock";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MOCK_KNOWN_FAILING_FILE, serveConformanceMock, TOKEN_A, TOKEN_B } from "./mock-device";
+
+const executable = fileURLToPath(new URL("../dist/opal-conformance.js", import.meta.url));
+const built = existsSync(executable);
+if (!built && process.env.CI)
+  throw new Error(`${executable} is not built (npm test builds it before the tests)`);
+
+/** Runs the executable without blocking this process (the mock answers from it). */
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [executable, ...args],
+      { timeout: 60_000 },
+      (error, stdout, stderr) => {
+        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
+  });
+}
+
+let mock: MockServer;
+let dir: string;
+beforeAll(async () => {
+  mock = await serveConformanceMock();
+  dir = mkdtempSync(join(tmpdir(), "opal-conformance-cli-"));
+});
+afterAll(async () => {
+  await mock?.close({ graceMs: 0 });
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe.skipIf(!built)("opal-conformance (the built executable)", () => {
+  it("passes against the mock with its known-failing list and writes JUnit and JSON", async () => {
+    const junit = join(dir, "report.xml");
+    const json = join(dir, "report.json");
+    const run = await cli([
+      "--target",
+      mock.address,
+      "--token",
+      TOKEN_A,
+      "--token-b",
+      TOKEN_B,
+      "--focus",
+      "^(identity|health|reflection|auth|validation|stream)\\.",
+      "--known-failing",
+      MOCK_KNOWN_FAILING_FILE,
+      "--junit",
+      junit,
+      "--json",
+      json,
+    ]);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/pass {2}identity\.get-info \[Core\]/);
+    expect(run.stdout).toMatch(/xfail validation\.dtype-unknown \[Core\]/);
+    expect(run.stdout).toMatch(/CONFORMANT/);
+    expect(readFileSync(junit, "utf8")).toMatch(/<testsuites name="opal-conformance"/);
+    const report = JSON.parse(readFileSync(json, "utf8"));
+    expect(report.ok).toBe(true);
+    expect(report.info.protocolVersion).toBe("1.0.0");
+    expect(report.capabilities.layouts).toEqual(["KV_LAYOUT_NHD", "KV_LAYOUT_HND"]);
+  }, 60_000);
+
+  it("exits 1 when a test fails and 2 when the device cannot be reached", async () => {
+    const failing = await cli([
+      "--target",
+      mock.address,
+      "--token",
+      TOKEN_A,
+      "--focus",
+      "^validation\\.dtype-unknown$",
+      "--quiet",
+    ]);
+    expect(failing.code).toBe(1);
+    expect(failing.stdout).toMatch(/NOT CONFORMANT/);
+    expect(failing.stdout).toMatch(/validation\.dtype-unknown \[Core\] GEN-3/);
+    const unreachable = await cli(["--target", "127.0.0.1:1", "--quiet"]);
+    expect(unreachable.code).toBe(2);
+  }, 60_000);
+
+  it("lists the tests", async () => {
+    const run = await cli(["--target", "unused:1", "--list"]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^identity\.get-info \[Core\] VER-1/m);
+    expect(run.stdout).toMatch(/^push\.handoff \[Optional\(push\)\]/m);
+  });
+});
