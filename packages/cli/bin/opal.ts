@@ -1,3 +1,4 @@
+import { createConformanceCommand } from "@opal/conformance";
 import { createMockCommand } from "@opal/mock";
 import { Command } from "commander";
 import { createBenchCommand } from "../src/commands/bench-command";
@@ -16,6 +17,7 @@ const program = new Command("opal")
   .addCommand(createPrefillCommand())
   .addCommand(createInspectCommand())
   .addCommand(createConvertCommand())
+  .addCommand(createConformanceCommand("conformance"))
   .addCommand(createBenchCommand());
 
 program.parseAsync().catch((error: unknown) => {

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { decodeSafetensors } from "@opal/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const run = promisify(execFile);
@@ -135,6 +136,52 @@ describe.skipIf(!built)("opal mock, prefill, inspect, convert and bench", () => 
     }
   });
 
+  it("prefills into SGLang token buffers and LMCache chunks", async () => {
+    const sglang = join(dir, "sglang.safetensors");
+    const lmcache = join(dir, "lmcache");
+    for (const [format, out] of [
+      ["sglang", sglang],
+      ["lmcache", lmcache],
+    ]) {
+      const result = await opalCli([
+        "prefill",
+        "--target",
+        address,
+        "--model",
+        "opal-tiny",
+        "--prompt",
+        PROMPT,
+        "--out",
+        out!,
+        "--format",
+        format!,
+        "--json",
+      ]);
+      expect(result.code, result.stderr).toBe(0);
+    }
+    const file = decodeSafetensors(new Uint8Array(readFileSync(sglang)));
+    expect(file.tensors.get("k_buffer.1")?.shape).toEqual([41, 2, 16]);
+    const manifest = JSON.parse(readFileSync(join(lmcache, "manifest.json"), "utf8"));
+    expect(manifest).toMatchObject({ chunkSizeTokens: 256, files: ["chunk-00000.bin"] });
+    expect(readFileSync(join(lmcache, "chunk-00000.bin")).byteLength).toBe(2 * 2 * 40 * 2 * 16 * 2);
+    const fp8 = await opalCli([
+      "prefill",
+      "--target",
+      address,
+      "--model",
+      "opal-tiny",
+      "--prompt",
+      "x",
+      "--out",
+      lmcache,
+      "--format",
+      "lmcache",
+      "--dtype",
+      "fp8_e4m3fn",
+    ]);
+    expect(fp8.stderr).toMatch(/--format lmcache takes f32, f16 or bf16/);
+  });
+
   it("reads token ids from a file", async () => {
     const tokens = join(dir, "tokens.json");
     writeFileSync(tokens, JSON.stringify([256, 1, 2, 3, 4, 5]));
@@ -229,6 +276,32 @@ describe.skipIf(!built)("opal mock, prefill, inspect, convert and bench", () => 
       join(dir, "x.okv"),
     ]);
     expect(both.stderr).toMatch(/exactly one of --prompt and --tokens-file/);
+  });
+
+  it("runs the conformance suite against a device", async () => {
+    const json = join(dir, "conformance.json");
+    const result = await opalCli([
+      "conformance",
+      "--target",
+      address,
+      "--focus",
+      "^identity\\.",
+      "--json",
+      json,
+      "--quiet",
+    ]);
+    expect(result.code, result.stdout + result.stderr).toBe(0);
+    const report = JSON.parse(readFileSync(json, "utf8"));
+    expect(report.info.protocolVersion).toBe("1.0.0");
+    const unreachable = await opalCli([
+      "conformance",
+      "--target",
+      "127.0.0.1:1",
+      "--focus",
+      "^identity\\.",
+      "--quiet",
+    ]);
+    expect(unreachable.code).toBe(2);
   });
 
   it("benchmarks a device", async () => {

@@ -6,8 +6,9 @@
  * (packages/client/test/reliability/chaos.test.ts).
  * Run: node --conditions=source --import tsx packages/client/bench/chaos.bench.ts
  */
+
+import { reportFigure } from "../test/reliability/bench-report";
 import { formatChaosFigures, runChaos } from "../test/reliability/chaos-run";
-import { reportFigure } from "./report";
 
 const figures = await runChaos({ prefills: 1000, concurrency: 16 });
 console.error(formatChaosFigures(figures));

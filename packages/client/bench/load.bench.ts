@@ -20,7 +20,7 @@ import { digestKvCache, toHex } from "@opal/kv";
 import { createMockDevice } from "@opal/mock";
 import { createDeviceClient } from "../src/create-device-client";
 import { startPrefill } from "../src/start-prefill";
-import { reportFigure } from "./report";
+import { reportFigure } from "../test/reliability/bench-report";
 
 const STREAMS = 200;
 const PREFILLS_PER_STREAM = 5;

@@ -54,6 +54,8 @@ export interface KvReceiverOptions<Receipt> {
   };
   /** Transfers received at once; more fail with RESOURCE_EXHAUSTED RECEIVER_BUSY; default 16. */
   readonly maxConcurrentTransfers?: number;
+  /** Committed transfers remembered for `received()` and deduplication; default 1,024. */
+  readonly maxRememberedTransfers?: number;
   /** Largest message, in bytes; default 64 MiB. */
   readonly maxMessageBytes?: number;
 }
@@ -145,6 +147,20 @@ export async function createKvReceiver<Receipt>(
       }
       const again = committed.get(header.transferId);
       if (again) {
+        // A device may retry a push; anything else under a committed id is refused (PS-13).
+        const sameCache =
+          again.requestId === (header.requestId ?? "") &&
+          JSON.stringify(again.descriptor) ===
+            JSON.stringify(fromWireDescriptor(header.descriptor, "header.descriptor"));
+        if (!sameCache) {
+          throw new OpalError(
+            Code.ABORTED,
+            `transfer ${header.transferId} was already committed with another cache`,
+            {
+              reason: Reason.PUSH_REJECTED,
+            },
+          );
+        }
         for (;;) if ((await messages.next()).done) break;
         callback(null, {
           transferId: again.transferId,
@@ -223,6 +239,10 @@ export async function createKvReceiver<Receipt>(
         cacheId: `cache-${nextCacheId++}`,
       };
       committed.set(header.transferId, received);
+      // Bounded: the oldest receipts are dropped (their transfers can no longer be deduplicated).
+      if (committed.size > (options.maxRememberedTransfers ?? 1024)) {
+        committed.delete(committed.keys().next().value as string);
+      }
       for (const wake of waiters.get(header.transferId) ?? []) wake(received);
       waiters.delete(header.transferId);
       callback(null, {

@@ -124,12 +124,28 @@ export async function readKvStream(
       }),
     };
   } catch (error) {
-    const opal = OpalError.from(error);
+    let opal = OpalError.from(error);
+    if (STREAM_ORDER_REASONS.has(opal.reason)) {
+      // A gap, overlap or reorder is a broken stream (DATA_LOSS, resumable), not a bad request.
+      opal = new OpalError(Code.DATA_LOSS, opal.rawMessage, {
+        reason: Reason.STREAM_INCOMPLETE,
+        cause: opal,
+      });
+    }
     // Only failures of the stream itself can be resumed; the caller's abort propagates as is.
     if (opal.code === Code.CANCELLED || opal.code === Code.DEADLINE_EXCEEDED) throw opal;
     return { kind: "broken", error: opal };
   }
 }
+
+/** The `.okv`/assembler reasons that mean the stream broke its canonical order or sizes. */
+const STREAM_ORDER_REASONS = new Set([
+  "OUT_OF_ORDER",
+  "INVALID_OFFSETS",
+  "LENGTH_LIMIT",
+  "OUT_OF_RANGE",
+  "TRUNCATED",
+]);
 
 function violation(message: string): OpalError {
   return new OpalError(Code.DATA_LOSS, `protocol violation: ${message}`, {

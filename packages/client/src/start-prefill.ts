@@ -121,7 +121,12 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
         firstLayerAt ||= performance.now();
         await sink.writeLayer(layer);
         if (!iterating) return;
-        const ready = { layer: layer.layer, descriptor, parts: layer.parts, elapsedMs: performance.now() - started };
+        const ready = {
+          layer: layer.layer,
+          descriptor,
+          parts: layer.parts,
+          elapsedMs: performance.now() - started,
+        };
         // A consumer that stopped iterating makes send reject: stop delivering, keep streaming.
         await layers.send(ready, signal).catch(() => {
           iterating = false;

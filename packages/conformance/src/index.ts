@@ -10,6 +10,7 @@
 
 // Running the suite
 export { runConformance, SUITE_VERSION, toConformanceModelId } from "./run-conformance";
+export { createConformanceCommand } from "./create-conformance-command";
 export type { ConformanceOptions } from "./run-conformance";
 export type {
   ConformanceReport,

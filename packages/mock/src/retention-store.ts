@@ -31,15 +31,16 @@ export function createRetentionStore(
   now: () => number = Date.now,
 ): RetentionStore {
   const entries = new Map<string, RetainedKv>();
-  const expired = new Set<string>();
+  /** Expired handles by tenant, to tell EXPIRED from NOT_FOUND without telling other tenants. */
+  const expired = new Map<string, string>();
   let bytes = 0;
   const forget = (handle: string, entry: RetainedKv, wasExpired: boolean) => {
     entries.delete(handle);
     bytes -= entry.byteLength;
     if (wasExpired) {
-      expired.add(handle);
+      expired.set(handle, entry.tenant);
       // Remember a bounded number of expired handles, to tell EXPIRED from NOT_FOUND.
-      if (expired.size > 10_000) expired.delete(expired.values().next().value as string);
+      if (expired.size > 10_000) expired.delete(expired.keys().next().value as string);
     }
   };
   const sweep = () => {
@@ -73,7 +74,7 @@ export function createRetentionStore(
       sweep();
       const entry = entries.get(handle);
       if (!entry || entry.tenant !== tenant) {
-        const wasExpired = expired.has(handle) && !entry;
+        const wasExpired = !entry && expired.get(handle) === tenant;
         throw new OpalError(
           Code.NOT_FOUND,
           wasExpired

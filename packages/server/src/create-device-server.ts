@@ -208,16 +208,24 @@ export async function createDeviceServer(
 
 /** The reflection protos shipped with `@grpc/reflection`, or none when they cannot be found. */
 function reflectionProtoPaths(): string[] {
-  try {
-    // `require` exists in the CommonJS build; the ESM build resolves through `import.meta.url`.
-    const resolve = typeof require === "function" ? require : createRequire(import.meta.url);
-    const root = join(dirname(resolve.resolve("@grpc/reflection/package.json")), "build", "proto");
-    return ["v1", "v1alpha"]
-      .map((version) => join(root, "grpc", "reflection", version, "reflection.proto"))
-      .filter((path) => existsSync(path));
-  } catch {
-    return [];
+  // ESM resolves through `import.meta.url`; the CommonJS build (where that is empty) has `require`.
+  const resolvers = [() => createRequire(import.meta.url), () => require];
+  for (const resolver of resolvers) {
+    try {
+      const root = join(
+        dirname(resolver().resolve("@grpc/reflection/package.json")),
+        "build",
+        "proto",
+      );
+      const paths = ["v1", "v1alpha"]
+        .map((version) => join(root, "grpc", "reflection", version, "reflection.proto"))
+        .filter((path) => existsSync(path));
+      if (paths.length > 0) return paths;
+    } catch {
+      // try the next way of resolving
+    }
   }
+  return [];
 }
 
 function delay(ms: number): Promise<void> {

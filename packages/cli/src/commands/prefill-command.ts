@@ -12,6 +12,7 @@ import type { KvDtype, KvLayout } from "@opal/kv";
 import { createByteTokenizer } from "@opal/reference";
 import { SingleBar } from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
+import { createLmcacheFolderSink, createSglangFileSink } from "../decoder-file-sinks";
 import { parsePositiveInteger } from "../parse-positive-integer";
 import { addTargetOptions, connectTarget, explain, type TargetFlags } from "../target-options";
 
@@ -20,7 +21,7 @@ interface PrefillFlags extends TargetFlags {
   tokensFile?: string;
   model: string;
   out: string;
-  format: "okv" | "safetensors" | "vllm-example";
+  format: "okv" | "safetensors" | "vllm-example" | "sglang" | "lmcache";
   dtype: KvDtype;
   layout: KvLayout;
   blockSize: number;
@@ -37,10 +38,13 @@ export function createPrefillCommand(): Command {
     .option("--prompt <text>", "prompt text (UTF-8 bytes as tokens, after BOS)")
     .option("--tokens-file <file>", "token ids: a JSON array or whitespace-separated integers")
     .requiredOption("--model <id>", "model id loaded on the device")
-    .requiredOption("--out <path>", "output file (okv, safetensors) or folder (vllm-example)")
+    .requiredOption(
+      "--out <path>",
+      "output file (okv, safetensors, sglang) or folder (vllm-example, lmcache)",
+    )
     .addOption(
       new Option("--format <format>", "output format")
-        .choices(["okv", "safetensors", "vllm-example"])
+        .choices(["okv", "safetensors", "vllm-example", "sglang", "lmcache"])
         .default("okv"),
     )
     .addOption(
@@ -66,16 +70,42 @@ export function createPrefillCommand(): Command {
   return addTargetOptions(command).action(async (o: PrefillFlags) => {
     const tokens = await readTokens(o);
     const device = connectTarget(o);
-    const sink = (): KvSink<unknown> =>
-      o.format === "okv"
-        ? createOkvFileSink({ path: o.out })
-        : o.format === "safetensors"
-          ? createSafetensorsFileSink({ path: o.out })
-          : createVllmExampleSink({
-              directory: o.out,
-              promptTokenIds: tokens,
-              blockSizeTokens: o.blockSize,
-            });
+    if ((o.format === "sglang" || o.format === "lmcache") && o.dtype.startsWith("fp8")) {
+      throw new InvalidArgumentError(
+        `--format ${o.format} takes f32, f16 or bf16 (got --dtype ${o.dtype})`,
+      );
+    }
+    const model =
+      o.format === "sglang"
+        ? (await device.listModels()).find((m) => m.modelId === o.model)
+        : undefined;
+    if (o.format === "sglang" && !model) {
+      throw new Error(
+        explain(
+          new OpalError(Code.FAILED_PRECONDITION, `model "${o.model}" is not loaded`, {
+            reason: "MODEL_NOT_LOADED",
+          }),
+        ),
+      );
+    }
+    const sink = (): KvSink<unknown> => {
+      switch (o.format) {
+        case "okv":
+          return createOkvFileSink({ path: o.out });
+        case "safetensors":
+          return createSafetensorsFileSink({ path: o.out });
+        case "vllm-example":
+          return createVllmExampleSink({
+            directory: o.out,
+            promptTokenIds: tokens,
+            blockSizeTokens: o.blockSize,
+          });
+        case "sglang":
+          return createSglangFileSink(o.out, model!, tokens.length, o.dtype);
+        case "lmcache":
+          return createLmcacheFolderSink(o.out);
+      }
+    };
     const bar =
       process.stderr.isTTY && !o.json
         ? new SingleBar({ format: "KV {bar} {percentage}% | layer {value}/{total} | {rate}" })

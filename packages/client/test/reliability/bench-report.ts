@@ -1,4 +1,4 @@
-/** Shared helper of the client benchmarks: the one-JSON-line-per-figure output of tools/bench.mjs. */
+/** Shared helper of the reliability benchmarks (packages/client/bench): the one-JSON-line-per-figure output of tools/bench.mjs. */
 
 /** The limit a figure is judged by: a minimum (`target`) or a maximum (`max`), or none. */
 export type FigureLimit = { readonly target: number } | { readonly max: number } | undefined;

@@ -1,0 +1,121 @@
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { createLmcacheSink, createSglangSink, type KvSink } from "@opal/client";
+import { Code, OpalError } from "@opal/core";
+import type { ModelInfo } from "@opal/driver";
+import { dtypeByteSize, encodeSafetensors, type KvDtype, toSafetensorsDtype } from "@opal/kv";
+
+/**
+ * SGLang's per-layer token-major buffers as one safetensors file: tensors `k_buffer.{layer}` and
+ * `v_buffer.{layer}` (MLA: `kv_buffer.{layer}`) of shape `[tokens + 1, heads, head_dim]`, slot 0
+ * being SGLang's padding slot and the prompt's tokens in slots 1..tokens. Written to a temporary
+ * file and renamed on commit.
+ */
+export function createSglangFileSink(
+  path: string,
+  model: ModelInfo,
+  tokenCount: number,
+  dtype: KvDtype,
+): KvSink<{ path: string }> {
+  const a = model.attention;
+  const headNum = a.kind === "mha" ? a.numKvHeads : 1;
+  const headDim = a.kind === "mha" ? a.headDim : a.latentDim + a.ropeDim;
+  const slotBytes = headNum * headDim * dtypeByteSize(dtype);
+  const buffers = (n: number) =>
+    Array.from({ length: model.numLayers }, () => new Uint8Array((tokenCount + 1) * slotBytes * n));
+  const kBuffers = buffers(1);
+  const vBuffers = a.kind === "mha" ? buffers(1) : undefined;
+  const slots = Array.from({ length: tokenCount }, (_, i) => i + 1);
+  const inner = createSglangSink({
+    kBuffers,
+    ...(vBuffers ? { vBuffers } : {}),
+    slots,
+    dtype,
+    headNum,
+    headDim,
+    ...(a.kind === "mla" ? { attention: "mla" as const } : {}),
+  });
+  return {
+    open: (descriptor) => inner.open(descriptor),
+    writeLayer: (layer) => inner.writeLayer(layer),
+    async commit(stats) {
+      await inner.commit(stats);
+      const shape = [tokenCount + 1, headNum, headDim];
+      const st = toSafetensorsDtype(dtype);
+      const tensors: Record<string, { dtype: typeof st; shape: number[]; data: Uint8Array }> = {};
+      for (let l = 0; l < model.numLayers; l++) {
+        tensors[`${vBuffers ? "k_buffer" : "kv_buffer"}.${l}`] = {
+          dtype: st,
+          shape,
+          data: kBuffers[l]!,
+        };
+        if (vBuffers) tensors[`v_buffer.${l}`] = { dtype: st, shape, data: vBuffers[l]! };
+      }
+      await atomicWrite(
+        path,
+        encodeSafetensors(tensors, {
+          metadata: { format: "sglang-token-major", padding_slot: "0" },
+        }),
+      );
+      return { path };
+    },
+    abort: (reason) => inner.abort(reason),
+  };
+}
+
+/**
+ * LMCache's 256-token chunks as a folder: `chunk-00000.bin`… (each `(layers, 2, tokens, heads,
+ * head_dim)` raw little-endian in the cache's dtype) and `manifest.json` describing them. The folder
+ * is written under a temporary name and renamed on commit.
+ */
+export function createLmcacheFolderSink(
+  folder: string,
+): KvSink<{ folder: string; chunks: number }> {
+  const inner = createLmcacheSink();
+  return {
+    open: (descriptor) => inner.open(descriptor),
+    writeLayer: (layer) => inner.writeLayer(layer),
+    async commit(stats) {
+      const receipt = await inner.commit(stats);
+      const partial = `${folder}.partial-${process.pid}-${Date.now()}`;
+      await mkdir(partial, { recursive: true });
+      try {
+        const files = receipt.chunks.map((_, i) => `chunk-${String(i).padStart(5, "0")}.bin`);
+        await Promise.all(
+          receipt.chunks.map((chunk, i) => writeFile(join(partial, files[i]!), chunk)),
+        );
+        const manifest = {
+          format: "lmcache KV_2LTD",
+          chunkSizeTokens: receipt.chunkSizeTokens,
+          tokenStart: receipt.tokenStart,
+          descriptor: receipt.descriptor,
+          files,
+        };
+        await writeFile(join(partial, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+        await rm(folder, { recursive: true, force: true });
+        await rename(partial, folder);
+      } catch (error) {
+        await rm(partial, { recursive: true, force: true });
+        throw new OpalError(Code.INTERNAL, `cannot write ${folder}: ${(error as Error).message}`, {
+          cause: error,
+        });
+      }
+      return { folder, chunks: receipt.chunks.length };
+    },
+    abort: (reason) => inner.abort(reason),
+  };
+}
+
+async function atomicWrite(path: string, bytes: Uint8Array): Promise<void> {
+  const partial = `${path}.partial-${process.pid}-${Date.now()}`;
+  await mkdir(dirname(path), { recursive: true });
+  try {
+    await writeFile(partial, bytes);
+    await rename(partial, path);
+  } catch (error) {
+    await rm(partial, { force: true });
+    throw new OpalError(Code.INTERNAL, `cannot write ${path}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+}

@@ -1,0 +1,145 @@
+import { readFile, writeFile } from "node:fs/promises";
+import { OpalError } from "@opal/core";
+import { Command, InvalidArgumentError } from "commander";
+import { formatTag } from "./conformance-test";
+import { formatConsoleReport, formatResultLine } from "./format-console-report";
+import { readKnownFailing } from "./read-known-failing";
+import { readVendorConfig, type VendorConfig } from "./read-vendor-config";
+import { runConformance } from "./run-conformance";
+import { toConformanceTests } from "./suites/index";
+import { toJsonReport } from "./to-json-report";
+import { toJunitXml } from "./to-junit-xml";
+
+const regex = (flag: string) => (value: string) => {
+  try {
+    return new RegExp(value);
+  } catch (error) {
+    throw new InvalidArgumentError(`${flag}: ${(error as Error).message}`);
+  }
+};
+const positive = (flag: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1)
+    throw new InvalidArgumentError(`${flag} must be a whole number >= 1 (got ${value})`);
+  return n;
+};
+
+/**
+ * The conformance command (`opal-conformance`, and `opal conformance`). Sets the exit code: 0 when
+ * every selected test passed, was skipped, or failed as the known-failing list says; 1 when the
+ * device is not conformant; 2 for a usage or setup error.
+ */
+export function createConformanceCommand(name: string): Command {
+  return new Command(name)
+    .description(
+      "Run the OPAL device conformance suite against a device endpoint. Exit code 0: every selected test passed, was skipped, or failed as the known-failing list says; 1: not conformant; 2: usage or setup error.",
+    )
+    .requiredOption("--target <host:port>", "the device's DeviceService endpoint")
+    .option("--token <token>", "bearer token of tenant A")
+    .option("--token-b <token>", "bearer token of a second tenant (enables the isolation tests)")
+    .option("--tls-ca <file>", "PEM CA bundle to verify the device (enables TLS)")
+    .option("--tls-cert <file>", "PEM client certificate (mutual TLS)")
+    .option("--tls-key <file>", "PEM client private key (mutual TLS)")
+    .option("--tls-server-name <name>", "expected server name when it differs from the target host")
+    .option(
+      "--config <file>",
+      "vendor config (YAML/JSON): model, conformanceWeights, tokens, timeouts, knownFailing",
+    )
+    .option("--focus <regex>", "run only tests whose id matches", regex("--focus"))
+    .option("--skip <regex>", "leave out tests whose id matches", regex("--skip"))
+    .option("--known-failing <file>", "test ids expected to fail, one per line (# comments)")
+    .option("--junit <file>", "write a JUnit XML report")
+    .option("--json <file>", "write a JSON report (device info, capabilities, results)")
+    .option("--test-timeout <ms>", "time limit of one test", positive("--test-timeout"))
+    .option("--prefill-timeout <ms>", "deadline of one prefill", positive("--prefill-timeout"))
+    .option(
+      "--receiver-host <host>",
+      "interface the suite's KvReceiver binds (the device pushes to it)",
+      "127.0.0.1",
+    )
+    .option("--list", "list the tests and exit")
+    .option("--quiet", "print only the summary")
+    .showHelpAfterError()
+    .action(async (o: Flags) => {
+      try {
+        process.exitCode = await run(o);
+      } catch (error) {
+        console.error(
+          `${name}: ${error instanceof OpalError || error instanceof Error ? error.message : String(error)}`,
+        );
+        process.exitCode = 2;
+      }
+    });
+}
+
+interface Flags {
+  target: string;
+  token?: string;
+  tokenB?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsServerName?: string;
+  receiverHost: string;
+  config?: string;
+  focus?: RegExp;
+  skip?: RegExp;
+  knownFailing?: string;
+  junit?: string;
+  json?: string;
+  testTimeout?: number;
+  prefillTimeout?: number;
+  list?: boolean;
+  quiet?: boolean;
+}
+
+async function run(o: Flags): Promise<number> {
+  if (o.list) {
+    for (const t of toConformanceTests())
+      console.log(`${t.id} [${formatTag(t.tag)}] ${t.spec.join(" ")} — ${t.title}`);
+    return 0;
+  }
+  const config: VendorConfig = o.config ? await readVendorConfig(o.config) : {};
+  const knownFailing = [
+    ...(config.knownFailing ?? []),
+    ...(o.knownFailing ? await readKnownFailing(o.knownFailing) : []),
+  ];
+  const pem = async (file: string | undefined) => (file ? await readFile(file, "utf8") : undefined);
+  const tls =
+    o.tlsCa || o.tlsCert || o.tlsKey
+      ? {
+          ...(o.tlsCa ? { caPem: await pem(o.tlsCa) } : {}),
+          ...(o.tlsCert ? { certChainPem: await pem(o.tlsCert) } : {}),
+          ...(o.tlsKey ? { privateKeyPem: await pem(o.tlsKey) } : {}),
+          ...(o.tlsServerName ? { serverNameOverride: o.tlsServerName } : {}),
+        }
+      : undefined;
+  const token = o.token ?? config.token;
+  const tokenB = o.tokenB ?? config.tokenB;
+  const report = await runConformance({
+    target: o.target,
+    ...(token ? { token } : {}),
+    ...(tokenB ? { tokenB } : {}),
+    ...(tls ? { tls } : {}),
+    receiverHost: o.receiverHost,
+    ...(config.model ? { modelId: config.model } : {}),
+    ...(config.conformanceWeights !== undefined
+      ? { conformanceWeights: config.conformanceWeights }
+      : {}),
+    ...(o.focus ? { focus: o.focus } : {}),
+    ...(o.skip ? { skip: o.skip } : {}),
+    knownFailing,
+    ...((o.testTimeout ?? config.testTimeoutMs)
+      ? { testTimeoutMs: o.testTimeout ?? config.testTimeoutMs }
+      : {}),
+    ...((o.prefillTimeout ?? config.prefillTimeoutMs)
+      ? { prefillTimeoutMs: o.prefillTimeout ?? config.prefillTimeoutMs }
+      : {}),
+    ...(o.quiet ? {} : { onResult: (result) => console.log(formatResultLine(result)) }),
+  });
+  if (o.junit) await writeFile(o.junit, toJunitXml(report));
+  if (o.json) await writeFile(o.json, toJsonReport(report));
+  console.log(`\n${formatConsoleReport(report)}`);
+  if (!report.info) return 2;
+  return report.ok ? 0 : 1;
+}
