@@ -8,7 +8,7 @@ import type {
   PrefillRequest,
 } from "@opal/driver";
 import { DRIVER_API_VERSION } from "@opal/driver";
-import { computeBlockHashes, toHex } from "@opal/kv";
+import { computeOpalBlockHashes, toHex } from "@opal/kv";
 import type { DeviceClientOptions } from "./client-options";
 import { createDeviceClient, type DeviceClient } from "./create-device-client";
 
@@ -170,7 +170,7 @@ export async function createDevicePool(
   ): AsyncGenerator<PrefillEvent> {
     const hashes =
       routing === "prefix-affinity"
-        ? computeBlockHashes(request.promptTokenIds, {
+        ? computeOpalBlockHashes(request.promptTokenIds, {
             blockSizeTokens: request.kvFormat.blockSizeTokens || 16,
             ...(request.cacheSalt ? { cacheSalt: request.cacheSalt } : {}),
           }).map(toHex)

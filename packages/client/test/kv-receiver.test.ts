@@ -114,10 +114,23 @@ describe("push handoff: device → KvReceiver", () => {
   });
 
   it("acknowledges a repeated transfer id without committing twice", async () => {
-    const first = await pushPrefill(device, request("t-dup"));
-    const again = await pushPrefill(device, request("t-dup"));
+    // A device retrying a push sends the same request (and so the same cache) under the same id.
+    const retried = request("t-dup");
+    const first = await pushPrefill(device, retried);
+    const again = await pushPrefill(device, retried);
     expect(again.receipt.cacheId).toBe(first.receipt.cacheId);
     expect(sinkEvents.filter((e) => e === "commit t-dup")).toHaveLength(1);
+  });
+
+  it("refuses another cache under a transfer id already committed", async () => {
+    await pushPrefill(device, request("t-taken"));
+    await expectOpalError(
+      pushPrefill(device, request("t-taken", { promptTokenIds: Uint32Array.of(1, 2, 3) }), {
+        retry: { maxAttempts: 1 },
+      }),
+      Code.ABORTED,
+      "PUSH_REJECTED",
+    );
   });
 
   it("refuses a device without the receiver's token", async () => {

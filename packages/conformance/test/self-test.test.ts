@@ -211,16 +211,16 @@ describe("a conformance test that cannot fail is a defect: each mock fault fails
 });
 
 describe("the known-failing list cannot go stale", () => {
-  const focus = /^(identity\.get-info|validation\.dtype-unknown)$/;
+  const focus = /^(identity\.get-info|idempotence\.supersede-running)$/;
 
   it("a listed test that fails keeps the run OK", async () => {
     const report = await runConformance({
       target: mock.address,
       token: TOKEN_A,
       focus,
-      knownFailing: ["validation.dtype-unknown"],
+      knownFailing: ["idempotence.supersede-running"],
     });
-    expect(statusOf(report, "validation.dtype-unknown")).toMatchObject({
+    expect(statusOf(report, "idempotence.supersede-running")).toMatchObject({
       status: "failed",
       knownFailing: true,
     });
@@ -233,7 +233,7 @@ describe("the known-failing list cannot go stale", () => {
       target: mock.address,
       token: TOKEN_A,
       focus,
-      knownFailing: ["validation.dtype-unknown", "identity.get-info"],
+      knownFailing: ["idempotence.supersede-running", "identity.get-info"],
     });
     expect(report.summary.unexpectedPasses).toBe(1);
     expect(report.problems.join("\n")).toMatch(
@@ -248,7 +248,7 @@ describe("the known-failing list cannot go stale", () => {
       target: mock.address,
       token: TOKEN_A,
       focus,
-      knownFailing: ["validation.dtype-unknown", "no.such-test"],
+      knownFailing: ["idempotence.supersede-running", "no.such-test"],
     });
     expect(report.problems.join("\n")).toMatch(/no\.such-test/);
     expect(report.ok).toBe(false);

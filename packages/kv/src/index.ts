@@ -77,6 +77,8 @@ export {
   OKV_VERSION_MAJOR,
   OKV_VERSION_MINOR,
 } from "./okv-format";
+export type { OpalBlockHashOptions } from "./opal-block-hash";
+export { computeOpalBlockHashes } from "./opal-block-hash";
 export type { KvPartShape, QuantizedKv, QuantizeKvOptions } from "./quantize-kv";
 export { computeKvScales, dequantizeKv, quantizeKv, quantMaxOf } from "./quantize-kv";
 export { readOkvLayer } from "./read-okv-layer";

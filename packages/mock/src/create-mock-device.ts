@@ -19,7 +19,7 @@ import {
 } from "@opal/driver";
 import {
   cacheByteLength,
-  computeBlockHashes,
+  computeOpalBlockHashes,
   crc32cOf,
   createKvChunker,
   digestKvCache,
@@ -27,6 +27,7 @@ import {
   type KvDescriptor,
   partByteLength,
   partsOf,
+  toHex,
 } from "@opal/kv";
 import { createSeededSampler, decodeHfCheckpoint, sampleGreedy } from "@opal/reference";
 import { createDeviceSlots } from "./device-slots";
@@ -255,9 +256,11 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
       started++;
       try {
         const blockSize = request.kvFormat.blockSizeTokens;
-        // Tenants never share prefixes: the tenant is part of the salt (docs/protocol/security.md).
-        const salt = `${tenant}\0${model!.info.fingerprint}\0${request.cacheSalt ?? ""}`;
-        const hashes = computeBlockHashes(tokens, { blockSizeTokens: blockSize, cacheSalt: salt });
+        // PH-3: entries are keyed by tenant, model and the salted chain, so no hit crosses them.
+        const hashes = computeOpalBlockHashes(tokens, {
+          blockSizeTokens: blockSize,
+          ...(request.cacheSalt ? { cacheSalt: request.cacheSalt } : {}),
+        }).map((h) => `${tenant}\0${model!.info.fingerprint}\0${toHex(h)}`);
         const decoderSkip = decoderPrefixTokens(
           request,
           valid.decoderPrefixTokens,
@@ -543,8 +546,10 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
           safetensors: Buffer.concat(pieces),
         });
       } catch (error) {
-        throw new OpalError(Code.INVALID_ARGUMENT, `weights: ${(error as Error).message}`, {
+        const description = (error as Error).message;
+        throw new OpalError(Code.INVALID_ARGUMENT, `weights: ${description}`, {
           reason: Reason.MODEL_WEIGHTS_INVALID,
+          fieldViolations: [{ field: "weights_chunk", description }],
           cause: error,
         });
       }
@@ -576,7 +581,7 @@ function decoderPrefixTokens(
 ): number {
   const hashes = request.decoderPrefix?.blockHashes;
   if (!hashes?.length) return numTokens;
-  const ours = computeBlockHashes(tokens, {
+  const ours = computeOpalBlockHashes(tokens, {
     blockSizeTokens: blockSize,
     ...(request.cacheSalt ? { cacheSalt: request.cacheSalt } : {}),
   });
@@ -599,6 +604,10 @@ function resumePosition(descriptor: KvDescriptor, from: FetchKvRequest["resumeFr
       reason: Reason.RESUME_POSITION_INVALID,
       fieldViolations: [{ field: "resume_from", description: why }],
     });
+  // RT-13: the end position (numLayers, no part, offset 0) is valid: nothing is left to send.
+  if (from.layer === descriptor.numLayers && !from.part && from.offsetBytes === 0) {
+    return { layer: from.layer, partIndex: 0, offsetBytes: 0 };
+  }
   if (!Number.isInteger(from.layer) || from.layer < 0 || from.layer >= descriptor.numLayers) {
     throw invalid(`layer ${from.layer} out of range (cache has ${descriptor.numLayers} layers)`);
   }

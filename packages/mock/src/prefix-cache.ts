@@ -1,12 +1,13 @@
 /**
- * The device's prefix cache, keyed by the block-hash chain. Because each hash covers its whole
- * prefix (and the tenant-scoped salt), matching leading hashes is matching a cached prefix.
+ * The device's prefix cache, keyed by `(tenant, model fingerprint, h[i])` (PH-3) where `h[i]` is
+ * the protocol's block-hash chain under the request's salt. Each hash covers its whole prefix, so
+ * matching leading keys is matching a cached prefix.
  */
 export interface PrefixCache {
-  /** How many leading blocks of `hashes` are cached. */
-  matchBlocks(hashes: readonly Uint8Array[]): number;
+  /** How many leading blocks of `keys` are cached. */
+  matchBlocks(keys: readonly string[]): number;
   /** Records the blocks of a finished prefill, evicting the least recently used beyond capacity. */
-  insert(hashes: readonly Uint8Array[]): void;
+  insert(keys: readonly string[]): void;
   readonly size: number;
 }
 
@@ -19,10 +20,9 @@ export function createPrefixCache(maxBlocks: number): PrefixCache {
     get size() {
       return blocks.size;
     },
-    matchBlocks(hashes) {
+    matchBlocks(keys) {
       let n = 0;
-      for (const hash of hashes) {
-        const k = key(hash);
+      for (const k of keys) {
         if (!blocks.has(k)) break;
         blocks.delete(k);
         blocks.add(k);
@@ -30,9 +30,8 @@ export function createPrefixCache(maxBlocks: number): PrefixCache {
       }
       return n;
     },
-    insert(hashes) {
-      for (const hash of hashes) {
-        const k = key(hash);
+    insert(keys) {
+      for (const k of keys) {
         blocks.delete(k);
         blocks.add(k);
       }

@@ -15,6 +15,8 @@ interface EnumMap<T extends string> {
 function enumMap<T extends string>(
   name: string,
   pairs: readonly (readonly [T, number])[],
+  /** Reason for a value this version does not know (e.g. UNSUPPORTED_DTYPE); default INVALID_FIELD. */
+  unknownReason: string = Reason.INVALID_FIELD,
 ): EnumMap<T> {
   const toWire = new Map<T, number>(pairs);
   const fromWire = new Map<number, T>(pairs.map(([domain, wire]) => [wire, domain]));
@@ -39,7 +41,7 @@ function enumMap<T extends string>(
           ? `unknown ${name} value ${value}`
           : `${name} is required (got UNSPECIFIED)`;
         throw new OpalError(Code.INVALID_ARGUMENT, `${field}: ${description}`, {
-          reason: Reason.INVALID_FIELD,
+          reason: value ? unknownReason : Reason.INVALID_FIELD,
           fieldViolations: [{ field, description }],
         });
       }
@@ -49,28 +51,40 @@ function enumMap<T extends string>(
 }
 
 /** kv dtype ↔ `opal.device.v1.KvDtype`. */
-export const dtypeEnum = enumMap<KvDtype>("KvDtype", [
-  ["f32", v1.KvDtype.KV_DTYPE_F32],
-  ["f16", v1.KvDtype.KV_DTYPE_F16],
-  ["bf16", v1.KvDtype.KV_DTYPE_BF16],
-  ["fp8_e4m3fn", v1.KvDtype.KV_DTYPE_FP8_E4M3FN],
-  ["fp8_e5m2", v1.KvDtype.KV_DTYPE_FP8_E5M2],
-  ["int8", v1.KvDtype.KV_DTYPE_INT8],
-]);
+export const dtypeEnum = enumMap<KvDtype>(
+  "KvDtype",
+  [
+    ["f32", v1.KvDtype.KV_DTYPE_F32],
+    ["f16", v1.KvDtype.KV_DTYPE_F16],
+    ["bf16", v1.KvDtype.KV_DTYPE_BF16],
+    ["fp8_e4m3fn", v1.KvDtype.KV_DTYPE_FP8_E4M3FN],
+    ["fp8_e5m2", v1.KvDtype.KV_DTYPE_FP8_E5M2],
+    ["int8", v1.KvDtype.KV_DTYPE_INT8],
+  ],
+  Reason.UNSUPPORTED_DTYPE,
+);
 
 /** kv scale scheme ↔ `opal.device.v1.KvScaleScheme`. */
-export const scaleSchemeEnum = enumMap<KvScaleScheme>("KvScaleScheme", [
-  ["none", v1.KvScaleScheme.KV_SCALE_SCHEME_NONE],
-  ["per_tensor", v1.KvScaleScheme.KV_SCALE_SCHEME_PER_TENSOR],
-  ["per_token", v1.KvScaleScheme.KV_SCALE_SCHEME_PER_TOKEN],
-  ["per_head", v1.KvScaleScheme.KV_SCALE_SCHEME_PER_HEAD],
-]);
+export const scaleSchemeEnum = enumMap<KvScaleScheme>(
+  "KvScaleScheme",
+  [
+    ["none", v1.KvScaleScheme.KV_SCALE_SCHEME_NONE],
+    ["per_tensor", v1.KvScaleScheme.KV_SCALE_SCHEME_PER_TENSOR],
+    ["per_token", v1.KvScaleScheme.KV_SCALE_SCHEME_PER_TOKEN],
+    ["per_head", v1.KvScaleScheme.KV_SCALE_SCHEME_PER_HEAD],
+  ],
+  Reason.UNSUPPORTED_SCALE_SCHEME,
+);
 
 /** kv layout ↔ `opal.device.v1.KvLayout`. */
-export const layoutEnum = enumMap<KvLayout>("KvLayout", [
-  ["nhd", v1.KvLayout.KV_LAYOUT_NHD],
-  ["hnd", v1.KvLayout.KV_LAYOUT_HND],
-]);
+export const layoutEnum = enumMap<KvLayout>(
+  "KvLayout",
+  [
+    ["nhd", v1.KvLayout.KV_LAYOUT_NHD],
+    ["hnd", v1.KvLayout.KV_LAYOUT_HND],
+  ],
+  Reason.UNSUPPORTED_LAYOUT,
+);
 
 /** kv part ↔ `opal.device.v1.KvPart`. */
 export const partEnum = enumMap<KvPart>("KvPart", [

@@ -263,7 +263,10 @@ async function* checkedWeights(
   }
   const digest = hash?.digest("hex");
   if (sha256 && digest !== sha256.toLowerCase()) {
-    throw weightsInvalid(`weights sha256 ${digest} does not match the declared ${sha256}`);
+    throw weightsInvalid(
+      `weights sha256 ${digest} does not match the declared ${sha256}`,
+      "header.weights_sha256",
+    );
   }
 }
 
@@ -309,6 +312,9 @@ function invalid(field: string, description: string): OpalError {
   });
 }
 
-function weightsInvalid(message: string): OpalError {
-  return new OpalError(Code.INVALID_ARGUMENT, message, { reason: Reason.MODEL_WEIGHTS_INVALID });
+function weightsInvalid(message: string, field = "weights_chunk"): OpalError {
+  return new OpalError(Code.INVALID_ARGUMENT, message, {
+    reason: Reason.MODEL_WEIGHTS_INVALID,
+    fieldViolations: [{ field, description: message }],
+  });
 }
