@@ -72,7 +72,7 @@ export function fromWireDescriptor(
   if (w.totalBytes && Number(w.totalBytes) !== expected) {
     const description = `expected ${expected} (from the shape), got ${w.totalBytes}`;
     throw new OpalError(Code.INVALID_ARGUMENT, `${field}.total_bytes: ${description}`, {
-      reason: Reason.DESCRIPTOR_MISMATCH,
+      reason: Reason.INVALID_FIELD,
       fieldViolations: [{ field: `${field}.total_bytes`, description }],
     });
   }

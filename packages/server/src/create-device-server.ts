@@ -68,6 +68,8 @@ export const DEFAULT_TRANSPORT = {
   keepaliveMinPingIntervalMs: 10_000,
   keepaliveTimeMs: 60_000,
   keepaliveTimeoutMs: 20_000,
+  maxConcurrentStreamsPerConnection: 256,
+  maxConnectionIdleMs: 600_000,
 } as const;
 
 /** A running device server. */
@@ -108,6 +110,9 @@ export async function createDeviceServer(
     "grpc.max_send_message_length": maxMessageBytes,
     "grpc-node.flow_control_window": transport.flowControlWindowBytes,
     "grpc.keepalive_time_ms": transport.keepaliveTimeMs,
+    // SEC-13: bound concurrent streams per connection and close connections idle for 10 minutes.
+    "grpc.max_concurrent_streams": transport.maxConcurrentStreamsPerConnection,
+    "grpc.max_connection_idle_ms": transport.maxConnectionIdleMs,
     "grpc.keepalive_timeout_ms": transport.keepaliveTimeoutMs,
     "grpc.http2.min_ping_interval_without_data_ms": transport.keepaliveMinPingIntervalMs,
   };

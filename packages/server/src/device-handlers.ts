@@ -66,7 +66,7 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
       return driver.unloadModel(req.modelId, opts(s));
     }),
     releaseKv: unary(ctx, "ReleaseKv", async (req: Msg<"ReleaseKvRequest">, s) => {
-      if (!req.kvHandle) throw invalid("kv_handle", "required, got an empty string");
+      assertHandle(req.kvHandle);
       return driver.releaseKv(req.kvHandle, opts(s));
     }),
     loadModel: loadModelHandler(ctx),
@@ -89,7 +89,7 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
       ctx,
       "FetchKv",
       (req: Msg<"FetchKvRequest">, s) => {
-        if (!req.kvHandle) throw invalid("kv_handle", "required, got an empty string");
+        assertHandle(req.kvHandle);
         return driver.fetchKv(fromWireFetchRequest(req), opts(s));
       },
       toWireFetchEvent,
@@ -230,7 +230,12 @@ function loadModelHandler(ctx: HandlerContext) {
       finish(ctx, "LoadModel", started, Code.OK);
       callback(null, toWireLoadResult(result));
     } catch (error) {
-      callback(fail(ctx, "LoadModel", started, error, scope));
+      // A client that goes away mid-upload is a cancellation, not a server fault worth an error log.
+      const gone = (error as NodeJS.ErrnoException)?.code === "ERR_STREAM_PREMATURE_CLOSE";
+      const reported = gone
+        ? new OpalError(Code.CANCELLED, "the upload ended early", { reason: Reason.CANCELLED })
+        : error;
+      callback(fail(ctx, "LoadModel", started, reported, scope));
     } finally {
       scope?.dispose();
     }
@@ -303,6 +308,13 @@ function fail(
 
 function unexpected(error: unknown): OpalError {
   return new OpalError(Code.INTERNAL, "internal error", { reason: Reason.INTERNAL, cause: error });
+}
+
+/** A KV handle is 1-128 characters (retention.md); anything else is a malformed request. */
+function assertHandle(handle: string): void {
+  if (!handle) throw invalid("kv_handle", "required, got an empty string");
+  if (handle.length > 128)
+    throw invalid("kv_handle", `expected at most 128 characters, got ${handle.length}`);
 }
 
 function invalid(field: string, description: string): OpalError {

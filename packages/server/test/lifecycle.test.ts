@@ -64,6 +64,8 @@ describe("server lifecycle", () => {
       keepaliveMinPingIntervalMs: 10_000,
       keepaliveTimeMs: 60_000,
       keepaliveTimeoutMs: 20_000,
+      maxConcurrentStreamsPerConnection: 256,
+      maxConnectionIdleMs: 600_000,
     });
   });
 });

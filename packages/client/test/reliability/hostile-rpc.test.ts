@@ -372,7 +372,7 @@ describe("Prefill: structured hostile requests", () => {
           kvFormat: { dtype: notInEnum(99), scaleScheme: 1, layout: 1, blockSizeTokens: 16 },
         }),
         Code.INVALID_ARGUMENT,
-        "INVALID_FIELD",
+        "UNSUPPORTED_DTYPE",
         "kv_format.dtype",
       ],
       [
@@ -380,7 +380,7 @@ describe("Prefill: structured hostile requests", () => {
           kvFormat: { dtype: 1, scaleScheme: 1, layout: notInEnum(42), blockSizeTokens: 16 },
         }),
         Code.INVALID_ARGUMENT,
-        "INVALID_FIELD",
+        "UNSUPPORTED_LAYOUT",
         "kv_format.layout",
       ],
       [
@@ -388,7 +388,7 @@ describe("Prefill: structured hostile requests", () => {
           kvFormat: { dtype: 1, scaleScheme: notInEnum(77), layout: 1, blockSizeTokens: 16 },
         }),
         Code.INVALID_ARGUMENT,
-        "INVALID_FIELD",
+        "UNSUPPORTED_SCALE_SCHEME",
         "kv_format.scale_scheme",
       ],
       [
@@ -659,7 +659,7 @@ describe("PushKv (receiver): hostile pushes", () => {
       [
         [header("bad-dtype", { ...descriptor, dtype: notInEnum(99) })],
         Code.INVALID_ARGUMENT,
-        "INVALID_FIELD",
+        "UNSUPPORTED_DTYPE",
       ],
       // A total that disagrees with the shape (PF-18): refused before any chunk is read.
       [
