@@ -136,8 +136,30 @@ export function validatePrefillRequest(
   if (request.pushTarget && !request.pushTarget.address) {
     throw invalid("push_target.address", "required, got an empty string");
   }
-  if (request.sampling?.mode === "seeded" && !caps.features.seededSampling)
-    throw unsupported("sampling");
+  if (request.pushTarget && !request.pushTarget.transferId) {
+    throw invalid("push_target.transfer_id", "required, got an empty string");
+  }
+  if (request.sampling?.mode === "seeded") {
+    if (!caps.features.seededSampling) throw unsupported("sampling");
+    const t = request.sampling.temperature;
+    if (!(t > 0) || !Number.isFinite(t)) {
+      throw invalid(
+        "sampling.temperature",
+        `expected a finite number > 0 for seeded sampling, got ${t}`,
+      );
+    }
+  }
+  for (const [i, hash] of (prefix?.blockHashes ?? []).entries()) {
+    if (hash.byteLength !== 32) {
+      throw invalid(
+        `decoder_prefix.block_hashes[${i}]`,
+        `expected 32 bytes, got ${hash.byteLength}`,
+      );
+    }
+  }
+  const saltBytes = new TextEncoder().encode(request.cacheSalt ?? "").byteLength;
+  if (saltBytes > 256)
+    throw invalid("cache_salt", `expected at most 256 bytes of UTF-8, got ${saltBytes}`);
   return { chunkBytes, headRange, decoderPrefixTokens, retentionSeconds };
 }
 

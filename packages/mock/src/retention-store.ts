@@ -82,10 +82,8 @@ export function createRetentionStore(
             : "no KV handle of that name for this tenant",
           {
             reason: wasExpired ? Reason.KV_HANDLE_EXPIRED : Reason.KV_HANDLE_NOT_FOUND,
-            resource: {
-              resourceType: "opal.device.v1.KvHandle",
-              resourceName: `${handle.slice(0, 6)}…`,
-            },
+            // Never the handle itself, not even a prefix (ERR-6): it is a bearer capability.
+            resource: { resourceType: "opal.device.v1.KvHandle", resourceName: "" },
           },
         );
       }
