@@ -49,7 +49,7 @@ describe.skipIf(!built)("opal-conformance (the built executable)", () => {
       "--token-b",
       TOKEN_B,
       "--focus",
-      "^(identity|health|reflection|auth|validation|stream)\\.",
+      "^(identity|health|reflection|auth|validation|stream|idempotence)\\.",
       "--known-failing",
       MOCK_KNOWN_FAILING_FILE,
       "--junit",
@@ -59,7 +59,7 @@ describe.skipIf(!built)("opal-conformance (the built executable)", () => {
     ]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
     expect(run.stdout).toMatch(/pass {2}identity\.get-info \[Core\]/);
-    expect(run.stdout).toMatch(/xfail validation\.dtype-unknown \[Core\]/);
+    expect(run.stdout).toMatch(/xfail idempotence\.supersede-running \[Core\]/);
     expect(run.stdout).toMatch(/CONFORMANT/);
     expect(readFileSync(junit, "utf8")).toMatch(/<testsuites name="opal-conformance"/);
     const report = JSON.parse(readFileSync(json, "utf8"));
@@ -75,12 +75,12 @@ describe.skipIf(!built)("opal-conformance (the built executable)", () => {
       "--token",
       TOKEN_A,
       "--focus",
-      "^validation\\.dtype-unknown$",
+      "^idempotence\\.supersede-running$",
       "--quiet",
     ]);
     expect(failing.code).toBe(1);
     expect(failing.stdout).toMatch(/NOT CONFORMANT/);
-    expect(failing.stdout).toMatch(/validation\.dtype-unknown \[Core\] GEN-3/);
+    expect(failing.stdout).toMatch(/idempotence\.supersede-running \[Core\] PF-7/);
     const unreachable = await cli(["--target", "127.0.0.1:1", "--quiet"]);
     expect(unreachable.code).toBe(2);
   }, 60_000);
