@@ -14,8 +14,6 @@ export interface PrefixCache {
 /** Creates a prefix cache of at most `maxBlocks` block hashes. */
 export function createPrefixCache(maxBlocks: number): PrefixCache {
   const blocks = new Set<string>();
-  const key = (hash: Uint8Array) =>
-    Buffer.from(hash.buffer, hash.byteOffset, hash.byteLength).toString("base64");
   return {
     get size() {
       return blocks.size;
