@@ -1,6 +1,6 @@
-// KV streaming through the SDK against baselines measured in the same run: a bare grpc-js byte
-// stream with the same channel settings, Python grpcio (Debian) reading the same bytes, and a bare
-// grpc-js unary call. Also the peak RSS of a client streaming a 4 GiB cache into a file sink.
+// KV streaming through the SDK against baselines measured in the same run: raw TCP between two
+// processes, a bare grpc-js byte stream with the same channel settings, Python grpcio (Debian)
+// reading the same bytes, and a bare grpc-js unary call. Also the peak RSS of a client streaming a 4 GiB cache into a file sink.
 // Prints one JSON line per figure (see tools/bench.mjs).
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -81,7 +81,33 @@ async function bareStream(address: string, count: number): Promise<number> {
   return best;
 }
 
+/** Best of three reads of `count` MiB from the raw TCP server, in GB/s. */
+async function rawTcp(address: string, count: number): Promise<number> {
+  const { connect } = await import("node:net");
+  const [host, port] = address.split(":") as [string, string];
+  let best = 0;
+  for (let run = 0; run < 3; run++) {
+    const started = performance.now();
+    const bytes = await new Promise<number>((resolve, reject) => {
+      let received = 0;
+      const socket = connect(Number(port), host, () => {
+        const request = Buffer.alloc(4);
+        request.writeUInt32LE(count);
+        socket.write(request);
+      });
+      socket.on("data", (data) => {
+        received += data.byteLength;
+      });
+      socket.on("end", () => resolve(received));
+      socket.on("error", reject);
+    });
+    best = Math.max(best, bytes / ((performance.now() - started) / 1000) / 1e9);
+  }
+  return best;
+}
+
 async function main() {
+  const tcp = await start([join(here, "raw-tcp-server.ts")]);
   const bare = await start([join(here, "bare-stream-server.ts")]);
   const mock = await start([
     "packages/mock/bin/opal-mock.ts",
@@ -96,6 +122,15 @@ async function main() {
 
   // 256 MiB: Llama-3-8B shape, 2,048 tokens, bf16.
   const bareGbps = await bareStream(bare, 256);
+  const tcpGbps = await rawTcp(tcp, 256);
+  figure(
+    "client/grpc-js-stream-vs-raw-tcp",
+    "GB/s",
+    bareGbps,
+    "raw TCP between two processes",
+    tcpGbps,
+    {},
+  );
   const device = createDeviceClient(mock);
   let opalGbps = 0;
   for (let run = 0; run < 3; run++) {
