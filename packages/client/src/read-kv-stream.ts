@@ -34,6 +34,11 @@ export type StreamOutcome =
 export interface StreamHooks {
   onAccepted(descriptor: KvDescriptor): Promise<void>;
   onLayer(layer: KvLayerParts, descriptor: KvDescriptor): Promise<void>;
+  /**
+   * True when nobody keeps a layer's views past `onLayer` (the sink copies or writes them): the
+   * assembler then reuses one layer's buffers for the next, bounding memory to about one layer.
+   */
+  readonly reuseLayerBuffers?: () => boolean;
 }
 
 /**
@@ -64,7 +69,9 @@ export async function readKvStream(
             }
           } else {
             progress.descriptor = event.descriptor;
-            progress.assembler = createKvAssembler(event.descriptor);
+            progress.assembler = createKvAssembler(event.descriptor, {
+              reuseBuffers: hooks.reuseLayerBuffers?.() ?? false,
+            });
             progress.digest = createKvDigest();
             progress.position = { layer: 0, offsetBytes: 0 };
             if ("kvHandle" in event) progress.kvHandle = event.kvHandle;

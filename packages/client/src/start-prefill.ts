@@ -138,9 +138,12 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
       };
       try {
         progress = { attemptStartedAt: performance.now() };
+        // Sinks copy or write each layer in writeLayer, so only an iterating consumer keeps views.
+        const reuseLayerBuffers = () => !iterating;
         let outcome = await readKvStream(device.prefill(request, { signal }), progress, {
           onAccepted,
           onLayer,
+          reuseLayerBuffers,
         });
         while (outcome.kind === "broken") {
           // Resume only what is missing; a complete cache that failed its final check is retried whole.
