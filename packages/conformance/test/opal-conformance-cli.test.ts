@@ -59,7 +59,7 @@ describe.skipIf(!built)("opal-conformance (the built executable)", () => {
     ]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
     expect(run.stdout).toMatch(/pass {2}identity\.get-info \[Core\]/);
-    expect(run.stdout).toMatch(/xfail idempotence\.supersede-running \[Core\]/);
+    expect(run.stdout).toMatch(/pass {2}idempotence\.supersede-running \[Core\]/);
     expect(run.stdout).toMatch(/CONFORMANT/);
     expect(readFileSync(junit, "utf8")).toMatch(/<testsuites name="opal-conformance"/);
     const report = JSON.parse(readFileSync(json, "utf8"));
@@ -69,18 +69,24 @@ describe.skipIf(!built)("opal-conformance (the built executable)", () => {
   }, 60_000);
 
   it("exits 1 when a test fails and 2 when the device cannot be reached", async () => {
-    const failing = await cli([
-      "--target",
-      mock.address,
-      "--token",
-      TOKEN_A,
-      "--focus",
-      "^idempotence\\.supersede-running$",
-      "--quiet",
-    ]);
+    mock.device.setFaults({ errors: { Probe: { rate: 1 } } });
+    let failing: Awaited<ReturnType<typeof cli>>;
+    try {
+      failing = await cli([
+        "--target",
+        mock.address,
+        "--token",
+        TOKEN_A,
+        "--focus",
+        "^identity\\.probe$",
+        "--quiet",
+      ]);
+    } finally {
+      mock.device.setFaults({});
+    }
     expect(failing.code).toBe(1);
     expect(failing.stdout).toMatch(/NOT CONFORMANT/);
-    expect(failing.stdout).toMatch(/idempotence\.supersede-running \[Core\] PF-7/);
+    expect(failing.stdout).toMatch(/identity\.probe \[Core\]/);
     const unreachable = await cli(["--target", "127.0.0.1:1", "--quiet"]);
     expect(unreachable.code).toBe(2);
   }, 60_000);

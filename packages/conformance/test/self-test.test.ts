@@ -211,16 +211,27 @@ describe("a conformance test that cannot fail is a defect: each mock fault fails
 });
 
 describe("the known-failing list cannot go stale", () => {
-  const focus = /^(identity\.get-info|idempotence\.supersede-running)$/;
+  // identity.probe fails while every Probe is answered with an injected error.
+  const focus = /^identity\.(get-info|probe)$/;
+  const withFailingProbe = async <T>(run: () => Promise<T>): Promise<T> => {
+    mock.device.setFaults({ errors: { Probe: { rate: 1 } } });
+    try {
+      return await run();
+    } finally {
+      mock.device.setFaults({});
+    }
+  };
 
   it("a listed test that fails keeps the run OK", async () => {
-    const report = await runConformance({
-      target: mock.address,
-      token: TOKEN_A,
-      focus,
-      knownFailing: ["idempotence.supersede-running"],
-    });
-    expect(statusOf(report, "idempotence.supersede-running")).toMatchObject({
+    const report = await withFailingProbe(() =>
+      runConformance({
+        target: mock.address,
+        token: TOKEN_A,
+        focus,
+        knownFailing: ["identity.probe"],
+      }),
+    );
+    expect(statusOf(report, "identity.probe")).toMatchObject({
       status: "failed",
       knownFailing: true,
     });
@@ -229,12 +240,14 @@ describe("the known-failing list cannot go stale", () => {
   });
 
   it("a listed test that passes fails the run", async () => {
-    const report = await runConformance({
-      target: mock.address,
-      token: TOKEN_A,
-      focus,
-      knownFailing: ["idempotence.supersede-running", "identity.get-info"],
-    });
+    const report = await withFailingProbe(() =>
+      runConformance({
+        target: mock.address,
+        token: TOKEN_A,
+        focus,
+        knownFailing: ["identity.probe", "identity.get-info"],
+      }),
+    );
     expect(report.summary.unexpectedPasses).toBe(1);
     expect(report.problems.join("\n")).toMatch(
       /identity\.get-info is listed as known-failing but passed/,
@@ -248,7 +261,7 @@ describe("the known-failing list cannot go stale", () => {
       target: mock.address,
       token: TOKEN_A,
       focus,
-      knownFailing: ["idempotence.supersede-running", "no.such-test"],
+      knownFailing: ["no.such-test"],
     });
     expect(report.problems.join("\n")).toMatch(/no\.such-test/);
     expect(report.ok).toBe(false);

@@ -7,6 +7,8 @@ import type { TenantLimiter } from "./tenant-limiter";
 export interface CallScope {
   readonly tenant: string;
   readonly signal: AbortSignal;
+  /** Aborts the call with `reason` (e.g. superseded by a retry); its stream ends with that status. */
+  abort(reason: OpalError): void;
   /** Ends the scope: clears timers and listeners. Idempotent. */
   dispose(): void;
 }
@@ -70,6 +72,9 @@ export async function openCallScope(
   return {
     tenant,
     signal: controller.signal,
+    abort(reason) {
+      controller.abort(reason);
+    },
     dispose() {
       clearTimeout(timer);
       call.removeListener("cancelled", onCancel);

@@ -133,6 +133,7 @@ export async function createDeviceServer(
       metrics,
       logger,
       hostPush: (options.push ?? true) && !capabilities.features.push,
+      running: new Map(),
     }),
   );
   const health = createDeviceHealth(

@@ -12,7 +12,7 @@ import type { DeviceCapabilities, PrefillDriver } from "@opal/driver";
 import {
   fromWireFetchRequest,
   fromWirePrefillRequest,
-  type opal,
+  opal,
   probeStateEnum,
   toGrpcStatus,
   toWireCapabilities,
@@ -40,6 +40,8 @@ export interface HandlerContext {
   readonly logger: Logger;
   /** The host implements push for a driver that does not declare it. */
   readonly hostPush: boolean;
+  /** Prefill calls in progress (PF-7). */
+  readonly running: RunningPrefills;
 }
 
 /** The `opal.device.v1.DeviceService` implementation over a driver. */
@@ -75,12 +77,15 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
       "Prefill",
       (req: Msg<"PrefillRequest">, s) => {
         const request = fromWirePrefillRequest(req);
-        if (!request.pushTarget || !ctx.hostPush) return driver.prefill(request, opts(s));
-        // The host pushes for drivers that do not: the driver streams as usual, the host forwards.
-        const { pushTarget, ...inline } = request;
-        if (!pushTarget.transferId)
-          throw invalid("push_target.transfer_id", "required, got an empty string");
-        return pushKv(pushTarget, request.requestId, driver.prefill(inline, opts(s)), s.signal);
+        const events = () => {
+          if (!request.pushTarget || !ctx.hostPush) return driver.prefill(request, opts(s));
+          // The host pushes for drivers that do not: the driver streams as usual, the host forwards.
+          const { pushTarget, ...inline } = request;
+          if (!pushTarget.transferId)
+            throw invalid("push_target.transfer_id", "required, got an empty string");
+          return pushKv(pushTarget, request.requestId, driver.prefill(inline, opts(s)), s.signal);
+        };
+        return supersedeRunning(ctx.running, s, req, events);
       },
       toWirePrefillEvent,
       true,
@@ -109,6 +114,40 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
       false,
     ),
   };
+}
+
+/** Prefill calls in progress, by tenant and request id (PF-7). */
+export type RunningPrefills = Map<string, { readonly body: string; readonly scope: CallScope }>;
+
+/**
+ * PF-7: a retry with the same request_id and body while the first call still runs ends the first
+ * with CANCELLED and is served itself, so the device never computes one request twice at once.
+ */
+async function* supersedeRunning<E>(
+  running: RunningPrefills,
+  scope: CallScope,
+  request: Msg<"PrefillRequest">,
+  events: () => AsyncIterable<E>,
+): AsyncGenerator<E> {
+  const key = `${scope.tenant}\0${request.requestId}`;
+  const body = createHash("sha256")
+    .update(opal.device.v1.PrefillRequest.encode({ ...request, requestId: "" }).finish())
+    .digest("hex");
+  const earlier = running.get(key);
+  if (earlier && earlier.body === body) {
+    earlier.scope.abort(
+      new OpalError(Code.CANCELLED, "superseded by a retry with the same request_id", {
+        reason: Reason.CANCELLED,
+      }),
+    );
+  }
+  const entry = { body, scope };
+  running.set(key, entry);
+  try {
+    yield* events();
+  } finally {
+    if (running.get(key) === entry) running.delete(key);
+  }
 }
 
 /** The driver's capabilities plus what the host adds (push for drivers that do not push). */
