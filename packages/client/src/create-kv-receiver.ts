@@ -9,11 +9,13 @@ import { Code, OpalError, Reason } from "@opal/core";
 import type { PrefillStats } from "@opal/driver";
 import type { KvDescriptor } from "@opal/kv";
 import {
+  assertWellFormed,
   fromWireChunk,
   fromWireDescriptor,
   KvReceiverServiceDefinition,
   type opal,
   toGrpcStatus,
+  tolerantDeserializer,
 } from "@opal/protocol";
 import type { KvSink } from "./kv-sink";
 import { readKvStream, type StreamProgress } from "./read-kv-stream";
@@ -134,6 +136,7 @@ export async function createKvReceiver<Receipt>(
       }
       const messages = call[Symbol.asyncIterator]() as AsyncIterator<PushMessage>;
       const first = await messages.next();
+      if (!first.done) assertWellFormed(first.value);
       const header = first.done ? undefined : first.value.header;
       if (!header?.transferId || !header.descriptor) {
         throw new OpalError(
@@ -189,6 +192,7 @@ export async function createKvReceiver<Receipt>(
         for (;;) {
           const next = await messages.next();
           if (next.done) return;
+          assertWellFormed(next.value);
           if (next.value.chunk)
             yield { type: "chunk" as const, chunk: fromWireChunk(next.value.chunk) };
           else if (next.value.commit) {
@@ -259,7 +263,17 @@ export async function createKvReceiver<Receipt>(
     }
   }
 
-  server.addService(KvReceiverServiceDefinition, { pushKv });
+  // Pushes that do not parse reach the handler, which answers INVALID_ARGUMENT with ErrorInfo (ERR-2).
+  const definition = {
+    pushKv: {
+      ...KvReceiverServiceDefinition.pushKv,
+      requestDeserialize: tolerantDeserializer(
+        "PushKvRequest",
+        KvReceiverServiceDefinition.pushKv.requestDeserialize,
+      ),
+    },
+  };
+  server.addService(definition, { pushKv });
   const host = options.host ?? "127.0.0.1";
   const creds = options.tls
     ? ServerCredentials.createSsl(null, [

@@ -30,6 +30,8 @@ export {
   toWireDescriptor,
   toWirePosition,
 } from "./kv-wire";
+export type { MalformedRequest } from "./malformed-request";
+export { assertWellFormed, tolerantDeserializer } from "./malformed-request";
 export {
   fromWireFetchEvent,
   fromWireFetchRequest,

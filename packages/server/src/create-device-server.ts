@@ -10,6 +10,7 @@ import {
   DeviceServiceDefinition,
   encodeChunkResponse,
   FILE_DESCRIPTOR_SET_BASE64,
+  tolerantDeserializer,
 } from "@opal/protocol";
 import { protoPath as healthProtoPath } from "grpc-health-check";
 import pino from "pino";
@@ -22,28 +23,26 @@ import type { DeviceServerOptions } from "./server-options";
 import { createTenantLimiter } from "./tenant-limiter";
 
 /**
- * The device service with the KV streams' hot path encoded by hand: a response that carries only a
- * chunk is written in one allocation and one copy (`encodeChunkResponse`); others use protobufjs.
+ * The device service as served: requests that do not parse reach the handler (which answers
+ * INVALID_ARGUMENT with ErrorInfo, ERR-2) instead of failing inside grpc-js, and the KV streams' hot
+ * path is encoded by hand: a response carrying only a chunk is one allocation and one copy
+ * (`encodeChunkResponse`); others use protobufjs.
  */
-const STREAMING_DEFINITION = {
-  ...DeviceServiceDefinition,
-  prefill: {
-    ...DeviceServiceDefinition.prefill,
-    responseSerialize: (
-      message: Parameters<typeof DeviceServiceDefinition.prefill.responseSerialize>[0],
-    ) =>
-      encodeChunkResponse(message as never) ??
-      DeviceServiceDefinition.prefill.responseSerialize(message),
-  },
-  fetchKv: {
-    ...DeviceServiceDefinition.fetchKv,
-    responseSerialize: (
-      message: Parameters<typeof DeviceServiceDefinition.fetchKv.responseSerialize>[0],
-    ) =>
-      encodeChunkResponse(message as never) ??
-      DeviceServiceDefinition.fetchKv.responseSerialize(message),
-  },
-};
+const STREAMING_DEFINITION = Object.fromEntries(
+  Object.entries(DeviceServiceDefinition).map(([name, method]) => [
+    name,
+    {
+      ...method,
+      requestDeserialize: tolerantDeserializer(method.originalName, method.requestDeserialize),
+      ...(name === "prefill" || name === "fetchKv"
+        ? {
+            responseSerialize: (message: Parameters<typeof method.responseSerialize>[0]) =>
+              encodeChunkResponse(message as never) ?? method.responseSerialize(message as never),
+          }
+        : {}),
+    },
+  ]),
+) as unknown as typeof DeviceServiceDefinition;
 
 /** The health-checked name of the device service. */
 export const DEVICE_SERVICE_NAME = "opal.device.v1.DeviceService";

@@ -10,6 +10,7 @@ import type {
 import { Code, OpalError, Reason, toAbortError } from "@opal/core";
 import type { DeviceCapabilities, PrefillDriver } from "@opal/driver";
 import {
+  assertWellFormed,
   fromWireFetchRequest,
   fromWirePrefillRequest,
   opal,
@@ -170,6 +171,7 @@ function unary<Req, Res>(
     let scope: CallScope | undefined;
     try {
       scope = await openCallScope(call, ctx.registry, scopeOptions);
+      assertWellFormed(call.request);
       const response = await run(call.request, scope);
       finish(ctx, method, started, Code.OK);
       callback(null, response);
@@ -196,6 +198,7 @@ function serverStream<Req, Ev, Wire>(
     const closeStream = ctx.metrics?.streamOpened(method);
     try {
       scope = await openCallScope(call, ctx.registry);
+      assertWellFormed(call.request);
       if (limited) release = ctx.registry.limiter.acquireStream(scope.tenant);
       const signal = scope.signal;
       for await (const event of run(call.request, scope)) {
@@ -239,6 +242,7 @@ function loadModelHandler(ctx: HandlerContext) {
       scope = await openCallScope(call, ctx.registry);
       const messages = call[Symbol.asyncIterator]() as AsyncIterator<Msg<"LoadModelRequest">>;
       const first = await messages.next();
+      if (!first.done) assertWellFormed(first.value);
       const header = first.done ? undefined : first.value.header;
       if (!header) throw invalid("header", "the first LoadModel message must carry the header");
       if (!header.modelId) throw invalid("header.model_id", "required, got an empty string");
@@ -292,6 +296,7 @@ async function* checkedWeights(
   for (;;) {
     const next = await messages.next();
     if (next.done) break;
+    assertWellFormed(next.value);
     const chunk = next.value.weightsChunk;
     if (!chunk)
       throw invalid("weights_chunk", "only the first LoadModel message may carry a header");
