@@ -148,13 +148,13 @@ export async function createKvReceiver<Receipt>(
           },
         );
       }
+      const descriptor = fromWireDescriptor(header.descriptor, "header.descriptor");
       const again = committed.get(header.transferId);
       if (again) {
         // A device may retry a push; anything else under a committed id is refused (PS-13).
         const sameCache =
           again.requestId === (header.requestId ?? "") &&
-          JSON.stringify(again.descriptor) ===
-            JSON.stringify(fromWireDescriptor(header.descriptor, "header.descriptor"));
+          JSON.stringify(again.descriptor) === JSON.stringify(descriptor);
         if (!sameCache) {
           throw new OpalError(
             Code.ABORTED,
@@ -173,7 +173,6 @@ export async function createKvReceiver<Receipt>(
         });
         return;
       }
-      const descriptor = fromWireDescriptor(header.descriptor, "header.descriptor");
       sink = options.createSink({
         transferId: header.transferId,
         requestId: header.requestId ?? "",

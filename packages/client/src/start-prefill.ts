@@ -1,11 +1,4 @@
-import {
-  type CallOptions,
-  createCallSignal,
-  createChannel,
-  OpalError,
-  sleep,
-  throwIfAborted,
-} from "@opal/core";
+import { type CallOptions, createCallSignal, createChannel, OpalError, sleep } from "@opal/core";
 import type { PrefillDriver, PrefillRequest, PrefillStats } from "@opal/driver";
 import type { KvDescriptor, KvLayerParts } from "@opal/kv";
 import type { KvSink } from "./kv-sink";
@@ -114,7 +107,7 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
     let resumes = 0;
     let firstLayerAt = 0;
     for (let attempt = 1; ; attempt++) {
-      let progress: StreamProgress | undefined;
+      const progress: StreamProgress = { attemptStartedAt: performance.now() };
       let opened = false;
       const sink = newSink();
       const onLayer = async (layer: KvLayerParts, descriptor: KvDescriptor) => {
@@ -137,7 +130,6 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
         await sink.open(descriptor);
       };
       try {
-        progress = { attemptStartedAt: performance.now() };
         // Sinks copy or write each layer in writeLayer, so only an iterating consumer keeps views.
         const reuseLayerBuffers = () => !iterating;
         let outcome = await readKvStream(device.prefill(request, { signal }), progress, {
@@ -168,7 +160,7 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
             ),
             progress,
             { onAccepted: async () => {}, onLayer },
-          ).catch((error: unknown) => ({ kind: "broken" as const, error: OpalError.from(error) }));
+          );
           if (outcome.kind === "broken" && resumes >= maxAttempts) throw outcome.error;
         }
         const { stats, descriptor } = outcome;
@@ -197,9 +189,7 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
           throw error;
         }
         recordAttemptFailure(span, attempt, error, "retry");
-        await sleep(backoffMs(options.retry ?? {}, attempt, error), signal).catch(() => {
-          throwIfAborted(signal);
-        });
+        await sleep(backoffMs(options.retry ?? {}, attempt, error), signal);
       }
     }
   })().finally(() => call.dispose());

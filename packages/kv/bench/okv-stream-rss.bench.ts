@@ -9,34 +9,17 @@ import { createReadStream, createWriteStream, mkdtempSync, rmSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import {
-  cacheByteLength,
-  decodeOkv,
-  encodeOkv,
-  type KvDescriptor,
-  type KvLayerParts,
-} from "../src/index";
+import { cacheByteLength, decodeOkv, encodeOkv, type KvLayerParts } from "../src/index";
+import { mhaDescriptor } from "../test/fixtures";
 import { reportMiB } from "./report";
 
-const descriptor: KvDescriptor = {
-  modelFingerprint: "4819",
+const descriptor = mhaDescriptor({
   numLayers: 128,
   attention: { kind: "mha", numKvHeads: 8, headDim: 128 },
   headRange: { start: 0, count: 8 },
   dtype: "bf16",
-  scaleScheme: "none",
-  layout: "nhd",
-  tokenStart: 0,
   tokenCount: 8192, // 16 MiB per part, 32 MiB per layer, 4 GiB in all
-  blockSizeTokens: 16,
-  numerics: {
-    deviceKind: "reference",
-    precisionPath: "bench",
-    bitExact: true,
-    maxAbsError: 0,
-    maxRelError: 0,
-  },
-};
+});
 
 async function decodeFile(path: string): Promise<void> {
   let layers = 0;

@@ -11,30 +11,18 @@ import {
   createOkvDecoder,
   encodeOkvBytes,
   encodeOkvPieces,
-  type KvDescriptor,
   partsOf,
 } from "../src/index";
+import { mhaDescriptor } from "../test/fixtures";
 import { bestSeconds, memcpyGBps, reportRatio } from "./report";
 
-const descriptor: KvDescriptor = {
-  modelFingerprint: "be7c4",
+const descriptor = mhaDescriptor({
   numLayers: 32,
   attention: { kind: "mha", numKvHeads: 8, headDim: 128 },
   headRange: { start: 0, count: 8 },
   dtype: "bf16",
-  scaleScheme: "none",
-  layout: "nhd",
-  tokenStart: 0,
   tokenCount: 2048,
-  blockSizeTokens: 16,
-  numerics: {
-    deviceKind: "reference",
-    precisionPath: "bench",
-    bitExact: true,
-    maxAbsError: 0,
-    maxRelError: 0,
-  },
-};
+});
 const bytes = cacheByteLength(descriptor); // 256 MiB
 const cache = createKvCache(descriptor);
 for (let l = 0; l < descriptor.numLayers; l++)

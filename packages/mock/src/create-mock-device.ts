@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { Code, createCallSignal, OpalError, Reason, sleep, throwIfAborted } from "@opal/core";
 import {
   type DeviceCapabilities,
@@ -7,37 +7,32 @@ import {
   type DriverCallOptions,
   type FetchEvent,
   type FetchKvRequest,
-  type LoadModelRequest,
-  type LoadModelResult,
   type ModelInfo,
   type PrefillDriver,
   type PrefillEvent,
   type PrefillRequest,
   type PrefillStats,
+  streamKvCache,
   type TelemetrySnapshot,
   validatePrefillRequest,
 } from "@opal/driver";
 import {
   cacheByteLength,
   computeOpalBlockHashes,
-  crc32cOf,
   createKvChunker,
   digestKvCache,
   type KvChunk,
   type KvDescriptor,
-  partByteLength,
   partsOf,
   toHex,
 } from "@opal/kv";
-import { createSeededSampler, decodeHfCheckpoint, sampleGreedy } from "@opal/reference";
+import { createSeededSampler, sampleGreedy } from "@opal/reference";
+import { decoderPrefixTokens } from "./decoder-prefix-tokens";
 import { createDeviceSlots } from "./device-slots";
 import { createFaultInjector, type FaultConfig, type FaultInjector } from "./fault-injector";
-import {
-  createNamedMockModel,
-  createUploadedMockModel,
-  type MockModel,
-  parseHfConfig,
-} from "./mock-model";
+import { hashBody } from "./hash-prefill-body";
+import { loadMockModel } from "./load-mock-model";
+import { createNamedMockModel, type MockModel } from "./mock-model";
 import {
   type MockProfile,
   type MockProfileName,
@@ -45,6 +40,7 @@ import {
   simulatedTimeUs,
 } from "./mock-profile";
 import { createPrefixCache } from "./prefix-cache";
+import { resumePosition, sliceChunk } from "./resume-position";
 import { createRetentionStore } from "./retention-store";
 
 /** Limits of the simulated device; each documents its default. */
@@ -230,26 +226,13 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
       const retained = prior?.stats ? tryGet(tenant, prior.handle) : undefined;
       if (prior?.stats && retained) {
         // Same id, same body, cache still retained: the same result, from the retained cache (PF-7).
-        yield {
-          type: "accepted",
+        yield* streamKvCache(retained.cache, {
           kvHandle: prior.handle,
-          descriptor: retained.cache.descriptor,
+          chunkBytes: valid.chunkBytes,
+          signal,
           leaseExpiryUnixMs: retained.leaseExpiryUnixMs,
-          queueTimeUs: 0,
-        };
-        const chunker = createKvChunker(retained.cache.descriptor, {
-          maxChunkBytes: valid.chunkBytes,
+          stats: { ...prior.stats, queueTimeUs: 0 },
         });
-        for (let layer = 0; layer < retained.cache.descriptor.numLayers; layer++) {
-          for (const chunk of chunker.chunkLayer(retained.cache.layer(layer))) {
-            throwIfAborted(signal);
-            yield { type: "chunk", chunk };
-          }
-        }
-        yield {
-          type: "completed",
-          stats: { ...prior.stats, leaseExpiryUnixMs: retained.leaseExpiryUnixMs },
-        };
         return;
       }
       const slot = await slots.acquire(signal);
@@ -505,7 +488,7 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
     probe: (call) => unary("Probe", call, () => "ready" as const),
     listModels: (call) =>
       unary("ListModels", call, (): ModelInfo[] => [...models.values()].map((m) => m.info)),
-    loadModel: (request, call) => unary("LoadModel", call, () => loadModel(request)),
+    loadModel: (request, call) => unary("LoadModel", call, () => loadMockModel(models, request)),
     unloadModel: (modelId, call) =>
       unary("UnloadModel", call, () => ({ wasLoaded: models.delete(modelId) })),
     prefill,
@@ -517,141 +500,13 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
       closed = true;
     },
   };
-
-  async function loadModel(request: LoadModelRequest): Promise<LoadModelResult> {
-    if (!/^[A-Za-z0-9._:/-]{1,128}$/.test(request.modelId)) {
-      throw new OpalError(
-        Code.INVALID_ARGUMENT,
-        `model_id: expected 1-128 characters of [A-Za-z0-9._:/-], got ${JSON.stringify(request.modelId)}`,
-        {
-          reason: Reason.INVALID_FIELD,
-          fieldViolations: [
-            { field: "model_id", description: "expected 1-128 characters of [A-Za-z0-9._:/-]" },
-          ],
-        },
-      );
-    }
-    let model: MockModel;
-    if (request.deviceLocalRef) {
-      model = { ...createNamedMockModel(request.deviceLocalRef) };
-      model = { ...model, info: { ...model.info, modelId: request.modelId } };
-    } else {
-      parseHfConfig(request.configJson);
-      const pieces: Uint8Array[] = [];
-      for await (const piece of request.weights ?? []) pieces.push(piece);
-      let weights: Parameters<typeof createUploadedMockModel>[1];
-      try {
-        weights = decodeHfCheckpoint({
-          configJson: request.configJson,
-          safetensors: Buffer.concat(pieces),
-        });
-      } catch (error) {
-        const description = (error as Error).message;
-        throw new OpalError(Code.INVALID_ARGUMENT, `weights: ${description}`, {
-          reason: Reason.MODEL_WEIGHTS_INVALID,
-          fieldViolations: [{ field: "weights_chunk", description }],
-          cause: error,
-        });
-      }
-      model = createUploadedMockModel(request.modelId, weights);
-    }
-    const existing = models.get(request.modelId);
-    if (existing) {
-      if (existing.info.fingerprint === model.info.fingerprint)
-        return { model: existing.info, alreadyLoaded: true };
-      throw new OpalError(
-        Code.ALREADY_EXISTS,
-        `model_id ${JSON.stringify(request.modelId)} holds a different model`,
-        {
-          reason: Reason.MODEL_ID_CONFLICT,
-        },
-      );
-    }
-    models.set(request.modelId, model);
-    return { model: model.info, alreadyLoaded: false };
-  }
 }
 
-/** Tokens the decoder holds: `numTokens`, or the leading blocks whose hashes it listed. */
-function decoderPrefixTokens(
-  request: PrefillRequest,
-  numTokens: number,
-  tokens: Uint32Array,
-  blockSize: number,
-): number {
-  const hashes = request.decoderPrefix?.blockHashes;
-  if (!hashes?.length) return numTokens;
-  const ours = computeOpalBlockHashes(tokens, {
-    blockSizeTokens: blockSize,
-    ...(request.cacheSalt ? { cacheSalt: request.cacheSalt } : {}),
-  });
-  let blocks = 0;
-  while (
-    blocks < hashes.length &&
-    blocks < ours.length &&
-    Buffer.compare(hashes[blocks]!, ours[blocks]!) === 0
-  )
-    blocks++;
-  return Math.min(blocks * blockSize, tokens.length - 1);
-}
-
-function resumePosition(descriptor: KvDescriptor, from: FetchKvRequest["resumeFrom"]) {
-  if (!from) return { layer: 0, partIndex: 0, offsetBytes: 0 };
-  const parts = partsOf(descriptor);
-  const partIndex = from.part ? parts.indexOf(from.part) : 0;
-  const invalid = (why: string) =>
-    new OpalError(Code.OUT_OF_RANGE, `resume_from: ${why}`, {
-      reason: Reason.RESUME_POSITION_INVALID,
-      fieldViolations: [{ field: "resume_from", description: why }],
-    });
-  // RT-13: the end position (numLayers, no part, offset 0) is valid: nothing is left to send.
-  if (from.layer === descriptor.numLayers && !from.part && from.offsetBytes === 0) {
-    return { layer: from.layer, partIndex: 0, offsetBytes: 0 };
-  }
-  if (!Number.isInteger(from.layer) || from.layer < 0 || from.layer >= descriptor.numLayers) {
-    throw invalid(`layer ${from.layer} out of range (cache has ${descriptor.numLayers} layers)`);
-  }
-  if (partIndex < 0) throw invalid(`part ${from.part} is not one of ${parts.join(", ")}`);
-  const partBytes = partByteLength(descriptor, parts[partIndex]!);
-  if (!from.part && from.offsetBytes !== 0) throw invalid("an offset needs a part");
-  if (from.offsetBytes < 0 || from.offsetBytes >= partBytes) {
-    throw invalid(
-      `offset ${from.offsetBytes} outside part ${parts[partIndex]} of ${partBytes} bytes`,
-    );
-  }
-  return { layer: from.layer, partIndex, offsetBytes: from.offsetBytes };
-}
-
-function sliceChunk(chunk: KvChunk, from: number): KvChunk {
-  const data = chunk.data.subarray(from - chunk.offsetBytes);
-  return { ...chunk, offsetBytes: from, data, crc32c: crc32cOf(data) };
-}
-
+/** A copy of `chunk` with one byte flipped and its original CRC (the corrupt-chunk fault). */
 function corrupt(chunk: KvChunk, faults: FaultInjector): KvChunk {
   faults.count();
   const data = Uint8Array.from(chunk.data);
   const middle = data.length >> 1;
   data[middle] = (data[middle] ?? 0) ^ 0xff;
   return { ...chunk, data };
-}
-
-/** The request without its id, canonically: equal bodies hash equal. */
-function hashBody(request: PrefillRequest): string {
-  const { requestId: _, promptTokenIds, ...rest } = request;
-  return createHash("sha256")
-    .update(canonicalJson({ ...rest, promptTokenIds: Array.from(promptTokenIds) }))
-    .digest("hex");
-}
-
-/** JSON with object keys sorted at every depth and byte arrays as hex, for hashing. */
-function canonicalJson(value: unknown): string {
-  if (value instanceof Uint8Array) return JSON.stringify(Buffer.from(value).toString("hex"));
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : 1));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
 }

@@ -156,11 +156,6 @@ function createSyntheticMockModel(name: string): MockModel {
   };
 }
 
-/** A model from a Hugging Face config and safetensors bytes (LoadModel). */
-export function createUploadedMockModel(modelId: string, weights: ModelWeights): MockModel {
-  return createReferenceMockModel(modelId, weights);
-}
-
 /** Parses an HF config for LoadModel, mapping failures to MODEL_CONFIG_INVALID. */
 export function parseHfConfig(configJson: string) {
   try {

@@ -9,7 +9,9 @@ export interface CallScope {
   readonly signal: AbortSignal;
   /** Aborts the call with `reason` (e.g. superseded by a retry); its stream ends with that status. */
   abort(reason: OpalError): void;
-  /** Ends the scope: clears timers and listeners. Idempotent. */
+  /** Runs `cleanup` when the scope ends, whatever the outcome. */
+  onDispose(cleanup: () => void): void;
+  /** Ends the scope: clears timers and listeners, runs the cleanups. Idempotent. */
   dispose(): void;
 }
 
@@ -69,16 +71,21 @@ export async function openCallScope(
     );
     timer.unref();
   }
+  const cleanups: Array<() => void> = [];
   return {
     tenant,
     signal: controller.signal,
     abort(reason) {
       controller.abort(reason);
     },
+    onDispose(cleanup) {
+      cleanups.push(cleanup);
+    },
     dispose() {
       clearTimeout(timer);
       call.removeListener("cancelled", onCancel);
       registry.open.delete(controller);
+      for (const cleanup of cleanups.splice(0)) cleanup();
     },
   };
 }

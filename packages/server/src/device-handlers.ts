@@ -78,15 +78,13 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
       "Prefill",
       (req: Msg<"PrefillRequest">, s) => {
         const request = fromWirePrefillRequest(req);
-        const events = () => {
-          if (!request.pushTarget || !ctx.hostPush) return driver.prefill(request, opts(s));
-          // The host pushes for drivers that do not: the driver streams as usual, the host forwards.
-          const { pushTarget, ...inline } = request;
-          if (!pushTarget.transferId)
-            throw invalid("push_target.transfer_id", "required, got an empty string");
-          return pushKv(pushTarget, request.requestId, driver.prefill(inline, opts(s)), s.signal);
-        };
-        return supersedeRunning(ctx.running, s, req, events);
+        supersedeRunning(ctx.running, s, req);
+        if (!request.pushTarget || !ctx.hostPush) return driver.prefill(request, opts(s));
+        // The host pushes for drivers that do not: the driver streams as usual, the host forwards.
+        const { pushTarget, ...inline } = request;
+        if (!pushTarget.transferId)
+          throw invalid("push_target.transfer_id", "required, got an empty string");
+        return pushKv(pushTarget, request.requestId, driver.prefill(inline, opts(s)), s.signal);
       },
       toWirePrefillEvent,
       true,
@@ -123,13 +121,13 @@ export type RunningPrefills = Map<string, { readonly body: string; readonly scop
 /**
  * PF-7: a retry with the same request_id and body while the first call still runs ends the first
  * with CANCELLED and is served itself, so the device never computes one request twice at once.
+ * The call is registered until its scope ends (not by wrapping its event stream, the KV hot path).
  */
-async function* supersedeRunning<E>(
+function supersedeRunning(
   running: RunningPrefills,
   scope: CallScope,
   request: Msg<"PrefillRequest">,
-  events: () => AsyncIterable<E>,
-): AsyncGenerator<E> {
+): void {
   const key = `${scope.tenant}\0${request.requestId}`;
   const body = createHash("sha256")
     .update(opal.device.v1.PrefillRequest.encode({ ...request, requestId: "" }).finish())
@@ -144,11 +142,9 @@ async function* supersedeRunning<E>(
   }
   const entry = { body, scope };
   running.set(key, entry);
-  try {
-    yield* events();
-  } finally {
+  scope.onDispose(() => {
     if (running.get(key) === entry) running.delete(key);
-  }
+  });
 }
 
 /** The driver's capabilities plus what the host adds (push for drivers that do not push). */

@@ -1,7 +1,5 @@
 import {
   dtypeByteSize,
-  headCountOf,
-  headDimOf,
   KV_DTYPES,
   type KvDescriptor,
   type KvDtype,
@@ -10,6 +8,7 @@ import {
   toSglangLayer,
 } from "@opal/kv";
 import type { KvSink } from "../kv-sink";
+import { assertFitsLayerTarget, checkCount } from "./check-layer-target";
 import { createGuardedSink } from "./create-guarded-sink";
 import { copyScales, layerAsCache, zeroLayer } from "./layer-as-cache";
 import { descriptorMismatch, invalidOption } from "./sink-errors";
@@ -45,13 +44,6 @@ export interface SglangReceipt {
   readonly tokens: number;
   /** Per layer, copies of the scale parts (little-endian f32); empty without scales. */
   readonly scales: readonly KvLayerParts["parts"][];
-}
-
-function checkCount(field: string, value: unknown, min: number): number {
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
-    throw invalidOption(field, `an integer >= ${min}`, value);
-  }
-  return value;
 }
 
 /**
@@ -130,39 +122,17 @@ export function createSglangSink(options: SglangSinkOptions): KvSink<SglangRecei
 
   return createGuardedSink<SglangReceipt>({
     open(d) {
-      const kind = d.attention.kind;
-      if (kind !== attention)
-        throw descriptorMismatch(
-          "attention",
-          `the buffers are ${attention}`,
-          `the cache is ${kind}`,
-        );
-      if (d.dtype !== options.dtype)
-        throw descriptorMismatch(
-          "dtype",
-          `the buffers hold ${options.dtype}`,
-          `the cache is ${d.dtype}`,
-        );
-      if (headCountOf(d) !== heads) {
-        throw descriptorMismatch(
-          "head_num",
-          `the buffers hold ${heads} heads`,
-          `the cache carries ${headCountOf(d)} (heads ${d.headRange.start}..${d.headRange.start + d.headRange.count - 1})`,
-        );
-      }
-      if (headDimOf(d) !== headDim)
-        throw descriptorMismatch(
-          "head_dim",
-          `the buffers hold ${headDim}`,
-          `the cache has ${headDimOf(d)}`,
-        );
-      if (d.numLayers !== kBuffers.length) {
-        throw descriptorMismatch(
-          "layers",
-          `${kBuffers.length} layer buffers were given`,
-          `the cache has ${d.numLayers} layers`,
-        );
-      }
+      assertFitsLayerTarget(d, {
+        noun: "buffers",
+        layerNoun: "layer buffers",
+        headsField: "head_num",
+        headDimField: "head_dim",
+        attention,
+        dtype: options.dtype,
+        heads: heads,
+        headDim: headDim,
+        layers: kBuffers.length,
+      });
       if (d.tokenCount !== slots.length) {
         throw descriptorMismatch(
           "tokens",

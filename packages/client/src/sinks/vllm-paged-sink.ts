@@ -1,7 +1,5 @@
 import {
   dtypeByteSize,
-  headCountOf,
-  headDimOf,
   KV_DTYPES,
   type KvDescriptor,
   type KvDtype,
@@ -12,6 +10,7 @@ import {
   type VllmPagedOrder,
 } from "@opal/kv";
 import type { KvSink } from "../kv-sink";
+import { assertFitsLayerTarget, checkCount } from "./check-layer-target";
 import { createGuardedSink } from "./create-guarded-sink";
 import { copyScales, layerAsCache, zeroLayer } from "./layer-as-cache";
 import { descriptorMismatch, invalidOption } from "./sink-errors";
@@ -60,13 +59,6 @@ export interface VllmPagedReceipt {
    * that vLLM keeps outside the pool; empty when the cache has no scales (`scaleScheme` "none").
    */
   readonly scales: readonly KvLayerParts["parts"][];
-}
-
-function checkCount(field: string, value: unknown, min: number): number {
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
-    throw invalidOption(field, `an integer >= ${min}`, value);
-  }
-  return value;
 }
 
 /**
@@ -125,41 +117,22 @@ export function createVllmPagedSink(options: VllmPagedSinkOptions): KvSink<VllmP
 
   return createGuardedSink<VllmPagedReceipt>({
     open(d) {
-      const kind = d.attention.kind;
-      if (kind !== attention)
-        throw descriptorMismatch("attention", `the pools are ${attention}`, `the cache is ${kind}`);
-      if (d.dtype !== options.dtype)
-        throw descriptorMismatch(
-          "dtype",
-          `the pools hold ${options.dtype}`,
-          `the cache is ${d.dtype}`,
-        );
-      if (headCountOf(d) !== heads) {
-        throw descriptorMismatch(
-          "num_kv_heads",
-          `the pools hold ${heads} heads`,
-          `the cache carries ${headCountOf(d)} (heads ${d.headRange.start}..${d.headRange.start + d.headRange.count - 1})`,
-        );
-      }
-      if (headDimOf(d) !== headSize) {
-        throw descriptorMismatch(
-          "head_size",
-          `the pools hold ${headSize}`,
-          `the cache has ${headDimOf(d)}`,
-        );
-      }
+      assertFitsLayerTarget(d, {
+        noun: "pools",
+        layerNoun: "pools",
+        headsField: "num_kv_heads",
+        headDimField: "head_size",
+        attention,
+        dtype: options.dtype,
+        heads: heads,
+        headDim: headSize,
+        layers: pools.length,
+      });
       if (d.blockSizeTokens !== blockSize) {
         throw descriptorMismatch(
           "block_size",
           `the pools use ${blockSize} tokens per block`,
           `the cache was prepared for ${d.blockSizeTokens}`,
-        );
-      }
-      if (d.numLayers !== pools.length) {
-        throw descriptorMismatch(
-          "layers",
-          `${pools.length} pools were given`,
-          `the cache has ${d.numLayers} layers`,
         );
       }
       const first = Math.floor(d.tokenStart / blockSize);

@@ -4,6 +4,7 @@
 // errors.md gives it), never UNKNOWN, never an OPAL INTERNAL, and the server must stay up.
 // The @opal/kv decoders have their own hostile corpus (packages/kv/test/hostile-input.test.ts).
 import { Client, credentials, Metadata } from "@grpc/grpc-js";
+import { REASON_CODES } from "@opal/conformance";
 import { Code, codeName } from "@opal/core";
 import { crc32cOf } from "@opal/kv";
 import { type MockServer, serveMockDevice } from "@opal/mock";
@@ -27,43 +28,6 @@ const v1 = opal.device.v1;
 const TOKENS = { "hostile-a": "tenant-a", "hostile-b": "tenant-b" };
 const RECEIVER_TOKEN = "receiver-token-hostile";
 const MAX_PROMPT_TOKENS = 256;
-
-/** The code errors.md (§3) gives each reason (ERR-3); DEVICE_FAULT may be either of two. */
-const CODE_OF_REASON: Record<string, readonly number[]> = {
-  INVALID_FIELD: [Code.INVALID_ARGUMENT],
-  MODEL_NOT_LOADED: [Code.FAILED_PRECONDITION],
-  MODEL_CONFIG_INVALID: [Code.INVALID_ARGUMENT],
-  MODEL_WEIGHTS_INVALID: [Code.INVALID_ARGUMENT],
-  MODEL_ID_CONFLICT: [Code.ALREADY_EXISTS],
-  PROMPT_EMPTY: [Code.INVALID_ARGUMENT],
-  PROMPT_TOO_LONG: [Code.INVALID_ARGUMENT],
-  TOKEN_OUT_OF_RANGE: [Code.INVALID_ARGUMENT],
-  UNSUPPORTED_DTYPE: [Code.INVALID_ARGUMENT],
-  UNSUPPORTED_LAYOUT: [Code.INVALID_ARGUMENT],
-  UNSUPPORTED_SCALE_SCHEME: [Code.INVALID_ARGUMENT],
-  UNSUPPORTED_BLOCK_SIZE: [Code.INVALID_ARGUMENT],
-  HEAD_RANGE_INVALID: [Code.INVALID_ARGUMENT],
-  UNSUPPORTED_FEATURE: [Code.UNIMPLEMENTED],
-  REQUEST_ID_CONFLICT: [Code.ALREADY_EXISTS],
-  KV_HANDLE_NOT_FOUND: [Code.NOT_FOUND],
-  KV_HANDLE_EXPIRED: [Code.NOT_FOUND],
-  RESUME_POSITION_INVALID: [Code.OUT_OF_RANGE],
-  RETENTION_LIMIT_EXCEEDED: [Code.RESOURCE_EXHAUSTED],
-  DEVICE_BUSY: [Code.RESOURCE_EXHAUSTED],
-  RATE_LIMITED: [Code.RESOURCE_EXHAUSTED],
-  TENANT_QUOTA_EXCEEDED: [Code.RESOURCE_EXHAUSTED],
-  MESSAGE_TOO_LARGE: [Code.RESOURCE_EXHAUSTED],
-  CHECKSUM_MISMATCH: [Code.DATA_LOSS],
-  STREAM_INCOMPLETE: [Code.DATA_LOSS],
-  DESCRIPTOR_MISMATCH: [Code.FAILED_PRECONDITION],
-  PUSH_TARGET_UNREACHABLE: [Code.UNAVAILABLE],
-  PUSH_REJECTED: [Code.ABORTED],
-  TOKEN_INVALID: [Code.UNAUTHENTICATED],
-  PERMISSION_DENIED: [Code.PERMISSION_DENIED],
-  DEADLINE_EXCEEDED: [Code.DEADLINE_EXCEEDED],
-  CANCELLED: [Code.CANCELLED],
-  DEVICE_FAULT: [Code.UNAVAILABLE, Code.INTERNAL],
-};
 
 /** How one hostile call ended. */
 interface Outcome {
@@ -186,7 +150,7 @@ function expectClear(outcome: Outcome): void {
   if (outcome.code === Code.OK) return;
   expect(outcome.reason, outcome.message).not.toBe("");
   expect(
-    CODE_OF_REASON[outcome.reason],
+    REASON_CODES[outcome.reason],
     `${outcome.reason} with ${codeName(outcome.code)}`,
   ).toContain(outcome.code);
 }

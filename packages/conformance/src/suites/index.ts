@@ -1,10 +1,14 @@
 import type { ConformanceTest } from "../conformance-test";
+import { toIdempotenceSuite } from "./idempotence-suite";
 import { toIdentitySuite } from "./identity-suite";
 import { toLoadSuite } from "./load-suite";
 import { toModelsSuite } from "./models-suite";
 import { toPrefillSuite } from "./prefill-suite";
+import { toPrefixSuite } from "./prefix-suite";
 import { toRetentionSuite } from "./retention-suite";
+import { toStreamSuite } from "./stream-suite";
 import { toTelemetryAndPushSuite } from "./telemetry-push-suite";
+import { toTenantsSuite } from "./tenants-suite";
 import { toValidationSuite } from "./validation-suite";
 
 /** Every test of the suite, in the order they run: identity first, load last. */
@@ -13,8 +17,12 @@ export function toConformanceTests(): ConformanceTest[] {
     ...toIdentitySuite(),
     ...toModelsSuite(),
     ...toValidationSuite(),
+    ...toStreamSuite(),
     ...toPrefillSuite(),
+    ...toPrefixSuite(),
+    ...toIdempotenceSuite(),
     ...toRetentionSuite(),
+    ...toTenantsSuite(),
     ...toTelemetryAndPushSuite(),
     ...toLoadSuite(),
   ];

@@ -14,7 +14,7 @@ import {
   settlesWithin,
   startHeldPrefill,
 } from "./held-prefill";
-import { assertCompleted } from "./prefill-suite";
+import { assertCompleted } from "./prefill-checks";
 
 /** Most streams the suite opens at once to saturate a device. */
 const MAX_STREAMS = 64;

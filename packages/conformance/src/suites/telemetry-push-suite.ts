@@ -9,7 +9,7 @@ import {
   optional,
 } from "../conformance-test";
 import { createKvReceiverHost } from "../kv-receiver-host";
-import { assertCompleted } from "./prefill-suite";
+import { assertCompleted } from "./prefill-checks";
 
 const v1 = opal.device.v1;
 

@@ -1,0 +1,160 @@
+import { cacheByteLength, toHex } from "@opal/kv";
+import { assertConformance, CORE, type ConformanceTest } from "../conformance-test";
+import { assertCompleted, baselinePrefill } from "./prefill-checks";
+
+/** Stream rules: canonical order, CRCs, digest, descriptor and `completed`. */
+export function toStreamSuite(): ConformanceTest[] {
+  return [
+    {
+      id: "stream.canonical-order",
+      title:
+        "One accepted, chunks in canonical order with contiguous offsets, valid CRC32C and sizes, one completed last",
+      tag: CORE,
+      spec: ["PF-10", "PF-13", "PF-14", "PF-15", "PF-28"],
+      needs: ["model"],
+      async run(ctx) {
+        const { collected } = await baselinePrefill(ctx);
+        const done = assertCompleted(collected, "the baseline prefill");
+        ctx.note(`${done.chunkCount} chunks, ${done.receivedBytes} bytes`);
+      },
+    },
+    {
+      id: "stream.digest",
+      title: "completed.kv_total_bytes and kv_digest match the bytes received",
+      tag: CORE,
+      spec: ["PF-17", "PF-25", "PF-26", "PF-18"],
+      needs: ["model"],
+      async run(ctx) {
+        const done = assertCompleted(
+          (await baselinePrefill(ctx)).collected,
+          "the baseline prefill",
+        );
+        const total = Number(done.completed.kvTotalBytes ?? 0);
+        assertConformance(
+          total === done.receivedBytes,
+          `PF-26: kv_total_bytes ${total}, received ${done.receivedBytes}`,
+        );
+        assertConformance(
+          total === cacheByteLength(done.descriptor),
+          `PF-17: kv_total_bytes ${total}, descriptor arithmetic ${cacheByteLength(done.descriptor)}`,
+        );
+        const digest = toHex(done.completed.kvDigest ?? new Uint8Array());
+        assertConformance(
+          digest === done.digestHex,
+          `PF-25: kv_digest ${digest}, SHA-256 of the bytes received ${done.digestHex}`,
+        );
+      },
+    },
+    {
+      id: "stream.descriptor",
+      title: "The accepted descriptor matches the request, the model and the declared numerics",
+      tag: CORE,
+      spec: ["PF-12", "PF-18", "PF-35", "PF-40", "MD-2", "ID-8"],
+      needs: ["model"],
+      async run(ctx) {
+        const { request, collected } = await baselinePrefill(ctx);
+        const done = assertCompleted(collected, "the baseline prefill");
+        const w = done.accepted.descriptor!;
+        const m = ctx.model!.info;
+        const f = request.kvFormat!;
+        const problems: string[] = [];
+        const eq = (what: string, got: unknown, want: unknown, rule = "PF-12") => {
+          if (got !== want)
+            problems.push(
+              `${rule}: ${what} ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`,
+            );
+        };
+        eq("dtype", w.dtype, f.dtype);
+        eq("layout", w.layout, f.layout);
+        eq("scale_scheme", w.scaleScheme, f.scaleScheme);
+        eq("block_size_tokens", w.blockSizeTokens, f.blockSizeTokens);
+        eq("model_fingerprint", w.modelFingerprint, m.fingerprint, "MD-2");
+        eq("num_layers", w.numLayers, m.numLayers);
+        eq("mha.num_kv_heads", w.mha?.numKvHeads, m.mha?.numKvHeads);
+        eq("mha.head_dim", w.mha?.headDim, m.mha?.headDim);
+        eq("head_range.start", w.headRange?.start ?? 0, 0);
+        eq("head_range.count", w.headRange?.count, m.mha?.numKvHeads ?? 1);
+        eq("token_start", Number(w.tokenStart ?? 0), 0);
+        eq("token_count", Number(w.tokenCount ?? 0), request.promptTokenIds!.length);
+        eq("total_bytes", Number(w.totalBytes ?? 0), cacheByteLength(done.descriptor), "PF-18");
+        const n = w.numerics!;
+        const c = ctx.capabilities.numerics ?? {};
+        if (!n.deviceKind) problems.push("PF-35: numerics.device_kind is UNSPECIFIED");
+        if (
+          (n.maxAbsError ?? 0) > (c.maxAbsError ?? 0) ||
+          (n.maxRelError ?? 0) > (c.maxRelError ?? 0)
+        ) {
+          problems.push(
+            `PF-40: descriptor bound (${n.maxAbsError}, ${n.maxRelError}) looser than the capabilities' (${c.maxAbsError}, ${c.maxRelError})`,
+          );
+        }
+        if (n.bitExact && !c.bitExact)
+          problems.push("PF-40: descriptor claims bit_exact, the capabilities do not");
+        if (c.bitExact && !n.bitExact)
+          problems.push("PF-40: capabilities claim bit_exact, the descriptor does not");
+        assertConformance(problems.length === 0, problems.join("; "));
+      },
+    },
+    {
+      id: "stream.completed-fields",
+      title: "accepted and completed carry consistent counts, timings, lease and handle",
+      tag: CORE,
+      spec: ["PF-11", "PF-17", "RT-2", "RT-8"],
+      needs: ["model"],
+      async run(ctx) {
+        const { request, collected } = await baselinePrefill(ctx);
+        const done = assertCompleted(collected, "the baseline prefill");
+        const c = done.completed;
+        const a = done.accepted;
+        const problems: string[] = [];
+        if (c.promptTokens !== request.promptTokenIds!.length)
+          problems.push(
+            `PF-17: prompt_tokens ${c.promptTokens}, sent ${request.promptTokenIds!.length}`,
+          );
+        if ((c.decoderPrefixTokens ?? 0) !== Number(a.descriptor?.tokenStart ?? 0))
+          problems.push("PF-17: decoder_prefix_tokens differs from descriptor.token_start");
+        const logprob = c.firstTokenLogprob ?? 0;
+        if (!(Number.isFinite(logprob) && logprob <= 0))
+          problems.push(`PF-17: first_token_logprob ${logprob} (must be finite and <= 0)`);
+        if (Number(c.queueTimeUs ?? 0) !== Number(a.queueTimeUs ?? 0))
+          problems.push("PF-17: completed.queue_time_us differs from accepted.queue_time_us");
+        if (Number(a.leaseExpiryUnixMs ?? 0) !== 0)
+          problems.push("RT-2: lease_expiry_unix_ms set without retention");
+        if ((c.prefixCacheHitTokens ?? 0) >= request.promptTokenIds!.length)
+          problems.push("PH-4: prefix_cache_hit_tokens covers the whole prompt");
+        if (!ctx.capabilities.features?.prefixCache && (c.prefixCacheHitTokens ?? 0) !== 0)
+          problems.push("PF-17: prefix_cache_hit_tokens without features.prefix_cache");
+        if (!/^[\x21-\x7e]{16,128}$/.test(a.kvHandle ?? ""))
+          problems.push(
+            `RT-8: kv_handle ${JSON.stringify(a.kvHandle)} is not 16-128 printable characters (>= 128 random bits)`,
+          );
+        const second = assertCompleted(await ctx.prefill(ctx.prefillRequest()), "a second prefill");
+        if (second.accepted.kvHandle === a.kvHandle)
+          problems.push("RT-8: two prefills got the same kv_handle");
+        assertConformance(problems.length === 0, problems.join("; "));
+      },
+    },
+    {
+      id: "stream.default-chunk-size",
+      title: "With max_chunk_bytes 0 no chunk exceeds preferred_chunk_bytes",
+      tag: CORE,
+      spec: ["PF-14"],
+      needs: ["model"],
+      async run(ctx) {
+        const preferred = ctx.capabilities.preferredChunkBytes ?? 1;
+        const heads = ctx.model?.info.mha?.numKvHeads ?? 1;
+        const perToken = (ctx.model?.info.mha?.headDim ?? 1) * heads * 4;
+        const limit = Math.min(
+          ctx.capabilities.maxPromptTokens ?? 1,
+          ctx.model?.info.maxPositionEmbeddings || 1 << 20,
+        );
+        const n = Math.min(limit, Math.ceil((preferred + 1) / perToken) + 1, 4096);
+        const done = assertCompleted(
+          await ctx.prefill(ctx.prefillRequest({ promptTokenIds: ctx.prompt(n) })),
+          "a prefill with max_chunk_bytes 0",
+        );
+        ctx.note(`${n} tokens, ${done.chunkCount} chunks of at most ${preferred} bytes`);
+      },
+    },
+  ];
+}
