@@ -73,6 +73,7 @@ export function createLmcacheFolderSink(
 ): KvSink<{ folder: string; chunks: number }> {
   const inner = createLmcacheSink();
   return {
+    keepsLayerViews: true,
     open: (descriptor) => inner.open(descriptor),
     writeLayer: (layer) => inner.writeLayer(layer),
     async commit(stats) {

@@ -1,6 +1,8 @@
-// Baseline server for the streaming benchmark: a bare grpc-js server that streams `count` raw
-// messages of `bytes` bytes (no protobuf, no checksums) with the same transport settings as OPAL.
-// Prints "listening on ADDRESS".
+// Baseline server for the streaming benchmark: a bare grpc-js server that streams raw messages (no
+// protobuf, no checksums) with the same transport settings as OPAL. The request is two uint32 LE:
+// message count, and message size in bytes (default 1 MiB when absent). Like a KV cache, the bytes
+// are distinct: consecutive slices of a 256 MiB buffer, not one hot buffer re-sent (which would
+// stay in the CPU cache and flatter the baseline). Prints "listening on ADDRESS".
 import { Server, ServerCredentials, type ServerWritableStream } from "@grpc/grpc-js";
 
 const identity = (b: Buffer) => b;
@@ -8,7 +10,9 @@ const server = new Server({
   "grpc.max_send_message_length": 64 << 20,
   "grpc.max_receive_message_length": 64 << 20,
 });
-const payload = Buffer.alloc(1 << 20, 7);
+const MIB = 1 << 20;
+const source = Buffer.allocUnsafe(256 * MIB);
+for (let i = 0; i < source.length; i += 4) source.writeUInt32LE((i * 2654435761) >>> 0, i);
 server.addService(
   {
     stream: {
@@ -24,7 +28,11 @@ server.addService(
   {
     async stream(call: ServerWritableStream<Buffer, Buffer>) {
       const count = call.request.readUInt32LE(0);
+      const size = call.request.byteLength >= 8 ? call.request.readUInt32LE(4) : MIB;
+      const slots = Math.floor(source.byteLength / size);
       for (let i = 0; i < count; i++) {
+        const at = (i % slots) * size;
+        const payload = source.subarray(at, at + size);
         if (!call.write(payload)) await new Promise((resolve) => call.once("drain", resolve));
       }
       call.end();

@@ -1,10 +1,13 @@
-"""Python grpcio baseline: reads COUNT raw 1 MiB messages from the bare server; prints GB/s."""
+"""Python grpcio baseline: reads COUNT raw messages of SIZE bytes from the bare server; prints GB/s.
+
+Usage: python_stream_client.py ADDRESS COUNT SIZE
+"""
 import sys
 import time
 
 import grpc
 
-address, count = sys.argv[1], int(sys.argv[2])
+address, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 channel = grpc.insecure_channel(
     address,
     options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.http2.lookahead_bytes", 16 << 20)],
@@ -14,7 +17,7 @@ best = 0.0
 for _ in range(2):
     started = time.perf_counter()
     total = 0
-    for message in stream(count.to_bytes(4, "little")):
+    for message in stream(count.to_bytes(4, "little") + size.to_bytes(4, "little")):
         total += len(message)
     best = max(best, total / (time.perf_counter() - started) / 1e9)
 print(best)

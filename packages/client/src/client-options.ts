@@ -31,4 +31,12 @@ export interface DeviceClientOptions {
   readonly channel?: ClientChannelOptions;
   /** Deadline applied to calls that pass no `timeoutMs`, in ms; default none (streams) and 30,000 (unary calls). */
   readonly defaultUnaryTimeoutMs?: number;
+  /**
+   * The chunk size a `prefill` or `fetchKv` asks for when its request leaves `maxChunkBytes` unset.
+   * `"largest"` (default): the device's `maxChunkBytes` (GetCapabilities, read once per client),
+   * capped by `channel.maxMessageBytes` less 64 KiB, so streams carry fewer, larger messages and a
+   * chunk that holds a whole layer part is kept without a copy. `"device"`: the device's
+   * `preferredChunkBytes` (the request goes out with 0).
+   */
+  readonly chunkBytes?: "largest" | "device";
 }

@@ -50,6 +50,9 @@ export const DEFAULT_CHANNEL = {
   keepaliveTimeoutMs: 10_000,
 } as const;
 
+/** Room for a chunk message's fields besides its data, in bytes. */
+const MESSAGE_OVERHEAD = 64 * 1024;
+
 type Method = (typeof D)[keyof typeof D];
 type Req<M extends Method> = Parameters<M["requestSerialize"]>[0];
 type Res<M extends Method> = ReturnType<M["responseDeserialize"]>;
@@ -85,6 +88,7 @@ export function createDeviceClient(
   const client = new Client(target, creds, channelOptions);
   const unaryTimeoutMs = options.defaultUnaryTimeoutMs ?? 30_000;
   let closed = false;
+  let largestChunk: Promise<number> | undefined;
 
   const metadata = () => {
     const m = new Metadata();
@@ -158,9 +162,29 @@ export function createDeviceClient(
     }
   }
 
+  /**
+   * `maxChunkBytes` for a request that leaves it unset (see `DeviceClientOptions.chunkBytes`); 0
+   * (the device's preferred size) when the capabilities cannot be read.
+   */
+  async function chunkBytesFor(requested: number | undefined, call: DriverCallOptions = {}) {
+    if (requested || options.chunkBytes === "device") return requested ?? 0;
+    const caps = { ...(call.signal ? { signal: call.signal } : {}), timeoutMs: unaryTimeoutMs };
+    largestChunk ??= unary(D.getCapabilities, {}, caps).then((r) =>
+      Math.min(r.capabilities?.maxChunkBytes ?? 0, channel.maxMessageBytes - MESSAGE_OVERHEAD),
+    );
+    try {
+      return Math.max(0, await largestChunk);
+    } catch (error) {
+      largestChunk = undefined;
+      if (call.signal?.aborted) throw error;
+      return 0;
+    }
+  }
+
   return {
     target,
     driverApiVersion: DRIVER_API_VERSION,
+    yieldsOwnedChunks: true,
     async getInfo(call): Promise<DeviceInfo> {
       return fromWireInfo(await unary(D.getInfo, {}, call));
     },
@@ -180,11 +204,15 @@ export function createDeviceClient(
     async unloadModel(modelId, call) {
       return { wasLoaded: (await unary(D.unloadModel, { modelId }, call)).wasLoaded };
     },
-    prefill(request, call): AsyncIterable<PrefillEvent> {
-      return serverStream(D.prefill, toWirePrefillRequest(request), fromWirePrefillEvent, call);
+    async *prefill(request, call): AsyncIterable<PrefillEvent> {
+      const maxChunkBytes = await chunkBytesFor(request.maxChunkBytes, call);
+      const wire = toWirePrefillRequest({ ...request, maxChunkBytes });
+      yield* serverStream(D.prefill, wire, fromWirePrefillEvent, call);
     },
-    fetchKv(request, call): AsyncIterable<FetchEvent> {
-      return serverStream(D.fetchKv, toWireFetchRequest(request), fromWireFetchEvent, call);
+    async *fetchKv(request, call): AsyncIterable<FetchEvent> {
+      const maxChunkBytes = await chunkBytesFor(request.maxChunkBytes, call);
+      const wire = toWireFetchRequest({ ...request, maxChunkBytes });
+      yield* serverStream(D.fetchKv, wire, fromWireFetchEvent, call);
     },
     async releaseKv(kvHandle, call) {
       return { released: (await unary(D.releaseKv, { kvHandle }, call)).released };

@@ -210,6 +210,8 @@ export async function createDevicePool(
 
   return {
     driverApiVersion: DRIVER_API_VERSION,
+    // Remote members yield their received messages; injected drivers promise nothing.
+    yieldsOwnedChunks: options.connect === undefined,
     get devices() {
       return members.map(({ target, circuit, inFlight, prefills, failures }) => ({
         target,

@@ -80,7 +80,7 @@ export interface KvReceiver<Receipt> {
 /**
  * Hosts `opal.device.v1.KvReceiverService`: devices push caches into it (header, chunks, commit).
  * Each transfer goes to a fresh sink layer by layer; the receiver verifies every chunk's CRC32C,
- * the order, the size and the whole-cache SHA-256 before the sink commits, and aborts the sink on
+ * the order, the size and the whole-cache digest before the sink commits, and aborts the sink on
  * any failure, so a broken push leaves nothing visible. A transfer id already committed is
  * acknowledged again without a second commit (devices may retry a push).
  */
@@ -224,6 +224,9 @@ export async function createKvReceiver<Receipt>(
         onLayer: async (layer) => {
           await sink!.writeLayer(layer);
         },
+        reuseLayerBuffers: () => !sink!.keepsLayerViews,
+        // Chunks are this server's freshly received messages.
+        ownsChunks: true,
       });
       if (outcome.kind === "broken") throw outcome.error;
       if (!commit)

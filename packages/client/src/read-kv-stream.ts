@@ -39,6 +39,11 @@ export interface StreamHooks {
    * assembler then reuses one layer's buffers for the next, bounding memory to about one layer.
    */
   readonly reuseLayerBuffers?: () => boolean;
+  /**
+   * True when the chunk buffers belong to the reader (`PrefillDriver.yieldsOwnedChunks`): a chunk
+   * covering a whole part may then become the part's view instead of being copied.
+   */
+  readonly ownsChunks?: boolean;
 }
 
 /**
@@ -69,8 +74,13 @@ export async function readKvStream(
             }
           } else {
             progress.descriptor = event.descriptor;
+            const reuse = hooks.reuseLayerBuffers?.() ?? false;
             progress.assembler = createKvAssembler(event.descriptor, {
-              reuseBuffers: hooks.reuseLayerBuffers?.() ?? false,
+              reuseBuffers: reuse,
+              // A chunk covering a whole part is kept where it arrived when the layer is not
+              // reused and the chunk buffers are ours, if aligned (PF-48 padding makes them so).
+              adoptWholeParts: !reuse && (hooks.ownsChunks ?? false),
+              adoptAlignmentBytes: 8,
             });
             progress.digest = createKvDigest();
             progress.position = { layer: 0, offsetBytes: 0 };

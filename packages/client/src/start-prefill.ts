@@ -74,7 +74,7 @@ export interface PrefillOptions<Receipt> extends CallOptions {
 export interface PrefillRun<Receipt> extends AsyncIterable<LayerReady> {
   /**
    * Resolves only after the sink committed a complete cache whose every chunk passed its CRC32C and
-   * whose SHA-256 digest and size match the device's; otherwise rejects with an `OpalError` (DATA_LOSS
+   * whose whole-cache digest and size match the device's; otherwise rejects with an `OpalError` (DATA_LOSS
    * CHECKSUM_MISMATCH or STREAM_INCOMPLETE, or the device's error after the retries) and the sink is
    * aborted.
    */
@@ -130,12 +130,13 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
         await sink.open(descriptor);
       };
       try {
-        // Sinks copy or write each layer in writeLayer, so only an iterating consumer keeps views.
-        const reuseLayerBuffers = () => !iterating;
+        // Only an iterating consumer or a sink that keeps views needs buffers nobody reuses.
+        const reuseLayerBuffers = () => !iterating && !sink.keepsLayerViews;
         let outcome = await readKvStream(device.prefill(request, { signal }), progress, {
           onAccepted,
           onLayer,
           reuseLayerBuffers,
+          ownsChunks: device.yieldsOwnedChunks === true,
         });
         while (outcome.kind === "broken") {
           // Resume only what is missing; a complete cache that failed its final check is retried whole.

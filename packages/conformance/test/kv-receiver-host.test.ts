@@ -127,7 +127,8 @@ describe("createKvReceiverHost (PS-6, PS-8, PS-13)", () => {
     expect(record.collected.violations).toEqual([]);
     expect(record.collected.chunkCount).toBe(12);
     expect(record.collected.digestHex).toBe(
-      "8b4a544837a1a0280fa8a7c82865c27a1064b3cc6281fda0753566b9bb104a87",
+      // XXH3-128 of bytes 0..191, from Python's xxhash.xxh3_128 (docs/protocol/prefill.md §6).
+      "10c987dc285c756b050f429c4f52b688",
     );
     expect(record.commit?.firstTokenId).toBe(7);
     expect(record.cacheId).toBe(response.cacheId);

@@ -38,6 +38,12 @@ export interface DriverCallOptions {
 export interface PrefillDriver {
   /** Must equal {@link DRIVER_API_VERSION}. */
   readonly driverApiVersion: number;
+  /**
+   * True when the chunk `data` that `prefill` and `fetchKv` yield belong to the consumer: nothing
+   * else holds, reuses or writes them, so they may be kept without copying (a remote device's
+   * received messages). Absent or false: views are valid only until the next event.
+   */
+  readonly yieldsOwnedChunks?: boolean;
   getInfo(options?: DriverCallOptions): Promise<DeviceInfo>;
   getCapabilities(options?: DriverCallOptions): Promise<DeviceCapabilities>;
   /** Resolves with the readiness; rejects when the device is unhealthy. */

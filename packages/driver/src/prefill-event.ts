@@ -11,7 +11,7 @@ export interface PrefillStats {
   /** Natural log of the first token's probability. */
   readonly firstTokenLogprob: number;
   readonly kvTotalBytes: number;
-  /** SHA-256 over the cache bytes in canonical order (32 bytes). */
+  /** XXH3-128 over the cache bytes in canonical order (16 bytes, `createKvDigest`). */
   readonly kvDigest: Uint8Array;
   /** Device compute time, in microseconds. */
   readonly deviceTimeUs: number;

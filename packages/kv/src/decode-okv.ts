@@ -3,7 +3,7 @@ import type { KvDescriptor } from "./descriptor";
 import { createKvAssembler, type KvAssembler } from "./kv-assembler";
 import { fromKvParts, type KvCache, type KvLayerParts } from "./kv-cache";
 import { type KvChunk, MAX_CHUNK_BYTES } from "./kv-chunk";
-import { createKvDigest, type KvDigest } from "./kv-digest";
+import { createKvDigest, KV_DIGEST_BYTE_LENGTH, type KvDigest } from "./kv-digest";
 import { KvFormatError } from "./kv-format-error";
 import {
   crc32cOfPayload,
@@ -29,7 +29,7 @@ export type OkvEvent =
 
 /** Options of the `.okv` decoders. */
 export interface DecodeOkvOptions {
-  /** Verify the trailer's SHA-256 digest when present (DIGEST_MISMATCH); default true. */
+  /** Verify the trailer's whole-cache digest when present (DIGEST_MISMATCH); default true. */
   readonly verifyDigest?: boolean;
   /**
    * Parts that arrive as one frame inside one input chunk are returned as views of that input
@@ -243,13 +243,19 @@ export function createOkvDecoder(options: DecodeOkvOptions = {}): OkvDecoder {
             `trailer indexOffset ${trailerIndex}, expected ${indexOffset}`,
           );
         }
-        const stored = flags & 1 ? payload.slice(0, 32) : undefined;
+        if (payload.subarray(KV_DIGEST_BYTE_LENGTH, 32).some((byte) => byte !== 0)) {
+          throw new KvFormatError(
+            "INVALID_FRAME",
+            `trailer bytes ${KV_DIGEST_BYTE_LENGTH}..31 are reserved and must be zero`,
+          );
+        }
+        const stored = flags & 1 ? payload.slice(0, KV_DIGEST_BYTE_LENGTH) : undefined;
         if (stored && digest) {
           const actualDigest = digest.digest();
           if (Buffer.compare(actualDigest, stored) !== 0) {
             throw new KvFormatError(
               "DIGEST_MISMATCH",
-              `cache sha256 ${Buffer.from(actualDigest).toString("hex")}, expected ${Buffer.from(stored).toString("hex")}`,
+              `cache digest ${Buffer.from(actualDigest).toString("hex")}, expected ${Buffer.from(stored).toString("hex")}`,
             );
           }
         }

@@ -23,7 +23,7 @@ export interface EncodeOkvOptions {
   readonly maxFrameBytes?: number;
   /** Write the INDEX frame (random access by layer); default true. */
   readonly index?: boolean;
-  /** Compute the SHA-256 digest for the trailer; default true. */
+  /** Compute the whole-cache digest (XXH3-128) for the trailer; default true. */
   readonly computeDigest?: boolean;
 }
 

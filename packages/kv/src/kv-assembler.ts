@@ -30,8 +30,15 @@ export interface KvAssemblerOptions {
    */
   readonly adoptWholeParts?: boolean;
   /**
+   * With `adoptWholeParts`, adopt only chunks whose data start at a multiple of this many bytes in
+   * their buffer (others are copied into fresh, aligned memory), so that every part can be viewed
+   * as a typed array. Default 1 (any offset).
+   */
+  readonly adoptAlignmentBytes?: number;
+  /**
    * When true, the part buffers of a completed layer are reused for the next layer: a returned
-   * layer is valid only until the next `accept`. Bounds memory to one layer. Default false.
+   * layer is valid only until the next `accept` (it is marked `transient`). Bounds memory to one
+   * layer. Default false.
    */
   readonly reuseBuffers?: boolean;
   /**
@@ -68,6 +75,7 @@ export function createKvAssembler(
   assertValidDescriptor(descriptor);
   const eager = options.eagerAllocBytes ?? 64 << 20;
   const adopt = options.adoptWholeParts ?? false;
+  const alignment = options.adoptAlignmentBytes ?? 1;
   const reuse = options.reuseBuffers ?? false;
   const verifyOnly = options.verifyOnly ?? false;
   let recycled: Partial<Record<KvPart, Uint8Array>> = {};
@@ -135,7 +143,12 @@ export function createKvAssembler(
       }
       if (verifyOnly) {
         // Nothing stored.
-      } else if (adopt && offset === 0 && length === partLength) {
+      } else if (
+        adopt &&
+        offset === 0 &&
+        length === partLength &&
+        chunk.data.byteOffset % alignment === 0
+      ) {
         buffer = chunk.data;
       } else {
         const spare = reuse ? recycled[chunk.part] : undefined;
@@ -159,7 +172,9 @@ export function createKvAssembler(
       offset = 0;
       partIndex++;
       if (partIndex < parts.length) return undefined;
-      const done: KvLayerParts = { layer, parts: current };
+      const done: KvLayerParts = reuse
+        ? { layer, parts: current, transient: true }
+        : { layer, parts: current };
       if (reuse) recycled = current;
       current = {};
       partIndex = 0;

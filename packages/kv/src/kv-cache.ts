@@ -13,6 +13,11 @@ export interface KvLayerParts {
   readonly layer: number;
   /** One view per part of `partsOf(descriptor)`; scale parts hold little-endian f32. */
   readonly parts: Readonly<Partial<Record<KvPart, Uint8Array>>>;
+  /**
+   * True when the views are valid only for a while (e.g. until the next layer of a stream reuses
+   * their buffers): whoever keeps them must copy them. Absent means the views stay valid.
+   */
+  readonly transient?: boolean;
 }
 
 /**

@@ -150,10 +150,14 @@ describe(".okv", () => {
     const cache = randomCache(mhaDescriptor());
     const a = encodeOkvBytes(cache, { maxFrameBytes: 10 });
     const b = encodeOkvBytes(cache, { maxFrameBytes: 1 << 20, computeDigest: false, index: false });
+    // Trailer payload: 16 digest bytes, then 16 reserved zero bytes.
     const digestOf = (bytes: Uint8Array) =>
-      bytes.subarray(bytes.byteLength - 56, bytes.byteLength - 24);
+      bytes.subarray(bytes.byteLength - 56, bytes.byteLength - 40);
+    const reservedOf = (bytes: Uint8Array) =>
+      bytes.subarray(bytes.byteLength - 40, bytes.byteLength - 24);
     expect(digestOf(a)).toEqual(digestKvCache(cache));
-    expect(digestOf(b)).toEqual(new Uint8Array(32));
+    expect(digestOf(b)).toEqual(new Uint8Array(16));
+    expect(reservedOf(a)).toEqual(new Uint8Array(16));
     expect(sameCache(decodeOkvBytes(b), cache)).toBe(true);
     expect(reasonOf(() => readOkvLayer(b, 0))).toBe("INVALID_FRAME");
   });
@@ -223,5 +227,31 @@ describe("createKvAssembler", () => {
     );
     expect(reasonOf(() => order.assertComplete())).toBe("TRUNCATED");
     expect(order.next).toEqual({ layer: 0, part: "k", offsetBytes: 0 });
+  });
+
+  it("adopts whole-part chunks only at the asked alignment, and marks reused layers transient", () => {
+    const whole = [...toKvChunks(cache, { maxChunkBytes: 1 << 20 })];
+    const at = (chunk: (typeof whole)[number], offset: number) => {
+      const buffer = new Uint8Array(chunk.data.byteLength + 8);
+      buffer.set(chunk.data, offset);
+      return { ...chunk, data: buffer.subarray(offset, offset + chunk.data.byteLength) };
+    };
+    const adopting = createKvAssembler(descriptor, {
+      adoptWholeParts: true,
+      adoptAlignmentBytes: 8,
+    });
+    const aligned = at(whole[0]!, 8);
+    const misaligned = at(whole[1]!, 3);
+    adopting.accept(aligned);
+    const layer = adopting.accept(misaligned)!;
+    expect(layer.parts.k).toBe(aligned.data);
+    expect(layer.parts.v!.buffer).not.toBe(misaligned.data.buffer);
+    expect(layer.parts.v!.byteOffset % 8).toBe(0);
+    expect(layer.parts.v).toEqual(cache.part(0, "v"));
+    expect(layer.transient).toBeUndefined();
+
+    const reusing = createKvAssembler(descriptor, { reuseBuffers: true });
+    const first = whole.slice(0, 2).map((c) => reusing.accept(c))[1]!;
+    expect(first.transient).toBe(true);
   });
 });

@@ -9,10 +9,11 @@ import { pythonUnavailable, runPython } from "./python";
 
 /**
  * An independent reader written from docs/formats/okv.md alone (Python stdlib: struct, json,
- * hashlib, and a bitwise CRC-32C): if the spec and the code drift apart, this test fails.
+ * hashlib, a bitwise CRC-32C, and Debian's python3-xxhash for the digest): if the spec and the
+ * code drift apart, this test fails.
  */
 const reader = String.raw`
-import hashlib, json, struct, sys
+import hashlib, json, struct, sys, xxhash
 def crc32c(data):
     crc = 0xFFFFFFFF
     for b in data:
@@ -45,7 +46,7 @@ data = {}
 first_of_layer = {}
 frames = 0
 index_at = 0
-sha = hashlib.sha256()
+sha = xxhash.xxh3_128()
 while True:
     ftype, part_id, flags, layer, offset, length, crc = struct.unpack_from("<BBHIQII", raw, pos)
     payload = raw[pos + 24:pos + 24 + length]
@@ -64,9 +65,9 @@ while True:
         assert list(struct.unpack_from("<%dQ" % d["numLayers"], payload)) == [first_of_layer[l] for l in range(d["numLayers"])]
     else:
         assert ftype == 3 and length == 56 and pos + 80 == len(raw)
-        digest, total, count, tflags, index_offset = struct.unpack_from("<32sQIIQ", payload)
+        digest, reserved, total, count, tflags, index_offset = struct.unpack_from("<16s16sQIIQ", payload)
         assert total == sum(len(v) for v in data.values()) and count == frames and index_offset == index_at
-        assert tflags == 1 and digest == sha.digest()
+        assert tflags == 1 and digest == sha.digest() and reserved == bytes(16)
         break
     pos += 24 + length
     while expect and len(data.get(expect[0], b"")) == part_bytes(expect[0][1]):
@@ -76,7 +77,7 @@ print(json.dumps({"digest": sha.hexdigest(), "parts": {"%d/%s" % k: hashlib.sha2
 `;
 
 describe(".okv spec conformance", () => {
-  const missing = pythonUnavailable();
+  const missing = pythonUnavailable(["xxhash"]);
   const dir = mkdtempSync(join(tmpdir(), "opal-kv-okv-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

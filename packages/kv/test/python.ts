@@ -16,7 +16,7 @@ export function pythonUnavailable(modules: readonly string[] = []): string | und
       encoding: "utf8",
     });
     if (probe.status !== 0)
-      reason = `${PYTHON} cannot import ${modules.join(", ")} (install Debian's python3-numpy)`;
+      reason = `${PYTHON} cannot import ${modules.join(", ")} (install the Debian packages .ci/run installs)`;
   }
   if (reason && process.env.CI)
     throw new Error(`independent-reader check required in CI: ${reason}`);

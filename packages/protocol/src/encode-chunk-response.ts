@@ -2,12 +2,25 @@ import type { opal } from "./gen/pb.js";
 
 type Chunk = opal.device.v1.KvChunk.$Properties;
 
+/** Reused by every call: grows to the largest message encoded so far (at most one chunk + 24 bytes). */
+let scratch = Buffer.alloc(0);
+
+/** Chunks at least this large get `alignment_padding` (PF-48); smaller ones are not worth it. */
+const ALIGN_FROM_BYTES = 64 * 1024;
+/** The gRPC message prefix: compressed flag and 4-byte length. */
+const GRPC_PREFIX_BYTES = 5;
+
 /**
  * Encodes a `PrefillResponse` or `FetchKvResponse` that carries only a `chunk` (field 2 in both)
- * straight into one buffer of the exact size: one allocation and one copy of the chunk's data.
- * protobufjs produces the same bytes but builds an operation list and allocates per message; this
- * is the hot path of KV streaming, so it is written out by hand. Returns undefined for any other
- * message (the caller falls back to protobufjs).
+ * into a scratch buffer reused by the next call: one copy of the chunk's data, no allocation.
+ * Chunks of 64 KiB or more get `alignment_padding` before `data`, so that `data` starts 8-byte
+ * aligned in the gRPC frame and a receiver can keep it without copying (PF-48).
+ * The result is valid only until the next call, so it suits a serializer whose output is copied
+ * at once (grpc-js copies it into the message frame before `write` returns). protobufjs produces
+ * the same bytes but builds an operation list and allocates per message, and a fresh 1 MiB buffer
+ * per chunk costs the sender page faults and garbage collection; this is the hot path of KV
+ * streaming, so it is written out by hand. Returns undefined for any other message (the caller
+ * falls back to protobufjs).
  */
 export function encodeChunkResponse(
   message: { chunk?: Chunk | null } & Record<string, unknown>,
@@ -19,13 +32,35 @@ export function encodeChunkResponse(
   const offset = Number(chunk.offsetBytes ?? 0);
   const data = chunk.data ?? new Uint8Array();
   const crc = (chunk.crc32c ?? 0) >>> 0;
-  const inner =
+  const fields =
     (layer ? 1 + varintSize(layer) : 0) +
     (part ? 1 + varintSize(part) : 0) +
     (offset ? 1 + varintSize(offset) : 0) +
     (data.byteLength ? 1 + varintSize(data.byteLength) + data.byteLength : 0) +
     (crc ? 5 : 0);
-  const out = Buffer.allocUnsafe(1 + varintSize(inner) + inner);
+  // Padding field: tag, one-byte length, zeros. Its size changes the outer length varint, which
+  // moves `data` again, so settle it in a loop (two rounds at most).
+  let padding = 0;
+  if (data.byteLength >= ALIGN_FROM_BYTES) {
+    for (;;) {
+      const inner = fields + padding;
+      const dataAt =
+        GRPC_PREFIX_BYTES +
+        1 +
+        varintSize(inner) +
+        fields -
+        data.byteLength -
+        (crc ? 5 : 0) +
+        padding;
+      const shift = (8 - (dataAt % 8)) % 8;
+      if (shift === 0) break;
+      padding = padding === 0 ? (shift < 2 ? shift + 8 : shift) : padding + shift;
+    }
+  }
+  const inner = fields + padding;
+  const size = 1 + varintSize(inner) + inner;
+  if (scratch.byteLength < size) scratch = Buffer.allocUnsafe(size);
+  const out = scratch.subarray(0, size);
   let at = 0;
   out[at++] = 0x12; // field 2 (chunk), length-delimited
   at = writeVarint(out, at, inner);
@@ -40,6 +75,12 @@ export function encodeChunkResponse(
   if (offset) {
     out[at++] = 0x18; // field 3 (offset_bytes), varint
     at = writeVarint(out, at, offset);
+  }
+  if (padding) {
+    out[at++] = 0x7a; // field 15 (alignment_padding), length-delimited
+    out[at++] = padding - 2;
+    out.fill(0, at, at + padding - 2);
+    at += padding - 2;
   }
   if (data.byteLength) {
     out[at++] = 0x22; // field 4 (data), length-delimited

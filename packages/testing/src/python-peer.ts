@@ -66,9 +66,9 @@ export async function createPythonPeer(): Promise<PythonPeer | string> {
 
 async function findMissing(): Promise<string | undefined> {
   try {
-    await run(PYTHON, ["-c", "import grpc, google.protobuf"]);
+    await run(PYTHON, ["-c", "import grpc, google.protobuf, xxhash"]);
   } catch {
-    return `${PYTHON} cannot import grpc and google.protobuf (apt-get install python3-grpcio python3-protobuf)`;
+    return `${PYTHON} cannot import grpc, google.protobuf and xxhash (apt-get install python3-grpcio python3-protobuf python3-xxhash)`;
   }
   for (const tool of ["protoc", "/usr/bin/grpc_python_plugin"]) {
     try {

@@ -15,6 +15,8 @@ import { describeValue, sinkCancelled, toSinkError } from "./sink-errors";
  * Hooks never run concurrently with each other.
  */
 export interface SinkHooks<Receipt> {
+  /** See {@link KvSink.keepsLayerViews}. */
+  readonly keepsLayerViews?: boolean;
   /** The descriptor is already validated. Throw to reject it; `discard` then runs. */
   open(descriptor: KvDescriptor): void | Promise<void>;
   /** The layer is the next one in order and every part has its exact byte length. */
@@ -96,6 +98,7 @@ export function createGuardedSink<Receipt>(hooks: SinkHooks<Receipt>): KvSink<Re
   };
 
   return {
+    ...(hooks.keepsLayerViews ? { keepsLayerViews: true } : {}),
     open(given) {
       return serial("open", async () => {
         expectState("open", "new");

@@ -27,8 +27,8 @@ export interface LmcacheReceipt {
 
 /**
  * A sink that hands the cache over as LMCache chunks (`toLmcacheChunks`). A chunk holds every layer
- * of its tokens, so this sink buffers a copy of each layer as it arrives and builds the chunks in
- * `commit`: memory is the whole cache, then the chunks (about twice the cache at commit).
+ * of its tokens, so this sink keeps each layer as it arrives (like the memory sink) and builds the
+ * chunks in `commit`: memory is the whole cache, then the chunks (about twice the cache at commit).
  *
  * `open` rejects with FAILED_PRECONDITION DESCRIPTOR_MISMATCH when the cache has scales (LMCache
  * chunks carry none) or its `tokenStart` is not a multiple of the chunk size; a bad
@@ -40,6 +40,7 @@ export function createLmcacheSink(options: LmcacheSinkOptions = {}): KvSink<Lmca
     throw invalidOption("chunkSizeTokens", "an integer >= 1", chunkSizeTokens);
   const memory = createMemorySink();
   return createGuardedSink<LmcacheReceipt>({
+    keepsLayerViews: true,
     open(d) {
       if (d.scaleScheme !== "none")
         throw descriptorMismatch(

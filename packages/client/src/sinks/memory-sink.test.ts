@@ -13,19 +13,32 @@ describe("createMemorySink", () => {
     randomCache(mhaDescriptor({ dtype: "int8", scaleScheme: "per_head", layout: "hnd" })),
     randomCache(mlaDescriptor({ dtype: "bf16" })),
   ]) {
-    it(`commits a cache equal to the layers fed (${cache.descriptor.attention.kind}), owning its bytes`, async () => {
+    it(`commits a cache equal to transient layers fed (${cache.descriptor.attention.kind}), owning its bytes`, async () => {
       const expected = copyKvCache(cache);
       const sink = createMemorySink();
       await sink.open(cache.descriptor);
       for (let layer = 0; layer < cache.descriptor.numLayers; layer++) {
-        await sink.writeLayer(cache.layer(layer));
-        // Views are only valid during writeLayer: the caller may reuse them right after.
+        await sink.writeLayer({ ...cache.layer(layer), transient: true });
+        // A transient layer is only valid during writeLayer: the caller may reuse it right after.
         for (const view of Object.values(cache.layer(layer).parts)) view?.fill(0x5a);
       }
       const received: KvCache = await sink.commit(stats);
       expect(sameCache(received, expected)).toBe(true);
     });
   }
+
+  it("adopts layers that are not transient without copying them", async () => {
+    const cache = randomCache(mhaDescriptor());
+    const sink = createMemorySink();
+    expect(sink.keepsLayerViews).toBe(true);
+    await sink.open(cache.descriptor);
+    for (let layer = 0; layer < cache.descriptor.numLayers; layer++) {
+      await sink.writeLayer(cache.layer(layer));
+    }
+    const received: KvCache = await sink.commit(stats);
+    expect(received.part(1, "v").buffer).toBe(cache.part(1, "v").buffer);
+    expect(sameCache(received, cache)).toBe(true);
+  });
 
   it("abort leaves nothing: commit then rejects with CANCELLED", async () => {
     const cache = randomCache(mhaDescriptor());

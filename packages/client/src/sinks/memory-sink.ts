@@ -3,19 +3,25 @@ import type { KvSink } from "../kv-sink";
 import { createGuardedSink } from "./create-guarded-sink";
 
 /**
- * A sink that keeps the cache in memory. Receipt: a `KvCache` that owns its bytes (each layer is
- * copied as it arrives, one buffer per part, since layer views are only valid during
- * `writeLayer`). Memory grows to the cache's size (`cacheByteLength(descriptor)`). Accepts any
- * valid descriptor. `abort` drops the copies; `commit` after `abort` rejects with CANCELLED.
+ * A sink that keeps the cache in memory. Receipt: a `KvCache` made of the layers it was given:
+ * adopted as they are (no copy), or copied when a layer is `transient`. It `keepsLayerViews`, so
+ * the SDK gives it layers of their own and nothing is copied.
+ * Memory grows to the cache's size (`cacheByteLength(descriptor)`). Accepts any valid descriptor.
+ * `abort` drops the layers; `commit` after `abort` rejects with CANCELLED.
  */
 export function createMemorySink(): KvSink<KvCache> {
   let descriptor: KvDescriptor | undefined;
   let layers: KvLayerParts["parts"][] = [];
   return createGuardedSink<KvCache>({
+    keepsLayerViews: true,
     open(given) {
       descriptor = given;
     },
     writeLayer(layer) {
+      if (!layer.transient) {
+        layers.push(layer.parts);
+        return;
+      }
       const copy: Record<string, Uint8Array> = {};
       for (const part of partsOf(descriptor as KvDescriptor)) {
         copy[part] = (layer.parts[part] as Uint8Array).slice();

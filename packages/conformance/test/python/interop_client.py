@@ -3,14 +3,15 @@
 Usage: interop_client.py TARGET TOKEN MODEL_ID CONFIG_JSON_FILE SAFETENSORS_FILE
 
 Gets the device info, uploads the conformance model, runs one prefill, verifies the CRC32C of
-every chunk and the canonical chunk order, reassembles the cache and checks its size and SHA-256
-against `completed`. Prints one JSON summary line; exits 1 on any violation.
+every chunk and the canonical chunk order, reassembles the cache and checks its size and XXH3-128 digest
+(Debian's python3-xxhash) against `completed`. Prints one JSON summary line; exits 1 on any violation.
 """
 import hashlib
 import json
 import sys
 
 import grpc
+import xxhash
 from opal.device.v1 import device_service_pb2 as pb
 from opal.device.v1 import device_service_pb2_grpc as pb_grpc
 from opal.device.v1 import kv_pb2
@@ -135,7 +136,7 @@ def main():
         fail("the stream ended without completed")
     if position != len(parts):
         fail("completed before the last chunk")
-    digest = hashlib.sha256(bytes(cache)).digest()
+    digest = xxhash.xxh3_128(bytes(cache)).digest()
     summary = {
         "ok": completed.kv_total_bytes == len(cache) and completed.kv_digest == digest,
         "protocolVersion": info.protocol_version,

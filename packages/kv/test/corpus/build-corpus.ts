@@ -215,6 +215,14 @@ export function buildCorpus(): CorpusCase[] {
     }),
   );
   okv(
+    "trailer-reserved-bytes",
+    "INVALID_FRAME",
+    mutate((b) => {
+      b[trailerAt + 24 + 20] = 1; // reserved bytes 16..31 of the trailer payload must be zero
+      fixTrailerCrc(b);
+    }),
+  );
+  okv(
     "trailer-counts",
     "INVALID_FRAME",
     mutate((b) => {

@@ -4545,6 +4545,9 @@ export namespace opal {
                 /** KvChunk dataRef. */
                 dataRef?: (opal.device.v1.DataRef.$Properties|null);
 
+                /** KvChunk alignmentPadding. */
+                alignmentPadding: Uint8Array;
+
                 /**
                  * Creates a new KvChunk instance using the specified properties.
                  * @param [properties] Properties to set
@@ -4594,6 +4597,9 @@ export namespace opal {
 
                     /** KvChunk dataRef */
                     dataRef?: (opal.device.v1.DataRef.$Properties|null);
+
+                    /** KvChunk alignmentPadding */
+                    alignmentPadding?: (Uint8Array|null);
 
                     /** Unknown fields preserved while decoding when enabled */
                     $unknowns?: Uint8Array[];

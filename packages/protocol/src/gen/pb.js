@@ -10890,6 +10890,7 @@ export const opal = $root.opal = (() => {
                  * @property {Uint8Array|null} [data] KvChunk data
                  * @property {number|null} [crc32c] KvChunk crc32c
                  * @property {opal.device.v1.DataRef.$Properties|null} [dataRef] KvChunk dataRef
+                 * @property {Uint8Array|null} [alignmentPadding] KvChunk alignmentPadding
                  * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
                  */
 
@@ -10970,6 +10971,14 @@ export const opal = $root.opal = (() => {
                 KvChunk.prototype.dataRef = null;
 
                 /**
+                 * KvChunk alignmentPadding.
+                 * @member {Uint8Array} alignmentPadding
+                 * @memberof opal.device.v1.KvChunk
+                 * @instance
+                 */
+                KvChunk.prototype.alignmentPadding = $util.newBuffer([]);
+
+                /**
                  * Creates a new KvChunk instance using the specified properties.
                  * @function create
                  * @memberof opal.device.v1.KvChunk
@@ -11013,6 +11022,8 @@ export const opal = $root.opal = (() => {
                         w.uint32(/* id 5, wireType 5 =*/45).fixed32(m.crc32c);
                     if (m.dataRef != null && $Object.hasOwnProperty.call(m, "dataRef"))
                         $root.opal.device.v1.DataRef.encode(m.dataRef, w.uint32(/* id 6, wireType 2 =*/50).fork(), q + 1).ldelim();
+                    if (m.alignmentPadding != null && $Object.hasOwnProperty.call(m, "alignmentPadding") && m.alignmentPadding.length)
+                        w.uint32(/* id 15, wireType 2 =*/122).bytes(m.alignmentPadding);
                     if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                         for (var i = 0; i < m.$unknowns.length; ++i)
                             w.raw(m.$unknowns[i]);
@@ -11106,6 +11117,15 @@ export const opal = $root.opal = (() => {
                                 if (u !== 2)
                                     break;
                                 m.dataRef = $root.opal.device.v1.DataRef.decode(r, r.size(), $undefined, q + 1, m.dataRef);
+                                continue;
+                            }
+                        case 15: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.bytes()).length)
+                                    m.alignmentPadding = v;
+                                else
+                                    delete m.alignmentPadding;
                                 continue;
                             }
                         }

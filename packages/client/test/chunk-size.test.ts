@@ -1,0 +1,80 @@
+import type { PrefillDriver, PrefillRequest } from "@opal/driver";
+import { digestKvCache, partsOf } from "@opal/kv";
+import { createMockDevice, type MockServer, serveMockDevice } from "@opal/mock";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createDeviceClient } from "../src/create-device-client";
+import { startPrefill } from "../src/start-prefill";
+
+const KIB = 1024;
+// Llama-3-8B's shape, 64 tokens, bf16: each layer part is 64 · 8 · 128 · 2 = 128 KiB.
+const PART_BYTES = 128 * KIB;
+let n = 0;
+const request = (patch: Partial<PrefillRequest> = {}): PrefillRequest => ({
+  requestId: `chunks-${++n}`,
+  modelId: "llama-3-8b",
+  promptTokenIds: Uint32Array.from({ length: 64 }, (_, i) => i + 1),
+  kvFormat: { dtype: "bf16", scaleScheme: "none", layout: "nhd", blockSizeTokens: 16 },
+  ...patch,
+});
+
+async function chunkSizes(device: PrefillDriver, req: PrefillRequest): Promise<Set<number>> {
+  const sizes = new Set<number>();
+  for await (const event of device.prefill(req)) {
+    if (event.type === "chunk") sizes.add(event.chunk.data.byteLength);
+  }
+  return sizes;
+}
+
+describe("chunk size and zero-copy receive (DeviceClientOptions.chunkBytes, PF-48)", () => {
+  let small: MockServer;
+  let large: MockServer;
+  beforeAll(async () => {
+    small = await serveMockDevice(
+      { models: ["llama-3-8b"], limits: { preferredChunkBytes: 1000, maxChunkBytes: 64 * KIB } },
+      { port: 0 },
+    );
+    large = await serveMockDevice({ models: ["llama-3-8b"] }, { port: 0 });
+  });
+  afterAll(async () => {
+    await small.close();
+    await large.close();
+  });
+
+  it("asks for the device's largest chunk unless told to leave the choice to the device", async () => {
+    const largest = createDeviceClient(small.address);
+    const preferred = createDeviceClient(small.address, { chunkBytes: "device" });
+    try {
+      expect(await chunkSizes(largest, request())).toEqual(new Set([64 * KIB]));
+      expect(Math.max(...(await chunkSizes(preferred, request())))).toBe(1000);
+      // A request that names its chunk size keeps it.
+      expect(await chunkSizes(largest, request({ maxChunkBytes: 4096 }))).toEqual(new Set([4096]));
+    } finally {
+      await largest.close();
+      await preferred.close();
+    }
+  });
+
+  it("keeps whole-part chunks where they arrived, 8-byte aligned, in the memory sink's cache", async () => {
+    const client = createDeviceClient(large.address);
+    try {
+      expect(client.yieldsOwnedChunks).toBe(true);
+      const outcome = await startPrefill(client, request()).result;
+      const { receipt } = outcome;
+      const expected = createMockDevice({ models: ["llama-3-8b"] });
+      const local = await startPrefill(expected, request()).result;
+      expect(digestKvCache(receipt)).toEqual(digestKvCache(local.receipt));
+      for (let layer = 0; layer < receipt.descriptor.numLayers; layer++) {
+        for (const part of partsOf(receipt.descriptor)) {
+          const view = receipt.part(layer, part);
+          expect(view.byteLength).toBe(PART_BYTES);
+          expect(view.byteOffset % 8).toBe(0);
+          // Adopted: a view into the received message, not a buffer of its own.
+          expect(view.buffer.byteLength).toBeGreaterThan(PART_BYTES);
+        }
+      }
+      await expected.close();
+    } finally {
+      await client.close();
+    }
+  });
+});
