@@ -7,6 +7,8 @@ const library: Options = {
   clean: true,
   sourcemap: true,
   target: "node20",
+  // `import.meta.url` in the CommonJS build too (@opal/kv locates its native addon with it).
+  shims: true,
 };
 
 /** Shared tsup settings: ESM + CJS + .d.ts from `src/index.ts`, for Node 20. */

@@ -198,19 +198,13 @@ async function main() {
   raw.close();
   await device.close();
 
-  // 4 GiB into a file sink in a separate client process: its peak RSS must stay bounded.
+  // 4 GiB into a file sink in a separate client process (the built package, no TypeScript
+  // loader): its peak RSS must stay bounded.
   const dir = mkdtempSync(join(tmpdir(), "opal-bench-"));
   try {
     const out = execFileSync(
       process.execPath,
-      [
-        "--conditions=source",
-        "--import",
-        "tsx",
-        join(here, "file-sink-rss.ts"),
-        mock,
-        join(dir, "big.okv"),
-      ],
+      [join(here, "file-sink-rss.mjs"), mock, join(dir, "big.okv")],
       { cwd: root, encoding: "utf8", maxBuffer: 1 << 20 },
     );
     const { maxRssMiB, gigabytes } = JSON.parse(out.trim().split("\n").at(-1)!);

@@ -1,7 +1,8 @@
+import { crc32cOf } from "./crc32c-of";
 import { assertValidDescriptor, type KvDescriptor } from "./descriptor";
 import { createKvAssembler } from "./kv-assembler";
 import type { KvCache, KvLayerParts } from "./kv-cache";
-import { crc32cOf, createKvChunker, type KvChunk, MAX_CHUNK_BYTES } from "./kv-chunk";
+import { createKvChunker, type KvChunk, MAX_CHUNK_BYTES } from "./kv-chunk";
 import { createKvDigest } from "./kv-digest";
 import { KvFormatError } from "./kv-format-error";
 import {

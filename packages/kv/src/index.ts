@@ -17,6 +17,8 @@ export {
   noneHashOf,
   sha256Cbor,
 } from "./block-hash";
+// Streams, .okv and digests
+export { CRC32C_BACKEND, crc32cOf } from "./crc32c-of";
 export type { DecodeOkvOptions, OkvDecoder, OkvEvent } from "./decode-okv";
 export { createOkvDecoder, decodeOkv, decodeOkvBytes } from "./decode-okv";
 export type {
@@ -55,9 +57,7 @@ export { createKvAssembler } from "./kv-assembler";
 export type { KvCache, KvLayerParts } from "./kv-cache";
 export { copyKvCache, createKvCache, fromKvParts, toFloat32View } from "./kv-cache";
 export type { KvChunk, KvChunker, KvChunkerOptions } from "./kv-chunk";
-// Streams, .okv and digests
 export {
-  crc32cOf,
   createKvChunker,
   DEFAULT_MAX_CHUNK_BYTES,
   MAX_CHUNK_BYTES,

@@ -1,3 +1,4 @@
+import { crc32cOf } from "./crc32c-of";
 import {
   assertValidDescriptor,
   type KvDescriptor,
@@ -6,7 +7,7 @@ import {
   partsOf,
 } from "./descriptor";
 import type { KvLayerParts } from "./kv-cache";
-import { crc32cOf, type KvChunk, MAX_CHUNK_BYTES } from "./kv-chunk";
+import { type KvChunk, MAX_CHUNK_BYTES } from "./kv-chunk";
 import { KvFormatError } from "./kv-format-error";
 
 /** Where the next chunk must start; `undefined` once the cache is complete. */

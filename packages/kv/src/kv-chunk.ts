@@ -1,4 +1,4 @@
-import { crc32c } from "@node-rs/crc32";
+import { crc32cOf } from "./crc32c-of";
 import {
   assertValidDescriptor,
   type KvDescriptor,
@@ -43,11 +43,6 @@ export interface KvChunker {
   chunkPart(layer: number, part: KvPart, data: Uint8Array): Generator<KvChunk>;
   /** Chunks of every part of one layer, in canonical order. */
   chunkLayer(layer: KvLayerParts): Generator<KvChunk>;
-}
-
-/** CRC32C (Castagnoli) of `bytes`, uint32. Native (`@node-rs/crc32`), about memcpy speed. */
-export function crc32cOf(bytes: Uint8Array): number {
-  return crc32c(bytes) >>> 0;
 }
 
 /** Creates a {@link KvChunker} for `descriptor` (validated). */

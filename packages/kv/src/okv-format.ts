@@ -1,5 +1,5 @@
+import { crc32cOf } from "./crc32c-of";
 import { assertValidDescriptor, type KvDescriptor, type KvPart } from "./descriptor";
-import { crc32cOf } from "./kv-chunk";
 import { KvFormatError } from "./kv-format-error";
 
 /** The 8 magic bytes that start every `.okv` file: `\x89OKV\r\n\x1a\n`. */

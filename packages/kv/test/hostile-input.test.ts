@@ -3,6 +3,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { crc32cOf } from "../src/crc32c-of";
 import {
   assertValidDescriptor,
   createOkvDecoder,
@@ -14,7 +15,6 @@ import {
   KvFormatError,
   readOkvLayer,
 } from "../src/index";
-import { crc32cOf } from "../src/kv-chunk";
 import { encodeOkvFrameHeader, encodeOkvHead, OkvFrameType } from "../src/okv-format";
 import { buildCorpus } from "./corpus/build-corpus";
 import { mhaDescriptor, mlaDescriptor, randomCache, sameCache } from "./fixtures";
