@@ -2,7 +2,18 @@
 // from the device at argv[2] into a .okv file sink at argv[3]; prints {"maxRssMiB", "gigabytes"}.
 // Plain JavaScript on the built package (`npm run bench` builds first), as an integrator's process
 // runs it: no TypeScript loader in the measured process.
+import { readFileSync } from "node:fs";
 import { createDeviceClient, createOkvFileSink, startPrefill } from "@opal/client";
+
+/**
+ * This process's peak RSS in MiB: VmHWM of /proc/self/status. Not `resourceUsage().maxRSS`: on
+ * Linux that includes the parent's RSS at fork time (carried across exec), so a child of a large
+ * benchmark process would report the parent's memory.
+ */
+function peakRssMiB() {
+  const match = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync("/proc/self/status", "utf8"));
+  return match ? Number(match[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
+}
 
 const [target, path] = process.argv.slice(2);
 const device = createDeviceClient(target);
@@ -19,7 +30,7 @@ const outcome = await startPrefill(
 await device.close();
 console.log(
   JSON.stringify({
-    maxRssMiB: process.resourceUsage().maxRSS / 1024,
+    maxRssMiB: peakRssMiB(),
     gigabytes: outcome.transfer.kvBytes / 1e9,
   }),
 );

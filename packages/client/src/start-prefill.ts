@@ -12,6 +12,9 @@ import { readKvStream, type StreamProgress } from "./read-kv-stream";
 import { backoffMs, isRetryable, type RetryPolicy } from "./retry-policy";
 import { createMemorySink } from "./sinks/memory-sink";
 
+/** How long releasing an abandoned attempt's retained cache may take, in ms. */
+const RELEASE_TIMEOUT_MS = 2_000;
+
 /** A layer that arrived complete and verified (every chunk's CRC32C checked). */
 export interface LayerReady {
   readonly layer: number;
@@ -85,7 +88,10 @@ export interface PrefillRun<Receipt> extends AsyncIterable<LayerReady> {
  * Offloads the prefill of `request` to `device` and hands the cache to `options.sink` layer by
  * layer. A broken stream resumes from its last verified position with FetchKv while the lease
  * holds; otherwise the prefill is retried (same `request_id`) with backoff and jitter that honours
- * the device's RetryInfo. `timeoutMs` and `signal` bound everything, retries included.
+ * the device's RetryInfo. `timeoutMs` and `signal` bound everything, retries included. With
+ * `retentionSeconds > 0`, the caches devices retained for attempts whose result is not returned
+ * (all of them when the run fails) are released when the run ends, best effort; the returned
+ * `kvHandle` stays retained for the caller.
  */
 export function startPrefill<Receipt = import("@opal/kv").KvCache>(
   device: PrefillDriver,
@@ -102,6 +108,18 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
   const signal = call.signal;
   const maxAttempts = Math.max(1, options.retry?.maxAttempts ?? 4);
   const span = startPrefillSpan(request, "pull");
+
+  // Handles of caches the device retains for this run's attempts: the ones nobody will use are
+  // released when the run ends (the lease would free them, later).
+  const retained = new Set<string>();
+  const releaseExcept = async (kept?: string) => {
+    const orphans = [...retained].filter((handle) => handle !== kept);
+    await Promise.all(
+      orphans.map((handle) =>
+        device.releaseKv(handle, { timeoutMs: RELEASE_TIMEOUT_MS }).catch(() => {}),
+      ),
+    );
+  };
 
   const result = (async (): Promise<PrefillOutcome<Receipt>> => {
     let resumes = 0;
@@ -127,6 +145,8 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
       };
       const onAccepted = async (descriptor: KvDescriptor) => {
         opened = true;
+        if ((request.retentionSeconds ?? 0) > 0 && progress.kvHandle)
+          retained.add(progress.kvHandle);
         await sink.open(descriptor);
       };
       try {
@@ -181,12 +201,14 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
           resumes,
         };
         endPrefillSpan(span, stats, transfer);
+        await releaseExcept(progress.kvHandle);
         return { receipt, descriptor, kvHandle: progress.kvHandle ?? "", stats, transfer };
       } catch (caught) {
         const error = signal.aborted ? OpalError.from(signal.reason) : OpalError.from(caught);
         if (opened) await sink.abort(error);
         if (signal.aborted || !isRetryable(error) || attempt >= maxAttempts) {
           failPrefillSpan(span, error);
+          await releaseExcept();
           throw error;
         }
         recordAttemptFailure(span, attempt, error, "retry");

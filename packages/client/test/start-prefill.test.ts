@@ -1,4 +1,4 @@
-import { Code } from "@opal/core";
+import { Code, OpalError } from "@opal/core";
 import type { PrefillDriver, PrefillEvent, PrefillRequest } from "@opal/driver";
 import { createMockDevice } from "@opal/mock";
 import { expectOpalError } from "@opal/testing";
@@ -124,6 +124,37 @@ describe("startPrefill", () => {
     expect([outcome.transfer.attempts, outcome.transfer.resumes]).toEqual([1, 1]);
     expect(outcome.stats.kvDigest).toEqual(reference.stats.kvDigest);
     expect(outcome.stats.firstTokenId).toBe(reference.stats.firstTokenId);
+  });
+
+  it("releases the caches retained for a run that failed, keeping the returned one on success", async () => {
+    // Every attempt (the retry replays the retained cache, PF-7) breaks after two chunks, and
+    // resume is off: the device retains a cache nobody will get.
+    const failing = createMockDevice({ models: ["opal-tiny"] });
+    const breaking: PrefillDriver = {
+      ...failing,
+      async *prefill(req, options) {
+        let chunks = 0;
+        for await (const event of failing.prefill(req, options)) {
+          if (event.type === "chunk" && ++chunks > 2) throw new OpalError(Code.UNAVAILABLE, "cut");
+          yield event;
+        }
+      },
+    };
+    await expectOpalError(
+      startPrefill(breaking, request({ retentionSeconds: 30 }), {
+        resume: false,
+        retry: { maxAttempts: 2, initialBackoffMs: 1 },
+      }).result,
+      Code.UNAVAILABLE,
+    );
+    expect(failing.stats.prefillsStarted).toBe(1);
+    expect(failing.stats.retainedKvBytes).toBe(0);
+
+    const healthy = createMockDevice({ models: ["opal-tiny"] });
+    const outcome = await startPrefill(healthy, request({ retentionSeconds: 30 })).result;
+    expect(healthy.stats.retainedKvBytes).toBe(outcome.stats.kvTotalBytes);
+    const { released } = await healthy.releaseKv(outcome.kvHandle);
+    expect(released).toBe(true);
   });
 
   it("resumes past a corrupted chunk: the bad bytes are never used", async () => {

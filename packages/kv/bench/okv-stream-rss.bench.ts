@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { cacheByteLength, decodeOkv, encodeOkv, type KvLayerParts } from "../src/index";
 import { mhaDescriptor } from "../test/fixtures";
-import { reportMiB } from "./report";
+import { peakRssMiB, reportMiB } from "./report";
 
 const descriptor = mhaDescriptor({
   numLayers: 128,
@@ -32,7 +32,7 @@ async function decodeFile(path: string): Promise<void> {
   }
   const seconds = (performance.now() - start) / 1000;
   if (layers !== descriptor.numLayers) throw new Error(`decoded ${layers} layers`);
-  const maxRssMiB = process.resourceUsage().maxRSS / 1024;
+  const maxRssMiB = peakRssMiB();
   process.stdout.write(`${JSON.stringify({ maxRssMiB, seconds })}\n`);
 }
 

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 /** Shared helpers of the kv benchmarks: timing and the one-JSON-line-per-figure output. */
 
 /** Best wall time of `runs` calls of `fn`, in seconds (after one warm-up call). */
@@ -26,6 +27,16 @@ export function memcpyGBps(byteLength: number): number {
 export function freshMemcpyGBps(byteLength: number): number {
   const src = new Uint8Array(byteLength).fill(1);
   return byteLength / bestSeconds(() => new Uint8Array(byteLength).set(src)) / 1e9;
+}
+
+/**
+ * This process's peak RSS in MiB: VmHWM of /proc/self/status. Not `resourceUsage().maxRSS`: on
+ * Linux that includes the parent's RSS at fork time (carried across exec), so a child of a large
+ * benchmark process would report the parent's memory.
+ */
+export function peakRssMiB(): number {
+  const match = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync("/proc/self/status", "utf8"));
+  return match ? Number(match[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
 }
 
 const round = (x: number) => Math.round(x * 1000) / 1000;
