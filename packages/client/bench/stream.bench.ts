@@ -40,8 +40,9 @@ function figure(
   );
 }
 
+/** Starts a server process (plain JavaScript: no TypeScript loader in any measured process). */
 async function start(args: string[]): Promise<string> {
-  const child = spawn(process.execPath, ["--conditions=source", "--import", "tsx", ...args], {
+  const child = spawn(process.execPath, args, {
     cwd: root,
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -103,10 +104,11 @@ async function rawTcp(address: string, count: number): Promise<number> {
 }
 
 async function main() {
-  const tcp = await start([join(here, "raw-tcp-server.ts")]);
-  const bare = await start([join(here, "bare-stream-server.ts")]);
+  const tcp = await start([join(here, "raw-tcp-server.mjs")]);
+  const bare = await start([join(here, "bare-stream-server.mjs")]);
+  // The built `opal-mock`, as users run it (`npm run bench` builds first).
   const mock = await start([
-    "packages/mock/bin/opal-mock.ts",
+    "packages/mock/dist/opal-mock.js",
     "--port",
     "0",
     "--profile",

@@ -13,6 +13,6 @@ const server = createServer((socket) => {
   });
 });
 server.listen(0, "127.0.0.1", () => {
-  const address = server.address() as { port: number };
+  const address = server.address();
   console.log(`listening on 127.0.0.1:${address.port}`);
 });

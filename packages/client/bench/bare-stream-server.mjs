@@ -3,9 +3,9 @@
 // message count, and message size in bytes (default 1 MiB when absent). Like a KV cache, the bytes
 // are distinct: consecutive slices of a 256 MiB buffer, not one hot buffer re-sent (which would
 // stay in the CPU cache and flatter the baseline). Prints "listening on ADDRESS".
-import { Server, ServerCredentials, type ServerWritableStream } from "@grpc/grpc-js";
+import { Server, ServerCredentials } from "@grpc/grpc-js";
 
-const identity = (b: Buffer) => b;
+const identity = (b) => b;
 const server = new Server({
   "grpc.max_send_message_length": 64 << 20,
   "grpc.max_receive_message_length": 64 << 20,
@@ -26,7 +26,7 @@ server.addService(
     },
   },
   {
-    async stream(call: ServerWritableStream<Buffer, Buffer>) {
+    async stream(call) {
       const count = call.request.readUInt32LE(0);
       const size = call.request.byteLength >= 8 ? call.request.readUInt32LE(4) : MIB;
       const slots = Math.floor(source.byteLength / size);
