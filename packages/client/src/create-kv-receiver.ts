@@ -58,6 +58,11 @@ export interface KvReceiverOptions<Receipt> {
   readonly maxConcurrentTransfers?: number;
   /** Committed transfers remembered for `received()` and deduplication; default 1,024. */
   readonly maxRememberedTransfers?: number;
+  /**
+   * A transfer that sends nothing for this long is aborted with DEADLINE_EXCEEDED and its sink
+   * discarded (PS-9), in ms; default 30,000.
+   */
+  readonly idleTimeoutMs?: number;
   /** Largest message, in bytes; default 64 MiB. */
   readonly maxMessageBytes?: number;
 }
@@ -134,7 +139,10 @@ export async function createKvReceiver<Receipt>(
           retryDelayMs: 50,
         });
       }
-      const messages = call[Symbol.asyncIterator]() as AsyncIterator<PushMessage>;
+      const messages = withIdleTimeout(
+        call[Symbol.asyncIterator]() as AsyncIterator<PushMessage>,
+        options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+      );
       const first = await messages.next();
       if (!first.done) assertWellFormed(first.value);
       const header = first.done ? undefined : first.value.header;
@@ -312,5 +320,35 @@ export async function createKvReceiver<Receipt>(
       });
     },
     close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+  };
+}
+
+/** PS-9's recommended idle timeout, in ms. */
+const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+
+/**
+ * `messages` whose every `next()` fails with DEADLINE_EXCEEDED when no message arrives within
+ * `idleMs` (the caller's error path then answers the call, which ends it).
+ */
+function withIdleTimeout<T>(
+  messages: AsyncIterator<T>,
+  idleMs: number,
+): { next(): Promise<IteratorResult<T>> } {
+  return {
+    next() {
+      let timer: NodeJS.Timeout | undefined;
+      const idle = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          reject(
+            new OpalError(
+              Code.DEADLINE_EXCEEDED,
+              `the push sent nothing for ${idleMs} ms; transfer aborted (PS-9)`,
+              { reason: Reason.DEADLINE_EXCEEDED },
+            ),
+          );
+        }, idleMs);
+      });
+      return Promise.race([messages.next(), idle]).finally(() => clearTimeout(timer));
+    },
   };
 }

@@ -17,6 +17,7 @@ interface MockFlags {
   model: string[];
   faults?: string;
   token?: string[];
+  pushTarget?: string[];
   metricsPort?: number;
   maxConcurrent?: number;
   maxQueued?: number;
@@ -42,6 +43,10 @@ export function createMockCommand(name: string): Command {
     .option("--faults <file>", "fault configuration (YAML or JSON); SIGHUP reloads it")
     .option("--token <token=tenant...>", "require bearer tokens, each mapped to a tenant")
     .option(
+      "--push-target <host:port...>",
+      "allow pushes only to these receivers (default: any address)",
+    )
+    .option(
       "--metrics-port <port>",
       "serve Prometheus metrics on this port",
       integer("--metrics-port"),
@@ -65,6 +70,7 @@ export function createMockCommand(name: string): Command {
           host: o.host,
           port: o.port,
           ...(tokens ? { auth: { tokens } } : {}),
+          ...(o.pushTarget?.length ? { pushTargets: o.pushTarget } : {}),
           ...(o.metricsPort !== undefined ? { metricsPort: o.metricsPort } : {}),
         },
       );

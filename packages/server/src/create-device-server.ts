@@ -133,6 +133,7 @@ export async function createDeviceServer(
       logger,
       hostPush: (options.push ?? true) && !capabilities.features.push,
       running: new Map(),
+      pushTargets: options.pushTargets ? new Set(options.pushTargets) : undefined,
     }),
   );
   const health = createDeviceHealth(

@@ -43,6 +43,8 @@ export interface HandlerContext {
   readonly hostPush: boolean;
   /** Prefill calls in progress (PF-7). */
   readonly running: RunningPrefills;
+  /** Push targets the operator allows (PS-1); undefined: any. */
+  readonly pushTargets: ReadonlySet<string> | undefined;
 }
 
 /** The `opal.device.v1.DeviceService` implementation over a driver. */
@@ -78,6 +80,14 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
       "Prefill",
       (req: Msg<"PrefillRequest">, s) => {
         const request = fromWirePrefillRequest(req);
+        const target = request.pushTarget?.address;
+        if (target !== undefined && ctx.pushTargets && !ctx.pushTargets.has(target)) {
+          throw new OpalError(
+            Code.PERMISSION_DENIED,
+            `push_target.address ${JSON.stringify(target)} is not among the push targets this device allows`,
+            { reason: Reason.PERMISSION_DENIED },
+          );
+        }
         supersedeRunning(ctx.running, s, req);
         if (!request.pushTarget || !ctx.hostPush) return driver.prefill(request, opts(s));
         // The host pushes for drivers that do not: the driver streams as usual, the host forwards.

@@ -99,6 +99,12 @@ export interface DeviceServerOptions {
    * the request's KvReceiver and declares `features.push`; default true.
    */
   readonly push?: boolean;
+  /**
+   * Operator allow-list of push targets (`host:port`, as requests name them): a prefill whose
+   * `push_target.address` is not listed fails PERMISSION_DENIED before `accepted` (PS-1), whoever
+   * pushes (the host or the driver). Default: any address.
+   */
+  readonly pushTargets?: readonly string[];
   /** A pino logger; default a pino logger at level `OPAL_LOG_LEVEL` or "warn", to stderr. */
   readonly logger?: Logger;
 }

@@ -21,6 +21,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDeviceClient, type DeviceClient } from "../../src/create-device-client";
 import { createKvReceiver, type KvReceiver } from "../../src/create-kv-receiver";
+import { pushPrefill } from "../../src/push-prefill";
 import { createMemorySink } from "../../src/sinks/memory-sink";
 import { createMemoryLogger, tinyRequest } from "./fixtures";
 
@@ -449,7 +450,36 @@ describe("Prefill: structured hostile requests", () => {
     expect(outcome.code).toBe(Code.RESOURCE_EXHAUSTED);
   });
 
-  it.todo("PS-1 an operator allow-list of push targets (any address is dialled today)");
+  it("PS-1 dials only the push targets the operator allows, refusing others before `accepted`", async () => {
+    const allowed = await createKvReceiver({ createSink: () => createMemorySink() });
+    const other = await createKvReceiver({ createSink: () => createMemorySink() });
+    const device = await serveMockDevice(
+      { models: ["opal-tiny"] },
+      { pushTargets: [allowed.address] },
+    );
+    const client = createDeviceClient(device.address);
+    const push = (address: string, transferId: string) =>
+      pushPrefill(client, tinyRequest({ pushTarget: { address, transferId } }), {
+        retry: { maxAttempts: 1 },
+      });
+    try {
+      const refused = await push(other.address, "t-other").then(
+        () => undefined,
+        (error: unknown) => error as { code: number; reason: string; message: string },
+      );
+      expect(refused).toMatchObject({ code: Code.PERMISSION_DENIED, reason: "PERMISSION_DENIED" });
+      expect(refused?.message).toContain(other.address);
+      expect(device.device.stats.prefillsStarted).toBe(0);
+      const done = await push(allowed.address, "t-allowed");
+      expect(done.receipt.committed).toBe(true);
+      expect((await allowed.received("t-allowed")).transferId).toBe("t-allowed");
+    } finally {
+      await client.close();
+      await device.close();
+      await allowed.close();
+      await other.close();
+    }
+  });
 });
 
 describe("FetchKv and ReleaseKv: forged handles and positions", () => {

@@ -152,7 +152,48 @@ describe("push handoff isolation (PS-10, SEC-7)", () => {
     expect(await a.releaseKv(handle)).toEqual({ released: true });
   });
 
-  it.todo("PS-9 a receiver aborts a transfer that makes no progress for its idle timeout");
+  it("PS-9 a receiver aborts a transfer that makes no progress for its idle timeout", async () => {
+    const aborted: string[] = [];
+    const idle = await createKvReceiver({
+      idleTimeoutMs: 200,
+      createSink: ({ transferId }) => {
+        const sink = createMemorySink();
+        return {
+          ...sink,
+          abort(reason) {
+            aborted.push(transferId);
+            return sink.abort(reason);
+          },
+        };
+      },
+    });
+    const descriptor = (await collectPrefill(a.prefill(tinyRequest()))).descriptor;
+    const client = new Client(idle.address, credentials.createInsecure());
+    try {
+      const started = performance.now();
+      const error = await new Promise<OpalError>((resolve, reject) => {
+        const call = client.makeClientStreamRequest(
+          R.pushKv.path,
+          R.pushKv.requestSerialize,
+          R.pushKv.responseDeserialize,
+          new Metadata(),
+          { deadline: Date.now() + 10_000 },
+          (e) => (e ? resolve(fromGrpcStatus(e)) : reject(new Error("the push was accepted"))),
+        );
+        // A header, then silence: the stream stays open but makes no progress.
+        call.write({ header: { transferId: "stalled", descriptor: toWireDescriptor(descriptor) } });
+      });
+      expect({ code: error.code, reason: error.reason }).toEqual({
+        code: Code.DEADLINE_EXCEEDED,
+        reason: "DEADLINE_EXCEEDED",
+      });
+      expect(performance.now() - started).toBeLessThan(5_000);
+      expect(aborted).toEqual(["stalled"]);
+    } finally {
+      client.close();
+      await idle.close();
+    }
+  });
 });
 
 describe("KV handles: unguessable and expiring (RT-8, RT-11)", () => {
