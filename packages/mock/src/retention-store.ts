@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { Code, OpalError, Reason } from "@opal/core";
 import type { PrefillStats } from "@opal/driver";
 import { cacheByteLength, type KvCache } from "@opal/kv";
@@ -25,28 +26,39 @@ export interface RetentionStore {
   readonly byteLength: number;
 }
 
-/** Creates a store holding at most `maxBytes`. `now` returns ms since the Unix epoch. */
+/**
+ * The key a handle is stored under: its SHA-256. Lookups never compare handle strings, so their
+ * timing cannot reveal how much of a guessed handle matches a real one (SEC-15).
+ */
+export function handleKey(handle: string): string {
+  return createHash("sha256").update(handle).digest("base64");
+}
+
+/**
+ * Creates a store holding at most `maxBytes`. `now` returns ms since the Unix epoch. Entries are
+ * keyed by {@link handleKey}, never by the handle itself.
+ */
 export function createRetentionStore(
   maxBytes: number,
   now: () => number = Date.now,
 ): RetentionStore {
+  /** Retained caches by handle key. */
   const entries = new Map<string, RetainedKv>();
-  /** Expired handles by tenant, to tell EXPIRED from NOT_FOUND without telling other tenants. */
+  /** Tenants of expired handles by handle key, to tell EXPIRED from NOT_FOUND without telling other tenants. */
   const expired = new Map<string, string>();
   let bytes = 0;
-  const forget = (handle: string, entry: RetainedKv, wasExpired: boolean) => {
-    entries.delete(handle);
+  const forget = (key: string, entry: RetainedKv, wasExpired: boolean) => {
+    entries.delete(key);
     bytes -= entry.byteLength;
     if (wasExpired) {
-      expired.set(handle, entry.tenant);
+      expired.set(key, entry.tenant);
       // Remember a bounded number of expired handles, to tell EXPIRED from NOT_FOUND.
       if (expired.size > 10_000) expired.delete(expired.keys().next().value as string);
     }
   };
   const sweep = () => {
     const t = now();
-    for (const [handle, entry] of entries)
-      if (entry.leaseExpiryUnixMs <= t) forget(handle, entry, true);
+    for (const [key, entry] of entries) if (entry.leaseExpiryUnixMs <= t) forget(key, entry, true);
   };
   return {
     get byteLength() {
@@ -67,14 +79,15 @@ export function createRetentionStore(
         if (bytes + byteLength <= maxBytes) break;
         forget(oldest, old, true);
       }
-      entries.set(handle, { ...entry, byteLength });
+      entries.set(handleKey(handle), { ...entry, byteLength });
       bytes += byteLength;
     },
     get(tenant, handle) {
       sweep();
-      const entry = entries.get(handle);
+      const key = handleKey(handle);
+      const entry = entries.get(key);
       if (!entry || entry.tenant !== tenant) {
-        const wasExpired = !entry && expired.get(handle) === tenant;
+        const wasExpired = !entry && expired.get(key) === tenant;
         throw new OpalError(
           Code.NOT_FOUND,
           wasExpired
@@ -87,15 +100,16 @@ export function createRetentionStore(
           },
         );
       }
-      entries.delete(handle);
-      entries.set(handle, entry);
+      entries.delete(key);
+      entries.set(key, entry);
       return entry;
     },
     release(tenant, handle) {
       sweep();
-      const entry = entries.get(handle);
+      const key = handleKey(handle);
+      const entry = entries.get(key);
       if (!entry || entry.tenant !== tenant) return false;
-      forget(handle, entry, false);
+      forget(key, entry, false);
       return true;
     },
   };
