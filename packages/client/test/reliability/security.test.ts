@@ -257,8 +257,6 @@ describe("KV handles: unguessable and expiring (RT-8, RT-11)", () => {
   });
 });
 
-describe("per-connection limits (SEC-13, SEC-15)", () => {});
-
 describe("prompt-token limit over the wire (PROMPT_TOO_LONG)", () => {
   it("rejects one token past the device limit and past the model's context, naming both numbers and no token", async () => {
     const mock = await serveMockDevice(
