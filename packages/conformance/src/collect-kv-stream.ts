@@ -42,7 +42,7 @@ export interface CollectedKv {
   readonly chunkCount: number;
   /** Chunk bytes received. */
   readonly receivedBytes: number;
-  /** Lower-case hex SHA-256 of all parts in canonical order (meaningful when complete). */
+  /** Lower-case hex whole-cache digest (XXH3-128) of all parts in canonical order (meaningful when complete). */
   readonly digestHex: string;
   /** Rule violations, each prefixed with the requirement id. */
   readonly violations: readonly string[];

@@ -22,7 +22,7 @@ export interface StreamKvCacheOptions {
 
 /**
  * The protocol's event sequence for a computed cache: `accepted`, every chunk in canonical order
- * (views of `cache`, no copy), and `completed` with the cache's size and SHA-256 digest. For
+ * (views of `cache`, no copy), and `completed` with the cache's size and XXH3-128 digest. For
  * devices that compute a whole cache before sending; a device that streams while computing yields
  * the same events itself, layer by layer.
  */

@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     if (child.status !== 0) throw new Error(`decode child failed: ${child.stderr}`);
     const { maxRssMiB, seconds } = JSON.parse(child.stdout.trim().split("\n").pop() as string);
     reportMiB("kv/okv-stream-decode-4GiB-peak-rss", maxRssMiB, 256);
-    // Informational: end-to-end streaming throughput from the file, CRC and SHA-256 verified.
+    // Informational: end-to-end streaming throughput from the file, CRC and digest verified.
     console.error(
       `streamed ${cacheByteLength(descriptor) / 2 ** 30} GiB in ${seconds.toFixed(1)} s`,
     );

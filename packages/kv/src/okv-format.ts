@@ -34,7 +34,7 @@ export const OKV_PART_IDS: readonly KvPart[] = [
 
 /** The `.okv` trailer: whole-cache digest and stats. */
 export interface OkvTrailer {
-  /** SHA-256 of the canonical bytes, or `undefined` when the writer did not compute it. */
+  /** XXH3-128 of the canonical bytes (16 bytes), or `undefined` when the writer did not compute it. */
   readonly digest: Uint8Array | undefined;
   readonly totalDataBytes: number;
   readonly dataFrameCount: number;

@@ -59,7 +59,7 @@ export function createInspectCommand(): Command {
       console.log(
         `numerics: ${d.numerics.deviceKind}${d.numerics.bitExact ? ", bit-exact" : `, max abs error ${d.numerics.maxAbsError}`}`,
       );
-      console.log(`KV ${report.kvBytes} bytes, sha256 ${report.digest}`);
+      console.log(`KV ${report.kvBytes} bytes, digest ${report.digest}`);
       for (const l of layers)
         console.log(
           `  layer ${l.layer}: ${Object.entries(l.parts)

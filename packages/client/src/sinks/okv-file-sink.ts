@@ -22,7 +22,7 @@ export interface OkvFileReceipt {
 }
 
 /**
- * A sink that records the cache as an `.okv` file (docs/formats/okv.md, with INDEX and SHA-256
+ * A sink that records the cache as an `.okv` file (docs/formats/okv.md, with INDEX and XXH3-128
  * digest) while layers arrive: memory stays at about one layer (each layer's frames are written
  * before `writeLayer` resolves). The bytes go to `<path>.partial-<random>`; `commit` fsyncs and
  * renames it to `path`, so `path` holds either nothing new or the complete file. `abort` (or any

@@ -41,7 +41,7 @@ export function toStreamSuite(): ConformanceTest[] {
         const digest = toHex(done.completed.kvDigest ?? new Uint8Array());
         assertConformance(
           digest === done.digestHex,
-          `PF-25: kv_digest ${digest}, SHA-256 of the bytes received ${done.digestHex}`,
+          `PF-25: kv_digest ${digest}, XXH3-128 of the bytes received ${done.digestHex}`,
         );
       },
     },
