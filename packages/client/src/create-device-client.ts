@@ -163,8 +163,9 @@ export function createDeviceClient(
   }
 
   /**
-   * `maxChunkBytes` for a request that leaves it unset (see `DeviceClientOptions.chunkBytes`); 0
-   * (the device's preferred size) when the capabilities cannot be read.
+   * `maxChunkBytes` for a request that leaves it unset (see `DeviceClientOptions.chunkBytes`). A
+   * failure to read the capabilities fails the call (and is read again next time) rather than
+   * falling back to another size: a retry with the same `request_id` must carry the same body.
    */
   async function chunkBytesFor(requested: number | undefined, call: DriverCallOptions = {}) {
     if (requested || options.chunkBytes === "device") return requested ?? 0;
@@ -176,8 +177,7 @@ export function createDeviceClient(
       return Math.max(0, await largestChunk);
     } catch (error) {
       largestChunk = undefined;
-      if (call.signal?.aborted) throw error;
-      return 0;
+      throw error;
     }
   }
 
