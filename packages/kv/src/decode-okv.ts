@@ -78,7 +78,7 @@ export function createOkvDecoder(options: DecodeOkvOptions = {}): OkvDecoder {
   const adopt = !reuse && (options.adoptInput ?? true);
   let state = State.Preamble;
   let need = OKV_PREAMBLE_BYTES;
-  let staging = new Uint8Array(OKV_PREAMBLE_BYTES);
+  let staging: Uint8Array = new Uint8Array(OKV_PREAMBLE_BYTES);
   let staged = 0;
   let position = 0; // file offset of the next byte
   let descriptor: KvDescriptor | undefined;
@@ -92,14 +92,21 @@ export function createOkvDecoder(options: DecodeOkvOptions = {}): OkvDecoder {
   let dataBytes = 0;
   let indexOffset = 0;
 
-  let small = staging;
+  let small = new Uint8Array(OKV_PREAMBLE_BYTES);
   let frameBuffer = new Uint8Array(0);
   const startStage = (length: number) => {
     need = length;
     staged = 0;
   };
   const chooseStaging = () => {
-    if (state === State.Payload && reuse) {
+    // A DATA payload split across inputs goes straight to where the assembler keeps it.
+    const target =
+      state === State.Payload && frame.type === OkvFrameType.DATA
+        ? assembler?.nextTarget(need)
+        : undefined;
+    if (target) {
+      staging = target;
+    } else if (state === State.Payload && reuse) {
       // The assembler copies in reuse mode: one frame buffer serves every frame.
       if (frameBuffer.byteLength < need) frameBuffer = new Uint8Array(need);
       staging = frameBuffer;

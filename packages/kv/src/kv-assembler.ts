@@ -60,6 +60,13 @@ export interface KvAssembler {
    * (DATA_LOSS), OUT_OF_ORDER, INVALID_OFFSETS, LENGTH_LIMIT, OUT_OF_RANGE.
    */
   accept(chunk: KvChunk): KvLayerParts | undefined;
+  /**
+   * Where the next chunk's `length` bytes will be stored when the assembler copies (not with
+   * `verifyOnly`), or `undefined` when it would not copy them there (a whole part it would adopt,
+   * or a length past the part). A caller that fills this view and passes it as the chunk's `data`
+   * saves a copy: `accept` then verifies the bytes in place. Valid until the next `accept`.
+   */
+  nextTarget(length: number): Uint8Array | undefined;
   /** The position the next chunk must start at; `undefined` when all layers are complete. */
   readonly next: KvStreamPosition | undefined;
   /** True when every layer has been completed. */
@@ -88,6 +95,22 @@ export function createKvAssembler(
   let buffer: Uint8Array | undefined;
   let current: Partial<Record<KvPart, Uint8Array>> = {};
 
+  /** The current part's buffer, allocated or grown to hold `end` bytes. */
+  const reserve = (part: KvPart, end: number, length: number): Uint8Array => {
+    const partLength = lengths[partIndex] as number;
+    const spare = reuse ? recycled[part] : undefined;
+    if (buffer === undefined && spare !== undefined && spare.byteLength === partLength) {
+      buffer = spare;
+    } else if (buffer === undefined) {
+      buffer = new Uint8Array(partLength <= eager ? partLength : Math.max(1 << 20, length));
+    } else if (buffer.byteLength < end) {
+      const grown = new Uint8Array(Math.min(partLength, Math.max(buffer.byteLength * 2, end)));
+      grown.set(buffer.subarray(0, end - length));
+      buffer = grown;
+    }
+    return buffer;
+  };
+
   const position = (): KvStreamPosition | undefined =>
     layer < descriptor.numLayers
       ? { layer, part: parts[partIndex] as KvPart, offsetBytes: offset }
@@ -96,6 +119,13 @@ export function createKvAssembler(
   return {
     get next() {
       return position();
+    },
+    nextTarget(length) {
+      const at = position();
+      const partLength = lengths[partIndex] as number;
+      if (!at || verifyOnly || length < 1 || offset + length > partLength) return undefined;
+      if (adopt && offset === 0 && length === partLength) return undefined;
+      return reserve(at.part, offset + length, length).subarray(offset, offset + length);
     },
     get complete() {
       return layer >= descriptor.numLayers;
@@ -152,19 +182,11 @@ export function createKvAssembler(
       ) {
         buffer = chunk.data;
       } else {
-        const spare = reuse ? recycled[chunk.part] : undefined;
-        if (buffer === undefined && spare !== undefined && spare.byteLength === partLength) {
-          buffer = spare;
-        } else if (buffer === undefined) {
-          buffer = new Uint8Array(partLength <= eager ? partLength : Math.max(1 << 20, length));
-        } else if (buffer.byteLength < offset + length) {
-          const grown = new Uint8Array(
-            Math.min(partLength, Math.max(buffer.byteLength * 2, offset + length)),
-          );
-          grown.set(buffer.subarray(0, offset));
-          buffer = grown;
-        }
-        buffer.set(chunk.data, offset);
+        const target = reserve(chunk.part, offset + length, length);
+        const inPlace =
+          chunk.data.buffer === target.buffer &&
+          chunk.data.byteOffset === target.byteOffset + offset;
+        if (!inPlace) target.set(chunk.data, offset);
       }
       offset += length;
       if (offset < partLength) return undefined;

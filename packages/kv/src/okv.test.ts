@@ -12,6 +12,7 @@ import {
   fromKvParts,
   type KvFormatError,
   type KvLayerParts,
+  partsOf,
   readOkvLayer,
   toKvChunks,
 } from "./index";
@@ -127,6 +128,28 @@ describe(".okv", () => {
     await expect(collect(encodeOkvChunks([sent[1]!], { descriptor }))).rejects.toMatchObject({
       reason: "INVALID_OFFSETS",
     });
+  });
+
+  it("decodes frames split across input pieces of any size into the same layers (in place)", () => {
+    const descriptor = mhaDescriptor({ scaleScheme: "per_token", dtype: "int8" });
+    const cache = randomCache(descriptor, 13);
+    const bytes = encodeOkvBytes(cache, { maxFrameBytes: 100 });
+    for (const piece of [1, 7, 64, 99, 1000]) {
+      for (const reuseLayerBuffers of [false, true]) {
+        const decoder = createOkvDecoder({ reuseLayerBuffers, adoptInput: false });
+        let layers = 0;
+        for (let i = 0; i < bytes.byteLength; i += piece) {
+          for (const event of decoder.feed(bytes.slice(i, i + piece))) {
+            if (event.kind !== "layer") continue;
+            for (const part of partsOf(descriptor))
+              expect(event.layer.parts[part]).toEqual(cache.part(event.layer.layer, part));
+            layers++;
+          }
+        }
+        decoder.end();
+        expect(layers).toBe(descriptor.numLayers);
+      }
+    }
   });
 
   it("recycles layer buffers when asked, handing out each layer before parsing on", () => {
