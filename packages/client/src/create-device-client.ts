@@ -169,16 +169,18 @@ export function createDeviceClient(
    */
   async function chunkBytesFor(requested: number | undefined, call: DriverCallOptions = {}) {
     if (requested || options.chunkBytes === "device") return requested ?? 0;
-    const caps = { ...(call.signal ? { signal: call.signal } : {}), timeoutMs: unaryTimeoutMs };
-    largestChunk ??= unary(D.getCapabilities, {}, caps).then((r) =>
-      Math.min(r.capabilities?.maxChunkBytes ?? 0, channel.maxMessageBytes - MESSAGE_OVERHEAD),
+    // One read shared by concurrent calls, so it carries no caller's signal; each caller waits
+    // for it under its own signal.
+    largestChunk ??= unary(D.getCapabilities, {}).then(
+      (r) =>
+        Math.min(r.capabilities?.maxChunkBytes ?? 0, channel.maxMessageBytes - MESSAGE_OVERHEAD),
+      (error: unknown) => {
+        largestChunk = undefined;
+        throw error;
+      },
     );
-    try {
-      return Math.max(0, await largestChunk);
-    } catch (error) {
-      largestChunk = undefined;
-      throw error;
-    }
+    const shared = largestChunk;
+    return Math.max(0, await untilAborted(shared, call.signal));
   }
 
   return {
@@ -312,4 +314,15 @@ function toOpalError(error: unknown): OpalError {
   }
   if (typeof status.code === "number") return fromGrpcStatus(status);
   return OpalError.from(error);
+}
+
+/** `promise`, or a rejection with the abort's error as soon as `signal` aborts. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(toAbortError(signal.reason));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(toAbortError(signal.reason));
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }

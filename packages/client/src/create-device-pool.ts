@@ -210,8 +210,10 @@ export async function createDevicePool(
 
   return {
     driverApiVersion: DRIVER_API_VERSION,
-    // Remote members yield their received messages; injected drivers promise nothing.
-    yieldsOwnedChunks: options.connect === undefined,
+    // Owned only if every member's are (remote device clients yield their received messages).
+    get yieldsOwnedChunks() {
+      return members.every((m) => m.driver.yieldsOwnedChunks === true);
+    },
     get devices() {
       return members.map(({ target, circuit, inFlight, prefills, failures }) => ({
         target,

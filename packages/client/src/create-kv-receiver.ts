@@ -19,6 +19,7 @@ import {
 } from "@opal/protocol";
 import type { KvSink } from "./kv-sink";
 import { readKvStream, type StreamProgress } from "./read-kv-stream";
+import { invalidOption } from "./sinks/sink-errors";
 
 type PushMessage = InstanceType<typeof opal.device.v1.PushKvRequest>;
 
@@ -60,7 +61,8 @@ export interface KvReceiverOptions<Receipt> {
   readonly maxRememberedTransfers?: number;
   /**
    * A transfer that sends nothing for this long is aborted with DEADLINE_EXCEEDED and its sink
-   * discarded (PS-9), in ms; default 30,000.
+   * discarded (PS-9), in ms: an integer from 1 to 2,147,483,647, or 0 for no timeout (not
+   * recommended); default 30,000. Anything else is rejected with INVALID_ARGUMENT.
    */
   readonly idleTimeoutMs?: number;
   /** Largest message, in bytes; default 64 MiB. */
@@ -93,6 +95,10 @@ export async function createKvReceiver<Receipt>(
   options: KvReceiverOptions<Receipt>,
 ): Promise<KvReceiver<Receipt>> {
   const maxMessageBytes = options.maxMessageBytes ?? 64 * 1024 * 1024;
+  const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  if (!Number.isInteger(idleTimeoutMs) || idleTimeoutMs < 0 || idleTimeoutMs > MAX_TIMER_MS) {
+    throw invalidOption("idleTimeoutMs", `an integer from 0 to ${MAX_TIMER_MS}`, idleTimeoutMs);
+  }
   const server = new Server({
     "grpc.max_receive_message_length": maxMessageBytes,
     "grpc.max_send_message_length": maxMessageBytes,
@@ -141,7 +147,7 @@ export async function createKvReceiver<Receipt>(
       }
       const messages = withIdleTimeout(
         call[Symbol.asyncIterator]() as AsyncIterator<PushMessage>,
-        options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+        idleTimeoutMs,
       );
       const first = await messages.next();
       if (!first.done) assertWellFormed(first.value);
@@ -325,15 +331,18 @@ export async function createKvReceiver<Receipt>(
 
 /** PS-9's recommended idle timeout, in ms. */
 const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+/** The longest delay a Node timer takes (longer ones fire after 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * `messages` whose every `next()` fails with DEADLINE_EXCEEDED when no message arrives within
- * `idleMs` (the caller's error path then answers the call, which ends it).
+ * `idleMs` (the caller's error path then answers the call, which ends it); 0: no timeout.
  */
 function withIdleTimeout<T>(
   messages: AsyncIterator<T>,
   idleMs: number,
 ): { next(): Promise<IteratorResult<T>> } {
+  if (idleMs === 0) return messages;
   return {
     next() {
       let timer: NodeJS.Timeout | undefined;

@@ -7,13 +7,14 @@ import type { KvDescriptor, KvLayerParts } from "@opal/kv";
  * (after the whole-cache digest matched) or `abort`. A sink makes the cache visible only in
  * `commit`: files are written under a temporary name and renamed, buffers the caller owns must not
  * be read before `commit` resolves, and `abort` removes or invalidates whatever was written.
- * A layer marked `transient` is only valid during `writeLayer`: copy what must outlive it.
+ * A layer's views are only valid during `writeLayer` unless it is marked `stable`: copy what must
+ * outlive it.
  */
 export interface KvSink<Receipt> {
   /**
    * A hint that the sink keeps the layers it is given (the memory sink): the SDK then assembles
    * each layer into buffers of its own, which the sink adopts without copying. Without it the SDK
-   * may reuse one layer's buffers for the next and marks those layers `transient`. Default false.
+   * may reuse one layer's buffers for the next (those layers are not `stable`). Default false.
    */
   readonly keepsLayerViews?: boolean;
   /** Called once with the cache's descriptor before any layer; may reject a descriptor it cannot take. */

@@ -90,8 +90,8 @@ export interface PrefillRun<Receipt> extends AsyncIterable<LayerReady> {
  * holds; otherwise the prefill is retried (same `request_id`) with backoff and jitter that honours
  * the device's RetryInfo. `timeoutMs` and `signal` bound everything, retries included. With
  * `retentionSeconds > 0`, the caches devices retained for attempts whose result is not returned
- * (all of them when the run fails) are released when the run ends, best effort; the returned
- * `kvHandle` stays retained for the caller.
+ * (all of them when the run fails) are released in the background when the run ends, best
+ * effort; the returned `kvHandle` stays retained for the caller.
  */
 export function startPrefill<Receipt = import("@opal/kv").KvCache>(
   device: PrefillDriver,
@@ -110,15 +110,14 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
   const span = startPrefillSpan(request, "pull");
 
   // Handles of caches the device retains for this run's attempts: the ones nobody will use are
-  // released when the run ends (the lease would free them, later).
+  // released when the run ends (the lease would free them, later). In the background: the run's
+  // result never waits for a device to answer a release.
   const retained = new Set<string>();
-  const releaseExcept = async (kept?: string) => {
-    const orphans = [...retained].filter((handle) => handle !== kept);
-    await Promise.all(
-      orphans.map((handle) =>
-        device.releaseKv(handle, { timeoutMs: RELEASE_TIMEOUT_MS }).catch(() => {}),
-      ),
-    );
+  const releaseExcept = (kept?: string) => {
+    for (const handle of retained) {
+      if (handle !== kept)
+        device.releaseKv(handle, { timeoutMs: RELEASE_TIMEOUT_MS }).catch(() => {});
+    }
   };
 
   const result = (async (): Promise<PrefillOutcome<Receipt>> => {
@@ -201,14 +200,14 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
           resumes,
         };
         endPrefillSpan(span, stats, transfer);
-        await releaseExcept(progress.kvHandle);
+        releaseExcept(progress.kvHandle);
         return { receipt, descriptor, kvHandle: progress.kvHandle ?? "", stats, transfer };
       } catch (caught) {
         const error = signal.aborted ? OpalError.from(signal.reason) : OpalError.from(caught);
         if (opened) await sink.abort(error);
         if (signal.aborted || !isRetryable(error) || attempt >= maxAttempts) {
           failPrefillSpan(span, error);
-          await releaseExcept();
+          releaseExcept();
           throw error;
         }
         recordAttemptFailure(span, attempt, error, "retry");

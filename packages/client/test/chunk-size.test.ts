@@ -1,3 +1,4 @@
+import { Code } from "@opal/core";
 import type { PrefillDriver, PrefillRequest } from "@opal/driver";
 import { digestKvCache, partsOf } from "@opal/kv";
 import { createMockDevice, type MockServer, serveMockDevice } from "@opal/mock";
@@ -51,6 +52,25 @@ describe("chunk size and zero-copy receive (DeviceClientOptions.chunkBytes, PF-4
     } finally {
       await largest.close();
       await preferred.close();
+    }
+  });
+
+  it("reads the capabilities once for concurrent calls; one caller's abort fails only that caller", async () => {
+    const client = createDeviceClient(small.address);
+    try {
+      const controller = new AbortController();
+      // The caller that will abort starts the shared capabilities read.
+      const cancelled = (async () => {
+        for await (const _ of client.prefill(request(), { signal: controller.signal }));
+      })();
+      const unaffected = chunkSizes(client, request());
+      controller.abort();
+      const [other, mine] = await Promise.allSettled([unaffected, cancelled]);
+      expect(other).toEqual({ status: "fulfilled", value: new Set([64 * KIB]) });
+      expect(mine.status).toBe("rejected");
+      expect((mine as PromiseRejectedResult).reason.code).toBe(Code.CANCELLED);
+    } finally {
+      await client.close();
     }
   });
 

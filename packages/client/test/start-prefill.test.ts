@@ -2,7 +2,7 @@ import { Code, OpalError } from "@opal/core";
 import type { PrefillDriver, PrefillEvent, PrefillRequest } from "@opal/driver";
 import { createMockDevice } from "@opal/mock";
 import { expectOpalError } from "@opal/testing";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { startPrefill } from "../src/start-prefill";
 
 let n = 0;
@@ -148,7 +148,7 @@ describe("startPrefill", () => {
       Code.UNAVAILABLE,
     );
     expect(failing.stats.prefillsStarted).toBe(1);
-    expect(failing.stats.retainedKvBytes).toBe(0);
+    await vi.waitFor(() => expect(failing.stats.retainedKvBytes).toBe(0));
 
     const healthy = createMockDevice({ models: ["opal-tiny"] });
     const outcome = await startPrefill(healthy, request({ retentionSeconds: 30 })).result;

@@ -16,6 +16,7 @@
  * exports nothing and @opal/kv falls back to @node-rs/crc32.
  */
 #include <node_api.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -116,11 +117,17 @@ static napi_value crc32c(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* The tables are process-wide; worker threads load the addon again, so build them exactly once. */
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+static void build_tables(void) {
+  build_shift_table(long_shift, LONG_BLOCK);
+  build_shift_table(short_shift, SHORT_BLOCK);
+}
+
 NAPI_MODULE_INIT() {
   __builtin_cpu_init();
   if (!__builtin_cpu_supports("sse4.2")) return exports;
-  build_shift_table(long_shift, LONG_BLOCK);
-  build_shift_table(short_shift, SHORT_BLOCK);
+  pthread_once(&tables_once, build_tables);
   napi_value fn;
   if (napi_create_function(env, "crc32c", NAPI_AUTO_LENGTH, crc32c, NULL, &fn) != napi_ok)
     return NULL;

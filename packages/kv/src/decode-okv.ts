@@ -99,11 +99,17 @@ export function createOkvDecoder(options: DecodeOkvOptions = {}): OkvDecoder {
     staged = 0;
   };
   const chooseStaging = () => {
-    // A DATA payload split across inputs goes straight to where the assembler keeps it.
-    const target =
-      state === State.Payload && frame.type === OkvFrameType.DATA
-        ? assembler?.nextTarget(need)
-        : undefined;
+    // A DATA payload split across inputs goes straight to where the assembler keeps it, when the
+    // frame is the one the assembler expects (others fail in `accept` and must not touch its buffers).
+    const next = assembler?.next;
+    const expected =
+      state === State.Payload &&
+      frame.type === OkvFrameType.DATA &&
+      next !== undefined &&
+      frame.layer === next.layer &&
+      OKV_PART_IDS[frame.partId] === next.part &&
+      frame.offsetBytes === next.offsetBytes;
+    const target = expected ? assembler?.nextTarget(need) : undefined;
     if (target) {
       staging = target;
     } else if (state === State.Payload && reuse) {
@@ -253,7 +259,7 @@ export function createOkvDecoder(options: DecodeOkvOptions = {}): OkvDecoder {
         if (payload.subarray(KV_DIGEST_BYTE_LENGTH, 32).some((byte) => byte !== 0)) {
           throw new KvFormatError(
             "INVALID_FRAME",
-            `trailer bytes ${KV_DIGEST_BYTE_LENGTH}..31 are reserved and must be zero`,
+            `trailer bytes ${KV_DIGEST_BYTE_LENGTH}..31 are reserved and must be zero (a file from a pre-release writer with a 32-byte SHA-256 digest?)`,
           );
         }
         const stored = flags & 1 ? payload.slice(0, KV_DIGEST_BYTE_LENGTH) : undefined;

@@ -38,7 +38,7 @@ export interface KvAssemblerOptions {
   readonly adoptAlignmentBytes?: number;
   /**
    * When true, the part buffers of a completed layer are reused for the next layer: a returned
-   * layer is valid only until the next `accept` (it is marked `transient`). Bounds memory to one
+   * layer is valid only until the next `accept` (otherwise layers are marked `stable`). Bounds memory to one
    * layer. Default false.
    */
   readonly reuseBuffers?: boolean;
@@ -196,8 +196,8 @@ export function createKvAssembler(
       partIndex++;
       if (partIndex < parts.length) return undefined;
       const done: KvLayerParts = reuse
-        ? { layer, parts: current, transient: true }
-        : { layer, parts: current };
+        ? { layer, parts: current }
+        : { layer, parts: current, stable: true };
       if (reuse) recycled = current;
       current = {};
       partIndex = 0;

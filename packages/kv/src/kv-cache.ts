@@ -14,10 +14,11 @@ export interface KvLayerParts {
   /** One view per part of `partsOf(descriptor)`; scale parts hold little-endian f32. */
   readonly parts: Readonly<Partial<Record<KvPart, Uint8Array>>>;
   /**
-   * True when the views are valid only for a while (e.g. until the next layer of a stream reuses
-   * their buffers): whoever keeps them must copy them. Absent means the views stay valid.
+   * True when the views stay valid and nothing else writes their bytes after this layer is handed
+   * over (an assembler's fresh or adopted buffers): a holder may keep them without copying.
+   * Absent: the views may be reused, so whoever keeps them copies them.
    */
-  readonly transient?: boolean;
+  readonly stable?: boolean;
 }
 
 /**

@@ -252,7 +252,7 @@ describe("createKvAssembler", () => {
     expect(order.next).toEqual({ layer: 0, part: "k", offsetBytes: 0 });
   });
 
-  it("adopts whole-part chunks only at the asked alignment, and marks reused layers transient", () => {
+  it("adopts whole-part chunks only at the asked alignment, and marks layers it will not reuse stable", () => {
     const whole = [...toKvChunks(cache, { maxChunkBytes: 1 << 20 })];
     const at = (chunk: (typeof whole)[number], offset: number) => {
       const buffer = new Uint8Array(chunk.data.byteLength + 8);
@@ -271,10 +271,10 @@ describe("createKvAssembler", () => {
     expect(layer.parts.v!.buffer).not.toBe(misaligned.data.buffer);
     expect(layer.parts.v!.byteOffset % 8).toBe(0);
     expect(layer.parts.v).toEqual(cache.part(0, "v"));
-    expect(layer.transient).toBeUndefined();
+    expect(layer.stable).toBe(true);
 
     const reusing = createKvAssembler(descriptor, { reuseBuffers: true });
     const first = whole.slice(0, 2).map((c) => reusing.accept(c))[1]!;
-    expect(first.transient).toBe(true);
+    expect(first.stable).toBeUndefined();
   });
 });

@@ -2,8 +2,9 @@ import type { opal } from "./gen/pb.js";
 
 type Chunk = opal.device.v1.KvChunk.$Properties;
 
-/** Reused by every call: grows to the largest message encoded so far (at most one chunk + 24 bytes). */
+/** Reused by every call for messages up to {@link SCRATCH_MAX_BYTES}; larger ones get their own. */
 let scratch = Buffer.alloc(0);
+const SCRATCH_MAX_BYTES = 16 * 1024 * 1024 + 1024;
 
 /** Chunks at least this large get `alignment_padding` (PF-48); smaller ones are not worth it. */
 const ALIGN_FROM_BYTES = 64 * 1024;
@@ -59,8 +60,13 @@ export function encodeChunkResponse(
   }
   const inner = fields + padding;
   const size = 1 + varintSize(inner) + inner;
-  if (scratch.byteLength < size) scratch = Buffer.allocUnsafe(size);
-  const out = scratch.subarray(0, size);
+  let out: Buffer;
+  if (size > SCRATCH_MAX_BYTES) {
+    out = Buffer.allocUnsafe(size);
+  } else {
+    if (scratch.byteLength < size) scratch = Buffer.allocUnsafe(size);
+    out = scratch.subarray(0, size);
+  }
   let at = 0;
   out[at++] = 0x12; // field 2 (chunk), length-delimited
   at = writeVarint(out, at, inner);

@@ -13,13 +13,13 @@ describe("createMemorySink", () => {
     randomCache(mhaDescriptor({ dtype: "int8", scaleScheme: "per_head", layout: "hnd" })),
     randomCache(mlaDescriptor({ dtype: "bf16" })),
   ]) {
-    it(`commits a cache equal to transient layers fed (${cache.descriptor.attention.kind}), owning its bytes`, async () => {
+    it(`commits a cache equal to the layers fed (${cache.descriptor.attention.kind}), owning its bytes`, async () => {
       const expected = copyKvCache(cache);
       const sink = createMemorySink();
       await sink.open(cache.descriptor);
       for (let layer = 0; layer < cache.descriptor.numLayers; layer++) {
-        await sink.writeLayer({ ...cache.layer(layer), transient: true });
-        // A transient layer is only valid during writeLayer: the caller may reuse it right after.
+        await sink.writeLayer(cache.layer(layer));
+        // A layer not marked stable is only valid during writeLayer: the caller may reuse it right after.
         for (const view of Object.values(cache.layer(layer).parts)) view?.fill(0x5a);
       }
       const received: KvCache = await sink.commit(stats);
@@ -27,13 +27,13 @@ describe("createMemorySink", () => {
     });
   }
 
-  it("adopts layers that are not transient without copying them", async () => {
+  it("adopts stable layers without copying them", async () => {
     const cache = randomCache(mhaDescriptor());
     const sink = createMemorySink();
     expect(sink.keepsLayerViews).toBe(true);
     await sink.open(cache.descriptor);
     for (let layer = 0; layer < cache.descriptor.numLayers; layer++) {
-      await sink.writeLayer(cache.layer(layer));
+      await sink.writeLayer({ ...cache.layer(layer), stable: true });
     }
     const received: KvCache = await sink.commit(stats);
     expect(received.part(1, "v").buffer).toBe(cache.part(1, "v").buffer);

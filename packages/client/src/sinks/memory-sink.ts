@@ -4,8 +4,9 @@ import { createGuardedSink } from "./create-guarded-sink";
 
 /**
  * A sink that keeps the cache in memory. Receipt: a `KvCache` made of the layers it was given:
- * adopted as they are (no copy), or copied when a layer is `transient`. It `keepsLayerViews`, so
- * the SDK gives it layers of their own and nothing is copied.
+ * adopted as they are when a layer is `stable`, else copied. It `keepsLayerViews`, so the SDK gives
+ * it stable layers and nothing is copied: the receipt's parts are then views, possibly into the
+ * received gRPC messages (8-byte aligned; use `byteOffset` when viewing them as typed arrays).
  * Memory grows to the cache's size (`cacheByteLength(descriptor)`). Accepts any valid descriptor.
  * `abort` drops the layers; `commit` after `abort` rejects with CANCELLED.
  */
@@ -18,7 +19,7 @@ export function createMemorySink(): KvSink<KvCache> {
       descriptor = given;
     },
     writeLayer(layer) {
-      if (!layer.transient) {
+      if (layer.stable) {
         layers.push(layer.parts);
         return;
       }

@@ -11,7 +11,7 @@ export function descriptorMismatch(what: string, target: string, cache: string):
   });
 }
 
-/** INVALID_ARGUMENT INVALID_FIELD for a bad sink option, with a field violation naming `field`. */
+/** INVALID_ARGUMENT INVALID_FIELD for a bad option (of a sink or the receiver), naming `field`. */
 export function invalidOption(field: string, expected: string, actual: unknown): OpalError {
   const description = `expected ${expected}, got ${describeValue(actual)}`;
   return new OpalError(Code.INVALID_ARGUMENT, `${field}: ${description}`, {

@@ -189,6 +189,14 @@ describe("push handoff isolation (PS-10, SEC-7)", () => {
       });
       expect(performance.now() - started).toBeLessThan(5_000);
       expect(aborted).toEqual(["stalled"]);
+      // Node clamps timer delays it cannot hold to 1 ms: such values are refused, not obeyed.
+      for (const idleTimeoutMs of [Number.POSITIVE_INFINITY, 2 ** 31, -1, 0.5]) {
+        await expectOpalError(
+          createKvReceiver({ idleTimeoutMs, createSink: () => createMemorySink() }),
+          Code.INVALID_ARGUMENT,
+          "INVALID_FIELD",
+        );
+      }
     } finally {
       client.close();
       await idle.close();
