@@ -10,6 +10,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildPackages } from "./build-packages.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const only = process.argv.slice(2);
@@ -26,16 +27,7 @@ const scripts = readdirSync(join(root, "packages"))
   })
   .filter((file) => only.length === 0 || only.some((o) => file.includes(o)));
 
-const env = { ...process.env, NX_DAEMON: "false", NX_NO_CLOUD: "true", NX_TUI: "false" };
-const build = spawnSync(
-  join(root, "node_modules/.bin/nx"),
-  ["run-many", "-t", "build", "--outputStyle=static"],
-  { cwd: root, stdio: ["ignore", "ignore", "inherit"], env },
-);
-if (build.status !== 0) {
-  console.error("npm run bench: the build failed; run `npx nx run-many -t build` to see why");
-  process.exit(build.status ?? 1);
-}
+buildPackages(root, "npm run bench");
 
 const figures = [];
 const crashed = [];

@@ -5,18 +5,10 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildPackages } from "./build-packages.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
-const env = { ...process.env, NX_DAEMON: "false", NX_NO_CLOUD: "true", NX_TUI: "false" };
-const build = spawnSync(
-  join(root, "node_modules/.bin/nx"),
-  ["run-many", "-t", "build", "--outputStyle=static"],
-  { cwd: root, stdio: ["ignore", "ignore", "inherit"], env },
-);
-if (build.status !== 0) {
-  console.error("npm start: the build failed; run `npx nx run-many -t build` to see why");
-  process.exit(build.status ?? 1);
-}
+buildPackages(root, "npm start");
 const cli = join(root, "packages/cli/dist/opal.js");
 if (!existsSync(cli)) {
   console.error("npm start: packages/cli is not built");

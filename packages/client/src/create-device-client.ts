@@ -179,8 +179,7 @@ export function createDeviceClient(
         throw error;
       },
     );
-    const shared = largestChunk;
-    return Math.max(0, await untilAborted(shared, call.signal));
+    return Math.max(0, await untilAborted(largestChunk, call.signal));
   }
 
   return {

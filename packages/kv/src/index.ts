@@ -94,6 +94,7 @@ export type {
 export {
   decodeSafetensors,
   encodeSafetensors,
+  encodeSafetensorsHeader,
   encodeSafetensorsPieces,
   fromSafetensorsDtype,
   SAFETENSORS_DTYPE_SIZES,

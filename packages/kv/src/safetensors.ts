@@ -312,6 +312,16 @@ export function* encodeSafetensorsPieces(
     };
     offset += t.data.byteLength;
   }
+  yield encodeSafetensorsHeader(header);
+  for (const [, t] of list) if (t.data.byteLength > 0) yield t.data;
+}
+
+/**
+ * The first bytes of a safetensors file: the 8-byte little-endian length, then the JSON `header`
+ * (`__metadata__` and each tensor's dtype, shape and data_offsets, as given) padded with spaces to
+ * a multiple of 8, as the reference writer does. For writers that stream the tensor data after it.
+ */
+export function encodeSafetensorsHeader(header: Readonly<Record<string, unknown>>): Uint8Array {
   const json = new TextEncoder().encode(JSON.stringify(header));
   const padded = Math.ceil(json.byteLength / 8) * 8;
   const head = new Uint8Array(8 + padded).fill(0x20, 8 + json.byteLength);
@@ -319,8 +329,7 @@ export function* encodeSafetensorsPieces(
   view.setUint32(0, padded % 0x1_0000_0000, true);
   view.setUint32(4, Math.floor(padded / 0x1_0000_0000), true);
   head.set(json, 8);
-  yield head;
-  for (const [, t] of list) if (t.data.byteLength > 0) yield t.data;
+  return head;
 }
 
 /** Encodes tensors as one safetensors byte array (see {@link encodeSafetensorsPieces}). */

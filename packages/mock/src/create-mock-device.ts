@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { Code, createCallSignal, OpalError, Reason, sleep, throwIfAborted } from "@opal/core";
 import {
-  type DeviceCapabilities,
   type DeviceInfo,
   DRIVER_API_VERSION,
   type DriverCallOptions,
@@ -32,6 +31,7 @@ import { createDeviceSlots } from "./device-slots";
 import { createFaultInjector, type FaultConfig, type FaultInjector } from "./fault-injector";
 import { hashBody } from "./hash-prefill-body";
 import { loadMockModel } from "./load-mock-model";
+import { type MockDeviceLimits, mockCapabilities } from "./mock-capabilities";
 import { createNamedMockModel, type MockModel } from "./mock-model";
 import {
   type MockProfile,
@@ -42,24 +42,6 @@ import {
 import { createPrefixCache } from "./prefix-cache";
 import { resumePosition, sliceChunk } from "./resume-position";
 import { createRetentionStore } from "./retention-store";
-
-/** Limits of the simulated device; each documents its default. */
-export interface MockDeviceLimits {
-  /** Prefills computed at once; default 4. */
-  readonly maxConcurrentPrefills?: number;
-  /** Prefills waiting for a slot before DEVICE_BUSY; default 16. */
-  readonly maxQueuedPrefills?: number;
-  /** Longest prompt, in tokens; default 8,192. */
-  readonly maxPromptTokens?: number;
-  /** Chunk size when the caller does not ask, in bytes; default 1 MiB. */
-  readonly preferredChunkBytes?: number;
-  /** Largest chunk, in bytes; default 4 MiB. */
-  readonly maxChunkBytes?: number;
-  /** Longest retention lease, in seconds; default 600. */
-  readonly maxRetentionSeconds?: number;
-  /** Retention budget over all tenants, in bytes; default 1 GiB. */
-  readonly maxRetainedBytes?: number;
-}
 
 /** Options of {@link createMockDevice}; every field is optional. */
 export interface MockDeviceOptions {
@@ -96,8 +78,6 @@ export interface MockDevice extends PrefillDriver {
   };
 }
 
-const MIB = 1024 * 1024;
-
 /** Creates an Iris-style mock prefill device (see docs/guides/mock.md). */
 export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
   const profile =
@@ -106,34 +86,7 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
       : mockProfile(options.profile ?? "instant");
   const now = options.now ?? Date.now;
   const limits = options.limits ?? {};
-  const capabilities: DeviceCapabilities = {
-    dtypes: ["f32", "f16", "bf16", "fp8_e4m3fn", "fp8_e5m2", "int8"],
-    layouts: ["nhd", "hnd"],
-    scaleSchemes: ["per_tensor", "per_token", "per_head"],
-    blockSizesTokens: [16, 32, 64, 128, 256],
-    maxPromptTokens: limits.maxPromptTokens ?? 8192,
-    maxConcurrentPrefills: limits.maxConcurrentPrefills ?? 4,
-    maxQueuedPrefills: limits.maxQueuedPrefills ?? 16,
-    preferredChunkBytes: limits.preferredChunkBytes ?? MIB,
-    maxChunkBytes: limits.maxChunkBytes ?? 4 * MIB,
-    maxMessageBytes: (limits.maxChunkBytes ?? 4 * MIB) + 64 * 1024,
-    retention: {
-      maxRetentionSeconds: limits.maxRetentionSeconds ?? 600,
-      maxRetainedBytes: limits.maxRetainedBytes ?? 1024 * MIB,
-    },
-    features: {
-      resume: true,
-      push: false,
-      prefixCache: true,
-      decoderPrefix: true,
-      seededSampling: true,
-      compressionCodecs: [],
-    },
-    numerics: profile.numerics,
-    dataPlanes: ["inline"],
-    maxModelBytes: 2048 * MIB,
-    transports: [],
-  };
+  const capabilities = mockCapabilities(limits, profile);
   const info: DeviceInfo = {
     protocolVersion: "1.0.0",
     vendor: "OPAL",

@@ -8,10 +8,11 @@
  */
 
 export { createMockCommand } from "./create-mock-command";
-export type { MockDevice, MockDeviceLimits, MockDeviceOptions } from "./create-mock-device";
+export type { MockDevice, MockDeviceOptions } from "./create-mock-device";
 export { createMockDevice } from "./create-mock-device";
 export type { ErrorFault, FaultConfig, FaultInjector, StreamFaults } from "./fault-injector";
 export { createFaultInjector } from "./fault-injector";
+export type { MockDeviceLimits } from "./mock-capabilities";
 export { toMockModelNames } from "./mock-model";
 export type { MockProfile, MockProfileName } from "./mock-profile";
 export { mockProfile, simulatedTimeUs, toMockProfileNames } from "./mock-profile";

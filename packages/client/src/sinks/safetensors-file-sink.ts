@@ -1,4 +1,5 @@
 import {
+  encodeSafetensorsHeader,
   headCountOf,
   headDimOf,
   isScalePart,
@@ -39,7 +40,7 @@ function shapeOf(d: KvDescriptor, part: KvPart): number[] {
   return d.layout === "hnd" ? [h, t, headDimOf(d)] : [t, h, headDimOf(d)];
 }
 
-/** The 8-byte length and the JSON header (space-padded to 8 bytes) for the whole cache. */
+/** The safetensors header (length and JSON) for the whole cache, written before any layer. */
 function encodeHeader(d: KvDescriptor): Uint8Array {
   const header: Record<string, unknown> = {
     __metadata__: { [SAFETENSORS_DESCRIPTOR_KEY]: JSON.stringify(d) },
@@ -56,14 +57,7 @@ function encodeHeader(d: KvDescriptor): Uint8Array {
       offset += length;
     }
   }
-  const json = new TextEncoder().encode(JSON.stringify(header));
-  const padded = Math.ceil(json.byteLength / 8) * 8;
-  const head = new Uint8Array(8 + padded).fill(0x20, 8 + json.byteLength);
-  const view = new DataView(head.buffer);
-  view.setUint32(0, padded % 0x1_0000_0000, true);
-  view.setUint32(4, Math.floor(padded / 0x1_0000_0000), true);
-  head.set(json, 8);
-  return head;
+  return encodeSafetensorsHeader(header);
 }
 
 /**
