@@ -39,4 +39,20 @@ export interface DeviceClientOptions {
    * `preferredChunkBytes` (the request goes out with 0).
    */
   readonly chunkBytes?: "largest" | "device";
+  /**
+   * How a `prefill`'s KV bytes travel. `"auto"` (default): through a shared-memory region this
+   * client creates in `/dev/shm` (PF-43) when the target is on this host (a loopback address,
+   * `localhost` or a unix socket), the host is Linux, and the device lists the plane in its
+   * capabilities; otherwise, and for pushes, inline in the gRPC stream. When the device cannot
+   * open the region (it runs in another mount namespace) the client goes inline
+   * for good and retries the call inline. `"inline"`: always in the stream. `"shared-memory"`:
+   * always offer a region; a device that cannot use it fails the call. `fetchKv` is always
+   * inline (PF-45). Chunks, CRCs, the digest and every completion rule are the same either way.
+   */
+  readonly dataPlane?: "auto" | "inline" | "shared-memory";
+  /**
+   * Size the client's shared-memory regions claim, in bytes; default what `/dev/shm` has free
+   * when a region is created (regions are sparse: memory is used only where a device writes).
+   */
+  readonly sharedMemoryRegionBytes?: number;
 }

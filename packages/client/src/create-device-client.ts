@@ -30,11 +30,14 @@ import {
   fromWireModel,
   fromWirePrefillEvent,
   fromWireTelemetry,
+  opal,
   probeStateEnum,
   toWireFetchRequest,
   toWirePrefillRequest,
 } from "@opal/protocol";
 import type { DeviceClientOptions } from "./client-options";
+import { readRegionChunks } from "./read-region-chunks";
+import { createSharedMemoryRegions, hasSharedMemory } from "./shared-memory-regions";
 
 /** A remote device: the {@link PrefillDriver} interface over gRPC. */
 export interface DeviceClient extends PrefillDriver {
@@ -88,7 +91,14 @@ export function createDeviceClient(
   const client = new Client(target, creds, channelOptions);
   const unaryTimeoutMs = options.defaultUnaryTimeoutMs ?? 30_000;
   let closed = false;
-  let largestChunk: Promise<number> | undefined;
+  let capabilitiesRead: Promise<opal.device.v1.Capabilities.$Properties> | undefined;
+  const dataPlane = options.dataPlane ?? "auto";
+  // "auto" offers shared memory only to a device on this host; it stops after a device cannot open a region.
+  let sharedMemoryOff =
+    dataPlane === "inline" || (dataPlane === "auto" && !(isSameHost(target) && hasSharedMemory()));
+  const regions = createSharedMemoryRegions({
+    ...(options.sharedMemoryRegionBytes ? { regionBytes: options.sharedMemoryRegionBytes } : {}),
+  });
 
   const metadata = () => {
     const m = new Metadata();
@@ -163,23 +173,35 @@ export function createDeviceClient(
   }
 
   /**
-   * `maxChunkBytes` for a request that leaves it unset (see `DeviceClientOptions.chunkBytes`). A
-   * failure to read the capabilities fails the call (and is read again next time) rather than
-   * falling back to another size: a retry with the same `request_id` must carry the same body.
+   * The device's capabilities, read once per client: one read shared by concurrent calls, so it
+   * carries no caller's signal; each caller waits for it under its own signal. A failure fails the
+   * call (and is read again next time) rather than falling back to a default: a retry with the
+   * same `request_id` must carry the same body.
    */
-  async function chunkBytesFor(requested: number | undefined, call: DriverCallOptions = {}) {
-    if (requested || options.chunkBytes === "device") return requested ?? 0;
-    // One read shared by concurrent calls, so it carries no caller's signal; each caller waits
-    // for it under its own signal.
-    largestChunk ??= unary(D.getCapabilities, {}).then(
-      (r) =>
-        Math.min(r.capabilities?.maxChunkBytes ?? 0, channel.maxMessageBytes - MESSAGE_OVERHEAD),
+  function capabilitiesOnce(call: DriverCallOptions) {
+    capabilitiesRead ??= unary(D.getCapabilities, {}).then(
+      (r) => r.capabilities ?? {},
       (error: unknown) => {
-        largestChunk = undefined;
+        capabilitiesRead = undefined;
         throw error;
       },
     );
-    return Math.max(0, await untilAborted(largestChunk, call.signal));
+    return untilAborted(capabilitiesRead, call.signal);
+  }
+
+  /** `maxChunkBytes` for a request that leaves it unset (see `DeviceClientOptions.chunkBytes`). */
+  async function chunkBytesFor(requested: number | undefined, call: DriverCallOptions = {}) {
+    if (requested || options.chunkBytes === "device") return requested ?? 0;
+    const largest = (await capabilitiesOnce(call)).maxChunkBytes ?? 0;
+    return Math.max(0, Math.min(largest, channel.maxMessageBytes - MESSAGE_OVERHEAD));
+  }
+
+  /** Whether a prefill goes through shared memory (see `DeviceClientOptions.dataPlane`). */
+  async function usesSharedMemory(pushes: boolean, call: DriverCallOptions) {
+    if (sharedMemoryOff || pushes) return false;
+    if (dataPlane === "shared-memory") return true;
+    const planes = (await capabilitiesOnce(call)).dataPlanes ?? [];
+    return planes.includes(opal.device.v1.DataPlaneKind.DATA_PLANE_KIND_SHARED_MEMORY);
   }
 
   return {
@@ -208,7 +230,37 @@ export function createDeviceClient(
     async *prefill(request, call): AsyncIterable<PrefillEvent> {
       const maxChunkBytes = await chunkBytesFor(request.maxChunkBytes, call);
       const wire = toWirePrefillRequest({ ...request, maxChunkBytes });
-      yield* serverStream(D.prefill, wire, fromWirePrefillEvent, call);
+      if (!(await usesSharedMemory(request.pushTarget !== undefined, call ?? {}))) {
+        yield* serverStream(D.prefill, wire, fromWirePrefillEvent, call);
+        return;
+      }
+      const region = regions.acquire();
+      let completed = false;
+      let yielded = false;
+      try {
+        const offer = { name: region.name, offsetBytes: 0, lengthBytes: region.lengthBytes };
+        const messages = serverStream(
+          D.prefill,
+          { ...wire, dataPlane: { sharedMemory: offer } },
+          (m) => m,
+          call,
+        );
+        for await (const event of readRegionChunks(messages, region, () => {
+          completed = true;
+        })) {
+          yielded = true;
+          yield event;
+        }
+      } catch (error) {
+        const refused = dataPlane === "auto" && !yielded ? refusedRegionField(error) : undefined;
+        if (!refused) throw error;
+        // A device that cannot open our region is not on our host after all: inline from now on.
+        // A region too small for this cache only sends this call inline.
+        if (!refused.endsWith(".length_bytes")) sharedMemoryOff = true;
+        yield* serverStream(D.prefill, wire, fromWirePrefillEvent, call);
+      } finally {
+        regions.release(region, completed);
+      }
     },
     async *fetchKv(request, call): AsyncIterable<FetchEvent> {
       const maxChunkBytes = await chunkBytesFor(request.maxChunkBytes, call);
@@ -228,6 +280,7 @@ export function createDeviceClient(
     },
     async close() {
       closed = true;
+      regions.close();
       client.close();
     },
   };
@@ -313,6 +366,26 @@ function toOpalError(error: unknown): OpalError {
   }
   if (typeof status.code === "number") return fromGrpcStatus(status);
   return OpalError.from(error);
+}
+
+/** Whether `target` names this host: a loopback address, `localhost`, or a unix socket. */
+function isSameHost(target: string): boolean {
+  if (target.startsWith("unix:")) return true;
+  const address = target.replace(/^(dns:(\/\/[^/]*)?\/|ipv4:|ipv6:)/, "");
+  const host = address.startsWith("[")
+    ? address.slice(1, address.indexOf("]"))
+    : address.split(":")[0];
+  return host === "localhost" || host === "::1" || /^127\./.test(host ?? "");
+}
+
+/**
+ * The `data_plane` field a device named when it refused the offered region (it cannot open it,
+ * does not offer the plane, or the region is too small), else undefined.
+ */
+function refusedRegionField(error: unknown): string | undefined {
+  if (!(error instanceof OpalError)) return undefined;
+  if (error.code !== Code.INVALID_ARGUMENT && error.code !== Code.UNIMPLEMENTED) return undefined;
+  return error.fieldViolations.find((v) => v.field.startsWith("data_plane"))?.field;
 }
 
 /** `promise`, or a rejection with the abort's error as soon as `signal` aborts. */

@@ -18,6 +18,7 @@ interface MockFlags {
   faults?: string;
   token?: string[];
   pushTarget?: string[];
+  sharedMemory?: boolean;
   metricsPort?: number;
   maxConcurrent?: number;
   maxQueued?: number;
@@ -47,6 +48,10 @@ export function createMockCommand(name: string): Command {
       "allow pushes only to these receivers (default: any address)",
     )
     .option(
+      "--shared-memory",
+      "offer the same-host shared-memory data plane (/dev/shm; trusted callers only)",
+    )
+    .option(
       "--metrics-port <port>",
       "serve Prometheus metrics on this port",
       integer("--metrics-port"),
@@ -71,6 +76,7 @@ export function createMockCommand(name: string): Command {
           port: o.port,
           ...(tokens ? { auth: { tokens } } : {}),
           ...(o.pushTarget?.length ? { pushTargets: o.pushTarget } : {}),
+          ...(o.sharedMemory ? { sharedMemory: true } : {}),
           ...(o.metricsPort !== undefined ? { metricsPort: o.metricsPort } : {}),
         },
       );

@@ -42,6 +42,7 @@ export {
   toWirePrefillEvent,
   toWirePrefillRequest,
 } from "./prefill-wire";
+export { SHARED_MEMORY_DIRECTORY, sharedMemoryPath } from "./shared-memory-path";
 export { decodeStatus, ERROR_DOMAIN, encodeStatus, MAX_STATUS_BYTES } from "./status-codec";
 export type { ProtocolVersion } from "./version";
 export { assertCompatibleVersion, PROTOCOL_VERSION, parseProtocolVersion } from "./version";

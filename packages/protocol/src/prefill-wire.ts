@@ -77,8 +77,9 @@ export function toWirePrefillRequest(r: PrefillRequest): opal.device.v1.PrefillR
 
 /**
  * A wire prefill request as a domain request. Throws INVALID_ARGUMENT (reason INVALID_FIELD, a
- * BadRequest naming the field) for a missing `kv_format`, UNSPECIFIED enums, or an offered data
- * plane (UNIMPLEMENTED UNSUPPORTED_FEATURE: only the inline plane is implemented).
+ * BadRequest naming the field) for a missing `kv_format` or UNSPECIFIED enums. `data_plane` is not
+ * part of the domain request: whoever serves the call carries the bytes (the server host for
+ * shared memory) and reads it from the wire message.
  */
 export function fromWirePrefillRequest(w: P<"PrefillRequest">): PrefillRequest {
   const f = w.kvFormat;
@@ -86,12 +87,6 @@ export function fromWirePrefillRequest(w: P<"PrefillRequest">): PrefillRequest {
     throw new OpalError(Code.INVALID_ARGUMENT, "kv_format: required, got nothing", {
       reason: Reason.INVALID_FIELD,
       fieldViolations: [{ field: "kv_format", description: "required, got nothing" }],
-    });
-  }
-  if (w.dataPlane?.sharedMemory || w.dataPlane?.transport) {
-    throw new OpalError(Code.UNIMPLEMENTED, "data_plane: only the inline data plane is supported", {
-      reason: Reason.UNSUPPORTED_FEATURE,
-      fieldViolations: [{ field: "data_plane", description: "not declared in capabilities" }],
     });
   }
   let sampling: PrefillRequest["sampling"];

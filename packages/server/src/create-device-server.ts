@@ -10,6 +10,7 @@ import {
   DeviceServiceDefinition,
   encodeChunkResponse,
   FILE_DESCRIPTOR_SET_BASE64,
+  SHARED_MEMORY_DIRECTORY,
   tolerantDeserializer,
 } from "@opal/protocol";
 import { protoPath as healthProtoPath } from "grpc-health-check";
@@ -134,6 +135,7 @@ export async function createDeviceServer(
       hostPush: (options.push ?? true) && !capabilities.features.push,
       running: new Map(),
       pushTargets: options.pushTargets ? new Set(options.pushTargets) : undefined,
+      sharedMemory: sharedMemoryEnabled(options.sharedMemory),
     }),
   );
   const health = createDeviceHealth(
@@ -264,4 +266,17 @@ function bind(server: Server, address: string, creds: ServerCredentials): Promis
 
 function formatHost(host: string): string {
   return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+}
+
+/** Whether the shared-memory data plane is on; asking for it where it cannot work is an error. */
+function sharedMemoryEnabled(wanted: boolean | undefined): boolean {
+  if (!wanted) return false;
+  if (!existsSync(SHARED_MEMORY_DIRECTORY)) {
+    throw new OpalError(
+      Code.INVALID_ARGUMENT,
+      `sharedMemory: needs ${SHARED_MEMORY_DIRECTORY} (Linux POSIX shared memory), which this host lacks`,
+      { reason: Reason.INVALID_FIELD },
+    );
+  }
+  return true;
 }

@@ -8,7 +8,7 @@ import type {
   UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Code, OpalError, Reason, toAbortError } from "@opal/core";
-import type { DeviceCapabilities, PrefillDriver } from "@opal/driver";
+import type { DeviceCapabilities, PrefillDriver, PrefillEvent } from "@opal/driver";
 import {
   assertWellFormed,
   fromWireFetchRequest,
@@ -28,6 +28,12 @@ import type { Logger } from "pino";
 import { type CallScope, openCallScope, type ScopeRegistry } from "./call-scope";
 import { pushKv } from "./push-kv";
 import type { ServerMetrics } from "./server-metrics";
+import {
+  type HostPrefillEvent,
+  openSharedMemoryRegion,
+  type SharedMemoryOffer,
+  writeThroughRegion,
+} from "./shared-memory-region";
 
 type V1 = typeof opal.device.v1;
 type Msg<T extends keyof V1> = V1[T] extends { prototype: infer I } ? I : never;
@@ -45,6 +51,8 @@ export interface HandlerContext {
   readonly running: RunningPrefills;
   /** Push targets the operator allows (PS-1); undefined: any. */
   readonly pushTargets: ReadonlySet<string> | undefined;
+  /** The host offers the shared-memory data plane (PF-43). */
+  readonly sharedMemory: boolean;
 }
 
 /** The `opal.device.v1.DeviceService` implementation over a driver. */
@@ -88,7 +96,9 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
             { reason: Reason.PERMISSION_DENIED },
           );
         }
+        const region = sharedMemoryOffer(req, ctx);
         supersedeRunning(ctx.running, s, req);
+        if (region) return prefillThroughRegion(region, () => driver.prefill(request, opts(s)));
         if (!request.pushTarget || !ctx.hostPush) return driver.prefill(request, opts(s));
         // The host pushes for drivers that do not: the driver streams as usual, the host forwards.
         const { pushTarget, ...inline } = request;
@@ -96,7 +106,7 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
           throw invalid("push_target.transfer_id", "required, got an empty string");
         return pushKv(pushTarget, request.requestId, driver.prefill(inline, opts(s)), s.signal);
       },
-      toWirePrefillEvent,
+      toWireHostPrefillEvent,
       true,
     ),
     fetchKv: serverStream(
@@ -125,6 +135,45 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
   };
 }
 
+/**
+ * The shared-memory region a prefill offers, if any. An offered plane the host does not declare
+ * fails UNIMPLEMENTED UNSUPPORTED_FEATURE (PF-41); a region with a push target is INVALID_ARGUMENT
+ * (the bytes go to the receiver, not to the caller).
+ */
+function sharedMemoryOffer(
+  request: Msg<"PrefillRequest">,
+  ctx: HandlerContext,
+): SharedMemoryOffer | undefined {
+  const plane = request.dataPlane;
+  if (!plane?.sharedMemory && !plane?.transport) return undefined;
+  if (plane.transport || !ctx.sharedMemory) {
+    const kind = plane.transport
+      ? `transport ${JSON.stringify(plane.transport.kind)}`
+      : "shared memory";
+    throw new OpalError(Code.UNIMPLEMENTED, `data_plane: this device does not offer ${kind}`, {
+      reason: Reason.UNSUPPORTED_FEATURE,
+      fieldViolations: [{ field: "data_plane", description: "not declared in capabilities" }],
+    });
+  }
+  if (request.pushTarget) {
+    throw invalid("data_plane", "a pushed cache goes to the push target, not to a region");
+  }
+  return plane.sharedMemory!;
+}
+
+async function* prefillThroughRegion(
+  offer: SharedMemoryOffer,
+  start: () => AsyncIterable<PrefillEvent>,
+): AsyncGenerator<HostPrefillEvent> {
+  const region = await openSharedMemoryRegion(offer);
+  yield* writeThroughRegion(start(), region);
+}
+
+function toWireHostPrefillEvent(event: HostPrefillEvent) {
+  const wire = toWirePrefillEvent(event);
+  return "dataRef" in event ? { chunk: { ...wire.chunk, dataRef: event.dataRef } } : wire;
+}
+
 /** Prefill calls in progress, by tenant and request id (PF-7). */
 export type RunningPrefills = Map<string, { readonly body: string; readonly scope: CallScope }>;
 
@@ -140,7 +189,10 @@ function supersedeRunning(
 ): void {
   const key = `${scope.tenant}\0${request.requestId}`;
   const body = createHash("sha256")
-    .update(opal.device.v1.PrefillRequest.encode({ ...request, requestId: "" }).finish())
+    // The data plane is transport, not body: a retry may offer another region or none (PF-7).
+    .update(
+      opal.device.v1.PrefillRequest.encode({ ...request, requestId: "", dataPlane: null }).finish(),
+    )
     .digest("hex");
   const earlier = running.get(key);
   if (earlier && earlier.body === body) {
@@ -157,9 +209,14 @@ function supersedeRunning(
   });
 }
 
-/** The driver's capabilities plus what the host adds (push for drivers that do not push). */
+/** The driver's capabilities plus what the host adds: push for drivers that do not push, shared memory. */
 function withHostFeatures(caps: DeviceCapabilities, ctx: HandlerContext): DeviceCapabilities {
-  return ctx.hostPush ? { ...caps, features: { ...caps.features, push: true } } : caps;
+  const features = ctx.hostPush ? { ...caps.features, push: true } : caps.features;
+  const dataPlanes =
+    ctx.sharedMemory && !caps.dataPlanes.includes("shared_memory")
+      ? [...caps.dataPlanes, "shared_memory" as const]
+      : caps.dataPlanes;
+  return { ...caps, features, dataPlanes };
 }
 
 function opts(scope: CallScope) {
@@ -210,8 +267,11 @@ function serverStream<Req, Ev, Wire>(
       for await (const event of run(call.request, scope)) {
         if (signal.aborted) throw toAbortError(signal.reason);
         const wire = toWire(event);
-        const chunkBytes = (event as { type?: string; chunk?: { data: Uint8Array } }).chunk?.data
-          .byteLength;
+        const carried = event as {
+          chunk?: { data: Uint8Array };
+          dataRef?: { lengthBytes: number };
+        };
+        const chunkBytes = carried.chunk?.data.byteLength || carried.dataRef?.lengthBytes;
         if (chunkBytes) ctx.metrics?.addKvBytes(chunkBytes);
         // Back-pressure: a slow reader stops us here instead of growing the write buffer.
         if (!call.write(wire)) await once(call, "drain", { signal });

@@ -1,0 +1,129 @@
+import { closeSync, openSync, readdirSync, readSync } from "node:fs";
+import { Code } from "@opal/core";
+import type { PrefillRequest } from "@opal/driver";
+import { digestKvCache, partsOf, toHex } from "@opal/kv";
+import { type MockServer, serveMockDevice } from "@opal/mock";
+import { expectOpalError } from "@opal/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createDeviceClient, type DeviceClient } from "../src/create-device-client";
+import { startPrefill } from "../src/start-prefill";
+
+let n = 0;
+// Llama-3-8B's shape, 64 tokens, bf16: 32 layers of K and V, 128 KiB each (8 MiB).
+const request = (patch: Partial<PrefillRequest> = {}): PrefillRequest => ({
+  requestId: `shm-${process.pid}-${++n}`,
+  modelId: "llama-3-8b",
+  promptTokenIds: Uint32Array.from({ length: 64 }, (_, i) => (i * 7 + n) % 1000),
+  kvFormat: { dtype: "bf16", scaleScheme: "none", layout: "nhd", blockSizeTokens: 16 },
+  maxChunkBytes: 100_000,
+  ...patch,
+});
+
+/** This process's region files in /dev/shm. */
+const regionFiles = () =>
+  readdirSync("/dev/shm").filter((name) => name.startsWith(`opal-${process.pid}-`));
+
+describe.skipIf(process.platform !== "linux")("shared-memory data plane in the SDK", () => {
+  let shm: MockServer;
+  let inline: MockServer;
+  let faulty: MockServer;
+  beforeAll(async () => {
+    shm = await serveMockDevice({ models: ["llama-3-8b"] }, { port: 0, sharedMemory: true });
+    inline = await serveMockDevice({ models: ["llama-3-8b"] }, { port: 0 });
+    faulty = await serveMockDevice(
+      { models: ["llama-3-8b"], faults: { corruptChunk: 3 } },
+      { port: 0, sharedMemory: true },
+    );
+  });
+  afterAll(async () => {
+    await Promise.all([shm.close(), inline.close(), faulty.close()]);
+  });
+
+  /** Runs `body` with a client of `server`, closing it after. */
+  async function withClient<T>(
+    server: MockServer,
+    options: Parameters<typeof createDeviceClient>[1],
+    body: (client: DeviceClient) => Promise<T>,
+  ): Promise<T> {
+    const client = createDeviceClient(server.address, options);
+    try {
+      return await body(client);
+    } finally {
+      await client.close();
+    }
+  }
+
+  it("carries the cache through a region (auto on loopback): the same verified bytes as inline", async () => {
+    const req = request();
+    const viaInline = await withClient(inline, {}, (c) => startPrefill(c, req).result);
+    await withClient(shm, {}, async (client) => {
+      const outcome = await startPrefill(client, req).result;
+      expect(toHex(digestKvCache(outcome.receipt))).toBe(toHex(digestKvCache(viaInline.receipt)));
+      // The region holds the cache in canonical order: the device wrote it there, not in the stream.
+      const [file] = regionFiles();
+      expect(file).toBeDefined();
+      const first = outcome.receipt.part(0, partsOf(outcome.descriptor)[0]!);
+      const head = Buffer.alloc(first.byteLength);
+      const fd = openSync(`/dev/shm/${file}`, "r");
+      readSync(fd, head, 0, head.byteLength, 0);
+      closeSync(fd);
+      expect(head).toEqual(Buffer.from(first));
+    });
+    expect(regionFiles()).toEqual([]);
+  });
+
+  it("reuses one region for consecutive prefills and removes it on close", async () => {
+    await withClient(shm, {}, async (client) => {
+      for (let i = 0; i < 3; i++) await startPrefill(client, request()).result;
+      expect(regionFiles()).toHaveLength(1);
+    });
+    expect(regionFiles()).toEqual([]);
+  });
+
+  it("gives concurrent prefills a region each", async () => {
+    await withClient(shm, {}, async (client) => {
+      const outcomes = await Promise.all(
+        [0, 1, 2].map(() => startPrefill(client, request()).result),
+      );
+      for (const outcome of outcomes) expect(outcome.stats.kvTotalBytes).toBe(8 * 1024 * 1024);
+      expect(regionFiles().length).toBeLessThanOrEqual(2);
+    });
+  });
+
+  it("detects a corrupt chunk in the region by its CRC, resumes inline, and drops the region", async () => {
+    const req = request({ retentionSeconds: 30 });
+    const expected = await withClient(inline, {}, (c) => startPrefill(c, req).result);
+    await withClient(faulty, {}, async (client) => {
+      const outcome = await startPrefill(client, req).result;
+      expect(outcome.transfer.resumes).toBe(1);
+      expect(toHex(digestKvCache(outcome.receipt))).toBe(toHex(digestKvCache(expected.receipt)));
+      // The broken stream's region is not reused: the device might still have been writing.
+      expect(regionFiles()).toEqual([]);
+    });
+  });
+
+  it("sends a cache too large for the region inline instead (auto)", async () => {
+    await withClient(shm, { sharedMemoryRegionBytes: 4096 }, async (client) => {
+      const outcome = await startPrefill(client, request()).result;
+      expect(outcome.stats.kvTotalBytes).toBe(8 * 1024 * 1024);
+    });
+  });
+
+  it('fails clearly with dataPlane "shared-memory" when the device does not offer it', async () => {
+    await withClient(inline, { dataPlane: "shared-memory" }, async (client) => {
+      await expectOpalError(
+        startPrefill(client, request()).result,
+        Code.UNIMPLEMENTED,
+        "UNSUPPORTED_FEATURE",
+      );
+    });
+    expect(regionFiles()).toEqual([]);
+  });
+
+  it('stays inline with dataPlane "inline"', async () => {
+    await withClient(shm, { dataPlane: "inline" }, async (client) => {
+      await startPrefill(client, request()).result;
+      expect(regionFiles()).toEqual([]);
+    });
+  });
+});

@@ -1,0 +1,23 @@
+import { Code, OpalError, Reason } from "@opal/core";
+
+/** Where POSIX shared-memory objects live on Linux: `shm_open("/x")` opens `/dev/shm/x`. */
+export const SHARED_MEMORY_DIRECTORY = "/dev/shm";
+
+/**
+ * The file of the shared-memory region `name` (PF-43): a POSIX shared-memory object name, `/`
+ * followed by 1 to 255 characters from `[A-Za-z0-9._-]` (not `.` or `..`), which on Linux is the
+ * file `/dev/shm/<name without the slash>`, the object `shm_open(3)` opens. Throws INVALID_ARGUMENT
+ * INVALID_FIELD on `data_plane.shared_memory.name` for anything else, so a name can never reach
+ * outside that directory.
+ */
+export function sharedMemoryPath(name: string): string {
+  const base = name.slice(1);
+  if (!name.startsWith("/") || !/^[A-Za-z0-9._-]{1,255}$/.test(base) || /^\.\.?$/.test(base)) {
+    const description = `expected "/" and 1 to 255 characters of [A-Za-z0-9._-], got ${JSON.stringify(name)}`;
+    throw new OpalError(Code.INVALID_ARGUMENT, `data_plane.shared_memory.name: ${description}`, {
+      reason: Reason.INVALID_FIELD,
+      fieldViolations: [{ field: "data_plane.shared_memory.name", description }],
+    });
+  }
+  return `${SHARED_MEMORY_DIRECTORY}/${base}`;
+}
