@@ -237,17 +237,26 @@ export function createDeviceClient(
       const region = regions.acquire();
       let completed = false;
       let yielded = false;
+      // Ends the call when the caller stops early, so no read of the region outlives this call.
+      const local = new AbortController();
       try {
         const offer = { name: region.name, offsetBytes: 0, lengthBytes: region.lengthBytes };
         const messages = serverStream(
           D.prefill,
           { ...wire, dataPlane: { sharedMemory: offer } },
           (m) => m,
-          call,
+          {
+            ...call,
+            signal: call?.signal ? AbortSignal.any([call.signal, local.signal]) : local.signal,
+          },
         );
-        for await (const event of readRegionChunks(messages, region, () => {
-          completed = true;
-        })) {
+        const hooks = {
+          onCompleted: () => {
+            completed = true;
+          },
+          cancel: () => local.abort(),
+        };
+        for await (const event of readRegionChunks(messages, region, hooks)) {
           yielded = true;
           yield event;
         }

@@ -4,10 +4,11 @@ import {
   existsSync,
   ftruncateSync,
   openSync,
-  readSync,
+  read,
   statfsSync,
   unlinkSync,
 } from "node:fs";
+import { promisify } from "node:util";
 import { SHARED_MEMORY_DIRECTORY } from "@opal/protocol";
 
 /** A region this process created in `/dev/shm` for a device to write a cache into (PF-43). */
@@ -16,8 +17,8 @@ export interface SharedMemoryRegion {
   readonly name: string;
   /** Bytes the region offers from offset 0. */
   readonly lengthBytes: number;
-  /** Reads `lengthBytes` at `offsetBytes` into a new buffer the caller owns. */
-  read(offsetBytes: number, lengthBytes: number): Buffer;
+  /** Fills `target` with the region's bytes from `offsetBytes` on (in the thread pool). */
+  readInto(target: Uint8Array, offsetBytes: number): Promise<void>;
 }
 
 /** The regions of one device client: reused one prefill after another, removed on `close`. */
@@ -37,6 +38,14 @@ export interface SharedMemoryRegions {
 export function hasSharedMemory(): boolean {
   return process.platform === "linux" && existsSync(SHARED_MEMORY_DIRECTORY);
 }
+
+const readAt = promisify(read) as unknown as (
+  fd: number,
+  buffer: Uint8Array,
+  offset: number,
+  length: number,
+  position: number,
+) => Promise<number>;
 
 /** Regions kept for reuse beyond those in use; more are removed when released. */
 const IDLE_REGIONS = 2;
@@ -115,15 +124,12 @@ function createRegion(regionBytes: number | undefined): Region {
     path,
     fd,
     lengthBytes,
-    read(offsetBytes, length) {
-      // Synchronous: a read from shared memory is a memory copy; a thread-pool hop per chunk costs more.
-      const out = Buffer.allocUnsafe(length);
-      for (let done = 0; done < length; ) {
-        const n = readSync(fd, out, done, length - done, offsetBytes + done);
+    async readInto(target, offsetBytes) {
+      for (let done = 0; done < target.byteLength; ) {
+        const n = await readAt(fd, target, done, target.byteLength - done, offsetBytes + done);
         if (n === 0) throw new RangeError(`region ${base} ends before byte ${offsetBytes + done}`);
         done += n;
       }
-      return out;
     },
   };
 }

@@ -1,0 +1,137 @@
+import { Code } from "@opal/core";
+import { cacheByteLength } from "@opal/kv";
+import { opal, toWireDescriptor } from "@opal/protocol";
+import { expectOpalError } from "@opal/testing";
+import { describe, expect, it } from "vitest";
+import { mhaDescriptor } from "../../kv/test/fixtures";
+import { readRegionChunks } from "./read-region-chunks";
+import type { SharedMemoryRegion } from "./shared-memory-regions";
+
+type Message = opal.device.v1.PrefillResponse;
+const descriptor = mhaDescriptor({ dtype: "bf16" });
+const total = cacheByteLength(descriptor);
+
+/** A region whose byte at offset `i` is `i & 0xff`, counting reads in flight. */
+function fakeRegion() {
+  const state = { inFlight: 0, reads: 0 };
+  const region: SharedMemoryRegion = {
+    name: "/opal-fake",
+    lengthBytes: total,
+    async readInto(target, offsetBytes) {
+      state.inFlight++;
+      state.reads++;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      for (let i = 0; i < target.byteLength; i++) target[i] = (offsetBytes + i) & 0xff;
+      state.inFlight--;
+    },
+  };
+  return { region, state };
+}
+
+const accepted = (): Message =>
+  opal.device.v1.PrefillResponse.create({
+    accepted: { kvHandle: "h", descriptor: toWireDescriptor(descriptor) },
+  });
+const chunk = (offsetBytes: number, lengthBytes: number, data?: Uint8Array): Message =>
+  opal.device.v1.PrefillResponse.create({
+    chunk: {
+      layer: 0,
+      part: opal.device.v1.KvPart.KV_PART_K,
+      dataRef: { offsetBytes, lengthBytes },
+      ...(data ? { data } : {}),
+    },
+  });
+
+/** Messages given one by one by the test; `end` closes the stream. */
+function controlledMessages() {
+  const pending: Message[] = [];
+  let wake: (() => void) | undefined;
+  let ended = false;
+  const cancelled = { value: false };
+  async function* messages(): AsyncGenerator<Message> {
+    for (;;) {
+      while (pending.length === 0 && !ended && !cancelled.value) {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+      }
+      if (cancelled.value) throw new Error("cancelled");
+      if (pending.length === 0) return;
+      yield pending.shift()!;
+    }
+  }
+  return {
+    messages: messages(),
+    send(...m: Message[]) {
+      pending.push(...m);
+      wake?.();
+    },
+    end() {
+      ended = true;
+      wake?.();
+    },
+    cancel() {
+      cancelled.value = true;
+      wake?.();
+    },
+    cancelled,
+  };
+}
+
+describe("readRegionChunks", () => {
+  it("yields a chunk as soon as its bytes are read, without waiting for later messages", async () => {
+    const { region } = fakeRegion();
+    const control = controlledMessages();
+    const events = readRegionChunks(control.messages, region, {
+      onCompleted: () => {},
+      cancel: control.cancel,
+    });
+    control.send(accepted(), chunk(0, 100));
+    expect((await events.next()).value?.type).toBe("accepted");
+    const first = await events.next();
+    expect(first.value?.type).toBe("chunk");
+    const data = (first.value as { chunk: { data: Uint8Array } }).chunk.data;
+    expect([...data.subarray(0, 3)]).toEqual([0, 1, 2]);
+    // The caller stops early: the stream is cancelled and nothing is left reading.
+    await events.return(undefined);
+    expect(control.cancelled.value).toBe(true);
+  });
+
+  it("keeps order and waits for every read before it returns", async () => {
+    const { region, state } = fakeRegion();
+    const control = controlledMessages();
+    const events = readRegionChunks(control.messages, region, {
+      onCompleted: () => {},
+      cancel: control.cancel,
+    });
+    control.send(accepted(), ...[0, 1, 2, 3, 4, 5].map((i) => chunk(i * 10, 10)));
+    const offsets: number[] = [];
+    await events.next();
+    for (let i = 0; i < 3; i++) {
+      const next = await events.next();
+      offsets.push((next.value as { chunk: { data: Uint8Array } }).chunk.data[0]!);
+    }
+    expect(offsets).toEqual([0, 10, 20]);
+    await events.return(undefined);
+    expect(state.inFlight).toBe(0);
+  });
+
+  it.each([
+    ["a reference that skips ahead", [chunk(10, 10)]],
+    ["a chunk with inline data as well", [chunk(0, 4, Uint8Array.of(1, 2, 3, 4))]],
+    ["a reference past the cache", [chunk(0, total + 1)]],
+  ])("fails DATA_LOSS on %s", async (_what, bad) => {
+    const { region } = fakeRegion();
+    const control = controlledMessages();
+    control.send(accepted(), ...bad);
+    control.end();
+    const events = readRegionChunks(control.messages, region, {
+      onCompleted: () => {},
+      cancel: control.cancel,
+    });
+    const drain = (async () => {
+      for await (const _ of events);
+    })();
+    await expectOpalError(drain, Code.DATA_LOSS, "STREAM_INCOMPLETE");
+  });
+});
