@@ -28,6 +28,14 @@ export interface CollectKvOptions {
   readonly chunkBytes: number;
   /** Position of the first chunk (`FetchKv` resume); default the start of the cache. */
   readonly start?: StreamStart;
+  /**
+   * The shared-memory region the request offered (PF-43): chunks must then carry `data_ref` at
+   * the region's offset plus their canonical offset, and their bytes are read from it.
+   */
+  readonly region?: {
+    readonly offsetBytes: number;
+    read(offsetBytes: number, lengthBytes: number): Uint8Array;
+  };
 }
 
 /** Everything a KV stream delivered, and every rule it broke. */
@@ -56,7 +64,8 @@ export interface CollectedKv {
 /**
  * Reads a `Prefill` or `FetchKv` stream to its end and checks the stream rules as it goes:
  * one `accepted` first (`PF-10`), chunks in canonical order with contiguous offsets covering each
- * part (`PF-13`), within the chunk size (`PF-14`), with valid CRC32C (`PF-15`), inline data only,
+ * part (`PF-13`), within the chunk size (`PF-14`), with valid CRC32C (`PF-15`), inline data only
+ * unless a shared-memory `region` was offered (`PF-42`, `PF-43`),
  * exactly one `completed` last, nothing after it (`PF-10`, `PF-17`), and a stream that ends OK
  * only after `completed` (`PF-26`). Never throws for a device failure: it is in `error`.
  */
@@ -130,9 +139,25 @@ export async function collectKvStream(
           continue;
         }
         if (pushProgress.length > 0) violate("PF-10: chunks and push_progress in one stream");
-        const data = chunk.data ?? new Uint8Array();
+        let data = chunk.data ?? new Uint8Array();
+        if (options.region) {
+          const ref = chunk.dataRef;
+          if (!ref)
+            violate(`PF-42: chunk ${chunkCount} has no \`data_ref\` on the shared-memory plane`);
+          else {
+            if (data.byteLength)
+              violate(`PF-42: chunk ${chunkCount} has both \`data\` and \`data_ref\``);
+            const at = Number(ref.offsetBytes ?? 0);
+            const expectedAt = options.region.offsetBytes + receivedBytes;
+            if (at !== expectedAt) {
+              violate(
+                `PF-43: chunk ${chunkCount} has data_ref.offset_bytes ${at}, expected ${expectedAt}`,
+              );
+            }
+            data = options.region.read(at, Number(ref.lengthBytes ?? 0));
+          }
+        } else if (chunk.dataRef) violate("PF-42: `data_ref` set on the inline data plane");
         receivedBytes += data.byteLength;
-        if (chunk.dataRef) violate("PF-42: `data_ref` set on the inline data plane");
         if (data.byteLength < 1 || data.byteLength > options.chunkBytes) {
           violate(
             `PF-14: chunk ${chunkCount} has ${data.byteLength} bytes (allowed 1..${options.chunkBytes})`,

@@ -1,6 +1,6 @@
 import { Code, OpalError } from "@opal/core";
 import type { opal } from "@opal/protocol";
-import type { CollectedKv } from "./collect-kv-stream";
+import type { CollectedKv, CollectKvOptions } from "./collect-kv-stream";
 import type { ConformanceModel } from "./conformance-model";
 import type {
   WireCallOptions,
@@ -19,6 +19,7 @@ export type ConformanceFeature =
   | "prefix-cache"
   | "decoder-prefix"
   | "seeded-sampling"
+  | "shared-memory"
   | "tenants"
   | "auth";
 
@@ -61,6 +62,8 @@ export interface ConformanceModelRef {
 export interface PrefillCallOptions extends WireCallOptions {
   /** The client to call with; default tenant A's. */
   readonly client?: WireClient;
+  /** The shared-memory region the request offers (see `CollectKvOptions.region`). */
+  readonly region?: CollectKvOptions["region"];
 }
 
 /** What a test receives. Connections it opens with `connect` are closed when it ends. */

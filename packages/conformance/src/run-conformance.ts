@@ -215,6 +215,10 @@ function makeRunContext(
   if (f.prefixCache) features.add("prefix-cache");
   if (f.decoderPrefix) features.add("decoder-prefix");
   if (f.seededSampling) features.add("seeded-sampling");
+  const planes = capabilities.dataPlanes ?? [];
+  if (planes.includes(opal.device.v1.DataPlaneKind.DATA_PLANE_KIND_SHARED_MEMORY)) {
+    features.add("shared-memory");
+  }
   if (options.token) features.add("auth");
   if (options.token && options.tokenB) features.add("tenants");
   const runId = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
@@ -290,7 +294,10 @@ function makeRunContext(
             signal: call.signal ?? signal,
             ...(call.token !== undefined ? { token: call.token } : {}),
           });
-          return collectKvStream(stream, { chunkBytes });
+          return collectKvStream(stream, {
+            chunkBytes,
+            ...(call.region ? { region: call.region } : {}),
+          });
         },
         note: (text) => notes.push(text),
         skip: skipTest,

@@ -11,10 +11,17 @@ export const MOCK_KNOWN_FAILING_FILE = new URL("./mock-known-failing.txt", impor
   .pathname;
 export const MOCK_KNOWN_FAILING = parseKnownFailing(readFileSync(MOCK_KNOWN_FAILING_FILE, "utf8"));
 
-/** The mock with two tenants, instant numerics and small limits (so saturation tests stay fast). */
+/**
+ * The mock with two tenants, instant numerics, small limits (so saturation tests stay fast) and
+ * the shared-memory data plane.
+ */
 export function serveConformanceMock(): Promise<MockServer> {
   return serveMockDevice(
     { profile: "instant", limits: { maxConcurrentPrefills: 2, maxQueuedPrefills: 2 } },
-    { auth: { tokens: { [TOKEN_A]: "tenant-a", [TOKEN_B]: "tenant-b" } }, shutdownGraceMs: 0 },
+    {
+      auth: { tokens: { [TOKEN_A]: "tenant-a", [TOKEN_B]: "tenant-b" } },
+      shutdownGraceMs: 0,
+      sharedMemory: true,
+    },
   );
 }

@@ -1,4 +1,5 @@
 import type { ConformanceTest } from "../conformance-test";
+import { toDataPlaneSuite } from "./data-plane-suite";
 import { toIdempotenceSuite } from "./idempotence-suite";
 import { toIdentitySuite } from "./identity-suite";
 import { toLoadSuite } from "./load-suite";
@@ -18,6 +19,7 @@ export function toConformanceTests(): ConformanceTest[] {
     ...toModelsSuite(),
     ...toValidationSuite(),
     ...toStreamSuite(),
+    ...toDataPlaneSuite(),
     ...toPrefillSuite(),
     ...toPrefixSuite(),
     ...toIdempotenceSuite(),

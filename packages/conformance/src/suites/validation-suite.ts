@@ -294,6 +294,14 @@ export function toValidationSuite(): ConformanceTest[] {
             }),
           ]);
         }
+        if (!planes.includes(v1.DataPlaneKind.DATA_PLANE_KIND_TRANSPORT)) {
+          checks.push([
+            "data_plane (transport)",
+            ctx.prefillRequest({
+              dataPlane: { transport: { kind: "opal-conformance", descriptor: Uint8Array.of(1) } },
+            }),
+          ]);
+        }
         if (checks.length === 0) ctx.skip("the device declares every optional prefill feature");
         for (const [field, request] of checks) {
           await expectPrefillFailure(
