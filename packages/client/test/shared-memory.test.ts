@@ -1,4 +1,6 @@
-import { closeSync, openSync, readdirSync, readSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, existsSync, openSync, readdirSync, readSync, watch } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { Code } from "@opal/core";
 import type { PrefillRequest } from "@opal/driver";
 import { digestKvCache, partsOf, toHex } from "@opal/kv";
@@ -125,5 +127,79 @@ describe.skipIf(process.platform !== "linux")("shared-memory data plane in the S
       await startPrefill(client, request()).result;
       expect(regionFiles()).toEqual([]);
     });
+  });
+});
+
+const builtMock = fileURLToPath(new URL("../../mock/dist/opal-mock.js", import.meta.url));
+// Root can start the device as another user, which cannot open this process's 0600 regions:
+// what a device in another container or mount namespace sees.
+const canRunAsNobody =
+  process.platform === "linux" && process.getuid?.() === 0 && existsSync(builtMock);
+
+describe.skipIf(!canRunAsNobody)("a same-host device that cannot open the client's regions", () => {
+  let child: ChildProcess;
+  let address: string;
+  beforeAll(async () => {
+    child = spawn(
+      process.execPath,
+      [
+        builtMock,
+        "--port",
+        "0",
+        "--profile",
+        "instant",
+        "--model",
+        "llama-3-8b",
+        "--shared-memory",
+      ],
+      { uid: 65534, gid: 65534, stdio: ["ignore", "pipe", "inherit"] },
+    );
+    address = await new Promise<string>((resolve, reject) => {
+      child.stdout!.on("data", (data) => {
+        const match = /listening on (\S+)/.exec(String(data));
+        if (match) resolve(match[1]!);
+      });
+      child.once("exit", (code) => reject(new Error(`opal-mock exited with ${code}`)));
+    });
+  });
+  afterAll(() => {
+    child.kill("SIGTERM");
+  });
+
+  it("auto: the refused call goes inline, and so does every later one (no region offered again)", async () => {
+    const client = createDeviceClient(address);
+    try {
+      const first = await startPrefill(client, request()).result;
+      expect(first.stats.kvTotalBytes).toBe(8 * 1024 * 1024);
+      expect(regionFiles()).toEqual([]);
+      const created: string[] = [];
+      const watcher = watch("/dev/shm", (_event, name) => {
+        if (name?.startsWith(`opal-${process.pid}-`)) created.push(name);
+      });
+      try {
+        await startPrefill(client, request()).result;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      } finally {
+        watcher.close();
+      }
+      expect(created).toEqual([]);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('"shared-memory": fails INVALID_ARGUMENT naming the region', async () => {
+    const client = createDeviceClient(address, { dataPlane: "shared-memory" });
+    try {
+      const error = await expectOpalError(
+        startPrefill(client, request()).result,
+        Code.INVALID_ARGUMENT,
+        "INVALID_FIELD",
+      );
+      expect(error.fieldViolations[0]?.field).toBe("data_plane.shared_memory.name");
+      expect(regionFiles()).toEqual([]);
+    } finally {
+      await client.close();
+    }
   });
 });
