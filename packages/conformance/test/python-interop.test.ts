@@ -28,7 +28,7 @@ afterAll(async () => {
 });
 
 describe("Python interop (python3-grpcio, stubs generated from proto/)", () => {
-  it("gets the info, uploads the conformance model, prefills, verifies every CRC32C and the digest", async (ctx) => {
+  it("gets the info, uploads the conformance model, prefills inline and through shared memory, verifies every CRC32C and the digest", async (ctx) => {
     if (typeof peer === "string") return ctx.skip(peer);
     const model = createConformanceModel();
     const config = join(dir, "config.json");
@@ -55,6 +55,9 @@ describe("Python interop (python3-grpcio, stubs generated from proto/)", () => {
     expect(summary.completedBytes).toBe(summary.totalBytes);
     expect(summary.digest).toBe(summary.completedDigest);
     expect(summary.chunks).toBeGreaterThan(12);
+    // The same prefill through a region the Python client created and mapped (PF-43).
+    expect(summary.sharedMemoryDigest).toBe(summary.digest);
+    expect(summary.sharedMemoryChunks).toBe(summary.chunks);
     // The first token equals the reference model's greedy choice for the same prompt.
     const { logits } = model.reference.prefill([256, ...Buffer.from("Hello from Python, OPAL!")]);
     expect(summary.firstTokenId).toBe(logits.indexOf(Math.max(...logits)));

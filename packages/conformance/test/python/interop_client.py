@@ -4,10 +4,15 @@ Usage: interop_client.py TARGET TOKEN MODEL_ID CONFIG_JSON_FILE SAFETENSORS_FILE
 
 Gets the device info, uploads the conformance model, runs one prefill, verifies the CRC32C of
 every chunk and the canonical chunk order, reassembles the cache and checks its size and XXH3-128 digest
-(Debian's python3-xxhash) against `completed`. Prints one JSON summary line; exits 1 on any violation.
+(Debian's python3-xxhash) against `completed`. When the device offers the shared-memory data plane
+(PF-43), runs the prefill again through a region this script creates in /dev/shm and maps (stdlib
+mmap): every chunk must then carry data_ref at its canonical offset and empty data.
+Prints one JSON summary line; exits 1 on any violation.
 """
 import hashlib
 import json
+import mmap
+import os
 import sys
 
 import grpc
@@ -41,6 +46,93 @@ def crc32c(data):
 def fail(message):
     print(json.dumps({"ok": False, "error": message}))
     sys.exit(1)
+
+
+def run_prefill(stub, metadata, request, region=None):
+    """Runs one prefill; checks CRCs and canonical order; returns (cache, completed, descriptor, chunks).
+
+    With `region` (an mmap of the offered shared-memory region), chunk bytes are read from it at
+    data_ref, which must be the chunk's canonical offset (PF-42, PF-43).
+    """
+    descriptor = None
+    completed = None
+    parts = []  # expected (layer, part, size) in canonical order (PF-13)
+    position = 0  # index into parts
+    offset = 0
+    cache = bytearray()
+    chunks = 0
+    for response in stub.Prefill(request, metadata=metadata, timeout=60):
+        event = response.WhichOneof("event")
+        if event == "accepted":
+            if descriptor is not None:
+                fail("a second accepted")
+            descriptor = response.accepted.descriptor
+            heads = descriptor.head_range.count
+            part_bytes = descriptor.token_count * heads * descriptor.mha.head_dim * 4  # PF-18, f32
+            for layer in range(descriptor.num_layers):
+                parts.append((layer, kv_pb2.KV_PART_K, part_bytes))
+                parts.append((layer, kv_pb2.KV_PART_V, part_bytes))
+            if descriptor.total_bytes != part_bytes * len(parts):
+                fail("descriptor.total_bytes %d, expected %d" % (descriptor.total_bytes, part_bytes * len(parts)))
+        elif event == "chunk":
+            chunk = response.chunk
+            chunks += 1
+            if descriptor is None or completed is not None:
+                fail("chunk outside accepted..completed")
+            data = chunk.data
+            if region is not None:
+                if not chunk.HasField("data_ref") or len(chunk.data) != 0:
+                    fail("chunk %d: expected data_ref and no data on the shared-memory plane" % chunks)
+                if chunk.data_ref.offset_bytes != len(cache):
+                    fail("chunk %d: data_ref at %d, canonical offset %d" % (chunks, chunk.data_ref.offset_bytes, len(cache)))
+                at = chunk.data_ref.offset_bytes
+                data = region[at : at + chunk.data_ref.length_bytes]
+            elif chunk.HasField("data_ref"):
+                fail("chunk %d: data_ref on the inline plane" % chunks)
+            if crc32c(data) != chunk.crc32c:
+                fail("chunk %d: crc32c mismatch" % chunks)
+            if not 1 <= len(data) <= 1000:
+                fail("chunk %d: %d bytes" % (chunks, len(data)))
+            if position >= len(parts):
+                fail("chunk after the end of the cache")
+            layer, part, size = parts[position]
+            if (chunk.layer, chunk.part, chunk.offset_bytes) != (layer, part, offset):
+                fail("chunk %d at %s, expected %s" % (chunks, (chunk.layer, chunk.part, chunk.offset_bytes), (layer, part, offset)))
+            cache.extend(data)
+            offset += len(data)
+            if offset > size:
+                fail("chunk overruns its part")
+            if offset == size:
+                position += 1
+                offset = 0
+        elif event == "completed":
+            completed = response.completed
+    if completed is None:
+        fail("the stream ended without completed")
+    if position != len(parts):
+        fail("completed before the last chunk")
+    return cache, completed, descriptor, chunks
+
+
+def prefill_through_shared_memory(stub, metadata, request, total_bytes):
+    """The same prefill through a /dev/shm region of this process; returns the cache's digest."""
+    name = "/opal-python-%d" % os.getpid()
+    path = "/dev/shm" + name
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.ftruncate(fd, total_bytes)
+        region = mmap.mmap(fd, total_bytes)
+        request.data_plane.shared_memory.name = name
+        request.data_plane.shared_memory.length_bytes = total_bytes
+        cache, completed, _, chunks = run_prefill(stub, metadata, request, region)
+        digest = xxhash.xxh3_128(bytes(cache)).digest()
+        if completed.kv_digest != digest:
+            fail("shared memory: kv_digest does not match the region's bytes")
+        region.close()
+        return digest.hex(), chunks
+    finally:
+        os.close(fd)
+        os.unlink(path)
 
 
 def main():
@@ -89,53 +181,7 @@ def main():
         ),
         max_chunk_bytes=1000,
     )
-    descriptor = None
-    completed = None
-    parts = []  # expected (layer, part, size) in canonical order (PF-13)
-    position = 0  # index into parts
-    offset = 0
-    cache = bytearray()
-    chunks = 0
-    for response in stub.Prefill(request, metadata=metadata, timeout=60):
-        event = response.WhichOneof("event")
-        if event == "accepted":
-            if descriptor is not None:
-                fail("a second accepted")
-            descriptor = response.accepted.descriptor
-            heads = descriptor.head_range.count
-            part_bytes = descriptor.token_count * heads * descriptor.mha.head_dim * 4  # PF-18, f32
-            for layer in range(descriptor.num_layers):
-                parts.append((layer, kv_pb2.KV_PART_K, part_bytes))
-                parts.append((layer, kv_pb2.KV_PART_V, part_bytes))
-            if descriptor.total_bytes != part_bytes * len(parts):
-                fail("descriptor.total_bytes %d, expected %d" % (descriptor.total_bytes, part_bytes * len(parts)))
-        elif event == "chunk":
-            chunk = response.chunk
-            chunks += 1
-            if descriptor is None or completed is not None:
-                fail("chunk outside accepted..completed")
-            if crc32c(chunk.data) != chunk.crc32c:
-                fail("chunk %d: crc32c mismatch" % chunks)
-            if not 1 <= len(chunk.data) <= 1000:
-                fail("chunk %d: %d bytes" % (chunks, len(chunk.data)))
-            if position >= len(parts):
-                fail("chunk after the end of the cache")
-            layer, part, size = parts[position]
-            if (chunk.layer, chunk.part, chunk.offset_bytes) != (layer, part, offset):
-                fail("chunk %d at %s, expected %s" % (chunks, (chunk.layer, chunk.part, chunk.offset_bytes), (layer, part, offset)))
-            cache.extend(chunk.data)
-            offset += len(chunk.data)
-            if offset > size:
-                fail("chunk overruns its part")
-            if offset == size:
-                position += 1
-                offset = 0
-        elif event == "completed":
-            completed = response.completed
-    if completed is None:
-        fail("the stream ended without completed")
-    if position != len(parts):
-        fail("completed before the last chunk")
+    cache, completed, descriptor, chunks = run_prefill(stub, metadata, request)
     digest = xxhash.xxh3_128(bytes(cache)).digest()
     summary = {
         "ok": completed.kv_total_bytes == len(cache) and completed.kv_digest == digest,
@@ -152,6 +198,12 @@ def main():
         "completedDigest": completed.kv_digest.hex(),
         "firstTokenId": completed.first_token_id,
     }
+    caps = stub.GetCapabilities(pb.GetCapabilitiesRequest(), metadata=metadata, timeout=10).capabilities
+    if kv_pb2.DATA_PLANE_KIND_SHARED_MEMORY in caps.data_planes:
+        request.request_id = "python-interop-shm-1"
+        summary["sharedMemoryDigest"], summary["sharedMemoryChunks"] = prefill_through_shared_memory(
+            stub, metadata, request, len(cache)
+        )
     print(json.dumps(summary))
     sys.exit(0 if summary["ok"] else 1)
 
