@@ -1,5 +1,6 @@
 // Child process of stream.bench.ts: streams a ~4 GiB cache (Llama-3-70B shape, 6,554 tokens, f32)
-// from the device at argv[2] into a .okv file sink at argv[3]; prints {"maxRssMiB", "gigabytes"}.
+// from the device at argv[2] into a .okv file sink at argv[3], over the data plane argv[4] ("inline"
+// or "shared-memory"); prints {"maxRssMiB", "gigabytes"}.
 // Plain JavaScript on the built package (`npm run bench` builds first), as an integrator's process
 // runs it: no TypeScript loader in the measured process.
 import { readFileSync } from "node:fs";
@@ -15,8 +16,8 @@ function peakRssMiB() {
   return match ? Number(match[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
 }
 
-const [target, path] = process.argv.slice(2);
-const device = createDeviceClient(target);
+const [target, path, dataPlane] = process.argv.slice(2);
+const device = createDeviceClient(target, { dataPlane });
 const outcome = await startPrefill(
   device,
   {

@@ -228,17 +228,23 @@ async function main() {
   await device.close();
 
   // 4 GiB into a file sink in a separate client process (the built package, no TypeScript
-  // loader): its peak RSS must stay bounded.
+  // loader), inline and through shared memory: its peak RSS must stay bounded either way.
   const dir = mkdtempSync(join(tmpdir(), "opal-bench-"));
   try {
-    const out = execFileSync(
-      process.execPath,
-      [join(here, "file-sink-rss.mjs"), mock, join(dir, "big.okv")],
-      { cwd: root, encoding: "utf8", maxBuffer: 1 << 20 },
-    );
-    const { maxRssMiB, gigabytes } = JSON.parse(out.trim().split("\n").at(-1)!);
-    figure("client/file-sink-rss-4gib", "MiB", maxRssMiB, null, null, { max: 256 });
-    console.error(`streamed ${gigabytes.toFixed(2)} GB into the file sink`);
+    for (const [plane, target, name] of [
+      ["inline", mock, "client/file-sink-rss-4gib"],
+      ["shared-memory", shmMock, "client/file-sink-rss-4gib-shm"],
+    ] as const) {
+      const out = execFileSync(
+        process.execPath,
+        [join(here, "file-sink-rss.mjs"), target, join(dir, `${plane}.okv`), plane],
+        { cwd: root, encoding: "utf8", maxBuffer: 1 << 20 },
+      );
+      const { maxRssMiB, gigabytes } = JSON.parse(out.trim().split("\n").at(-1)!);
+      figure(name, "MiB", maxRssMiB, null, null, { max: 256 });
+      console.error(`streamed ${gigabytes.toFixed(2)} GB into the file sink (${plane})`);
+      rmSync(join(dir, `${plane}.okv`), { force: true });
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -51,8 +51,9 @@ export interface DeviceClientOptions {
    */
   readonly dataPlane?: "auto" | "inline" | "shared-memory";
   /**
-   * Size the client's shared-memory regions claim, in bytes; default what `/dev/shm` has free
-   * when a region is created (regions are sparse: memory is used only where a device writes).
+   * Largest cache a prefill sends through shared memory, in bytes; larger ones go inline. Default:
+   * no limit but the free space of `/dev/shm` when the region is made (a cache that does not fit
+   * goes inline; with `dataPlane: "shared-memory"` it fails FAILED_PRECONDITION).
    */
-  readonly sharedMemoryRegionBytes?: number;
+  readonly sharedMemoryMaxBytes?: number;
 }

@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import {
   type ChannelOptions,
   Client,
@@ -18,7 +19,9 @@ import {
   type ModelInfo,
   type PrefillDriver,
   type PrefillEvent,
+  type PrefillRequest,
   type ProbeState,
+  prefillCacheByteLength,
   type TelemetrySnapshot,
 } from "@opal/driver";
 import {
@@ -32,12 +35,17 @@ import {
   fromWireTelemetry,
   opal,
   probeStateEnum,
+  SHARED_MEMORY_DIRECTORY,
   toWireFetchRequest,
   toWirePrefillRequest,
 } from "@opal/protocol";
 import type { DeviceClientOptions } from "./client-options";
 import { readRegionChunks } from "./read-region-chunks";
-import { createSharedMemoryRegions, hasSharedMemory } from "./shared-memory-regions";
+import {
+  createSharedMemoryRegions,
+  hasSharedMemory,
+  type SharedMemoryRegion,
+} from "./shared-memory-regions";
 
 /** A remote device: the {@link PrefillDriver} interface over gRPC. */
 export interface DeviceClient extends PrefillDriver {
@@ -96,9 +104,8 @@ export function createDeviceClient(
   // "auto" offers shared memory only to a device on this host; it stops after a device cannot open a region.
   let sharedMemoryOff =
     dataPlane === "inline" || (dataPlane === "auto" && !(isSameHost(target) && hasSharedMemory()));
-  const regions = createSharedMemoryRegions({
-    ...(options.sharedMemoryRegionBytes ? { regionBytes: options.sharedMemoryRegionBytes } : {}),
-  });
+  const regions = createSharedMemoryRegions();
+  let modelShapes: Map<string, ModelInfo> | undefined;
 
   const metadata = () => {
     const m = new Metadata();
@@ -196,12 +203,47 @@ export function createDeviceClient(
     return Math.max(0, Math.min(largest, channel.maxMessageBytes - MESSAGE_OVERHEAD));
   }
 
-  /** Whether a prefill goes through shared memory (see `DeviceClientOptions.dataPlane`). */
-  async function usesSharedMemory(pushes: boolean, call: DriverCallOptions) {
-    if (sharedMemoryOff || pushes) return false;
-    if (dataPlane === "shared-memory") return true;
-    const planes = (await capabilitiesOnce(call)).dataPlanes ?? [];
-    return planes.includes(opal.device.v1.DataPlaneKind.DATA_PLANE_KIND_SHARED_MEMORY);
+  /**
+   * The region a prefill goes through (see `DeviceClientOptions.dataPlane`), sized to its cache from
+   * the model's shape (ListModels, read once per client and again for a model not seen yet), or
+   * undefined for inline.
+   */
+  async function regionFor(request: PrefillRequest, call: DriverCallOptions) {
+    if (sharedMemoryOff || request.pushTarget) return undefined;
+    if (dataPlane === "auto") {
+      const planes = (await capabilitiesOnce(call)).dataPlanes ?? [];
+      if (!planes.includes(opal.device.v1.DataPlaneKind.DATA_PLANE_KIND_SHARED_MEMORY)) {
+        return undefined;
+      }
+    }
+    if (!modelShapes?.has(request.modelId)) {
+      const models = (await unary(D.listModels, {}, call)).models.map(fromWireModel);
+      modelShapes = new Map(models.map((m) => [m.modelId, m]));
+    }
+    const model = modelShapes.get(request.modelId);
+    // An unknown model or format fails on the device with its proper reason, inline.
+    if (!model) return undefined;
+    let bytes: number;
+    try {
+      bytes = prefillCacheByteLength(request, model);
+    } catch {
+      return undefined;
+    }
+    if (options.sharedMemoryMaxBytes !== undefined && bytes > options.sharedMemoryMaxBytes) {
+      return undefined;
+    }
+    let region: SharedMemoryRegion | undefined;
+    try {
+      region = regions.acquire(bytes);
+    } catch (error) {
+      if (dataPlane === "shared-memory") throw regionUnavailable((error as Error).message);
+      sharedMemoryOff = true; // this host will not let us create regions
+      return undefined;
+    }
+    if (!region && dataPlane === "shared-memory") {
+      throw regionUnavailable(`${SHARED_MEMORY_DIRECTORY} has not ${bytes} bytes free`);
+    }
+    return region;
   }
 
   return {
@@ -227,28 +269,28 @@ export function createDeviceClient(
     async unloadModel(modelId, call) {
       return { wasLoaded: (await unary(D.unloadModel, { modelId }, call)).wasLoaded };
     },
-    async *prefill(request, call): AsyncIterable<PrefillEvent> {
+    async *prefill(request, call = {}): AsyncIterable<PrefillEvent> {
       const maxChunkBytes = await chunkBytesFor(request.maxChunkBytes, call);
       const wire = toWirePrefillRequest({ ...request, maxChunkBytes });
-      if (!(await usesSharedMemory(request.pushTarget !== undefined, call ?? {}))) {
+      const region = await regionFor(request, call);
+      if (!region) {
         yield* serverStream(D.prefill, wire, fromWirePrefillEvent, call);
         return;
       }
-      const region = regions.acquire();
       let completed = false;
       let yielded = false;
       // Ends the call when the caller stops early, so no read of the region outlives this call.
       const local = new AbortController();
+      const forward = () => local.abort(call.signal?.reason);
+      if (call.signal?.aborted) forward();
+      call.signal?.addEventListener("abort", forward, { once: true });
       try {
         const offer = { name: region.name, offsetBytes: 0, lengthBytes: region.lengthBytes };
         const messages = serverStream(
           D.prefill,
           { ...wire, dataPlane: { sharedMemory: offer } },
           (m) => m,
-          {
-            ...call,
-            signal: call?.signal ? AbortSignal.any([call.signal, local.signal]) : local.signal,
-          },
+          { ...call, signal: local.signal },
         );
         const hooks = {
           onCompleted: () => {
@@ -264,10 +306,12 @@ export function createDeviceClient(
         const refused = dataPlane === "auto" && !yielded ? refusedRegionField(error) : undefined;
         if (!refused) throw error;
         // A device that cannot open our region is not on our host after all: inline from now on.
-        // A region too small for this cache only sends this call inline.
-        if (!refused.endsWith(".length_bytes")) sharedMemoryOff = true;
+        // A region it finds too small sends this call inline and the model's shape is read again.
+        if (refused.endsWith(".length_bytes")) modelShapes = undefined;
+        else sharedMemoryOff = true;
         yield* serverStream(D.prefill, wire, fromWirePrefillEvent, call);
       } finally {
+        call.signal?.removeEventListener("abort", forward);
         regions.release(region, completed);
       }
     },
@@ -379,12 +423,16 @@ function toOpalError(error: unknown): OpalError {
 
 /** Whether `target` names this host: a loopback address, `localhost`, or a unix socket. */
 function isSameHost(target: string): boolean {
-  if (target.startsWith("unix:")) return true;
-  const address = target.replace(/^(dns:(\/\/[^/]*)?\/|ipv4:|ipv6:)/, "");
-  const host = address.startsWith("[")
-    ? address.slice(1, address.indexOf("]"))
-    : address.split(":")[0];
-  return host === "localhost" || host === "::1" || /^127\./.test(host ?? "");
+  if (/^unix(-abstract)?:/.test(target)) return true;
+  const address = target.replace(/^(dns:(\/\/[^/]*\/)?|ipv4:|ipv6:)/, "");
+  const host = isIP(address)
+    ? address
+    : address.startsWith("[")
+      ? address.slice(1, address.indexOf("]"))
+      : address.replace(/:\d+$/, "");
+  return (
+    host === "localhost" || host === "::1" || /^127\./.test(host) || /^::ffff:127\./i.test(host)
+  );
 }
 
 /**
@@ -395,6 +443,14 @@ function refusedRegionField(error: unknown): string | undefined {
   if (!(error instanceof OpalError)) return undefined;
   if (error.code !== Code.INVALID_ARGUMENT && error.code !== Code.UNIMPLEMENTED) return undefined;
   return error.fieldViolations.find((v) => v.field.startsWith("data_plane"))?.field;
+}
+
+function regionUnavailable(why: string): OpalError {
+  return new OpalError(
+    Code.FAILED_PRECONDITION,
+    `dataPlane "shared-memory": no region for this cache: ${why}`,
+    { reason: Reason.UNSUPPORTED_FEATURE },
+  );
 }
 
 /** `promise`, or a rejection with the abort's error as soon as `signal` aborts. */

@@ -11,22 +11,33 @@ type Message = opal.device.v1.PrefillResponse;
 const descriptor = mhaDescriptor({ dtype: "bf16" });
 const total = cacheByteLength(descriptor);
 
-/** A region whose byte at offset `i` is `i & 0xff`, counting reads in flight. */
-function fakeRegion() {
-  const state = { inFlight: 0, reads: 0 };
+/**
+ * A region whose byte at offset `i` is `i & 0xff`, counting reads in flight. A read takes
+ * `latencyMs(offset)`; `failAt` makes the read at that offset fail.
+ */
+function fakeRegion(latencyMs: (offset: number) => number = () => 5, failAt = -1) {
+  const state = { inFlight: 0, reads: 0, maxInFlight: 0 };
   const region: SharedMemoryRegion = {
     name: "/opal-fake",
     lengthBytes: total,
     async readInto(target, offsetBytes) {
       state.inFlight++;
       state.reads++;
-      await new Promise((resolve) => setTimeout(resolve, 5));
-      for (let i = 0; i < target.byteLength; i++) target[i] = (offsetBytes + i) & 0xff;
-      state.inFlight--;
+      state.maxInFlight = Math.max(state.maxInFlight, state.inFlight);
+      try {
+        await new Promise((resolve) => setTimeout(resolve, latencyMs(offsetBytes)));
+        if (offsetBytes === failAt) throw new Error("EIO: i/o error");
+        for (let i = 0; i < target.byteLength; i++) target[i] = (offsetBytes + i) & 0xff;
+      } finally {
+        state.inFlight--;
+      }
     },
   };
   return { region, state };
 }
+
+const completedMessage = (): Message =>
+  opal.device.v1.PrefillResponse.create({ completed: { kvTotalBytes: total } });
 
 const accepted = (): Message =>
   opal.device.v1.PrefillResponse.create({
@@ -95,6 +106,44 @@ describe("readRegionChunks", () => {
     // The caller stops early: the stream is cancelled and nothing is left reading.
     await events.return(undefined);
     expect(control.cancelled.value).toBe(true);
+  });
+
+  it("yields in stream order when later reads finish first, at most four in flight", async () => {
+    // The first reads are the slowest: completion order is the reverse of stream order.
+    const { region, state } = fakeRegion((offset) => 30 - offset / 10);
+    const control = controlledMessages();
+    let completed = false;
+    const events = readRegionChunks(control.messages, region, {
+      onCompleted: () => {
+        completed = true;
+      },
+      cancel: control.cancel,
+    });
+    control.send(accepted(), ...[0, 1, 2, 3, 4, 5, 6, 7].map((i) => chunk(i * 10, 10)));
+    control.send(completedMessage());
+    control.end();
+    const seen: (number | string)[] = [];
+    for await (const event of events) {
+      seen.push(event.type === "chunk" ? event.chunk.data[0]! : event.type);
+    }
+    expect(seen).toEqual(["accepted", 0, 10, 20, 30, 40, 50, 60, 70, "completed"]);
+    expect(state.maxInFlight).toBe(4);
+    expect(completed).toBe(true);
+  });
+
+  it("fails DATA_LOSS when a read fails", async () => {
+    const { region } = fakeRegion(() => 1, 20);
+    const control = controlledMessages();
+    control.send(accepted(), chunk(0, 10), chunk(10, 10), chunk(20, 10));
+    control.end();
+    const events = readRegionChunks(control.messages, region, {
+      onCompleted: () => {},
+      cancel: control.cancel,
+    });
+    const drain = (async () => {
+      for await (const _ of events);
+    })();
+    await expectOpalError(drain, Code.DATA_LOSS, "STREAM_INCOMPLETE");
   });
 
   it("keeps order and waits for every read before it returns", async () => {

@@ -23,14 +23,18 @@ export interface SharedMemoryRegion {
 
 /** The regions of one device client: reused one prefill after another, removed on `close`. */
 export interface SharedMemoryRegions {
-  /** A free region, or a new one. */
-  acquire(): SharedMemoryRegion;
+  /**
+   * A region of at least `bytes` bytes: a free one (grown if needed) or a new one; undefined when
+   * `/dev/shm` has not that much free (the call then goes inline). Throws when no region can be
+   * created (the file system refuses).
+   */
+  acquire(bytes: number): SharedMemoryRegion | undefined;
   /**
    * Gives a region back. Only a region whose prefill completed is `reusable`: the device wrote
    * all it ever will. After a broken stream the device may still write, so the region is removed.
    */
   release(region: SharedMemoryRegion, reusable: boolean): void;
-  /** Removes every region; idempotent. */
+  /** Removes every free region now and every region in use when it is released; idempotent. */
   close(): void;
 }
 
@@ -55,19 +59,17 @@ let exitHookInstalled = false;
 
 /**
  * Creates the region set of a device client. Each region is a file `/dev/shm/opal-<pid>-<random>`
- * created exclusively with mode 0600 and sized sparsely to `regionBytes` (default: what the shared
- * memory file system has free when the region is created), so it costs memory only where the
- * device writes. Regions are kept for the next prefill (a device writes twice as fast into pages
- * it wrote before) and removed by `close` or at process exit; a process killed outright leaves its
- * files behind (`rm /dev/shm/opal-<pid>-*`).
+ * created exclusively with mode 0600 and sized (sparsely) to the cache it is for, and only when
+ * the shared-memory file system has that much free. A region is kept for the next prefill (a
+ * device writes twice as fast into pages it wrote before; it grows when a larger cache needs it),
+ * up to two free ones, and removed by `close` or at process exit; a process killed outright
+ * leaves its files behind (`rm /dev/shm/opal-<pid>-*`).
  */
-export function createSharedMemoryRegions(
-  options: { regionBytes?: number } = {},
-): SharedMemoryRegions {
+export function createSharedMemoryRegions(): SharedMemoryRegions {
   const idle: Region[] = [];
-  const all = new Set<Region>();
+  const inUse = new Set<Region>();
+  let closed = false;
   const remove = (region: Region) => {
-    all.delete(region);
     live.delete(region.path);
     closeSync(region.fd);
     try {
@@ -77,22 +79,36 @@ export function createSharedMemoryRegions(
     }
   };
   return {
-    acquire() {
+    acquire(bytes) {
+      if (closed) return undefined;
       const reused = idle.pop();
-      if (reused) return reused;
-      const region = createRegion(options.regionBytes);
-      all.add(region);
+      const grow = reused ? bytes - reused.lengthBytes : bytes;
+      if (grow > 0 && freeBytes() < grow) {
+        if (reused) idle.push(reused);
+        return undefined;
+      }
+      const region = reused ?? createRegion();
+      try {
+        if (region.lengthBytes < bytes) {
+          ftruncateSync(region.fd, bytes);
+          region.lengthBytes = bytes;
+        }
+      } catch (error) {
+        remove(region);
+        throw error;
+      }
+      inUse.add(region);
       return region;
     },
     release(region, reusable) {
       const own = region as Region;
-      if (!all.has(own)) return;
-      if (reusable && idle.length < IDLE_REGIONS) idle.push(own);
+      if (!inUse.delete(own)) return;
+      if (reusable && !closed && idle.length < IDLE_REGIONS) idle.push(own);
       else remove(own);
     },
     close() {
-      idle.length = 0;
-      for (const region of [...all]) remove(region);
+      closed = true;
+      for (const region of idle.splice(0)) remove(region);
     },
   };
 }
@@ -100,30 +116,25 @@ export function createSharedMemoryRegions(
 interface Region extends SharedMemoryRegion {
   readonly path: string;
   readonly fd: number;
+  lengthBytes: number;
 }
 
-function createRegion(regionBytes: number | undefined): Region {
+function freeBytes(): number {
+  const stats = statfsSync(SHARED_MEMORY_DIRECTORY);
+  return stats.bavail * stats.bsize;
+}
+
+function createRegion(): Region {
   const base = `opal-${process.pid}-${randomBytes(12).toString("hex")}`;
   const path = `${SHARED_MEMORY_DIRECTORY}/${base}`;
   const fd = openSync(path, "wx+", 0o600);
   live.add(path);
   installExitHook();
-  let lengthBytes: number;
-  try {
-    const free = statfsSync(SHARED_MEMORY_DIRECTORY);
-    lengthBytes = regionBytes ?? free.bavail * free.bsize;
-    ftruncateSync(fd, lengthBytes);
-  } catch (error) {
-    live.delete(path);
-    closeSync(fd);
-    unlinkSync(path);
-    throw error;
-  }
   return {
     name: `/${base}`,
     path,
     fd,
-    lengthBytes,
+    lengthBytes: 0,
     async readInto(target, offsetBytes) {
       for (let done = 0; done < target.byteLength; ) {
         const n = await readAt(fd, target, done, target.byteLength - done, offsetBytes + done);

@@ -25,6 +25,21 @@ const request = (patch: Partial<PrefillRequest> = {}): PrefillRequest => ({
 const regionFiles = () =>
   readdirSync("/dev/shm").filter((name) => name.startsWith(`opal-${process.pid}-`));
 
+/** Runs `body` and returns the names of the region files this process created meanwhile. */
+async function regionsCreatedDuring(body: () => Promise<unknown>): Promise<string[]> {
+  const created = new Set<string>();
+  const watcher = watch("/dev/shm", (_event, name) => {
+    if (name?.startsWith(`opal-${process.pid}-`)) created.add(name);
+  });
+  try {
+    await body();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  } finally {
+    watcher.close();
+  }
+  return [...created];
+}
+
 describe.skipIf(process.platform !== "linux")("shared-memory data plane in the SDK", () => {
   let shm: MockServer;
   let inline: MockServer;
@@ -82,13 +97,16 @@ describe.skipIf(process.platform !== "linux")("shared-memory data plane in the S
     expect(regionFiles()).toEqual([]);
   });
 
-  it("gives concurrent prefills a region each", async () => {
+  it("gives concurrent prefills a region each, and keeps at most two afterwards", async () => {
     await withClient(shm, {}, async (client) => {
-      const outcomes = await Promise.all(
-        [0, 1, 2].map(() => startPrefill(client, request()).result),
-      );
-      for (const outcome of outcomes) expect(outcome.stats.kvTotalBytes).toBe(8 * 1024 * 1024);
-      expect(regionFiles().length).toBeLessThanOrEqual(2);
+      const created = await regionsCreatedDuring(async () => {
+        const outcomes = await Promise.all(
+          [0, 1, 2].map(() => startPrefill(client, request()).result),
+        );
+        for (const outcome of outcomes) expect(outcome.stats.kvTotalBytes).toBe(8 * 1024 * 1024);
+      });
+      expect(created).toHaveLength(3);
+      expect(regionFiles()).toHaveLength(2);
     });
   });
 
@@ -96,7 +114,11 @@ describe.skipIf(process.platform !== "linux")("shared-memory data plane in the S
     const req = request({ retentionSeconds: 30 });
     const expected = await withClient(inline, {}, (c) => startPrefill(c, req).result);
     await withClient(faulty, {}, async (client) => {
-      const outcome = await startPrefill(client, req).result;
+      let outcome = expected;
+      const created = await regionsCreatedDuring(async () => {
+        outcome = await startPrefill(client, req).result;
+      });
+      expect(created).toHaveLength(1);
       expect(outcome.transfer.resumes).toBe(1);
       expect(toHex(digestKvCache(outcome.receipt))).toBe(toHex(digestKvCache(expected.receipt)));
       // The broken stream's region is not reused: the device might still have been writing.
@@ -104,11 +126,31 @@ describe.skipIf(process.platform !== "linux")("shared-memory data plane in the S
     });
   });
 
-  it("sends a cache too large for the region inline instead (auto)", async () => {
-    await withClient(shm, { sharedMemoryRegionBytes: 4096 }, async (client) => {
-      const outcome = await startPrefill(client, request()).result;
-      expect(outcome.stats.kvTotalBytes).toBe(8 * 1024 * 1024);
+  it("sends a cache above sharedMemoryMaxBytes inline, and one within it through a region", async () => {
+    const tokens = (n: number) => Uint32Array.from({ length: n }, (_, i) => i + 1);
+    await withClient(shm, { sharedMemoryMaxBytes: 8 * 1024 * 1024 }, async (client) => {
+      // 65 tokens: 65 · 8 heads · 128 · 2 bytes · K,V · 32 layers, just over 8 MiB.
+      const over = await regionsCreatedDuring(async () => {
+        const outcome = await startPrefill(client, request({ promptTokenIds: tokens(65) })).result;
+        expect(outcome.stats.kvTotalBytes).toBe(65 * 8 * 128 * 2 * 2 * 32);
+      });
+      expect(over).toEqual([]);
+      const within = await regionsCreatedDuring(
+        () => startPrefill(client, request({ promptTokenIds: tokens(64) })).result,
+      );
+      expect(within).toHaveLength(1);
     });
+  });
+
+  it("reaches a device named localhost through shared memory too", async () => {
+    const port = shm.address.split(":").at(-1);
+    const client = createDeviceClient(`localhost:${port}`);
+    try {
+      const created = await regionsCreatedDuring(() => startPrefill(client, request()).result);
+      expect(created).toHaveLength(1);
+    } finally {
+      await client.close();
+    }
   });
 
   it('fails clearly with dataPlane "shared-memory" when the device does not offer it', async () => {

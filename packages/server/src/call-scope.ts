@@ -6,6 +6,8 @@ import type { TenantLimiter } from "./tenant-limiter";
 /** What one RPC runs with: its tenant and a signal that aborts on cancel, deadline or shutdown. */
 export interface CallScope {
   readonly tenant: string;
+  /** The caller's address as grpc-js reports it (`host:port`, `unix:…`, or "unknown"). */
+  readonly peer: string;
   readonly signal: AbortSignal;
   /** Aborts the call with `reason` (e.g. superseded by a retry); its stream ends with that status. */
   abort(reason: OpalError): void;
@@ -43,9 +45,10 @@ export async function openCallScope(
   }
   const peer = call.getAuthContext?.()?.sslPeerCertificate;
   const commonName = typeof peer?.subject?.CN === "string" ? peer.subject.CN : undefined;
+  const address = call.getPeer();
   const tenant = await registry.authenticate(call.metadata, {
     clientCertificateCommonName: commonName,
-    address: call.getPeer(),
+    address,
   });
   registry.limiter.admitRequest(tenant);
 
@@ -74,6 +77,7 @@ export async function openCallScope(
   const cleanups: Array<() => void> = [];
   return {
     tenant,
+    peer: address,
     signal: controller.signal,
     abort(reason) {
       controller.abort(reason);

@@ -271,7 +271,7 @@ function formatHost(host: string): string {
 /** Whether the shared-memory data plane is on; asking for it where it cannot work is an error. */
 function sharedMemoryEnabled(wanted: boolean | undefined): boolean {
   if (!wanted) return false;
-  if (!existsSync(SHARED_MEMORY_DIRECTORY)) {
+  if (process.platform !== "linux" || !existsSync(SHARED_MEMORY_DIRECTORY)) {
     throw new OpalError(
       Code.INVALID_ARGUMENT,
       `sharedMemory: needs ${SHARED_MEMORY_DIRECTORY} (Linux POSIX shared memory), which this host lacks`,

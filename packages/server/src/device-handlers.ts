@@ -8,7 +8,13 @@ import type {
   UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Code, OpalError, Reason, toAbortError } from "@opal/core";
-import type { DeviceCapabilities, PrefillDriver, PrefillEvent } from "@opal/driver";
+import {
+  type DeviceCapabilities,
+  type PrefillDriver,
+  type PrefillRequest,
+  prefillCacheByteLength,
+  validatePrefillRequest,
+} from "@opal/driver";
 import {
   assertWellFormed,
   fromWireFetchRequest,
@@ -26,6 +32,7 @@ import {
 } from "@opal/protocol";
 import type { Logger } from "pino";
 import { type CallScope, openCallScope, type ScopeRegistry } from "./call-scope";
+import { isLoopbackPeer } from "./caller-auth";
 import { pushKv } from "./push-kv";
 import type { ServerMetrics } from "./server-metrics";
 import {
@@ -96,9 +103,9 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
             { reason: Reason.PERMISSION_DENIED },
           );
         }
-        const region = sharedMemoryOffer(req, ctx);
+        const region = sharedMemoryOffer(req, ctx, s);
+        if (region) return prefillThroughRegion(ctx, s, req, request, region);
         supersedeRunning(ctx.running, s, req);
-        if (region) return prefillThroughRegion(region, () => driver.prefill(request, opts(s)));
         if (!request.pushTarget || !ctx.hostPush) return driver.prefill(request, opts(s));
         // The host pushes for drivers that do not: the driver streams as usual, the host forwards.
         const { pushTarget, ...inline } = request;
@@ -143,6 +150,7 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
 function sharedMemoryOffer(
   request: Msg<"PrefillRequest">,
   ctx: HandlerContext,
+  scope: CallScope,
 ): SharedMemoryOffer | undefined {
   const plane = request.dataPlane;
   if (!plane?.sharedMemory && !plane?.transport) return undefined;
@@ -158,15 +166,44 @@ function sharedMemoryOffer(
   if (request.pushTarget) {
     throw invalid("data_plane", "a pushed cache goes to the push target, not to a region");
   }
+  if (!scope.peer.startsWith("unix:") && !isLoopbackPeer(scope.peer)) {
+    throw invalid(
+      "data_plane.shared_memory.name",
+      "shared-memory regions are served only to callers on this host (loopback or unix socket)",
+    );
+  }
   return plane.sharedMemory!;
 }
 
+/**
+ * A prefill through the caller's region. PF-1 puts `data_plane` late in stage 4, and a request
+ * that fails validation must have no side effect: so the host first checks what precedes it
+ * (`validatePrefillRequest` with the driver's capabilities and model, without `cache_salt`), then
+ * opens and sizes the region, and only then supersedes a running call with the same id (PF-7)
+ * and starts the driver, which validates the whole request again.
+ */
 async function* prefillThroughRegion(
+  ctx: HandlerContext,
+  scope: CallScope,
+  wire: Msg<"PrefillRequest">,
+  request: PrefillRequest,
   offer: SharedMemoryOffer,
-  start: () => AsyncIterable<PrefillEvent>,
 ): AsyncGenerator<HostPrefillEvent> {
-  const region = await openSharedMemoryRegion(offer);
-  yield* writeThroughRegion(start(), region);
+  const model = (await ctx.driver.listModels(opts(scope))).find(
+    (m) => m.modelId === request.modelId,
+  );
+  const { cacheSalt: _, ...beforeDataPlane } = request;
+  const valid = validatePrefillRequest(beforeDataPlane, {
+    capabilities: ctx.capabilities,
+    model,
+  });
+  const tokens = request.promptTokenIds.length - valid.decoderPrefixTokens;
+  const region = await openSharedMemoryRegion(
+    offer,
+    prefillCacheByteLength(request, model!, Math.max(1, tokens)),
+  );
+  supersedeRunning(ctx.running, scope, wire);
+  yield* writeThroughRegion(() => ctx.driver.prefill(request, opts(scope)), region);
 }
 
 function toWireHostPrefillEvent(event: HostPrefillEvent) {
@@ -212,10 +249,10 @@ function supersedeRunning(
 /** The driver's capabilities plus what the host adds: push for drivers that do not push, shared memory. */
 function withHostFeatures(caps: DeviceCapabilities, ctx: HandlerContext): DeviceCapabilities {
   const features = ctx.hostPush ? { ...caps.features, push: true } : caps.features;
-  const dataPlanes =
-    ctx.sharedMemory && !caps.dataPlanes.includes("shared_memory")
-      ? [...caps.dataPlanes, "shared_memory" as const]
-      : caps.dataPlanes;
+  // Requests reach drivers without `data_plane`: the host serves inline, and shared memory when on.
+  const dataPlanes: DeviceCapabilities["dataPlanes"] = ctx.sharedMemory
+    ? ["inline", "shared_memory"]
+    : ["inline"];
   return { ...caps, features, dataPlanes };
 }
 

@@ -108,10 +108,11 @@ export interface DeviceServerOptions {
   /**
    * Offer the same-host shared-memory data plane (PF-43, Linux): a caller on this host may name a
    * region in `/dev/shm` and the host writes the KV bytes there instead of into the gRPC stream,
-   * sending only references (PF-42); GetCapabilities then lists it in `data_planes`. The host opens
-   * only regions that already exist, are regular files and belong to its own user. Any
-   * authenticated caller can have the device write into such a file by name, so enable it only
-   * where every caller is trusted with this user's shared memory (security.md). Default false.
+   * sending only references (PF-42); GetCapabilities then lists it in `data_planes`. The host
+   * serves it only to callers on this host (loopback or unix socket) and opens only regions named
+   * `/opal-…` that already exist, are regular files and belong to its own user. Any authenticated
+   * local caller can have the device write into such a file by name, so enable it only where every
+   * caller is trusted with this user's shared memory (security.md). Default false.
    */
   readonly sharedMemory?: boolean;
   /** A pino logger; default a pino logger at level `OPAL_LOG_LEVEL` or "warn", to stderr. */

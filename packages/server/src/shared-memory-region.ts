@@ -30,26 +30,58 @@ export interface SharedMemoryRegion {
 const NAME = "data_plane.shared_memory.name";
 const LENGTH = "data_plane.shared_memory.length_bytes";
 const EMPTY = new Uint8Array(0);
+const SHARED_MEMORY_FULL = "the shared-memory file system is full";
+
+/** Names the host opens: OPAL regions only, never another program's shared memory (PF-43 lets a device refuse a region). */
+const NAME_PREFIX = "/opal-";
+/** Errors that mean the region cannot be opened as named, rather than a host in trouble. */
+const UNOPENABLE = new Set(["ENOENT", "EACCES", "EPERM", "ELOOP", "EISDIR", "ENXIO", "ENOTDIR"]);
 
 /**
  * Opens the region a prefill offers (PF-43), before the driver runs. The host never creates a
- * region: the file must exist, be a regular file (symbolic links are not followed) owned by this
- * process's user, and hold `offset_bytes + length_bytes` bytes. Any failure is INVALID_ARGUMENT
- * INVALID_FIELD naming `data_plane.shared_memory.name` (cannot open) or `.length_bytes` (too small).
+ * region: the name must start with `/opal-`, the file must exist, be a regular file (symbolic
+ * links are not followed) owned by this process's user, and hold `offset_bytes + length_bytes`
+ * bytes, and `length_bytes` must cover `leastBytes` (the smallest cache the request can produce).
+ * Those failures are INVALID_ARGUMENT INVALID_FIELD naming `data_plane.shared_memory.name` or
+ * `.length_bytes`; a host out of file descriptors or memory is RESOURCE_EXHAUSTED DEVICE_BUSY with
+ * a retry delay.
  */
 export async function openSharedMemoryRegion(
   offer: SharedMemoryOffer,
+  leastBytes: number,
 ): Promise<SharedMemoryRegion> {
   const name = offer.name ?? "";
   const path = sharedMemoryPath(name);
+  if (!name.startsWith(NAME_PREFIX)) {
+    throw invalid(
+      NAME,
+      `this host opens only regions named ${NAME_PREFIX}…, got ${JSON.stringify(name)}`,
+    );
+  }
   const offsetBytes = Number(offer.offsetBytes ?? 0);
   const lengthBytes = Number(offer.lengthBytes ?? 0);
-  if (lengthBytes <= 0) throw invalid(LENGTH, `expected a positive length, got ${lengthBytes}`);
+  if (lengthBytes < leastBytes) {
+    throw invalid(
+      LENGTH,
+      `the cache takes at least ${leastBytes} bytes, the region offers ${lengthBytes}`,
+    );
+  }
   let handle: FileHandle;
   try {
     handle = await open(path, constants.O_RDWR | constants.O_NOFOLLOW);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? "error";
+    if (!UNOPENABLE.has(code)) {
+      throw new OpalError(
+        Code.RESOURCE_EXHAUSTED,
+        `cannot open a shared-memory region now (${code})`,
+        {
+          reason: Reason.DEVICE_BUSY,
+          retryDelayMs: 100,
+          cause: error,
+        },
+      );
+    }
     throw invalid(NAME, `cannot open the region ${JSON.stringify(name)} on this host (${code})`);
   }
   try {
@@ -77,16 +109,17 @@ export async function openSharedMemoryRegion(
  * the region's offset plus the chunk's canonical offset, and the chunk goes on with empty data and a
  * `dataRef`; a chunk is passed on only after its bytes are written (a `pwrite` to shared memory is
  * visible to the caller once it returns). Rejects a cache larger than the region at `accepted`
- * (INVALID_ARGUMENT INVALID_FIELD on `length_bytes`). Closes the region when the stream ends.
+ * (INVALID_ARGUMENT INVALID_FIELD on `length_bytes`). Closes the region when the stream ends,
+ * however `start` (the driver's prefill) fails.
  */
 export async function* writeThroughRegion(
-  events: AsyncIterable<PrefillEvent>,
+  start: () => AsyncIterable<PrefillEvent>,
   region: SharedMemoryRegion,
 ): AsyncGenerator<HostPrefillEvent> {
   // Prefill streams the whole cache in canonical order, so the canonical offset is the running sum.
   let canonicalBytes = 0;
   try {
-    for await (const event of events) {
+    for await (const event of start()) {
       if (event.type === "accepted") {
         const total = cacheByteLength(event.descriptor);
         if (total > region.lengthBytes) {
@@ -101,6 +134,12 @@ export async function* writeThroughRegion(
         continue;
       }
       const { data } = event.chunk;
+      if (canonicalBytes + data.byteLength > region.lengthBytes) {
+        // Only a driver that streams more than its descriptor says gets here.
+        throw new OpalError(Code.INTERNAL, "the driver streamed more bytes than its cache holds", {
+          reason: Reason.INTERNAL,
+        });
+      }
       const offsetBytes = region.offsetBytes + canonicalBytes;
       await writeAll(region, data, offsetBytes);
       canonicalBytes += data.byteLength;
@@ -128,11 +167,17 @@ async function writeAll(region: SharedMemoryRegion, data: Uint8Array, position: 
     }
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? "error";
-    throw new OpalError(
-      Code.UNAVAILABLE,
-      `writing the shared-memory region ${JSON.stringify(region.name)} failed (${code})`,
-      { reason: Reason.DEVICE_FAULT, cause: error },
-    );
+    const message = `writing the shared-memory region ${JSON.stringify(region.name)} failed (${code})`;
+    // A region the shared-memory file system cannot back is the caller's to fix (a smaller
+    // region, or inline): not a device fault to retry elsewhere.
+    if (code === "ENOSPC" || code === "EFBIG") {
+      throw new OpalError(Code.INVALID_ARGUMENT, `${message}: ${SHARED_MEMORY_FULL}`, {
+        reason: Reason.INVALID_FIELD,
+        fieldViolations: [{ field: LENGTH, description: SHARED_MEMORY_FULL }],
+        cause: error,
+      });
+    }
+    throw new OpalError(Code.UNAVAILABLE, message, { reason: Reason.DEVICE_FAULT, cause: error });
   }
 }
 

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { closeSync, ftruncateSync, openSync, readFileSync, symlinkSync, unlinkSync } from "node:fs";
 import {
   Client,
@@ -156,6 +157,7 @@ describe.skipIf(!linux)("shared-memory data plane (PF-41..43)", () => {
     ["a name without the slash", "opal-x"],
     ["a nested name", "/a/b"],
     ["a region that does not exist", "/opal-server-test-missing"],
+    ["another program's shared memory (no /opal- prefix)", "/torch_12345"],
   ])("rejects %s: INVALID_ARGUMENT on the name, before accepted", async (_what, name) => {
     const { error, messages } = await rawPrefill(server.address, { name, lengthBytes: 1 << 20 });
     expect(messages).toEqual([]);
@@ -190,6 +192,54 @@ describe.skipIf(!linux)("shared-memory data plane (PF-41..43)", () => {
       code: Code.INVALID_ARGUMENT,
       field: "data_plane.shared_memory.length_bytes",
     });
+  });
+
+  it("does not open anything but a regular file", async () => {
+    const fifo = `${SHARED_MEMORY_DIRECTORY}/opal-server-test-${process.pid}-fifo`;
+    execFileSync("mkfifo", [fifo]);
+    created.push(fifo);
+    const { error } = await rawPrefill(server.address, {
+      name: fifo.slice(SHARED_MEMORY_DIRECTORY.length),
+      lengthBytes: 1 << 20,
+    });
+    expect(violation(error)).toEqual({
+      code: Code.INVALID_ARGUMENT,
+      field: "data_plane.shared_memory.name",
+    });
+  });
+
+  it("reports the request's own errors first (PF-1: data_plane comes late in stage 4)", async () => {
+    const missing = { name: "/opal-server-test-missing", lengthBytes: 1 << 20 };
+    const unknownModel = await rawPrefill(server.address, missing, { modelId: "no-such-model" });
+    expect(fromGrpcStatus(unknownModel.error!).reason).toBe("MODEL_NOT_LOADED");
+    const empty = await rawPrefill(server.address, missing, {
+      promptTokenIds: new Uint32Array(0),
+    });
+    expect(fromGrpcStatus(empty.error!).reason).toBe("PROMPT_EMPTY");
+  });
+
+  it("a retry whose region is refused leaves the running call alone (PF-7)", async () => {
+    const stalled = await createDeviceServer(
+      createMockDevice({ models: ["opal-tiny"], faults: { stallAfterChunks: 1, stallMs: 500 } }),
+      { sharedMemory: true },
+    );
+    try {
+      const { name } = region(1 << 20);
+      const requestId = `server-test-${process.pid}-supersede`;
+      const original = rawPrefill(stalled.address, { name, lengthBytes: 1 << 20 }, { requestId });
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      const retry = await rawPrefill(
+        stalled.address,
+        { name: "/opal-server-test-missing", lengthBytes: 1 << 20 },
+        { requestId },
+      );
+      expect(violation(retry.error).field).toBe("data_plane.shared_memory.name");
+      const first = await original;
+      expect(first.error).toBeUndefined();
+      expect(first.messages.at(-1)?.completed).toBeTruthy();
+    } finally {
+      await stalled.shutdown({ graceMs: 0 });
+    }
   });
 
   it("rejects a region together with a push target", async () => {
