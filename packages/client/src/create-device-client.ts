@@ -1,4 +1,3 @@
-import { isIP } from "node:net";
 import {
   type ChannelOptions,
   Client,
@@ -19,9 +18,7 @@ import {
   type ModelInfo,
   type PrefillDriver,
   type PrefillEvent,
-  type PrefillRequest,
   type ProbeState,
-  prefillCacheByteLength,
   type TelemetrySnapshot,
 } from "@opal/driver";
 import {
@@ -33,19 +30,13 @@ import {
   fromWireModel,
   fromWirePrefillEvent,
   fromWireTelemetry,
-  opal,
+  type opal,
   probeStateEnum,
-  SHARED_MEMORY_DIRECTORY,
   toWireFetchRequest,
   toWirePrefillRequest,
 } from "@opal/protocol";
 import type { DeviceClientOptions } from "./client-options";
-import { readRegionChunks } from "./read-region-chunks";
-import {
-  createSharedMemoryRegions,
-  hasSharedMemory,
-  type SharedMemoryRegion,
-} from "./shared-memory-regions";
+import { createSharedMemoryPlane } from "./create-shared-memory-plane";
 
 /** A remote device: the {@link PrefillDriver} interface over gRPC. */
 export interface DeviceClient extends PrefillDriver {
@@ -100,12 +91,6 @@ export function createDeviceClient(
   const unaryTimeoutMs = options.defaultUnaryTimeoutMs ?? 30_000;
   let closed = false;
   let capabilitiesRead: Promise<opal.device.v1.Capabilities.$Properties> | undefined;
-  const dataPlane = options.dataPlane ?? "auto";
-  // "auto" offers shared memory only to a device on this host; it stops after a device cannot open a region.
-  let sharedMemoryOff =
-    dataPlane === "inline" || (dataPlane === "auto" && !(isSameHost(target) && hasSharedMemory()));
-  const regions = createSharedMemoryRegions();
-  let modelShapes: Map<string, ModelInfo> | undefined;
 
   const metadata = () => {
     const m = new Metadata();
@@ -196,54 +181,16 @@ export function createDeviceClient(
     return untilAborted(capabilitiesRead, call.signal);
   }
 
+  const sharedMemory = createSharedMemoryPlane(target, options, {
+    capabilities: capabilitiesOnce,
+    listModels: async (call) => (await unary(D.listModels, {}, call)).models.map(fromWireModel),
+  });
+
   /** `maxChunkBytes` for a request that leaves it unset (see `DeviceClientOptions.chunkBytes`). */
   async function chunkBytesFor(requested: number | undefined, call: DriverCallOptions = {}) {
     if (requested || options.chunkBytes === "device") return requested ?? 0;
     const largest = (await capabilitiesOnce(call)).maxChunkBytes ?? 0;
     return Math.max(0, Math.min(largest, channel.maxMessageBytes - MESSAGE_OVERHEAD));
-  }
-
-  /**
-   * The region a prefill goes through (see `DeviceClientOptions.dataPlane`), sized to its cache from
-   * the model's shape (ListModels, read once per client and again for a model not seen yet), or
-   * undefined for inline.
-   */
-  async function regionFor(request: PrefillRequest, call: DriverCallOptions) {
-    if (sharedMemoryOff || request.pushTarget) return undefined;
-    if (dataPlane === "auto") {
-      const planes = (await capabilitiesOnce(call)).dataPlanes ?? [];
-      if (!planes.includes(opal.device.v1.DataPlaneKind.DATA_PLANE_KIND_SHARED_MEMORY)) {
-        return undefined;
-      }
-    }
-    if (!modelShapes?.has(request.modelId)) {
-      const models = (await unary(D.listModels, {}, call)).models.map(fromWireModel);
-      modelShapes = new Map(models.map((m) => [m.modelId, m]));
-    }
-    const model = modelShapes.get(request.modelId);
-    // An unknown model or format fails on the device with its proper reason, inline.
-    if (!model) return undefined;
-    let bytes: number;
-    try {
-      bytes = prefillCacheByteLength(request, model);
-    } catch {
-      return undefined;
-    }
-    if (options.sharedMemoryMaxBytes !== undefined && bytes > options.sharedMemoryMaxBytes) {
-      return undefined;
-    }
-    let region: SharedMemoryRegion | undefined;
-    try {
-      region = regions.acquire(bytes);
-    } catch (error) {
-      if (dataPlane === "shared-memory") throw regionUnavailable((error as Error).message);
-      sharedMemoryOff = true; // this host will not let us create regions
-      return undefined;
-    }
-    if (!region && dataPlane === "shared-memory") {
-      throw regionUnavailable(`${SHARED_MEMORY_DIRECTORY} has not ${bytes} bytes free`);
-    }
-    return region;
   }
 
   return {
@@ -272,48 +219,22 @@ export function createDeviceClient(
     async *prefill(request, call = {}): AsyncIterable<PrefillEvent> {
       const maxChunkBytes = await chunkBytesFor(request.maxChunkBytes, call);
       const wire = toWirePrefillRequest({ ...request, maxChunkBytes });
-      const region = await regionFor(request, call);
+      const inline = () => serverStream(D.prefill, wire, fromWirePrefillEvent, call);
+      const region = await sharedMemory.regionFor(request, call);
       if (!region) {
-        yield* serverStream(D.prefill, wire, fromWirePrefillEvent, call);
+        yield* inline();
         return;
       }
-      let completed = false;
-      let yielded = false;
-      // Ends the call when the caller stops early, so no read of the region outlives this call.
-      const local = new AbortController();
-      const forward = () => local.abort(call.signal?.reason);
-      if (call.signal?.aborted) forward();
-      call.signal?.addEventListener("abort", forward, { once: true });
-      try {
-        const offer = { name: region.name, offsetBytes: 0, lengthBytes: region.lengthBytes };
-        const messages = serverStream(
-          D.prefill,
-          { ...wire, dataPlane: { sharedMemory: offer } },
-          (m) => m,
-          { ...call, signal: local.signal },
-        );
-        const hooks = {
-          onCompleted: () => {
-            completed = true;
-          },
-          cancel: () => local.abort(),
-        };
-        for await (const event of readRegionChunks(messages, region, hooks)) {
-          yielded = true;
-          yield event;
-        }
-      } catch (error) {
-        const refused = dataPlane === "auto" && !yielded ? refusedRegionField(error) : undefined;
-        if (!refused) throw error;
-        // A device that cannot open our region is not on our host after all: inline from now on.
-        // A region it finds too small sends this call inline and the model's shape is read again.
-        if (refused.endsWith(".length_bytes")) modelShapes = undefined;
-        else sharedMemoryOff = true;
-        yield* serverStream(D.prefill, wire, fromWirePrefillEvent, call);
-      } finally {
-        call.signal?.removeEventListener("abort", forward);
-        regions.release(region, completed);
-      }
+      yield* sharedMemory.stream(
+        region,
+        call,
+        (offer, signal) =>
+          serverStream(D.prefill, { ...wire, dataPlane: { sharedMemory: offer } }, (m) => m, {
+            ...call,
+            signal,
+          }),
+        inline,
+      );
     },
     async *fetchKv(request, call): AsyncIterable<FetchEvent> {
       const maxChunkBytes = await chunkBytesFor(request.maxChunkBytes, call);
@@ -333,7 +254,7 @@ export function createDeviceClient(
     },
     async close() {
       closed = true;
-      regions.close();
+      sharedMemory.close();
       client.close();
     },
   };
@@ -419,38 +340,6 @@ function toOpalError(error: unknown): OpalError {
   }
   if (typeof status.code === "number") return fromGrpcStatus(status);
   return OpalError.from(error);
-}
-
-/** Whether `target` names this host: a loopback address, `localhost`, or a unix socket. */
-function isSameHost(target: string): boolean {
-  if (/^unix(-abstract)?:/.test(target)) return true;
-  const address = target.replace(/^(dns:(\/\/[^/]*\/)?|ipv4:|ipv6:)/, "");
-  const host = isIP(address)
-    ? address
-    : address.startsWith("[")
-      ? address.slice(1, address.indexOf("]"))
-      : address.replace(/:\d+$/, "");
-  return (
-    host === "localhost" || host === "::1" || /^127\./.test(host) || /^::ffff:127\./i.test(host)
-  );
-}
-
-/**
- * The `data_plane` field a device named when it refused the offered region (it cannot open it,
- * does not offer the plane, or the region is too small), else undefined.
- */
-function refusedRegionField(error: unknown): string | undefined {
-  if (!(error instanceof OpalError)) return undefined;
-  if (error.code !== Code.INVALID_ARGUMENT && error.code !== Code.UNIMPLEMENTED) return undefined;
-  return error.fieldViolations.find((v) => v.field.startsWith("data_plane"))?.field;
-}
-
-function regionUnavailable(why: string): OpalError {
-  return new OpalError(
-    Code.FAILED_PRECONDITION,
-    `dataPlane "shared-memory": no region for this cache: ${why}`,
-    { reason: Reason.UNSUPPORTED_FEATURE },
-  );
 }
 
 /** `promise`, or a rejection with the abort's error as soon as `signal` aborts. */

@@ -8,13 +8,7 @@ import type {
   UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Code, OpalError, Reason, toAbortError } from "@opal/core";
-import {
-  type DeviceCapabilities,
-  type PrefillDriver,
-  type PrefillRequest,
-  prefillCacheByteLength,
-  validatePrefillRequest,
-} from "@opal/driver";
+import type { DeviceCapabilities, PrefillDriver } from "@opal/driver";
 import {
   assertWellFormed,
   fromWireFetchRequest,
@@ -27,20 +21,17 @@ import {
   toWireInfo,
   toWireLoadResult,
   toWireModel,
-  toWirePrefillEvent,
   toWireTelemetry,
 } from "@opal/protocol";
 import type { Logger } from "pino";
 import { type CallScope, openCallScope, type ScopeRegistry } from "./call-scope";
-import { isLoopbackPeer } from "./caller-auth";
+import {
+  prefillThroughRegion,
+  sharedMemoryOffer,
+  toWireHostPrefillEvent,
+} from "./prefill-through-region";
 import { pushKv } from "./push-kv";
 import type { ServerMetrics } from "./server-metrics";
-import {
-  type HostPrefillEvent,
-  openSharedMemoryRegion,
-  type SharedMemoryOffer,
-  writeThroughRegion,
-} from "./shared-memory-region";
 
 type V1 = typeof opal.device.v1;
 type Msg<T extends keyof V1> = V1[T] extends { prototype: infer I } ? I : never;
@@ -103,8 +94,15 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
             { reason: Reason.PERMISSION_DENIED },
           );
         }
-        const region = sharedMemoryOffer(req, ctx, s);
-        if (region) return prefillThroughRegion(ctx, s, req, request, region);
+        const region = sharedMemoryOffer(req, ctx.sharedMemory, s.peer);
+        if (region) {
+          return prefillThroughRegion(
+            { driver, capabilities: ctx.capabilities, call: opts(s) },
+            request,
+            region,
+            () => supersedeRunning(ctx.running, s, req),
+          );
+        }
         supersedeRunning(ctx.running, s, req);
         if (!request.pushTarget || !ctx.hostPush) return driver.prefill(request, opts(s));
         // The host pushes for drivers that do not: the driver streams as usual, the host forwards.
@@ -140,75 +138,6 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
       false,
     ),
   };
-}
-
-/**
- * The shared-memory region a prefill offers, if any. An offered plane the host does not declare
- * fails UNIMPLEMENTED UNSUPPORTED_FEATURE (PF-41); a region with a push target is INVALID_ARGUMENT
- * (the bytes go to the receiver, not to the caller).
- */
-function sharedMemoryOffer(
-  request: Msg<"PrefillRequest">,
-  ctx: HandlerContext,
-  scope: CallScope,
-): SharedMemoryOffer | undefined {
-  const plane = request.dataPlane;
-  if (!plane?.sharedMemory && !plane?.transport) return undefined;
-  if (plane.transport || !ctx.sharedMemory) {
-    const kind = plane.transport
-      ? `transport ${JSON.stringify(plane.transport.kind)}`
-      : "shared memory";
-    throw new OpalError(Code.UNIMPLEMENTED, `data_plane: this device does not offer ${kind}`, {
-      reason: Reason.UNSUPPORTED_FEATURE,
-      fieldViolations: [{ field: "data_plane", description: "not declared in capabilities" }],
-    });
-  }
-  if (request.pushTarget) {
-    throw invalid("data_plane", "a pushed cache goes to the push target, not to a region");
-  }
-  if (!scope.peer.startsWith("unix:") && !isLoopbackPeer(scope.peer)) {
-    throw invalid(
-      "data_plane.shared_memory.name",
-      "shared-memory regions are served only to callers on this host (loopback or unix socket)",
-    );
-  }
-  return plane.sharedMemory!;
-}
-
-/**
- * A prefill through the caller's region. PF-1 puts `data_plane` late in stage 4, and a request
- * that fails validation must have no side effect: so the host first checks what precedes it
- * (`validatePrefillRequest` with the driver's capabilities and model, without `cache_salt`), then
- * opens and sizes the region, and only then supersedes a running call with the same id (PF-7)
- * and starts the driver, which validates the whole request again.
- */
-async function* prefillThroughRegion(
-  ctx: HandlerContext,
-  scope: CallScope,
-  wire: Msg<"PrefillRequest">,
-  request: PrefillRequest,
-  offer: SharedMemoryOffer,
-): AsyncGenerator<HostPrefillEvent> {
-  const model = (await ctx.driver.listModels(opts(scope))).find(
-    (m) => m.modelId === request.modelId,
-  );
-  const { cacheSalt: _, ...beforeDataPlane } = request;
-  const valid = validatePrefillRequest(beforeDataPlane, {
-    capabilities: ctx.capabilities,
-    model,
-  });
-  const tokens = request.promptTokenIds.length - valid.decoderPrefixTokens;
-  const region = await openSharedMemoryRegion(
-    offer,
-    prefillCacheByteLength(request, model!, Math.max(1, tokens)),
-  );
-  supersedeRunning(ctx.running, scope, wire);
-  yield* writeThroughRegion(() => ctx.driver.prefill(request, opts(scope)), region);
-}
-
-function toWireHostPrefillEvent(event: HostPrefillEvent) {
-  const wire = toWirePrefillEvent(event);
-  return "dataRef" in event ? { chunk: { ...wire.chunk, dataRef: event.dataRef } } : wire;
 }
 
 /** Prefill calls in progress, by tenant and request id (PF-7). */

@@ -53,7 +53,7 @@ export async function openSharedMemoryRegion(
   const name = offer.name ?? "";
   const path = sharedMemoryPath(name);
   if (!name.startsWith(NAME_PREFIX)) {
-    throw invalid(
+    throw invalidField(
       NAME,
       `this host opens only regions named ${NAME_PREFIX}…, got ${JSON.stringify(name)}`,
     );
@@ -61,7 +61,7 @@ export async function openSharedMemoryRegion(
   const offsetBytes = Number(offer.offsetBytes ?? 0);
   const lengthBytes = Number(offer.lengthBytes ?? 0);
   if (lengthBytes < leastBytes) {
-    throw invalid(
+    throw invalidField(
       LENGTH,
       `the cache takes at least ${leastBytes} bytes, the region offers ${lengthBytes}`,
     );
@@ -82,17 +82,20 @@ export async function openSharedMemoryRegion(
         },
       );
     }
-    throw invalid(NAME, `cannot open the region ${JSON.stringify(name)} on this host (${code})`);
+    throw invalidField(
+      NAME,
+      `cannot open the region ${JSON.stringify(name)} on this host (${code})`,
+    );
   }
   try {
     const stat = await handle.stat();
-    if (!stat.isFile()) throw invalid(NAME, `${JSON.stringify(name)} is not a regular file`);
+    if (!stat.isFile()) throw invalidField(NAME, `${JSON.stringify(name)} is not a regular file`);
     const uid = process.getuid?.();
     if (uid !== undefined && stat.uid !== uid) {
-      throw invalid(NAME, `${JSON.stringify(name)} belongs to another user`);
+      throw invalidField(NAME, `${JSON.stringify(name)} belongs to another user`);
     }
     if (stat.size < offsetBytes + lengthBytes) {
-      throw invalid(
+      throw invalidField(
         LENGTH,
         `the region ${JSON.stringify(name)} holds ${stat.size} bytes, the offer claims ${lengthBytes} from offset ${offsetBytes}`,
       );
@@ -123,7 +126,7 @@ export async function* writeThroughRegion(
       if (event.type === "accepted") {
         const total = cacheByteLength(event.descriptor);
         if (total > region.lengthBytes) {
-          throw invalid(
+          throw invalidField(
             LENGTH,
             `the cache takes ${total} bytes, the region offers ${region.lengthBytes}`,
           );
@@ -181,7 +184,8 @@ async function writeAll(region: SharedMemoryRegion, data: Uint8Array, position: 
   }
 }
 
-function invalid(field: string, description: string): OpalError {
+/** INVALID_ARGUMENT INVALID_FIELD naming `field`. */
+export function invalidField(field: string, description: string): OpalError {
   return new OpalError(Code.INVALID_ARGUMENT, `${field}: ${description}`, {
     reason: Reason.INVALID_FIELD,
     fieldViolations: [{ field, description }],
