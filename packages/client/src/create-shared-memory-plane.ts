@@ -115,6 +115,7 @@ export function createSharedMemoryPlane(
             completed = true;
           },
           cancel: () => local.abort(),
+          ...(call.keepsChunks !== undefined ? { keepsChunks: call.keepsChunks } : {}),
         };
         for await (const event of readRegionChunks(open(offer, local.signal), region, hooks)) {
           yielded = true;

@@ -131,6 +131,38 @@ describe("readRegionChunks", () => {
     expect(completed).toBe(true);
   });
 
+  it("reads a copying caller's chunks into small slabs and a keeping caller's into one", async () => {
+    // 3 layers x K,V x 2 MiB = 12 MiB, in 2 MiB chunks.
+    const big = mhaDescriptor({ tokenCount: 16_384 });
+    const part = 2 * 1024 * 1024;
+    const region: SharedMemoryRegion = {
+      name: "/opal-fake",
+      lengthBytes: cacheByteLength(big),
+      readInto: async () => {},
+    };
+    const buffersOf = async (keepsChunks: boolean) => {
+      const control = controlledMessages();
+      control.send(
+        opal.device.v1.PrefillResponse.create({
+          accepted: { kvHandle: "h", descriptor: toWireDescriptor(big) },
+        }),
+        ...[0, 1, 2, 3, 4, 5].map((i) => chunk(i * part, part)),
+      );
+      control.end();
+      const buffers = new Set<ArrayBufferLike>();
+      const events = readRegionChunks(control.messages, region, {
+        onCompleted: () => {},
+        cancel: control.cancel,
+        keepsChunks,
+      });
+      for await (const event of events)
+        if (event.type === "chunk") buffers.add(event.chunk.data.buffer);
+      return buffers.size;
+    };
+    expect(await buffersOf(true)).toBe(1);
+    expect(await buffersOf(false)).toBe(2); // 8 MiB slabs: four chunks, then two
+  });
+
   it("fails DATA_LOSS when a read fails", async () => {
     const { region } = fakeRegion(() => 1, 20);
     const control = controlledMessages();

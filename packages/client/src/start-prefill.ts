@@ -151,12 +151,18 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
       try {
         // Only an iterating consumer or a sink that keeps views needs buffers nobody reuses.
         const reuseLayerBuffers = () => !iterating && !sink.keepsLayerViews;
-        let outcome = await readKvStream(device.prefill(request, { signal }), progress, {
-          onAccepted,
-          onLayer,
-          reuseLayerBuffers,
-          ownsChunks: device.yieldsOwnedChunks === true,
-        });
+        // A sink that keeps the layers keeps the chunks they are made of (the memory sink).
+        const keepsChunks = sink.keepsLayerViews === true;
+        let outcome = await readKvStream(
+          device.prefill(request, { signal, keepsChunks }),
+          progress,
+          {
+            onAccepted,
+            onLayer,
+            reuseLayerBuffers,
+            ownsChunks: device.yieldsOwnedChunks === true,
+          },
+        );
         while (outcome.kind === "broken") {
           // Resume only what is missing; a complete cache that failed its final check is retried whole.
           const canResume =

@@ -47,6 +47,27 @@ describe("startPrefill", () => {
     expect(outcome.receipt.part(0, "k").byteLength).toBe(20 * 2 * 16 * 2);
   });
 
+  it("tells the device whether the sink keeps chunks (DriverCallOptions.keepsChunks)", async () => {
+    const mock = createMockDevice({ models: ["opal-tiny"] });
+    const hints: (boolean | undefined)[] = [];
+    const device: PrefillDriver = {
+      ...mock,
+      prefill(req, options) {
+        hints.push(options?.keepsChunks);
+        return mock.prefill(req, options);
+      },
+    };
+    await startPrefill(device, request()).result;
+    const copying = {
+      open() {},
+      writeLayer() {},
+      commit: () => "done",
+      abort() {},
+    };
+    await startPrefill(device, request(), { sink: () => copying }).result;
+    expect(hints).toEqual([true, false]);
+  });
+
   it("drives the stream even when nobody iterates the layers", async () => {
     const device = createMockDevice({ models: ["opal-tiny"] });
     const outcome = await startPrefill(device, request()).result;

@@ -25,6 +25,13 @@ export interface DriverCallOptions {
    * default tenant. Caches, handles and prefix-cache entries never cross tenants.
    */
   readonly tenant?: string;
+  /**
+   * A hint for `prefill` and `fetchKv` from a caller that copies each chunk's bytes and drops the
+   * chunk (false), or may keep chunks as they are (true; the default). A driver that yields owned
+   * chunks may then choose how it allocates them: small, short-lived buffers for a copying caller,
+   * fewer and larger ones otherwise. Never changes what a driver yields.
+   */
+  readonly keepsChunks?: boolean;
 }
 
 /**
