@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, readdirSync, readSync, watch } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readSync, statSync, watch } from "node:fs";
+import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Code } from "@opal/core";
 import type { PrefillRequest } from "@opal/driver";
@@ -173,10 +174,24 @@ describe.skipIf(process.platform !== "linux")("shared-memory data plane in the S
 });
 
 const builtMock = fileURLToPath(new URL("../../mock/dist/opal-mock.js", import.meta.url));
+
+/** Whether any user can read `file`: every directory above it searchable, the file readable. */
+function readableByAnyone(file: string): boolean {
+  if ((statSync(file).mode & 0o004) === 0) return false;
+  for (let dir = dirname(file); ; dir = dirname(dir)) {
+    if ((statSync(dir).mode & 0o001) === 0) return false;
+    if (dir === dirname(dir)) return true;
+  }
+}
+
 // Root can start the device as another user, which cannot open this process's 0600 regions:
-// what a device in another container or mount namespace sees.
+// what a device in another container or mount namespace sees. (Not where the checkout is private,
+// e.g. under /root: that user could not load the mock.)
 const canRunAsNobody =
-  process.platform === "linux" && process.getuid?.() === 0 && existsSync(builtMock);
+  process.platform === "linux" &&
+  process.getuid?.() === 0 &&
+  existsSync(builtMock) &&
+  readableByAnyone(builtMock);
 
 describe.skipIf(!canRunAsNobody)("a same-host device that cannot open the client's regions", () => {
   let child: ChildProcess;
