@@ -3,8 +3,10 @@ import {
   closeSync,
   existsSync,
   ftruncateSync,
+  lstatSync,
   openSync,
   read,
+  readdirSync,
   statfsSync,
   unlinkSync,
 } from "node:fs";
@@ -62,13 +64,14 @@ let exitHookInstalled = false;
  * created exclusively with mode 0600 and sized (sparsely) to the cache it is for, and only when
  * the shared-memory file system has that much free. A region is kept for the next prefill (a
  * device writes twice as fast into pages it wrote before; it grows when a larger cache needs it),
- * up to two free ones, and removed by `close` or at process exit; a process killed outright
- * leaves its files behind (`rm /dev/shm/opal-<pid>-*`).
+ * up to two free ones, and removed by `close` or at process exit. A process killed outright leaves
+ * its files behind: a region set's first region removes those of this user's dead processes.
  */
 export function createSharedMemoryRegions(): SharedMemoryRegions {
   const idle: Region[] = [];
   const inUse = new Set<Region>();
   let closed = false;
+  let swept = false;
   const remove = (region: Region) => {
     live.delete(region.path);
     closeSync(region.fd);
@@ -81,6 +84,10 @@ export function createSharedMemoryRegions(): SharedMemoryRegions {
   return {
     acquire(bytes) {
       if (closed) return undefined;
+      if (!swept) {
+        swept = true;
+        removeRegionsOfDeadProcesses();
+      }
       const reused = idle.pop();
       const grow = reused ? bytes - reused.lengthBytes : bytes;
       if (grow > 0 && freeBytes() < grow) {
@@ -143,6 +150,31 @@ function createRegion(): Region {
       }
     },
   };
+}
+
+/** Removes region files left by this user's processes that no longer run (killed outright). */
+function removeRegionsOfDeadProcesses() {
+  const uid = process.getuid?.();
+  for (const name of readdirSync(SHARED_MEMORY_DIRECTORY)) {
+    const pid = Number(/^opal-(\d+)-[0-9a-f]{24}$/.exec(name)?.[1]);
+    if (!pid || pid === process.pid || isRunning(pid)) continue;
+    const path = `${SHARED_MEMORY_DIRECTORY}/${name}`;
+    try {
+      const stat = lstatSync(path);
+      if (stat.isFile() && stat.uid === uid) unlinkSync(path);
+    } catch {
+      // Gone meanwhile, or not ours to remove.
+    }
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 function installExitHook() {

@@ -1,5 +1,14 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, readdirSync, readSync, statSync, watch } from "node:fs";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readSync,
+  rmSync,
+  statSync,
+  watch,
+} from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Code } from "@opal/core";
@@ -163,6 +172,20 @@ describe.skipIf(process.platform !== "linux")("shared-memory data plane in the S
       );
     });
     expect(regionFiles()).toEqual([]);
+  });
+
+  it("removes the regions that processes killed outright left behind", async () => {
+    const dead = spawnSync(process.execPath, ["-e", ""]).pid!;
+    const left = `/dev/shm/opal-${dead}-${"ab".repeat(12)}`;
+    const other = `/dev/shm/opal-${dead}-not-a-region`;
+    for (const path of [left, other]) closeSync(openSync(path, "w", 0o600));
+    try {
+      await withClient(shm, {}, (client) => startPrefill(client, request()).result);
+      expect(existsSync(left)).toBe(false);
+      expect(existsSync(other)).toBe(true); // not a name the SDK makes: left alone
+    } finally {
+      for (const path of [left, other]) rmSync(path, { force: true });
+    }
   });
 
   it('stays inline with dataPlane "inline"', async () => {
