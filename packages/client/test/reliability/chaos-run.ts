@@ -26,6 +26,11 @@ export interface ChaosOptions {
   readonly restartAt?: number;
   /** Deadline of each prefill, retries included, in ms; default 15,000. */
   readonly timeoutMs?: number;
+  /**
+   * The devices offer the shared-memory data plane (PF-43), which the pool's clients then use
+   * (they are on this host); default false (inline).
+   */
+  readonly sharedMemory?: boolean;
 }
 
 /** What a chaos run measured. Every "must be zero" figure is named so. */
@@ -156,7 +161,7 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosFigures
     mocks.push(
       await serveMockDevice(
         { models: [MODEL], deviceId: `chaos-${i}`, faults: faultsOf(i), now },
-        { shutdownGraceMs: 0 },
+        { shutdownGraceMs: 0, sharedMemory: options.sharedMemory ?? false },
       ),
     );
   }

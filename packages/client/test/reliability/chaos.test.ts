@@ -1,3 +1,4 @@
+import { readdirSync, watch } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { formatChaosFigures, runChaos } from "./chaos-run";
 
@@ -27,4 +28,35 @@ describe("chaos: prefills through a pool of three faulty mock devices", () => {
     // Memory stays flat: well under the size of the caches moved (150 × ~40 KiB, twice over).
     expect(figures.heapGrowthMiB).toBeLessThan(16);
   }, 60_000);
+
+  it.skipIf(process.platform !== "linux")(
+    "keeps every promise through the shared-memory data plane too, and leaves no region behind",
+    async () => {
+      const created = new Set<string>();
+      const watcher = watch("/dev/shm", (_event, name) => {
+        if (name?.startsWith(`opal-${process.pid}-`)) created.add(name);
+      });
+      const figures = await runChaos({
+        prefills: 100,
+        concurrency: 12,
+        sharedMemory: true,
+      }).finally(() => watcher.close());
+      // The pool's clients really used regions (concurrent prefills, each its own).
+      expect(created.size).toBeGreaterThan(1);
+      console.log(formatChaosFigures(figures));
+      expect(figures.deviceRestarts).toBe(1);
+      expect(figures.faultsInjected).toBeGreaterThan(100 * 0.15);
+      const wellFormed = figures.prefills - figures.badInputsTried;
+      expect(figures.completed + figures.failedClearly).toBe(wellFormed);
+      expect(figures.completed).toBeGreaterThan(wellFormed * 0.9);
+      expect(figures.unclearFailures).toBe(0);
+      expect(figures.wrongBytesDelivered).toBe(0);
+      expect(figures.badInputsAccepted).toBe(0);
+      expect(figures.bytesLost).toBe(0);
+      expect(figures.activePrefillsLeft).toBe(0);
+      const regions = readdirSync("/dev/shm").filter((n) => n.startsWith(`opal-${process.pid}-`));
+      expect(regions).toEqual([]);
+    },
+    60_000,
+  );
 });
