@@ -20,7 +20,6 @@ import {
   computeOpalBlockHashes,
   createKvChunker,
   digestKvCache,
-  type KvChunk,
   type KvDescriptor,
   partsOf,
   toHex,
@@ -42,6 +41,7 @@ import {
 import { createPrefixCache } from "./prefix-cache";
 import { resumePosition, sliceChunk } from "./resume-position";
 import { createRetentionStore } from "./retention-store";
+import { streamWithFaults } from "./stream-with-faults";
 
 /** Options of {@link createMockDevice}; every field is optional. */
 export interface MockDeviceOptions {
@@ -267,48 +267,17 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
           queueTimeUs: slot.queueTimeUs,
         };
 
-        const layerTimeMs = deviceTimeUs / 1000 / descriptor.numLayers;
-        const plan = faults.streamFaults();
-        const chunker = createKvChunker(descriptor, { maxChunkBytes: valid.chunkBytes });
-        let sent = 0;
         let firstChunkUs = 0;
-        for (let layer = 0; layer < descriptor.numLayers; layer++) {
-          // Each layer is released when its simulated compute finishes: streaming overlaps compute.
-          if (layerTimeMs > 0) await sleep(layerTimeMs, signal);
-          for (const chunk of chunker.chunkLayer(output.cache.layer(layer))) {
-            throwIfAborted(signal);
-            sent++;
-            if (plan.stallAfter !== undefined && sent === plan.stallAfter + 1) {
-              faults.count();
-              await sleep(plan.stallMs, signal);
-            }
-            if (plan.dropAfter !== undefined && sent === plan.dropAfter + 1) {
-              faults.count();
-              await options.onConnectionDrop?.();
-              throw new OpalError(Code.UNAVAILABLE, "injected fault: connection dropped", {
-                reason: Reason.DEVICE_FAULT,
-                retryDelayMs: 10,
-              });
-            }
-            if (plan.abortAfter !== undefined && sent === plan.abortAfter + 1) {
-              faults.count();
-              throw new OpalError(
-                Code.UNAVAILABLE,
-                `injected fault: stream aborted after ${plan.abortAfter} chunks`,
-                {
-                  reason: Reason.DEVICE_FAULT,
-                  retryDelayMs: 10,
-                },
-              );
-            }
-            if (firstChunkUs === 0)
-              firstChunkUs = Math.round((performance.now() - acceptedAt) * 1000);
-            yield {
-              type: "chunk",
-              chunk: sent === plan.corruptAt ? corrupt(chunk, faults) : chunk,
-            };
-          }
-        }
+        yield* streamWithFaults(output.cache, {
+          chunkBytes: valid.chunkBytes,
+          layerTimeMs: deviceTimeUs / 1000 / descriptor.numLayers,
+          faults,
+          signal,
+          ...(options.onConnectionDrop ? { onConnectionDrop: options.onConnectionDrop } : {}),
+          onFirstChunk: () => {
+            firstChunkUs = Math.round((performance.now() - acceptedAt) * 1000);
+          },
+        });
         prefixCache.insert(hashes);
         activeEnergyJoules += energyJoules;
         completed++;
@@ -453,13 +422,4 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
       closed = true;
     },
   };
-}
-
-/** A copy of `chunk` with one byte flipped and its original CRC (the corrupt-chunk fault). */
-function corrupt(chunk: KvChunk, faults: FaultInjector): KvChunk {
-  faults.count();
-  const data = Uint8Array.from(chunk.data);
-  const middle = data.length >> 1;
-  data[middle] = (data[middle] ?? 0) ^ 0xff;
-  return { ...chunk, data };
 }
