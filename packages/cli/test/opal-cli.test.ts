@@ -1,10 +1,11 @@
-import { execFile, spawn } from "node:child_process";
+import { type ChildProcess, execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { decodeSafetensors } from "@opal/kv";
+import { startListeningProcess } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const run = promisify(execFile);
@@ -78,23 +79,19 @@ const PROMPT = "Prefill on optical hardware, decode GPU";
 describe.skipIf(!built)("opal mock, prefill, inspect, convert and bench", () => {
   let dir: string;
   let address: string;
-  let mock: ReturnType<typeof spawn>;
+  let mock: ChildProcess;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "opal-cli-"));
-    mock = spawn(
-      process.execPath,
-      [opal, "mock", "--port", "0", "--profile", "instant", "--model", "opal-tiny"],
-      {
-        stdio: ["ignore", "pipe", "inherit"],
-      },
-    );
-    address = await new Promise((resolve, reject) => {
-      mock.stdout!.on("data", (data) => {
-        const match = /listening on (\S+)/.exec(String(data));
-        if (match) resolve(match[1]!);
-      });
-      mock.once("exit", (code) => reject(new Error(`opal mock exited with ${code}`)));
-    });
+    ({ child: mock, address } = await startListeningProcess([
+      opal,
+      "mock",
+      "--port",
+      "0",
+      "--profile",
+      "instant",
+      "--model",
+      "opal-tiny",
+    ]));
   }, 30_000);
   afterAll(async () => {
     const exited = new Promise((resolve) => mock.once("exit", resolve));

@@ -9,7 +9,7 @@
  * device's 8 slots and 64 queue places and the back-pressure path is exercised.
  * Run: node --conditions=source --import tsx packages/client/bench/load.bench.ts
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -18,6 +18,7 @@ import { Code, isOpalError, sleep } from "@opal/core";
 import type { PrefillRequest } from "@opal/driver";
 import { digestKvCache, toHex } from "@opal/kv";
 import { createMockDevice } from "@opal/mock";
+import { startListeningProcess } from "@opal/testing";
 import { createDeviceClient } from "../src/create-device-client";
 import { startPrefill } from "../src/start-prefill";
 import { reportFigure } from "../test/reliability/bench-report";
@@ -40,11 +41,10 @@ const request = (id: string, k: number): PrefillRequest => ({
 });
 
 /** Starts `opal-mock` in a child process; resolves with it and the address it printed. */
-async function startChildMock(
+function startChildMock(
   extraArgs: readonly string[] = [],
 ): Promise<{ child: ChildProcess; address: string }> {
-  const child = spawn(
-    process.execPath,
+  return startListeningProcess(
     [
       "--conditions=source",
       "--import",
@@ -62,22 +62,8 @@ async function startChildMock(
       "64",
       ...extraArgs,
     ],
-    { cwd: root, stdio: ["ignore", "pipe", "inherit"] },
+    { cwd: root },
   );
-  const address = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => reject(new Error(`opal-mock did not start: ${out}`)), 30_000);
-    child.stdout!.on("data", (data: Buffer) => {
-      out += data.toString("utf8");
-      const match = /listening on (\S+)/.exec(out);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]!);
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`opal-mock exited with ${code}: ${out}`)));
-  });
-  return { child, address };
 }
 
 // Reference digests, fault-free and in process: every delivered cache must match its prompt's.

@@ -4,13 +4,14 @@
 // bytes in the gRPC stream, as across hosts) and with its same-host default, the shared-memory
 // data plane (PF-43). Also the peak RSS of a client streaming a 4 GiB cache into a file sink.
 // Prints one JSON line per figure (see tools/bench.mjs).
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Client, credentials } from "@grpc/grpc-js";
 import { DeviceServiceDefinition } from "@opal/protocol";
+import { startListeningProcess } from "@opal/testing";
 import { createDeviceClient, startPrefill } from "../src/index";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
@@ -44,18 +45,9 @@ function figure(
 
 /** Starts a server process (plain JavaScript: no TypeScript loader in any measured process). */
 async function start(args: string[]): Promise<string> {
-  const child = spawn(process.execPath, args, {
-    cwd: root,
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const { child, address } = await startListeningProcess(args, { cwd: root });
   children.push(child);
-  return new Promise((resolve, reject) => {
-    child.stdout!.on("data", (data) => {
-      const match = /listening on (\S+)/.exec(String(data));
-      if (match) resolve(match[1]!);
-    });
-    child.once("exit", (code) => reject(new Error(`${args.join(" ")} exited with ${code}`)));
-  });
+  return address;
 }
 
 const channel = {

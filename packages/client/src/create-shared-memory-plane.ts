@@ -7,14 +7,10 @@ import {
   type PrefillRequest,
   prefillCacheByteLength,
 } from "@opal/driver";
-import { opal, SHARED_MEMORY_DIRECTORY } from "@opal/protocol";
+import { hasSharedMemory, isLoopbackHost, opal, SHARED_MEMORY_DIRECTORY } from "@opal/protocol";
 import type { DeviceClientOptions } from "./client-options";
 import { readRegionChunks } from "./read-region-chunks";
-import {
-  createSharedMemoryRegions,
-  hasSharedMemory,
-  type SharedMemoryRegion,
-} from "./shared-memory-regions";
+import { createSharedMemoryRegions, type SharedMemoryRegion } from "./shared-memory-regions";
 
 type Offer = opal.device.v1.SharedMemoryRegion.$Properties;
 
@@ -150,9 +146,7 @@ function isSameHost(target: string): boolean {
     : address.startsWith("[")
       ? address.slice(1, address.indexOf("]"))
       : address.replace(/:\d+$/, "");
-  return (
-    host === "localhost" || host === "::1" || /^127\./.test(host) || /^::ffff:127\./i.test(host)
-  );
+  return isLoopbackHost(host);
 }
 
 /**

@@ -89,6 +89,15 @@ function controlledMessages() {
   };
 }
 
+/** Reads the whole stream `messages` through `region` to its end. */
+async function readAll(region: SharedMemoryRegion, messages: Message[]): Promise<void> {
+  const control = controlledMessages();
+  control.send(...messages);
+  control.end();
+  const hooks = { onCompleted: () => {}, cancel: control.cancel };
+  for await (const _ of readRegionChunks(control.messages, region, hooks));
+}
+
 describe("readRegionChunks", () => {
   it("yields a chunk as soon as its bytes are read, without waiting for later messages", async () => {
     const { region } = fakeRegion();
@@ -165,17 +174,8 @@ describe("readRegionChunks", () => {
 
   it("fails DATA_LOSS when a read fails", async () => {
     const { region } = fakeRegion(() => 1, 20);
-    const control = controlledMessages();
-    control.send(accepted(), chunk(0, 10), chunk(10, 10), chunk(20, 10));
-    control.end();
-    const events = readRegionChunks(control.messages, region, {
-      onCompleted: () => {},
-      cancel: control.cancel,
-    });
-    const drain = (async () => {
-      for await (const _ of events);
-    })();
-    await expectOpalError(drain, Code.DATA_LOSS, "STREAM_INCOMPLETE");
+    const stream = [accepted(), chunk(0, 10), chunk(10, 10), chunk(20, 10)];
+    await expectOpalError(readAll(region, stream), Code.DATA_LOSS, "STREAM_INCOMPLETE");
   });
 
   it("keeps order and waits for every read before it returns", async () => {
@@ -203,16 +203,10 @@ describe("readRegionChunks", () => {
     ["a reference past the cache", [chunk(0, total + 1)]],
   ])("fails DATA_LOSS on %s", async (_what, bad) => {
     const { region } = fakeRegion();
-    const control = controlledMessages();
-    control.send(accepted(), ...bad);
-    control.end();
-    const events = readRegionChunks(control.messages, region, {
-      onCompleted: () => {},
-      cancel: control.cancel,
-    });
-    const drain = (async () => {
-      for await (const _ of events);
-    })();
-    await expectOpalError(drain, Code.DATA_LOSS, "STREAM_INCOMPLETE");
+    await expectOpalError(
+      readAll(region, [accepted(), ...bad]),
+      Code.DATA_LOSS,
+      "STREAM_INCOMPLETE",
+    );
   });
 });

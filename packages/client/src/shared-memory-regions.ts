@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto";
 import {
   closeSync,
-  existsSync,
   ftruncateSync,
   lstatSync,
   openSync,
@@ -38,11 +37,6 @@ export interface SharedMemoryRegions {
   release(region: SharedMemoryRegion, reusable: boolean): void;
   /** Removes every free region now and every region in use when it is released; idempotent. */
   close(): void;
-}
-
-/** Whether this host has POSIX shared memory where devices look for it. */
-export function hasSharedMemory(): boolean {
-  return process.platform === "linux" && existsSync(SHARED_MEMORY_DIRECTORY);
 }
 
 const readAt = promisify(read) as unknown as (

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawnSync } from "node:child_process";
 import {
   closeSync,
   existsSync,
@@ -15,7 +15,7 @@ import { Code } from "@opal/core";
 import type { PrefillRequest } from "@opal/driver";
 import { digestKvCache, partsOf, toHex } from "@opal/kv";
 import { type MockServer, serveMockDevice } from "@opal/mock";
-import { expectOpalError } from "@opal/testing";
+import { expectOpalError, startListeningProcess } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDeviceClient, type DeviceClient } from "../src/create-device-client";
 import { startPrefill } from "../src/start-prefill";
@@ -220,8 +220,7 @@ describe.skipIf(!canRunAsNobody)("a same-host device that cannot open the client
   let child: ChildProcess;
   let address: string;
   beforeAll(async () => {
-    child = spawn(
-      process.execPath,
+    ({ child, address } = await startListeningProcess(
       [
         builtMock,
         "--port",
@@ -232,15 +231,8 @@ describe.skipIf(!canRunAsNobody)("a same-host device that cannot open the client
         "llama-3-8b",
         "--shared-memory",
       ],
-      { uid: 65534, gid: 65534, stdio: ["ignore", "pipe", "inherit"] },
-    );
-    address = await new Promise<string>((resolve, reject) => {
-      child.stdout!.on("data", (data) => {
-        const match = /listening on (\S+)/.exec(String(data));
-        if (match) resolve(match[1]!);
-      });
-      child.once("exit", (code) => reject(new Error(`opal-mock exited with ${code}`)));
-    });
+      { uid: 65534, gid: 65534 },
+    ));
   });
   afterAll(() => {
     child.kill("SIGTERM");

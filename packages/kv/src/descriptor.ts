@@ -53,6 +53,12 @@ export interface KvDescriptor {
   readonly numerics: KvNumerics;
 }
 
+/** What the byte sizes of a cache depend on: a descriptor's shape and format. */
+export type KvShape = Pick<
+  KvDescriptor,
+  "numLayers" | "attention" | "headRange" | "dtype" | "scaleScheme" | "tokenCount"
+>;
+
 /** Largest byte length of one layer part (2^40 bytes). */
 export const MAX_PART_BYTE_LENGTH = 2 ** 40;
 
@@ -98,7 +104,7 @@ export function isQuantizedDtype(dtype: KvDtype): boolean {
 }
 
 /** Parts of each layer in stream order: mha `k, v` (+ `k_scale, v_scale`), mla `latent` (+ `latent_scale`). */
-export function partsOf(descriptor: KvDescriptor): readonly KvPart[] {
+export function partsOf(descriptor: KvShape): readonly KvPart[] {
   const scaled = descriptor.scaleScheme !== "none";
   if (descriptor.attention.kind === "mla") return scaled ? ["latent", "latent_scale"] : ["latent"];
   return scaled ? ["k", "v", "k_scale", "v_scale"] : ["k", "v"];
@@ -110,18 +116,18 @@ export function isScalePart(part: KvPart): boolean {
 }
 
 /** Heads carried per token: `headRange.count` for mha, 1 for mla. */
-export function headCountOf(descriptor: KvDescriptor): number {
+export function headCountOf(descriptor: KvShape): number {
   return descriptor.attention.kind === "mla" ? 1 : descriptor.headRange.count;
 }
 
 /** Elements per head row: `headDim` for mha, `latentDim + ropeDim` for mla. */
-export function headDimOf(descriptor: KvDescriptor): number {
+export function headDimOf(descriptor: KvShape): number {
   const a = descriptor.attention;
   return a.kind === "mla" ? a.latentDim + a.ropeDim : a.headDim;
 }
 
 /** Number of f32 scales of a scale part: per_tensor 1, per_token `tokenCount`, per_head heads; 0 for none. */
-export function scaleCountOf(descriptor: KvDescriptor): number {
+export function scaleCountOf(descriptor: KvShape): number {
   switch (descriptor.scaleScheme) {
     case "per_tensor":
       return 1;
@@ -138,7 +144,7 @@ export function scaleCountOf(descriptor: KvDescriptor): number {
  * Byte length of one part of one layer: data parts `tokens * heads * dim * dtypeBytes`, scale parts
  * `4 * scaleCountOf(descriptor)`. Throws OUT_OF_RANGE for a part the descriptor does not have.
  */
-export function partByteLength(descriptor: KvDescriptor, part: KvPart): number {
+export function partByteLength(descriptor: KvShape, part: KvPart): number {
   if (!partsOf(descriptor).includes(part)) {
     throw new KvFormatError(
       "OUT_OF_RANGE",
@@ -158,14 +164,14 @@ export function partByteLength(descriptor: KvDescriptor, part: KvPart): number {
 }
 
 /** Sum of the part byte lengths of one layer. */
-export function layerByteLength(descriptor: KvDescriptor): number {
+export function layerByteLength(descriptor: KvShape): number {
   let total = 0;
   for (const part of partsOf(descriptor)) total += partByteLength(descriptor, part);
   return total;
 }
 
 /** Byte length of the whole cache: `numLayers * layerByteLength`. */
-export function cacheByteLength(descriptor: KvDescriptor): number {
+export function cacheByteLength(descriptor: KvShape): number {
   return descriptor.numLayers * layerByteLength(descriptor);
 }
 

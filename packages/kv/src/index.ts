@@ -30,6 +30,7 @@ export type {
   KvNumerics,
   KvPart,
   KvScaleScheme,
+  KvShape,
 } from "./descriptor";
 // Data model
 export {

@@ -1,29 +1,17 @@
 import { createHash } from "node:crypto";
 import { Code } from "@opal/core";
-import { createKvCache, type KvDescriptor } from "@opal/kv";
+import { createKvCache } from "@opal/kv";
 import { expectOpalError } from "@opal/testing";
 import { describe, expect, it } from "vitest";
+import { mhaDescriptor } from "../../kv/test/fixtures";
 import { createRetentionStore, handleKey } from "./retention-store";
 
-const descriptor: KvDescriptor = {
-  modelFingerprint: "f".repeat(64),
+const descriptor = mhaDescriptor({
   numLayers: 1,
   attention: { kind: "mha", numKvHeads: 1, headDim: 4 },
   headRange: { start: 0, count: 1 },
-  dtype: "f32",
-  scaleScheme: "none",
-  layout: "nhd",
-  tokenStart: 0,
   tokenCount: 2,
-  blockSizeTokens: 16,
-  numerics: {
-    deviceKind: "reference",
-    precisionPath: "f32",
-    bitExact: true,
-    maxAbsError: 0,
-    maxRelError: 0,
-  },
-};
+});
 
 describe("createRetentionStore (SEC-15: entries keyed by a hash of the handle)", () => {
   it("finds a handle only by itself: near misses, prefixes and extensions are NOT_FOUND", async () => {

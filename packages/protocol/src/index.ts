@@ -22,6 +22,7 @@ export { FILE_DESCRIPTOR_SET_BASE64 } from "./gen/descriptor-set";
 export { google, opal } from "./gen/pb.js";
 export { DeviceServiceDefinition, KvReceiverServiceDefinition } from "./gen/services";
 export { fromGrpcStatus, STATUS_DETAILS_TRAILER, toGrpcStatus } from "./grpc-status";
+export { isLoopbackHost } from "./is-loopback-host";
 export {
   fromWireChunk,
   fromWireDescriptor,
@@ -42,7 +43,7 @@ export {
   toWirePrefillEvent,
   toWirePrefillRequest,
 } from "./prefill-wire";
-export { SHARED_MEMORY_DIRECTORY, sharedMemoryPath } from "./shared-memory-path";
+export { hasSharedMemory, SHARED_MEMORY_DIRECTORY, sharedMemoryPath } from "./shared-memory-path";
 export { decodeStatus, ERROR_DOMAIN, encodeStatus, MAX_STATUS_BYTES } from "./status-codec";
 export type { ProtocolVersion } from "./version";
 export { assertCompatibleVersion, PROTOCOL_VERSION, parseProtocolVersion } from "./version";

@@ -1,7 +1,13 @@
+import { existsSync } from "node:fs";
 import { Code, OpalError, Reason } from "@opal/core";
 
 /** Where POSIX shared-memory objects live on Linux: `shm_open("/x")` opens `/dev/shm/x`. */
 export const SHARED_MEMORY_DIRECTORY = "/dev/shm";
+
+/** Whether this host has POSIX shared memory where the shared-memory data plane looks for it. */
+export function hasSharedMemory(): boolean {
+  return process.platform === "linux" && existsSync(SHARED_MEMORY_DIRECTORY);
+}
 
 /**
  * The file of the shared-memory region `name` (PF-43): a POSIX shared-memory object name, `/`

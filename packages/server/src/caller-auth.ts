@@ -1,7 +1,7 @@
 import { timingSafeEqual } from "node:crypto";
-import { isIPv4, isIPv6 } from "node:net";
 import type { Metadata } from "@grpc/grpc-js";
 import { Code, OpalError, Reason } from "@opal/core";
+import { isLoopbackHost } from "@opal/protocol";
 import type { CallerCredentials, ServerAuthOptions } from "./server-options";
 
 /** The tenant of unauthenticated servers. */
@@ -56,10 +56,7 @@ export function createAuthenticator(
 
 /** True for `127.0.0.0/8`, `::1` and IPv4-mapped loopback peers (`host:port` as grpc-js reports them). */
 export function isLoopbackPeer(address: string): boolean {
-  const host = address.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1");
-  if (isIPv4(host)) return host.startsWith("127.");
-  if (isIPv6(host)) return host === "::1" || /^::ffff:127\./i.test(host);
-  return false;
+  return isLoopbackHost(address.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1"));
 }
 
 function tokenTable(tokens: Readonly<Record<string, string>>) {

@@ -10,6 +10,7 @@ import {
   DeviceServiceDefinition,
   encodeChunkResponse,
   FILE_DESCRIPTOR_SET_BASE64,
+  hasSharedMemory,
   SHARED_MEMORY_DIRECTORY,
   tolerantDeserializer,
 } from "@opal/protocol";
@@ -271,7 +272,7 @@ function formatHost(host: string): string {
 /** Whether the shared-memory data plane is on; asking for it where it cannot work is an error. */
 function sharedMemoryEnabled(wanted: boolean | undefined): boolean {
   if (!wanted) return false;
-  if (process.platform !== "linux" || !existsSync(SHARED_MEMORY_DIRECTORY)) {
+  if (!hasSharedMemory()) {
     throw new OpalError(
       Code.INVALID_ARGUMENT,
       `sharedMemory: needs ${SHARED_MEMORY_DIRECTORY} (Linux POSIX shared memory), which this host lacks`,

@@ -25,6 +25,7 @@ import {
 } from "@opal/protocol";
 import type { Logger } from "pino";
 import { type CallScope, openCallScope, type ScopeRegistry } from "./call-scope";
+import { invalidField } from "./invalid-field";
 import {
   prefillThroughRegion,
   sharedMemoryOffer,
@@ -73,7 +74,7 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
       models: (await driver.listModels(opts(s))).map(toWireModel),
     })),
     unloadModel: unary(ctx, "UnloadModel", async (req: Msg<"UnloadModelRequest">, s) => {
-      if (!req.modelId) throw invalid("model_id", "required, got an empty string");
+      if (!req.modelId) throw invalidField("model_id", "required, got an empty string");
       return driver.unloadModel(req.modelId, opts(s));
     }),
     releaseKv: unary(ctx, "ReleaseKv", async (req: Msg<"ReleaseKvRequest">, s) => {
@@ -108,7 +109,7 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
         // The host pushes for drivers that do not: the driver streams as usual, the host forwards.
         const { pushTarget, ...inline } = request;
         if (!pushTarget.transferId)
-          throw invalid("push_target.transfer_id", "required, got an empty string");
+          throw invalidField("push_target.transfer_id", "required, got an empty string");
         return pushKv(pushTarget, request.requestId, driver.prefill(inline, opts(s)), s.signal);
       },
       toWireHostPrefillEvent,
@@ -276,9 +277,11 @@ function loadModelHandler(ctx: HandlerContext) {
       const first = await messages.next();
       if (!first.done) assertWellFormed(first.value);
       const header = first.done ? undefined : first.value.header;
-      if (!header) throw invalid("header", "the first LoadModel message must carry the header");
-      if (!header.modelId) throw invalid("header.model_id", "required, got an empty string");
-      if (!header.configJson) throw invalid("header.config_json", "required, got an empty string");
+      if (!header)
+        throw invalidField("header", "the first LoadModel message must carry the header");
+      if (!header.modelId) throw invalidField("header.model_id", "required, got an empty string");
+      if (!header.configJson)
+        throw invalidField("header.config_json", "required, got an empty string");
       const byteLength = Number(header.weightsByteLength ?? 0);
       const maxModelBytes = ctx.capabilities.maxModelBytes;
       if (!header.deviceLocalRef && byteLength > maxModelBytes) {
@@ -331,7 +334,7 @@ async function* checkedWeights(
     assertWellFormed(next.value);
     const chunk = next.value.weightsChunk;
     if (!chunk)
-      throw invalid("weights_chunk", "only the first LoadModel message may carry a header");
+      throw invalidField("weights_chunk", "only the first LoadModel message may carry a header");
     received += chunk.byteLength;
     if (received > byteLength) {
       throw weightsInvalid(`more than the declared ${byteLength} weight bytes arrived`);
@@ -388,16 +391,9 @@ function unexpected(error: unknown): OpalError {
 
 /** A KV handle is 1-128 characters (retention.md); anything else is a malformed request. */
 function assertHandle(handle: string): void {
-  if (!handle) throw invalid("kv_handle", "required, got an empty string");
+  if (!handle) throw invalidField("kv_handle", "required, got an empty string");
   if (handle.length > 128)
-    throw invalid("kv_handle", `expected at most 128 characters, got ${handle.length}`);
-}
-
-function invalid(field: string, description: string): OpalError {
-  return new OpalError(Code.INVALID_ARGUMENT, `${field}: ${description}`, {
-    reason: Reason.INVALID_FIELD,
-    fieldViolations: [{ field, description }],
-  });
+    throw invalidField("kv_handle", `expected at most 128 characters, got ${handle.length}`);
 }
 
 function weightsInvalid(message: string, field = "weights_chunk"): OpalError {

@@ -9,9 +9,9 @@ import {
 } from "@opal/driver";
 import { type opal, toWirePrefillEvent } from "@opal/protocol";
 import { isLoopbackPeer } from "./caller-auth";
+import { invalidField } from "./invalid-field";
 import {
   type HostPrefillEvent,
-  invalidField,
   openSharedMemoryRegion,
   type SharedMemoryOffer,
   writeThroughRegion,

@@ -4,6 +4,7 @@ import type { PrefillEvent } from "@opal/driver";
 import type { KvChunk } from "@opal/kv";
 import { cacheByteLength } from "@opal/kv";
 import { type opal, sharedMemoryPath } from "@opal/protocol";
+import { invalidField } from "./invalid-field";
 
 /** A caller's shared-memory region as a prefill request offers it (PF-43). */
 export type SharedMemoryOffer = opal.device.v1.SharedMemoryRegion.$Properties;
@@ -182,12 +183,4 @@ async function writeAll(region: SharedMemoryRegion, data: Uint8Array, position: 
     }
     throw new OpalError(Code.UNAVAILABLE, message, { reason: Reason.DEVICE_FAULT, cause: error });
   }
-}
-
-/** INVALID_ARGUMENT INVALID_FIELD naming `field`. */
-export function invalidField(field: string, description: string): OpalError {
-  return new OpalError(Code.INVALID_ARGUMENT, `${field}: ${description}`, {
-    reason: Reason.INVALID_FIELD,
-    fieldViolations: [{ field, description }],
-  });
 }

@@ -17,5 +17,7 @@ export type {
   ReflectionVersion,
 } from "./reflection-client";
 export { createReflectionClient, loadReflectedDefinitions } from "./reflection-client";
+export type { StartListeningProcessOptions } from "./start-listening-process";
+export { startListeningProcess } from "./start-listening-process";
 export type { TestCertificateOptions, TestCertificates } from "./test-certificates";
 export { createTestCertificates } from "./test-certificates";

@@ -90,49 +90,25 @@ export function toPrefixSuite(): ConformanceTest[] {
           ctx.skip(`block size ${B} leaves no full block in a ${tokens.length}-token prompt`);
         const salt = `conformance-${ctx.requestId("salt")}`;
         const hashes = computeOpalBlockHashes(tokens, B, salt);
-        const all = assertCompleted(
-          await ctx.prefill(
-            ctx.prefillRequest({
-              promptTokenIds: tokens,
-              cacheSalt: salt,
-              decoderPrefix: { blockHashes: hashes },
-            }),
-          ),
-          "a prefill with matching block hashes",
-        );
+        /** Tokens the device skipped for these block hashes under `cacheSalt`. */
+        const skipped = async (cacheSalt: string, blockHashes: Uint8Array[], what: string) => {
+          const request = { promptTokenIds: tokens, cacheSalt, decoderPrefix: { blockHashes } };
+          const done = assertCompleted(await ctx.prefill(ctx.prefillRequest(request)), what);
+          return done.descriptor.tokenStart;
+        };
+        const all = await skipped(salt, hashes, "a prefill with matching block hashes");
         assertConformance(
-          all.descriptor.tokenStart === blocks * B,
-          `PH-1/PH-9: with ${hashes.length} matching OPAL block hashes (B=${B}) the device skipped ${all.descriptor.tokenStart} tokens, expected ${blocks * B}`,
+          all === blocks * B,
+          `PH-1/PH-9: with ${hashes.length} matching OPAL block hashes (B=${B}) the device skipped ${all} tokens, expected ${blocks * B}`,
         );
         const wrong = hashes.map((h, i) => (i === 1 ? new Uint8Array(32) : h));
-        const one = assertCompleted(
-          await ctx.prefill(
-            ctx.prefillRequest({
-              promptTokenIds: tokens,
-              cacheSalt: salt,
-              decoderPrefix: { blockHashes: wrong },
-            }),
-          ),
-          "a prefill whose second block hash differs",
-        );
+        const one = await skipped(salt, wrong, "a prefill whose second block hash differs");
         assertConformance(
-          one.descriptor.tokenStart === Math.min(1, blocks) * B,
-          `PH-9: skipped ${one.descriptor.tokenStart} tokens, expected ${B} (first block only)`,
+          one === Math.min(1, blocks) * B,
+          `PH-9: skipped ${one} tokens, expected ${B} (first block only)`,
         );
-        const other = assertCompleted(
-          await ctx.prefill(
-            ctx.prefillRequest({
-              promptTokenIds: tokens,
-              cacheSalt: `${salt}-other`,
-              decoderPrefix: { blockHashes: hashes },
-            }),
-          ),
-          "a prefill with another cache_salt",
-        );
-        assertConformance(
-          other.descriptor.tokenStart === 0,
-          `PH-2: hashes of another salt skipped ${other.descriptor.tokenStart} tokens`,
-        );
+        const other = await skipped(`${salt}-other`, hashes, "a prefill with another cache_salt");
+        assertConformance(other === 0, `PH-2: hashes of another salt skipped ${other} tokens`);
       },
     },
     {
