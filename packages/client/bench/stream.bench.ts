@@ -1,6 +1,7 @@
 // KV streaming through the SDK against baselines measured in the same run: raw TCP between two
 // processes, a bare grpc-js byte stream with the same channel settings, Python grpcio (Debian)
-// reading the same bytes, and a bare grpc-js unary call. The SDK is measured twice: inline (the
+// twice (reading the bare server's bytes, and as a client of the same device streaming the same
+// cache), and a bare grpc-js unary call. The SDK is measured twice: inline (the
 // bytes in the gRPC stream, as across hosts) and with its same-host default, the shared-memory
 // data plane (PF-43). Also the peak RSS of a client streaming a 4 GiB cache into a file sink.
 // Prints one JSON line per figure (see tools/bench.mjs).
@@ -11,7 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Client, credentials } from "@grpc/grpc-js";
 import { DeviceServiceDefinition } from "@opal/protocol";
-import { startListeningProcess } from "@opal/testing";
+import { createPythonPeer, startListeningProcess } from "@opal/testing";
 import { createDeviceClient, startPrefill } from "../src/index";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
@@ -189,6 +190,27 @@ async function main() {
     );
   } catch (error) {
     console.error(`Python grpcio baseline skipped: ${(error as Error).message.split("\n")[0]}`);
+  }
+  // The same cache from the same device, read by Python grpcio: what a Python integrator gets.
+  const peer = await createPythonPeer();
+  if (typeof peer === "string") {
+    console.error(`Python grpcio device baseline skipped: ${peer}`);
+  } else {
+    try {
+      const python = Number(
+        (await peer.run(join(here, "python_prefill_client.py"), [mock, "6"])).trim(),
+      );
+      for (const [name, value] of [
+        ["client/kv-stream-vs-python-device-client", opalGbps],
+        ["client/kv-stream-shm-vs-python-device-client", shmGbps],
+      ] as const) {
+        figure(name, "GB/s", value, "Python grpcio client of the same device", python, {
+          target: 1.3,
+        });
+      }
+    } finally {
+      peer.dispose();
+    }
   }
 
   // Unary latency: GetInfo through the SDK against the same call through bare grpc-js.
