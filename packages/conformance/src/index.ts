@@ -9,9 +9,10 @@
 // biome-ignore-all assist/source/organizeImports: exports are listed user-facing first, not sorted
 
 // Running the suite
-export { runConformance, SUITE_VERSION, toConformanceModelId } from "./run-conformance";
+export { runConformance, SUITE_VERSION } from "./run-conformance";
+export { toConformanceModelId } from "./load-conformance-model";
 export { createConformanceCommand } from "./create-conformance-command";
-export type { ConformanceOptions } from "./run-conformance";
+export type { ConformanceOptions } from "./conformance-options";
 export type {
   ConformanceReport,
   ConformanceResult,
