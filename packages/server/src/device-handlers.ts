@@ -25,6 +25,7 @@ import {
 } from "@opal/protocol";
 import type { Logger } from "pino";
 import { type CallScope, openCallScope, type ScopeRegistry } from "./call-scope";
+import { checkedWeights } from "./checked-weights";
 import { invalidField } from "./invalid-field";
 import {
   prefillThroughRegion,
@@ -320,40 +321,6 @@ function loadModelHandler(ctx: HandlerContext) {
   };
 }
 
-/** The weight bytes of a LoadModel stream, checked against the declared length and digest. */
-async function* checkedWeights(
-  messages: AsyncIterator<Msg<"LoadModelRequest">>,
-  byteLength: number,
-  sha256: string | undefined,
-): AsyncIterable<Uint8Array> {
-  const hash = sha256 ? createHash("sha256") : undefined;
-  let received = 0;
-  for (;;) {
-    const next = await messages.next();
-    if (next.done) break;
-    assertWellFormed(next.value);
-    const chunk = next.value.weightsChunk;
-    if (!chunk)
-      throw invalidField("weights_chunk", "only the first LoadModel message may carry a header");
-    received += chunk.byteLength;
-    if (received > byteLength) {
-      throw weightsInvalid(`more than the declared ${byteLength} weight bytes arrived`);
-    }
-    hash?.update(chunk);
-    yield chunk;
-  }
-  if (received !== byteLength) {
-    throw weightsInvalid(`${received} weight bytes arrived, header declared ${byteLength}`);
-  }
-  const digest = hash?.digest("hex");
-  if (sha256 && digest !== sha256.toLowerCase()) {
-    throw weightsInvalid(
-      `weights sha256 ${digest} does not match the declared ${sha256}`,
-      "header.weights_sha256",
-    );
-  }
-}
-
 async function* mapIterable<A, B>(source: AsyncIterable<A>, map: (a: A) => B): AsyncIterable<B> {
   for await (const item of source) yield map(item);
 }
@@ -394,11 +361,4 @@ function assertHandle(handle: string): void {
   if (!handle) throw invalidField("kv_handle", "required, got an empty string");
   if (handle.length > 128)
     throw invalidField("kv_handle", `expected at most 128 characters, got ${handle.length}`);
-}
-
-function weightsInvalid(message: string, field = "weights_chunk"): OpalError {
-  return new OpalError(Code.INVALID_ARGUMENT, message, {
-    reason: Reason.MODEL_WEIGHTS_INVALID,
-    fieldViolations: [{ field, description: message }],
-  });
 }
