@@ -174,6 +174,7 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
           if (!canResume || !isRetryable(outcome.error)) throw outcome.error;
           resumes++;
           recordAttemptFailure(span, attempt, outcome.error, "resume");
+          const broken = outcome.error;
           const position = progress.position!;
           outcome = await readKvStream(
             device.fetchKv(
@@ -187,6 +188,19 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
             progress,
             { onAccepted: async () => {}, onLayer },
           );
+          if (outcome.kind === "broken" && !isRetryable(outcome.error)) {
+            // The device no longer holds the cache (its lease ended, it restarted, it refused):
+            // resuming cannot work, so the attempt fails as the stream did and is retried whole.
+            throw new OpalError(
+              broken.code,
+              `${broken.rawMessage}; resuming failed: ${outcome.error.message}`,
+              {
+                reason: broken.reason,
+                cause: outcome.error,
+                ...(broken.retryDelayMs !== undefined ? { retryDelayMs: broken.retryDelayMs } : {}),
+              },
+            );
+          }
           if (outcome.kind === "broken" && resumes >= maxAttempts) throw outcome.error;
         }
         const { stats, descriptor } = outcome;

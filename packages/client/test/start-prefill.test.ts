@@ -147,6 +147,36 @@ describe("startPrefill", () => {
     expect(outcome.stats.firstTokenId).toBe(reference.stats.firstTokenId);
   });
 
+  it("prefills again with the same request_id when the lease ended before the resume", async () => {
+    let skewMs = 0;
+    const mock = createMockDevice({
+      models: ["opal-tiny"],
+      faults: { abortAfterChunks: 3 },
+      now: () => Date.now() + skewMs,
+    });
+    const seen: string[] = [];
+    const device: PrefillDriver = {
+      ...mock,
+      prefill(req, options) {
+        seen.push(`prefill ${req.requestId}`);
+        if (seen.length > 1) mock.setFaults({});
+        return mock.prefill(req, options);
+      },
+      fetchKv(req, options) {
+        seen.push("fetchKv");
+        skewMs = 120_000; // past the 30 s lease: the device has let the cache go
+        return mock.fetchKv(req, options);
+      },
+    };
+    const reference = await startPrefill(createMockDevice({ models: ["opal-tiny"] }), request())
+      .result;
+    const req = request({ retentionSeconds: 30 });
+    const outcome = await startPrefill(device, req, { retry: { initialBackoffMs: 1 } }).result;
+    expect(seen).toEqual([`prefill ${req.requestId}`, "fetchKv", `prefill ${req.requestId}`]);
+    expect([outcome.transfer.attempts, outcome.transfer.resumes]).toEqual([2, 1]);
+    expect(outcome.stats.kvDigest).toEqual(reference.stats.kvDigest);
+  });
+
   it("releases the caches retained for a run that failed, keeping the returned one on success", async () => {
     // Every attempt (the retry replays the retained cache, PF-7) breaks after two chunks, and
     // resume is off: the device retains a cache nobody will get.
