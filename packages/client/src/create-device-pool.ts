@@ -11,6 +11,7 @@ import { DRIVER_API_VERSION } from "@opal/driver";
 import { computeOpalBlockHashes, toHex } from "@opal/kv";
 import type { DeviceClientOptions } from "./client-options";
 import { createDeviceClient, type DeviceClient } from "./create-device-client";
+import { watchDeviceHealth } from "./watch-device-health";
 
 /** How a pool picks a device for a prefill. */
 export type RoutingPolicy = "round-robin" | "least-loaded" | "prefix-affinity";
@@ -25,6 +26,14 @@ export interface DevicePoolOptions {
   readonly failureThreshold?: number;
   /** How long a failing device stays out before a probe may bring it back, in ms; default 5,000. */
   readonly openMs?: number;
+  /**
+   * Health watching, default `{ intervalMs: 1000 }`: the pool reads each device's telemetry every
+   * `intervalMs` (its load steers least-loaded routing; a `critical` condition takes the device
+   * out until a snapshot without one), and probes each device taken out by failures once `openMs`
+   * has passed, bringing it back when it answers ready. `false`: neither (a device taken out is
+   * then tried again by a prefill after `openMs`, or brought back by `probe()`).
+   */
+  readonly health?: { readonly intervalMs?: number } | false;
   /** Options of every device client (token, TLS, channel settings). */
   readonly client?: DeviceClientOptions;
   /** Creates the client of one target; default `createDeviceClient` (tests inject drivers). */
@@ -39,12 +48,17 @@ export interface PoolDevice {
   readonly inFlight: number;
   readonly prefills: number;
   readonly failures: number;
+  /** Prefills queued or running on the device for all its clients (telemetry); unknown: undefined. */
+  readonly reportedLoad: number | undefined;
+  /** Names of the device's critical health conditions (telemetry); while any, it is skipped. */
+  readonly critical: readonly string[];
 }
 
 /**
  * Several devices behind one `PrefillDriver`: prefills are routed by the policy among devices in
  * service and under their in-flight limit; a device that fails `failureThreshold` times in a row is
- * taken out for `openMs`, then probed back in. A retry of the same `request_id` avoids the device
+ * taken out for `openMs`, then probed back in; one whose telemetry reports a `critical` condition
+ * is skipped while it does (see {@link DevicePoolOptions.health}). A retry of the same `request_id` avoids the device
  * that failed it. KV handles carry their device, so FetchKv and ReleaseKv reach the right one.
  */
 export interface DevicePool extends PrefillDriver {
@@ -59,6 +73,8 @@ interface Member {
   inFlight: number;
   prefills: number;
   failures: number;
+  reportedLoad: number | undefined;
+  critical: readonly string[];
 }
 
 const DEVICE_FAILURES = new Set<number>([
@@ -90,6 +106,8 @@ export async function createDevicePool(
     inFlight: 0,
     prefills: 0,
     failures: 0,
+    reportedLoad: undefined,
+    critical: [],
   }));
   const routing = options.routing ?? "prefix-affinity";
   const maxInFlight = options.maxInFlightPerDevice ?? 8;
@@ -102,7 +120,7 @@ export async function createDevicePool(
   const available = (member: Member) => {
     if (member.circuit === "open" && Date.now() - member.openedAt >= openMs)
       member.circuit = "half-open";
-    if (member.circuit === "open") return false;
+    if (member.circuit === "open" || member.critical.length > 0) return false;
     if (member.circuit === "half-open" && member.inFlight > 0) return false;
     return member.inFlight < maxInFlight;
   };
@@ -128,8 +146,10 @@ export async function createDevicePool(
       }
     }
     if (routing === "round-robin") return candidates[cursor++ % candidates.length]!;
-    const least = Math.min(...candidates.map((m) => m.inFlight));
-    const tied = candidates.filter((m) => m.inFlight === least);
+    // The device's own report counts every client's work; ours is fresher: take the larger.
+    const load = (m: Member) => Math.max(m.inFlight, m.reportedLoad ?? 0);
+    const least = Math.min(...candidates.map(load));
+    const tied = candidates.filter((m) => load(m) === least);
     return tied[cursor++ % tied.length]!;
   }
 
@@ -163,6 +183,37 @@ export async function createDevicePool(
   };
 
   const first = () => members.find(available) ?? members[0]!;
+
+  const watching = new AbortController();
+  if (options.health !== false) {
+    const intervalMs = options.health?.intervalMs ?? 1_000;
+    for (const member of members) {
+      void watchDeviceHealth(member.driver, intervalMs, watching.signal, (health) => {
+        member.reportedLoad = health?.reportedLoad;
+        member.critical = health?.critical ?? [];
+      });
+    }
+    const probeOpen = async (member: Member) => {
+      const ready = await member.driver
+        .probe({ signal: watching.signal, timeoutMs: intervalMs })
+        .then((state) => state === "ready")
+        .catch(() => false);
+      if (member.circuit !== "open") return;
+      if (ready) {
+        member.circuit = "closed";
+        member.failures = 0;
+      } else {
+        member.openedAt = Date.now();
+      }
+    };
+    const prober = setInterval(() => {
+      for (const member of members) {
+        if (member.circuit === "open" && Date.now() - member.openedAt >= openMs)
+          void probeOpen(member);
+      }
+    }, intervalMs).unref();
+    watching.signal.addEventListener("abort", () => clearInterval(prober), { once: true });
+  }
 
   async function* prefill(
     request: PrefillRequest,
@@ -215,13 +266,17 @@ export async function createDevicePool(
       return members.every((m) => m.driver.yieldsOwnedChunks === true);
     },
     get devices() {
-      return members.map(({ target, circuit, inFlight, prefills, failures }) => ({
-        target,
-        circuit,
-        inFlight,
-        prefills,
-        failures,
-      }));
+      return members.map(
+        ({ target, circuit, inFlight, prefills, failures, reportedLoad, critical }) => ({
+          target,
+          circuit,
+          inFlight,
+          prefills,
+          failures,
+          reportedLoad,
+          critical,
+        }),
+      );
     },
     getInfo: (call) => first().driver.getInfo(call),
     getCapabilities: (call) => first().driver.getCapabilities(call),
@@ -266,6 +321,7 @@ export async function createDevicePool(
     },
     watchTelemetry: (request, call) => first().driver.watchTelemetry(request, call),
     async close() {
+      watching.abort();
       await Promise.all(members.map((m) => m.driver.close()));
     },
   };

@@ -1,0 +1,171 @@
+import { Code, OpalError, sleep } from "@opal/core";
+import type { PrefillDriver, PrefillRequest, TelemetrySnapshot } from "@opal/driver";
+import { createMockDevice, type MockDevice } from "@opal/mock";
+import { describe, expect, it, vi } from "vitest";
+import { createDevicePool } from "../src/create-device-pool";
+import { startPrefill } from "../src/start-prefill";
+
+let n = 0;
+const request = (): PrefillRequest => ({
+  requestId: `health-${++n}`,
+  modelId: "opal-tiny",
+  promptTokenIds: Uint32Array.from({ length: 24 }, (_, i) => (i * 13 + n) % 250),
+  kvFormat: { dtype: "bf16", scaleScheme: "none", layout: "nhd", blockSizeTokens: 16 },
+});
+
+/** A mock device whose telemetry reports `report` (mutable) instead of its own figures. */
+function reporting(id: string) {
+  const mock = createMockDevice({ models: ["opal-tiny"], deviceId: id });
+  const report = { load: 0, critical: [] as string[] };
+  const driver: PrefillDriver & { mock: MockDevice } = {
+    ...mock,
+    mock,
+    async *watchTelemetry(request, call) {
+      for await (const real of mock.watchTelemetry(request, call)) {
+        const snapshot: TelemetrySnapshot = {
+          ...real,
+          queueDepth: report.load,
+          activePrefills: 0,
+          conditions: report.critical.map((name) => ({
+            name,
+            severity: "critical",
+            message: "injected by the test",
+          })),
+        };
+        yield snapshot;
+      }
+    },
+  };
+  return { driver, report };
+}
+
+const HEALTH = { intervalMs: 50 };
+
+describe("device pool health", () => {
+  it("takes a device with a critical condition out until its telemetry clears it", async () => {
+    const a = reporting("a");
+    const b = reporting("b");
+    a.report.critical = ["OVER_TEMPERATURE"];
+    const drivers: Record<string, PrefillDriver> = { "a:1": a.driver, "b:1": b.driver };
+    const pool = await createDevicePool(["a:1", "b:1"], {
+      routing: "round-robin",
+      connect: (target) => drivers[target]!,
+      health: HEALTH,
+    });
+    try {
+      await vi.waitFor(() => expect(pool.devices[0]!.critical).toEqual(["OVER_TEMPERATURE"]));
+      for (let i = 0; i < 4; i++) await startPrefill(pool, request()).result;
+      expect(pool.devices.map((d) => d.prefills)).toEqual([0, 4]);
+
+      a.report.critical = [];
+      await vi.waitFor(() => expect(pool.devices[0]!.critical).toEqual([]));
+      for (let i = 0; i < 4; i++) await startPrefill(pool, request()).result;
+      expect(pool.devices.map((d) => d.prefills)).toEqual([2, 6]);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("routes least-loaded by the load devices report for all their clients", async () => {
+    const a = reporting("a");
+    const b = reporting("b");
+    a.report.load = 5; // another router's work, invisible to this pool's own in-flight count
+    const drivers: Record<string, PrefillDriver> = { "a:1": a.driver, "b:1": b.driver };
+    const pool = await createDevicePool(["a:1", "b:1"], {
+      routing: "least-loaded",
+      connect: (target) => drivers[target]!,
+      health: HEALTH,
+    });
+    try {
+      await vi.waitFor(() => expect(pool.devices.map((d) => d.reportedLoad)).toEqual([5, 0]));
+      for (let i = 0; i < 4; i++) await startPrefill(pool, request()).result;
+      expect(pool.devices.map((d) => d.prefills)).toEqual([0, 4]);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("probes a device taken out by failures back in, without spending a prefill on it", async () => {
+    const a = reporting("a");
+    const b = reporting("b");
+    const drivers: Record<string, PrefillDriver> = { "a:1": a.driver, "b:1": b.driver };
+    const pool = await createDevicePool(["a:1", "b:1"], {
+      routing: "round-robin",
+      connect: (target) => drivers[target]!,
+      failureThreshold: 1,
+      openMs: 100,
+      health: HEALTH,
+    });
+    try {
+      a.driver.mock.setFaults({ abortAfterChunks: 1 });
+      await startPrefill(pool, request(), { retry: { initialBackoffMs: 1 } }).result;
+      expect(pool.devices[0]!.circuit).toBe("open");
+      a.driver.mock.setFaults({});
+      const started = a.driver.mock.stats.prefillsStarted;
+      await vi.waitFor(() => expect(pool.devices[0]!.circuit).toBe("closed"), { timeout: 2_000 });
+      expect(a.driver.mock.stats.prefillsStarted).toBe(started);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("keeps a device out while its probe fails", async () => {
+    const a = reporting("a");
+    const b = reporting("b");
+    let probes = 0;
+    const failingProbe: PrefillDriver = {
+      ...a.driver,
+      async probe() {
+        probes++;
+        throw new OpalError(Code.UNAVAILABLE, "still down");
+      },
+    };
+    const drivers: Record<string, PrefillDriver> = { "a:1": failingProbe, "b:1": b.driver };
+    const pool = await createDevicePool(["a:1", "b:1"], {
+      routing: "round-robin",
+      connect: (target) => drivers[target]!,
+      failureThreshold: 1,
+      openMs: 100,
+      health: HEALTH,
+    });
+    try {
+      a.driver.mock.setFaults({ abortAfterChunks: 1 });
+      await startPrefill(pool, request(), { retry: { initialBackoffMs: 1 } }).result;
+      await vi.waitFor(() => expect(probes).toBeGreaterThanOrEqual(2), { timeout: 2_000 });
+      expect(pool.devices[0]!.circuit).toBe("open");
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("works with devices that have no telemetry, and stops watching when closed", async () => {
+    const mock = createMockDevice({ models: ["opal-tiny"] });
+    let watches = 0;
+    const silent: PrefillDriver = {
+      ...mock,
+      // biome-ignore lint/correctness/useYield: a device without telemetry fails before yielding
+      async *watchTelemetry() {
+        watches++;
+        throw new OpalError(Code.UNIMPLEMENTED, "no telemetry");
+      },
+    };
+    const pool = await createDevicePool(["s:1"], { connect: () => silent, health: HEALTH });
+    await startPrefill(pool, request()).result;
+    await sleep(200);
+    expect(watches).toBe(1);
+    expect(pool.devices[0]!.reportedLoad).toBeUndefined();
+    await pool.close();
+  });
+
+  it("opens no telemetry stream with health: false", async () => {
+    const mock = createMockDevice({ models: ["opal-tiny"] });
+    const watch = vi.fn(mock.watchTelemetry);
+    const pool = await createDevicePool(["m:1"], {
+      connect: () => ({ ...mock, watchTelemetry: watch }),
+      health: false,
+    });
+    await startPrefill(pool, request()).result;
+    expect(watch).not.toHaveBeenCalled();
+    await pool.close();
+  });
+});
