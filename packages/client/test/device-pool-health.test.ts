@@ -1,6 +1,6 @@
 import { Code, OpalError, sleep } from "@opal/core";
 import type { PrefillDriver, PrefillRequest, TelemetrySnapshot } from "@opal/driver";
-import { createMockDevice, type MockDevice } from "@opal/mock";
+import { createMockDevice, type MockDevice, serveMockDevice } from "@opal/mock";
 import { describe, expect, it, vi } from "vitest";
 import { createDevicePool } from "../src/create-device-pool";
 import { startPrefill } from "../src/start-prefill";
@@ -135,6 +135,31 @@ describe("device pool health", () => {
       expect(pool.devices[0]!.circuit).toBe("open");
     } finally {
       await pool.close();
+    }
+  });
+
+  it("over gRPC: a mock reporting DEVICE_FAULT is skipped, and used again once it clears", async () => {
+    const sick = await serveMockDevice({ models: ["opal-tiny"] });
+    const well = await serveMockDevice({ models: ["opal-tiny"] });
+    const pool = await createDevicePool([sick.address, well.address], {
+      routing: "round-robin",
+      health: HEALTH,
+    });
+    try {
+      sick.device.setFaults({ conditions: [{ name: "DEVICE_FAULT", severity: "critical" }] });
+      await vi.waitFor(() => expect(pool.devices[0]!.critical).toEqual(["DEVICE_FAULT"]));
+      for (let i = 0; i < 3; i++) await startPrefill(pool, request()).result;
+      expect(pool.devices.map((d) => d.prefills)).toEqual([0, 3]);
+      expect(sick.device.stats.prefillsStarted).toBe(0);
+
+      sick.device.setFaults({});
+      await vi.waitFor(() => expect(pool.devices[0]!.critical).toEqual([]));
+      for (let i = 0; i < 2; i++) await startPrefill(pool, request()).result;
+      expect(sick.device.stats.prefillsStarted).toBe(1);
+    } finally {
+      await pool.close();
+      await sick.close();
+      await well.close();
     }
   });
 

@@ -1,4 +1,5 @@
 import { Code, isCode, OpalError, Reason } from "@opal/core";
+import type { HealthCondition } from "@opal/driver";
 
 /** An injected error for one RPC: with probability `rate`, fail with `code` and `reason`. */
 export interface ErrorFault {
@@ -8,6 +9,15 @@ export interface ErrorFault {
   readonly code?: number | keyof typeof Code;
   /** Protocol reason; default DEVICE_FAULT. */
   readonly reason?: string;
+}
+
+/** A health condition the mock reports (names and severities: docs/protocol/telemetry.md). */
+export interface ConditionFault {
+  /** UPPER_SNAKE_CASE, e.g. `DEVICE_FAULT`, `THERMAL_THROTTLE`. */
+  readonly name: string;
+  readonly severity: HealthCondition["severity"];
+  /** For humans; default "injected by the mock's fault configuration". */
+  readonly message?: string;
 }
 
 /**
@@ -44,6 +54,11 @@ export interface FaultConfig {
   readonly dropRate?: number;
   /** Power cap in watts: throughput scales by cap / active power while the cap is below it. */
   readonly powerCapWatts?: number;
+  /**
+   * Health conditions reported in every telemetry snapshot. A `critical` one also makes the device
+   * not serving (ID-10): Probe and new prefills fail with UNAVAILABLE `DEVICE_FAULT`.
+   */
+  readonly conditions?: readonly ConditionFault[];
 }
 
 /** Per-stream fault decisions, drawn when a stream starts. */
@@ -69,6 +84,10 @@ export interface FaultInjector {
   streamFaults(): StreamFaults;
   /** Throughput factor from the power cap (1 without a cap). */
   throttle(activePowerWatts: number): number;
+  /** The injected health conditions. */
+  conditions(): readonly HealthCondition[];
+  /** UNAVAILABLE `DEVICE_FAULT` naming the critical conditions, or undefined when there are none. */
+  notServing(): OpalError | undefined;
   /** Faults injected so far. */
   readonly injected: number;
   /** Counts a fault that was actually applied. */
@@ -86,6 +105,26 @@ export function createFaultInjector(config: FaultConfig = {}): FaultInjector {
     }
     resolveCode(fault.code, `faults.errors.${rpc}.code`);
   }
+  const conditions: HealthCondition[] = (config.conditions ?? []).map((c, i) => {
+    if (!/^[A-Z][A-Z0-9_]*$/.test(c.name ?? "")) {
+      throw new OpalError(
+        Code.INVALID_ARGUMENT,
+        `faults.conditions[${i}].name must be UPPER_SNAKE_CASE (got ${JSON.stringify(c.name)})`,
+      );
+    }
+    if (!["info", "warning", "critical"].includes(c.severity)) {
+      throw new OpalError(
+        Code.INVALID_ARGUMENT,
+        `faults.conditions[${i}].severity must be info, warning or critical (got ${JSON.stringify(c.severity)})`,
+      );
+    }
+    return {
+      name: c.name,
+      severity: c.severity,
+      message: c.message ?? "injected by the mock's fault configuration",
+    };
+  });
+  const critical = conditions.filter((c) => c.severity === "critical").map((c) => c.name);
   let state = (config.seed ?? 1) >>> 0 || 1;
   // mulberry32: a 32-bit seeded PRNG, enough for reproducible fault schedules.
   const random = () => {
@@ -131,6 +170,13 @@ export function createFaultInjector(config: FaultConfig = {}): FaultInjector {
         stallMs: config.stallMs ?? 60_000,
         dropAfter: pick(config.dropConnectionAfterChunks, config.dropRate),
       };
+    },
+    conditions: () => conditions,
+    notServing() {
+      if (critical.length === 0) return undefined;
+      return new OpalError(Code.UNAVAILABLE, `device not serving: ${critical.join(", ")}`, {
+        reason: Reason.DEVICE_FAULT,
+      });
     },
     throttle(activePowerWatts) {
       const cap = config.powerCapWatts;

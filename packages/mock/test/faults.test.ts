@@ -120,6 +120,40 @@ describe("mock fault injection, as a gRPC client sees it", () => {
     }
   });
 
+  it("reports injected conditions in telemetry; a critical one fails Probe and prefills (ID-10)", async () => {
+    device.setFaults({
+      conditions: [
+        { name: "THERMAL_THROTTLE", severity: "warning" },
+        { name: "DEVICE_FAULT", severity: "critical", message: "laser bank 2 offline" },
+      ],
+    });
+    try {
+      for await (const snapshot of client.watchTelemetry({ intervalMs: 50 })) {
+        expect(snapshot.conditions).toEqual([
+          {
+            name: "THERMAL_THROTTLE",
+            severity: "warning",
+            message: "injected by the mock's fault configuration",
+          },
+          { name: "DEVICE_FAULT", severity: "critical", message: "laser bank 2 offline" },
+        ]);
+        break;
+      }
+      const notServing = await expectOpalError(client.probe(), Code.UNAVAILABLE, "DEVICE_FAULT");
+      expect(notServing.message).toContain("DEVICE_FAULT");
+      await expectOpalError(
+        collectPrefill(client.prefill(request())),
+        Code.UNAVAILABLE,
+        "DEVICE_FAULT",
+      );
+      device.setFaults({ conditions: [{ name: "THERMAL_THROTTLE", severity: "warning" }] });
+      expect(await client.probe()).toBe("ready");
+      expect((await collectPrefill(client.prefill(request()))).stats.promptTokens).toBe(32);
+    } finally {
+      device.setFaults({});
+    }
+  });
+
   it("rejects bad fault configurations clearly", () => {
     expect(() => device.setFaults({ errors: { Prefill: { rate: 2 } } })).toThrow(
       /rate must be in \[0, 1\]/,
@@ -127,6 +161,12 @@ describe("mock fault injection, as a gRPC client sees it", () => {
     expect(() =>
       device.setFaults({ errors: { Prefill: { rate: 1, code: "NOPE" as never } } }),
     ).toThrow(/unknown status code/);
+    expect(() => device.setFaults({ conditions: [{ name: "hot", severity: "warning" }] })).toThrow(
+      /conditions\[0\]\.name must be UPPER_SNAKE_CASE \(got "hot"\)/,
+    );
+    expect(() =>
+      device.setFaults({ conditions: [{ name: "HOT", severity: "fatal" as never }] }),
+    ).toThrow(/severity must be info, warning or critical \(got "fatal"\)/);
     device.setFaults({});
   });
 });
