@@ -231,7 +231,15 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
           throw error;
         }
         recordAttemptFailure(span, attempt, error, "retry");
-        await sleep(backoffMs(options.retry ?? {}, attempt, error), signal);
+        try {
+          await sleep(backoffMs(options.retry ?? {}, attempt, error), signal);
+        } catch (stopped) {
+          // The deadline or the caller ended the run during the backoff.
+          const ended = OpalError.from(stopped);
+          failPrefillSpan(span, ended);
+          releaseExcept();
+          throw ended;
+        }
       }
     }
   })().finally(() => call.dispose());

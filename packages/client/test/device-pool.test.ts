@@ -1,9 +1,32 @@
+import { lookup } from "node:dns/promises";
 import { Code } from "@opal/core";
-import type { PrefillRequest } from "@opal/driver";
-import { createMockDevice, type MockDevice, serveMockDevice } from "@opal/mock";
+import type { PrefillDriver, PrefillRequest } from "@opal/driver";
+import { createMockDevice, type MockDevice, type MockServer, serveMockDevice } from "@opal/mock";
 import { expectOpalError } from "@opal/testing";
-import { describe, expect, it } from "vitest";
-import { createDevicePool, type RoutingPolicy } from "../src/create-device-pool";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { createDeviceClient } from "../src/create-device-client";
+import {
+  createDevicePool,
+  type DevicePool,
+  type DevicePoolOptions,
+  type RoutingPolicy,
+} from "../src/create-device-pool";
+
+/** When set, `lookup` of node:dns/promises answers with it (the pool's and this file's). */
+const fakeLookup = vi.hoisted(() => ({
+  addresses: undefined as undefined | { address: string; family: number }[],
+}));
+vi.mock("node:dns/promises", async (importOriginal) => {
+  const real = await importOriginal<typeof import("node:dns/promises")>();
+  return {
+    ...real,
+    lookup: ((...args: Parameters<typeof real.lookup>) =>
+      fakeLookup.addresses
+        ? Promise.resolve(fakeLookup.addresses)
+        : real.lookup(...args)) as typeof real.lookup,
+  };
+});
+
 import { startPrefill } from "../src/start-prefill";
 
 let n = 0;
@@ -22,6 +45,94 @@ function mocks(count: number) {
   for (let i = 0; i < count; i++)
     devices.set(`mock-${i}:1`, createMockDevice({ models: ["opal-tiny"], deviceId: `mock-${i}` }));
   return { devices, connect: (target: string) => devices.get(target)! };
+}
+
+interface Seen {
+  readonly target: string;
+  readonly requestId: string;
+}
+
+/** Request ids whose first prefill attempt fails (the device that gets it aborts after 1 chunk). */
+const failFirstAttempt = new Set<string>();
+const pools: DevicePool[] = [];
+const servers: MockServer[] = [];
+afterEach(async () => {
+  vi.restoreAllMocks();
+  failFirstAttempt.clear();
+  fakeLookup.addresses = undefined;
+  await Promise.all(pools.splice(0).map((p) => p.close()));
+  await Promise.all(servers.splice(0).map((s) => s.close({ graceMs: 100 })));
+});
+
+/**
+ * A pool over `count` mocks (in process, or served on 127.0.0.1:0 and reached with real device
+ * clients) whose drivers record, per prefill call, the target and the request id it carried.
+ */
+async function recordingPool(
+  count: number,
+  options: DevicePoolOptions,
+  transport: "in-process" | "grpc" = "in-process",
+) {
+  const byTarget = new Map<string, MockDevice>();
+  const mocks: MockDevice[] = [];
+  const clients = new Map<string, PrefillDriver>();
+  for (let i = 0; i < count; i++) {
+    if (transport === "grpc") {
+      const served = await serveMockDevice({ models: ["opal-tiny"], deviceId: `mock-${i}` });
+      servers.push(served);
+      byTarget.set(served.address, served.device);
+      clients.set(served.address, createDeviceClient(served.address));
+      mocks.push(served.device);
+    } else {
+      const mock = createMockDevice({ models: ["opal-tiny"], deviceId: `mock-${i}` });
+      byTarget.set(`mock-${i}:1`, mock);
+      clients.set(`mock-${i}:1`, mock);
+      mocks.push(mock);
+    }
+  }
+  const seen: Seen[] = [];
+  const connect = (target: string): PrefillDriver => {
+    const driver = clients.get(target)!;
+    return {
+      ...driver,
+      prefill(req, call) {
+        seen.push({ target, requestId: req.requestId });
+        if (failFirstAttempt.delete(req.requestId))
+          byTarget.get(target)!.setFaults({ abortAfterChunks: 1 });
+        return driver.prefill(req, call);
+      },
+      close: () => driver.close(),
+    };
+  };
+  const pool = await createDevicePool([...byTarget.keys()], { ...options, connect });
+  pools.push(pool);
+  return { pool, seen, byTarget, mocks };
+}
+
+/**
+ * Starts `count` prefills that stall after their first chunk and waits until they are in flight;
+ * later prefills do not stall. `release()` cancels them.
+ */
+async function holdStalledPrefills(pool: DevicePool, mocks: readonly MockDevice[], count: number) {
+  for (const mock of mocks) mock.setFaults({ stallAfterChunks: 1, stallMs: 60_000 });
+  const controller = new AbortController();
+  const runs = Array.from(
+    { length: count },
+    (_, i) => startPrefill(pool, request(prompt(100 + i)), { signal: controller.signal }).result,
+  );
+  await vi.waitFor(() =>
+    expect(mocks.reduce((sum, m) => sum + m.stats.activePrefills, 0)).toBe(count),
+  );
+  for (const mock of mocks) mock.setFaults({});
+  const targets = pool.devices.filter((d) => d.inFlight === 1).map((d) => d.target);
+  expect(targets).toHaveLength(count);
+  return {
+    targets,
+    async release() {
+      controller.abort();
+      for (const run of runs) await expectOpalError(run, Code.CANCELLED);
+    },
+  };
 }
 
 async function hitsWith(routing: RoutingPolicy): Promise<number> {
@@ -54,19 +165,70 @@ describe("createDevicePool", () => {
   });
 
   it("retries a failed prefill on another device with the same request_id", async () => {
-    const { devices, connect } = mocks(2);
-    devices.get("mock-0:1")!.setFaults({ abortAfterChunks: 1 });
-    const pool = await createDevicePool([...devices.keys()], { routing: "round-robin", connect });
-    const outcome = await startPrefill(pool, request(prompt(1)), { retry: { initialBackoffMs: 1 } })
-      .result;
+    // Three mocks served over gRPC, reached through real clients that record what each device saw.
+    const { pool, seen, byTarget } = await recordingPool(3, { routing: "round-robin" }, "grpc");
+    const req = request(prompt(1));
+    failFirstAttempt.add(req.requestId);
+    const outcome = await startPrefill(pool, req, { retry: { initialBackoffMs: 1 } }).result;
     expect(outcome.transfer.attempts).toBe(2);
-    expect(pool.devices.map((d) => d.prefills)).toEqual([1, 1]);
+    expect(seen).toHaveLength(2);
+    const [first, retry] = seen as [Seen, Seen];
+    expect(retry.target).not.toBe(first.target);
+    expect([first.requestId, retry.requestId]).toEqual([req.requestId, req.requestId]);
+    // The device that got the first attempt is the one that failed; the retry's device delivered.
+    expect(byTarget.get(first.target)!.stats.faultsInjected).toBe(1);
+    expect(byTarget.get(retry.target)!.stats.faultsInjected).toBe(0);
+    expect(byTarget.get(retry.target)!.stats.prefillsCompleted).toBe(1);
+    expect(outcome.kvHandle.startsWith(`${encodeURIComponent(retry.target)}|`)).toBe(true);
+    const counts = Object.fromEntries(
+      pool.devices.map((d) => [d.target, [d.prefills, d.failures]]),
+    );
+    expect(counts[first.target]).toEqual([1, 1]);
+    expect(counts[retry.target]).toEqual([1, 0]);
+    expect(pool.devices.map((d) => d.prefills).sort()).toEqual([0, 1, 1]);
+  });
+
+  it("retries on another device even when the failed one is the least loaded", async () => {
+    const { pool, seen, byTarget, mocks } = await recordingPool(3, { routing: "least-loaded" });
+    // Two devices hold a stalled prefill each; the third is idle and gets the first attempt.
+    const held = await holdStalledPrefills(pool, mocks, 2);
+    const idle = pool.devices.find((d) => d.inFlight === 0)!.target;
+    const req = request(prompt(2));
+    failFirstAttempt.add(req.requestId);
+    const outcome = await startPrefill(pool, req, { retry: { initialBackoffMs: 1 } }).result;
+    const attempts = seen.filter((s) => s.requestId === req.requestId);
+    expect(attempts.map((s) => s.target)[0]).toBe(idle);
+    expect(attempts).toHaveLength(2);
+    expect(attempts[1]!.target).not.toBe(idle);
+    expect(held.targets).toContain(attempts[1]!.target);
+    expect(outcome.transfer.attempts).toBe(2);
+    expect(byTarget.get(idle)!.stats.faultsInjected).toBe(1);
+    await held.release();
+  });
+
+  it("routes least-loaded prefills away from a device holding a stalled prefill", async () => {
+    const { pool, seen, mocks } = await recordingPool(3, { routing: "least-loaded" });
+    const held = await holdStalledPrefills(pool, mocks, 1);
+    const [stalled] = held.targets as [string];
+    seen.length = 0;
+    for (let i = 0; i < 6; i++) await startPrefill(pool, request(prompt(10 + i))).result;
+    expect(seen).toHaveLength(6);
+    expect(seen.filter((s) => s.target === stalled)).toEqual([]);
+    const others = pool.devices.filter((d) => d.target !== stalled);
+    expect(others.map((d) => d.prefills)).toEqual([3, 3]);
+    const stalledDevice = pool.devices.find((d) => d.target === stalled)!;
+    expect([stalledDevice.prefills, stalledDevice.inFlight]).toEqual([1, 1]);
+    await held.release();
+    expect(pool.devices.map((d) => d.inFlight)).toEqual([0, 0, 0]);
   });
 
   it("takes a failing device out of service and probes it back in", async () => {
     const { devices, connect } = mocks(2);
     const bad = devices.get("mock-1:1")!;
     bad.setFaults({ errors: { Prefill: { rate: 1 } } });
+    // The pool's clock stands still until moved: a slow machine cannot let openMs pass mid-loop.
+    let clock = Date.now();
+    vi.spyOn(Date, "now").mockImplementation(() => clock);
     const pool = await createDevicePool([...devices.keys()], {
       routing: "round-robin",
       connect,
@@ -78,7 +240,7 @@ describe("createDevicePool", () => {
     expect(pool.devices[1]!.circuit).toBe("open");
     expect(pool.devices[1]!.prefills).toBe(2);
     bad.setFaults({});
-    await new Promise((resolve) => setTimeout(resolve, 120));
+    clock += 120;
     expect(await pool.probe()).toBe("ready");
     expect(pool.devices[1]!.circuit).toBe("closed");
   });
@@ -117,5 +279,51 @@ describe("createDevicePool", () => {
       await pool.close();
       await served.close({ graceMs: 100 });
     }
+  });
+  it("expands a dns:/// target to exactly the addresses the name resolves to", async () => {
+    const served = await serveMockDevice({ models: ["opal-tiny"] });
+    const port = served.address.split(":")[1];
+    const resolved = await lookup("localhost", { all: true });
+    const expected = resolved.map((a) =>
+      a.family === 6 ? `[${a.address}]:${port}` : `${a.address}:${port}`,
+    );
+    expect(expected.length).toBeGreaterThanOrEqual(1);
+    const connected: string[] = [];
+    const pool = await createDevicePool([`dns:///localhost:${port}`, "mock-x:1"], {
+      routing: "round-robin",
+      connect: (target) => {
+        connected.push(target);
+        return target === "mock-x:1"
+          ? createMockDevice({ models: ["opal-tiny"] })
+          : createDeviceClient(target);
+      },
+    });
+    try {
+      expect(pool.devices.map((d) => d.target)).toEqual([...expected, "mock-x:1"]);
+      expect(connected).toEqual([...expected, "mock-x:1"]);
+      expect(pool.devices.map((d) => d.circuit)).toEqual([...expected, "x"].map(() => "closed"));
+    } finally {
+      await pool.close();
+      await served.close({ graceMs: 100 });
+    }
+  });
+
+  it("expands a dns:/// target to one device per resolved address, IPv6 in brackets", async () => {
+    fakeLookup.addresses = [
+      { address: "10.1.2.3", family: 4 },
+      { address: "fd00::7", family: 6 },
+      { address: "10.1.2.4", family: 4 },
+    ];
+    const connected: string[] = [];
+    const pool = await createDevicePool(["dns:///devices.internal:50051"], {
+      connect: (target) => {
+        connected.push(target);
+        return createMockDevice({ models: ["opal-tiny"] });
+      },
+    });
+    pools.push(pool);
+    const expected = ["10.1.2.3:50051", "[fd00::7]:50051", "10.1.2.4:50051"];
+    expect(pool.devices.map((d) => d.target)).toEqual(expected);
+    expect(connected).toEqual(expected);
   });
 });

@@ -177,6 +177,35 @@ describe("startPrefill", () => {
     expect(outcome.stats.kvDigest).toEqual(reference.stats.kvDigest);
   });
 
+  it("releases the retained caches when the deadline ends the run during a backoff", async () => {
+    const failing = createMockDevice({ models: ["opal-tiny"] });
+    const breaking: PrefillDriver = {
+      ...failing,
+      async *prefill(req, options) {
+        let chunks = 0;
+        for await (const event of failing.prefill(req, options)) {
+          if (event.type === "chunk" && ++chunks > 2) throw new OpalError(Code.UNAVAILABLE, "cut");
+          yield event;
+        }
+      },
+    };
+    const random = vi.spyOn(Math, "random").mockReturnValue(1); // backoff = initialBackoffMs
+    try {
+      await expectOpalError(
+        startPrefill(breaking, request({ retentionSeconds: 30 }), {
+          resume: false,
+          retry: { maxAttempts: 3, initialBackoffMs: 1_000 },
+          timeoutMs: 200,
+        }).result,
+        Code.DEADLINE_EXCEEDED,
+      );
+    } finally {
+      random.mockRestore();
+    }
+    expect(failing.stats.prefillsStarted).toBe(1);
+    await vi.waitFor(() => expect(failing.stats.retainedKvBytes).toBe(0), { timeout: 500 });
+  });
+
   it("releases the caches retained for a run that failed, keeping the returned one on success", async () => {
     // Every attempt (the retry replays the retained cache, PF-7) breaks after two chunks, and
     // resume is off: the device retains a cache nobody will get.
