@@ -1,3 +1,4 @@
+import { Code, OpalError } from "@opal/core";
 import type { PrefillRequest } from "@opal/driver";
 import { createMockDevice } from "@opal/mock";
 import { trace } from "@opentelemetry/api";
@@ -10,12 +11,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startPrefill } from "../src/start-prefill";
 
 const exporter = new InMemorySpanExporter();
-beforeAll(() => {
-  trace.setGlobalTracerProvider(
-    new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }),
-  );
-});
-afterAll(() => trace.disable());
 
 const request = (requestId: string): PrefillRequest => ({
   requestId,
@@ -27,6 +22,19 @@ const request = (requestId: string): PrefillRequest => ({
 });
 
 describe("OpenTelemetry spans of a prefill", () => {
+  // The global provider is registered for these tests only and removed after them, so no other
+  // test (here or in this worker) sees it.
+  let provider: BasicTracerProvider;
+  beforeAll(() => {
+    provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    expect(trace.setGlobalTracerProvider(provider)).toBe(true);
+  });
+  afterAll(async () => {
+    trace.disable();
+    await provider.shutdown();
+    exporter.reset();
+  });
+
   it("records the request, transfer and device figures on an `opal.prefill` span", async () => {
     const device = createMockDevice({ models: ["opal-tiny"], profile: "iris-nova" });
     const outcome = await startPrefill(device, request("span-1")).result;
@@ -67,5 +75,56 @@ describe("OpenTelemetry spans of a prefill", () => {
     expect(failed.status.code).toBe(2);
     expect(failed.attributes["opal.error.reason"]).toBe("DEVICE_FAULT");
     expect(failed.events).toHaveLength(1);
+  });
+});
+
+describe("without an OpenTelemetry provider (the @opentelemetry/api global is a no-op)", () => {
+  beforeAll(() => trace.disable());
+
+  it("the global tracer records nothing", () => {
+    const span = trace.getTracer("@opal/client").startSpan("probe");
+    expect(span.isRecording()).toBe(false);
+    expect(span.spanContext().traceId).toBe("00000000000000000000000000000000");
+    span.end();
+  });
+
+  it("a prefill completes, a failed one fails with the device's error, and no span is exported", async () => {
+    const spansBefore = exporter.getFinishedSpans().length;
+    const device = createMockDevice({ models: ["opal-tiny"], profile: "iris-nova" });
+    const run = startPrefill(device, request("no-otel-1"));
+    const layers: number[] = [];
+    for await (const ready of run) layers.push(ready.layer);
+    const outcome = await run.result;
+    expect(layers).toEqual(Array.from({ length: outcome.descriptor.numLayers }, (_, i) => i));
+    expect(outcome.transfer.attempts).toBe(1);
+    expect(outcome.stats.promptTokens).toBe(33);
+
+    // A resumed stream records an attempt failure on the (no-op) span.
+    const flaky = createMockDevice({ models: ["opal-tiny"], faults: { abortAfterChunks: 2 } });
+    const resumed = await startPrefill(flaky, request("no-otel-2")).result;
+    expect(resumed.transfer.resumes).toBe(1);
+
+    const broken = createMockDevice({
+      models: ["opal-tiny"],
+      faults: { errors: { Prefill: { rate: 1 } } },
+    });
+    const error = await startPrefill(broken, request("no-otel-3"), {
+      retry: { maxAttempts: 2, initialBackoffMs: 1 },
+    }).result.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(OpalError);
+    expect({
+      code: (error as OpalError).code,
+      reason: (error as OpalError).reason,
+      message: (error as OpalError).rawMessage,
+    }).toEqual({
+      code: Code.UNAVAILABLE,
+      reason: "DEVICE_FAULT",
+      message: "injected fault: Prefill failed",
+    });
+    expect(exporter.getFinishedSpans()).toHaveLength(spansBefore);
+    await Promise.all([device.close(), flaky.close(), broken.close()]);
   });
 });
