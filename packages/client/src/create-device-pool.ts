@@ -1,4 +1,3 @@
-import { lookup } from "node:dns/promises";
 import { Code, OpalError, Reason } from "@opal/core";
 import type {
   DriverCallOptions,
@@ -9,61 +8,10 @@ import type {
 } from "@opal/driver";
 import { DRIVER_API_VERSION } from "@opal/driver";
 import { computeOpalBlockHashes, toHex } from "@opal/kv";
-import type { DeviceClientOptions } from "./client-options";
 import { createDeviceClient, type DeviceClient } from "./create-device-client";
+import type { DevicePool, DevicePoolOptions } from "./device-pool-options";
+import { expandTarget, isDnsTarget } from "./expand-pool-target";
 import { watchDeviceHealth } from "./watch-device-health";
-
-/** How a pool picks a device for a prefill. */
-export type RoutingPolicy = "round-robin" | "least-loaded" | "prefix-affinity";
-
-/** Options of {@link createDevicePool}; every field documents its default. */
-export interface DevicePoolOptions {
-  /** Default "prefix-affinity": requests sharing a prefix go to the device that computed it. */
-  readonly routing?: RoutingPolicy;
-  /** Prefills in flight per device before it is skipped; default 8. */
-  readonly maxInFlightPerDevice?: number;
-  /** Consecutive failures that take a device out; default 3. */
-  readonly failureThreshold?: number;
-  /** How long a failing device stays out before a probe may bring it back, in ms; default 5,000. */
-  readonly openMs?: number;
-  /**
-   * Health watching, default `{ intervalMs: 1000 }`: the pool reads each device's telemetry every
-   * `intervalMs` (its load steers least-loaded routing; a `critical` condition takes the device
-   * out until a snapshot without one), and probes each device taken out by failures once `openMs`
-   * has passed, bringing it back when it answers ready. `false`: neither (a device taken out is
-   * then tried again by a prefill after `openMs`, or brought back by `probe()`).
-   */
-  readonly health?: { readonly intervalMs?: number } | false;
-  /** Options of every device client (token, TLS, channel settings). */
-  readonly client?: DeviceClientOptions;
-  /** Creates the client of one target; default `createDeviceClient` (tests inject drivers). */
-  readonly connect?: (target: string) => PrefillDriver;
-}
-
-/** A pool member as the pool sees it. */
-export interface PoolDevice {
-  readonly target: string;
-  /** "closed": in service; "open": taken out after failures; "half-open": on probation. */
-  readonly circuit: "closed" | "open" | "half-open";
-  readonly inFlight: number;
-  readonly prefills: number;
-  readonly failures: number;
-  /** Prefills queued or running on the device for all its clients (telemetry); unknown: undefined. */
-  readonly reportedLoad: number | undefined;
-  /** Names of the device's critical health conditions (telemetry); while any, it is skipped. */
-  readonly critical: readonly string[];
-}
-
-/**
- * Several devices behind one `PrefillDriver`: prefills are routed by the policy among devices in
- * service and under their in-flight limit; a device that fails `failureThreshold` times in a row is
- * taken out for `openMs`, then probed back in; one whose telemetry reports a `critical` condition
- * is skipped while it does (see {@link DevicePoolOptions.health}). A retry of the same `request_id` avoids the device
- * that failed it. KV handles carry their device, so FetchKv and ReleaseKv reach the right one.
- */
-export interface DevicePool extends PrefillDriver {
-  readonly devices: readonly PoolDevice[];
-}
 
 interface Member {
   target: string;
@@ -75,6 +23,12 @@ interface Member {
   failures: number;
   reportedLoad: number | undefined;
   critical: readonly string[];
+  /** The `dns:///` target this address came from; undefined for a listed target. */
+  readonly source: string | undefined;
+  /** No longer resolved: takes no new prefills, closed once idle. */
+  removed: boolean;
+  /** Stops this member's health watching. */
+  readonly watch: AbortController;
 }
 
 const DEVICE_FAILURES = new Set<number>([
@@ -86,7 +40,8 @@ const DEVICE_FAILURES = new Set<number>([
 
 /**
  * Creates a pool over `targets`: `host:port` entries, and `dns:///name:port` entries that expand to
- * one device per address the name resolves to (resolved once, when the pool is created).
+ * one device per address the name resolves to (again every `dnsRefreshMs`). Rejects UNAVAILABLE
+ * when a name does not resolve at creation, INVALID_ARGUMENT when no target is given.
  */
 export async function createDevicePool(
   targets: readonly string[],
@@ -95,20 +50,39 @@ export async function createDevicePool(
   const connect =
     options.connect ??
     ((target: string): DeviceClient => createDeviceClient(target, options.client));
-  const expanded = (await Promise.all(targets.map(expandTarget))).flat();
-  if (expanded.length === 0)
+  const expanded = await Promise.all(targets.map(expandTarget));
+  if (expanded.flat().length === 0)
     throw new OpalError(Code.INVALID_ARGUMENT, "a device pool needs at least one target");
-  const members: Member[] = expanded.map((target) => ({
-    target,
-    driver: connect(target),
-    circuit: "closed",
-    openedAt: 0,
-    inFlight: 0,
-    prefills: 0,
-    failures: 0,
-    reportedLoad: undefined,
-    critical: [],
-  }));
+  const members: Member[] = [];
+  const watching = new AbortController();
+  const healthMs = options.health === false ? 0 : (options.health?.intervalMs ?? 1_000);
+  const addMember = (target: string, source: string | undefined) => {
+    const member: Member = {
+      target,
+      driver: connect(target),
+      circuit: "closed",
+      openedAt: 0,
+      inFlight: 0,
+      prefills: 0,
+      failures: 0,
+      reportedLoad: undefined,
+      critical: [],
+      source,
+      removed: false,
+      watch: new AbortController(),
+    };
+    members.push(member);
+    if (healthMs > 0) {
+      void watchDeviceHealth(member.driver, healthMs, member.watch.signal, (health) => {
+        member.reportedLoad = health?.reportedLoad;
+        member.critical = health?.critical ?? [];
+      });
+    }
+  };
+  for (const [i, addresses] of expanded.entries()) {
+    const source = isDnsTarget(targets[i]!) ? targets[i] : undefined;
+    for (const address of addresses) addMember(address, source);
+  }
   const routing = options.routing ?? "prefix-affinity";
   const maxInFlight = options.maxInFlightPerDevice ?? 8;
   const threshold = options.failureThreshold ?? 3;
@@ -120,7 +94,7 @@ export async function createDevicePool(
   const available = (member: Member) => {
     if (member.circuit === "open" && Date.now() - member.openedAt >= openMs)
       member.circuit = "half-open";
-    if (member.circuit === "open" || member.critical.length > 0) return false;
+    if (member.removed || member.circuit === "open" || member.critical.length > 0) return false;
     if (member.circuit === "half-open" && member.inFlight > 0) return false;
     return member.inFlight < maxInFlight;
   };
@@ -184,18 +158,40 @@ export async function createDevicePool(
 
   const first = () => members.find(available) ?? members[0]!;
 
-  const watching = new AbortController();
-  if (options.health !== false) {
-    const intervalMs = options.health?.intervalMs ?? 1_000;
-    for (const member of members) {
-      void watchDeviceHealth(member.driver, intervalMs, watching.signal, (health) => {
-        member.reportedLoad = health?.reportedLoad;
-        member.critical = health?.critical ?? [];
-      });
+  /** Closes and drops the members DNS no longer lists, once their running prefills have ended. */
+  const retireRemoved = () => {
+    for (const member of members.filter((m) => m.removed && m.inFlight === 0)) {
+      members.splice(members.indexOf(member), 1);
+      member.watch.abort();
+      void member.driver.close().catch(() => {});
     }
+  };
+  const refreshDns = async () => {
+    for (const source of new Set(targets.filter(isDnsTarget))) {
+      const addresses = await expandTarget(source).catch(() => undefined);
+      // A failed or empty answer is more likely a DNS hiccup than every device gone: keep them.
+      if (!addresses?.length || watching.signal.aborted) continue;
+      for (const address of addresses) {
+        const known = members.find((m) => m.source === source && m.target === address);
+        if (known) known.removed = false;
+        else addMember(address, source);
+      }
+      for (const member of members) {
+        if (member.source === source && !addresses.includes(member.target)) member.removed = true;
+      }
+    }
+    retireRemoved();
+  };
+  const dnsRefreshMs = options.dnsRefreshMs ?? 30_000;
+  if (dnsRefreshMs > 0 && targets.some(isDnsTarget)) {
+    const refresher = setInterval(() => void refreshDns(), dnsRefreshMs).unref();
+    watching.signal.addEventListener("abort", () => clearInterval(refresher), { once: true });
+  }
+
+  if (healthMs > 0) {
     const probeOpen = async (member: Member) => {
       const ready = await member.driver
-        .probe({ signal: watching.signal, timeoutMs: intervalMs })
+        .probe({ signal: watching.signal, timeoutMs: healthMs })
         .then((state) => state === "ready")
         .catch(() => false);
       if (member.circuit !== "open") return;
@@ -211,7 +207,7 @@ export async function createDevicePool(
         if (member.circuit === "open" && Date.now() - member.openedAt >= openMs)
           void probeOpen(member);
       }
-    }, intervalMs).unref();
+    }, healthMs).unref();
     watching.signal.addEventListener("abort", () => clearInterval(prober), { once: true });
   }
 
@@ -248,6 +244,7 @@ export async function createDevicePool(
     } finally {
       member.inFlight--;
       record(member, failure, request);
+      if (member.removed) retireRemoved();
     }
   }
 
@@ -322,20 +319,8 @@ export async function createDevicePool(
     watchTelemetry: (request, call) => first().driver.watchTelemetry(request, call),
     async close() {
       watching.abort();
+      for (const member of members) member.watch.abort();
       await Promise.all(members.map((m) => m.driver.close()));
     },
   };
-}
-
-async function expandTarget(target: string): Promise<string[]> {
-  const dns = /^dns:\/\/\/([^:/]+):(\d+)$/.exec(target);
-  if (!dns) return [target];
-  const addresses = await lookup(dns[1]!, { all: true }).catch((error: Error) => {
-    throw new OpalError(Code.UNAVAILABLE, `cannot resolve ${dns[1]}: ${error.message}`, {
-      cause: error,
-    });
-  });
-  return addresses.map((a) =>
-    a.family === 6 ? `[${a.address}]:${dns[2]}` : `${a.address}:${dns[2]}`,
-  );
 }

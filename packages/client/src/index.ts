@@ -9,15 +9,15 @@
 export type { ClientChannelOptions, ClientTlsOptions, DeviceClientOptions } from "./client-options";
 export type { DeviceClient } from "./create-device-client";
 export { createDeviceClient, DEFAULT_CHANNEL } from "./create-device-client";
+export { createDevicePool } from "./create-device-pool";
+export type { KvReceiver, KvReceiverOptions, ReceivedKv } from "./create-kv-receiver";
+export { createKvReceiver } from "./create-kv-receiver";
 export type {
   DevicePool,
   DevicePoolOptions,
   PoolDevice,
   RoutingPolicy,
-} from "./create-device-pool";
-export { createDevicePool } from "./create-device-pool";
-export type { KvReceiver, KvReceiverOptions, ReceivedKv } from "./create-kv-receiver";
-export { createKvReceiver } from "./create-kv-receiver";
+} from "./device-pool-options";
 export type { KvSink } from "./kv-sink";
 export type { PushOutcome } from "./push-prefill";
 export { pushPrefill } from "./push-prefill";

@@ -5,12 +5,8 @@ import { createMockDevice, type MockDevice, type MockServer, serveMockDevice } f
 import { expectOpalError } from "@opal/testing";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createDeviceClient } from "../src/create-device-client";
-import {
-  createDevicePool,
-  type DevicePool,
-  type DevicePoolOptions,
-  type RoutingPolicy,
-} from "../src/create-device-pool";
+import { createDevicePool } from "../src/create-device-pool";
+import type { DevicePool, DevicePoolOptions, RoutingPolicy } from "../src/device-pool-options";
 
 /** When set, `lookup` of node:dns/promises answers with it (the pool's and this file's). */
 const fakeLookup = vi.hoisted(() => ({
@@ -325,5 +321,77 @@ describe("createDevicePool", () => {
     const expected = ["10.1.2.3:50051", "[fd00::7]:50051", "10.1.2.4:50051"];
     expect(pool.devices.map((d) => d.target)).toEqual(expected);
     expect(connected).toEqual(expected);
+  });
+
+  it("resolves dns:/// targets again: new addresses join, vanished ones leave once idle", async () => {
+    fakeLookup.addresses = [
+      { address: "10.0.0.1", family: 4 },
+      { address: "10.0.0.2", family: 4 },
+    ];
+    const closed: string[] = [];
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const connect = (target: string): PrefillDriver => {
+      const mock = createMockDevice({ models: ["opal-tiny"] });
+      return {
+        ...mock,
+        async *prefill(req, options) {
+          // The first prefill on 10.0.0.1 is held open until the test releases it.
+          if (target === "10.0.0.1:50051" && req.requestId === "held") await held;
+          yield* mock.prefill(req, options);
+        },
+        async close() {
+          closed.push(target);
+          await mock.close();
+        },
+      };
+    };
+    const pool = await createDevicePool(["dns:///devices.internal:50051", "static:1"], {
+      routing: "round-robin",
+      connect,
+      dnsRefreshMs: 20,
+      health: false,
+    });
+    pools.push(pool);
+    expect(pool.devices.map((d) => d.target)).toEqual([
+      "10.0.0.1:50051",
+      "10.0.0.2:50051",
+      "static:1",
+    ]);
+    const running = startPrefill(pool, request(prompt(1), { requestId: "held" })).result;
+    await vi.waitFor(() => expect(pool.devices[0]!.inFlight).toBe(1));
+
+    fakeLookup.addresses = [
+      { address: "10.0.0.2", family: 4 },
+      { address: "10.0.0.3", family: 4 },
+    ];
+    await vi.waitFor(() =>
+      expect(pool.devices.map((d) => d.target)).toEqual([
+        "10.0.0.1:50051",
+        "10.0.0.2:50051",
+        "static:1",
+        "10.0.0.3:50051",
+      ]),
+    );
+    // 10.0.0.1 is out of DNS: no new prefill goes there while its running one finishes.
+    for (let i = 0; i < 3; i++) await startPrefill(pool, request(prompt(2 + i))).result;
+    expect(pool.devices.map((d) => d.prefills)).toEqual([1, 1, 1, 1]);
+    expect(closed).toEqual([]);
+
+    release();
+    await running;
+    expect(pool.devices.map((d) => d.target)).toEqual([
+      "10.0.0.2:50051",
+      "static:1",
+      "10.0.0.3:50051",
+    ]);
+    expect(closed).toEqual(["10.0.0.1:50051"]);
+
+    // A lookup with no address changes nothing.
+    fakeLookup.addresses = [];
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(pool.devices).toHaveLength(3);
   });
 });
