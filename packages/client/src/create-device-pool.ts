@@ -25,11 +25,18 @@ interface Member {
   critical: readonly string[];
   /** The `dns:///` target this address came from; undefined for a listed target. */
   readonly source: string | undefined;
-  /** No longer resolved: takes no new prefills, closed once idle. */
+  /** No longer resolved: takes no new prefills, closed once idle and its leases have ended. */
   removed: boolean;
+  /** Calls of any kind running on the device (prefills, fetches, releases). */
+  busy: number;
+  /** Latest lease the device granted, ms since the Unix epoch (0: none). */
+  leaseUntilMs: number;
   /** Stops this member's health watching. */
   readonly watch: AbortController;
 }
+
+/** Longest a retired device is kept open for the leases it granted, in ms. */
+const MAX_LEASE_WAIT_MS = 3_600_000;
 
 const DEVICE_FAILURES = new Set<number>([
   Code.UNAVAILABLE,
@@ -69,19 +76,31 @@ export async function createDevicePool(
       critical: [],
       source,
       removed: false,
+      busy: 0,
+      leaseUntilMs: 0,
       watch: new AbortController(),
     };
     members.push(member);
     if (healthMs > 0) {
       void watchDeviceHealth(member.driver, healthMs, member.watch.signal, (health) => {
         member.reportedLoad = health?.reportedLoad;
-        member.critical = health?.critical ?? [];
+        // Critical conditions stand until a snapshot (or a ready Probe) says otherwise: a device
+        // whose telemetry failed after SHUTTING_DOWN is not back.
+        if (health) member.critical = health.critical;
       });
     }
   };
-  for (const [i, addresses] of expanded.entries()) {
-    const source = isDnsTarget(targets[i]!) ? targets[i] : undefined;
-    for (const address of addresses) addMember(address, source);
+  try {
+    for (const [i, addresses] of expanded.entries()) {
+      const source = isDnsTarget(targets[i]!) ? targets[i] : undefined;
+      for (const address of addresses) addMember(address, source);
+    }
+  } catch (error) {
+    // A target `connect` rejects: close the devices already made, which would otherwise keep
+    // watching their health (and the process alive) for a pool nobody holds.
+    for (const member of members) member.watch.abort();
+    await Promise.all(members.map((m) => m.driver.close().catch(() => {})));
+    throw error;
   }
   const routing = options.routing ?? "prefix-affinity";
   const maxInFlight = options.maxInFlightPerDevice ?? 8;
@@ -158,9 +177,31 @@ export async function createDevicePool(
 
   const first = () => members.find(available) ?? members[0]!;
 
-  /** Closes and drops the members DNS no longer lists, once their running prefills have ended. */
+  /** Counts a call on `member` while it runs, so the member is not retired under it. */
+  const using = async <T>(member: Member, call: () => Promise<T>): Promise<T> => {
+    member.busy++;
+    try {
+      return await call();
+    } finally {
+      member.busy--;
+      if (member.removed) retireRemoved();
+    }
+  };
+  const noteLease = (member: Member, leaseExpiryUnixMs: number) => {
+    // Bounded: a device's clock or a bad value must not keep a retired device open for long.
+    const capped = Math.min(leaseExpiryUnixMs, Date.now() + MAX_LEASE_WAIT_MS);
+    member.leaseUntilMs = Math.max(member.leaseUntilMs, capped);
+  };
+
+  /**
+   * Closes and drops the members DNS no longer lists once nothing runs on them and the leases
+   * they granted have ended (until then their KV handles still reach them).
+   */
   const retireRemoved = () => {
-    for (const member of members.filter((m) => m.removed && m.inFlight === 0)) {
+    const now = Date.now();
+    for (const member of members.filter(
+      (m) => m.removed && m.busy === 0 && m.leaseUntilMs <= now,
+    )) {
       members.splice(members.indexOf(member), 1);
       member.watch.abort();
       void member.driver.close().catch(() => {});
@@ -184,20 +225,31 @@ export async function createDevicePool(
   };
   const dnsRefreshMs = options.dnsRefreshMs ?? 30_000;
   if (dnsRefreshMs > 0 && targets.some(isDnsTarget)) {
-    const refresher = setInterval(() => void refreshDns(), dnsRefreshMs).unref();
+    let refreshing = false;
+    const refresher = setInterval(() => {
+      // One refresh at a time: a slow lookup must not pile up others, or land after a newer one.
+      if (refreshing) return;
+      refreshing = true;
+      refreshDns()
+        .catch(() => {}) // a `connect` that throws leaves the pool as it was
+        .finally(() => {
+          refreshing = false;
+        });
+    }, dnsRefreshMs).unref();
     watching.signal.addEventListener("abort", () => clearInterval(refresher), { once: true });
   }
 
   if (healthMs > 0) {
     const probeOpen = async (member: Member) => {
       const ready = await member.driver
-        .probe({ signal: watching.signal, timeoutMs: healthMs })
+        .probe({ signal: member.watch.signal, timeoutMs: healthMs })
         .then((state) => state === "ready")
         .catch(() => false);
       if (member.circuit !== "open") return;
       if (ready) {
         member.circuit = "closed";
         member.failures = 0;
+        member.critical = [];
       } else {
         member.openedAt = Date.now();
       }
@@ -224,6 +276,7 @@ export async function createDevicePool(
         : [];
     const member = choose(request, hashes);
     member.inFlight++;
+    member.busy++;
     member.prefills++;
     let failure: OpalError | undefined;
     try {
@@ -234,6 +287,7 @@ export async function createDevicePool(
           if (affinity.size > 100_000)
             for (const key of [...affinity.keys()].slice(0, 10_000)) affinity.delete(key);
         }
+        if (event.type === "accepted") noteLease(member, event.leaseExpiryUnixMs);
         yield event.type === "accepted"
           ? { ...event, kvHandle: `${encodeURIComponent(member.target)}|${event.kvHandle}` }
           : event;
@@ -243,6 +297,7 @@ export async function createDevicePool(
       throw failure;
     } finally {
       member.inFlight--;
+      member.busy--;
       record(member, failure, request);
       if (member.removed) retireRemoved();
     }
@@ -253,7 +308,16 @@ export async function createDevicePool(
     call?: DriverCallOptions,
   ): AsyncGenerator<FetchEvent> {
     const { member, handle } = byHandle(request.kvHandle);
-    yield* member.driver.fetchKv({ ...request, kvHandle: handle }, call);
+    member.busy++;
+    try {
+      for await (const event of member.driver.fetchKv({ ...request, kvHandle: handle }, call)) {
+        if (event.type === "accepted") noteLease(member, event.leaseExpiryUnixMs);
+        yield event;
+      }
+    } finally {
+      member.busy--;
+      if (member.removed) retireRemoved();
+    }
   }
 
   return {
@@ -278,15 +342,14 @@ export async function createDevicePool(
     getInfo: (call) => first().driver.getInfo(call),
     getCapabilities: (call) => first().driver.getCapabilities(call),
     async probe(call) {
-      const states = await Promise.allSettled(members.map((m) => m.driver.probe(call)));
+      // The members as they are now: DNS may retire one while the probes run.
+      const probed = [...members];
+      const states = await Promise.allSettled(probed.map((m) => m.driver.probe(call)));
       for (const [i, state] of states.entries()) {
-        const member = members[i]!;
-        if (
-          state.status === "fulfilled" &&
-          state.value === "ready" &&
-          member.circuit !== "closed" &&
-          available(member)
-        ) {
+        const member = probed[i]!;
+        if (state.status !== "fulfilled" || state.value !== "ready") continue;
+        member.critical = []; // a device with a critical condition fails Probe (ID-10)
+        if (member.circuit !== "closed" && available(member)) {
           member.circuit = "closed";
           member.failures = 0;
         }
@@ -310,7 +373,7 @@ export async function createDevicePool(
     releaseKv: async (kvHandle, call) => {
       try {
         const { member, handle } = byHandle(kvHandle);
-        return await member.driver.releaseKv(handle, call);
+        return await using(member, () => member.driver.releaseKv(handle, call));
       } catch (error) {
         if (error instanceof OpalError && error.code === Code.NOT_FOUND) return { released: false };
         throw error;

@@ -17,15 +17,17 @@ export interface DevicePoolOptions {
   /**
    * Health watching, default `{ intervalMs: 1000 }`: the pool reads each device's telemetry every
    * `intervalMs` (its load steers least-loaded routing; a `critical` condition takes the device
-   * out until a snapshot without one), and probes each device taken out by failures once `openMs`
+   * out until a snapshot without one or a ready Probe), and probes each device taken out by failures once `openMs`
    * has passed, bringing it back when it answers ready. `false`: neither (a device taken out is
    * then tried again by a prefill after `openMs`, or brought back by `probe()`).
    */
   readonly health?: { readonly intervalMs?: number } | false;
   /**
    * How often `dns:///` targets are resolved again, in ms; default 30,000; 0: only at creation.
-   * Addresses that appear join the pool; a device whose address is gone takes no new prefills and
-   * is closed once its running ones end. A failed lookup, or one with no address, changes nothing.
+   * Addresses that appear join the pool (they get no `loadModel` of earlier calls: preload models,
+   * or load them by device). A device whose address is gone takes no new prefills; it is closed
+   * once nothing runs on it and the leases it granted have ended (at most an hour), so its KV
+   * handles reach it until then. A failed lookup, or one with no address, changes nothing.
    */
   readonly dnsRefreshMs?: number;
   /** Options of every device client (token, TLS, channel settings). */

@@ -13,7 +13,9 @@ export interface DeviceHealth {
  * Watches `driver`'s telemetry (WatchTelemetry every `intervalMs`) until `signal` aborts, calling
  * `onHealth` with each snapshot's load and critical conditions, and `onHealth(undefined)` when the
  * stream fails (the figures are then unknown, not healthy). A failed stream is reopened after
- * `intervalMs`; a device without telemetry (UNIMPLEMENTED) is not asked again. Never rejects.
+ * `intervalMs`, or the device's RetryInfo delay when longer (a limit on watchers, TM-7); a device
+ * without telemetry (UNIMPLEMENTED) or that refuses it to this caller (PERMISSION_DENIED, TM-5) is
+ * not asked again. Never rejects.
  */
 export async function watchDeviceHealth(
   driver: PrefillDriver,
@@ -22,18 +24,21 @@ export async function watchDeviceHealth(
   onHealth: (health: DeviceHealth | undefined) => void,
 ): Promise<void> {
   while (!signal.aborted) {
+    let waitMs = intervalMs;
     try {
       for await (const snapshot of driver.watchTelemetry({ intervalMs }, { signal })) {
         onHealth(toDeviceHealth(snapshot));
       }
-    } catch (error) {
-      if (OpalError.from(error).code === Code.UNIMPLEMENTED) {
+    } catch (caught) {
+      const error = OpalError.from(caught);
+      if (error.code === Code.UNIMPLEMENTED || error.code === Code.PERMISSION_DENIED) {
         onHealth(undefined);
         return;
       }
+      waitMs = Math.max(intervalMs, error.retryDelayMs ?? 0);
     }
     onHealth(undefined);
-    await sleep(intervalMs, signal).catch(() => {});
+    await sleep(waitMs, signal).catch(() => {});
   }
 }
 

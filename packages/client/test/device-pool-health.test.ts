@@ -163,6 +163,59 @@ describe("device pool health", () => {
     }
   });
 
+  it("keeps a critical device out when its telemetry then fails, until a ready Probe", async () => {
+    const a = reporting("a");
+    const b = reporting("b");
+    let watches = 0;
+    const dropping: PrefillDriver = {
+      ...a.driver,
+      async *watchTelemetry(request, call) {
+        watches++;
+        // One SHUTTING_DOWN snapshot, then the stream ends (TM-4) and never comes back.
+        if (watches > 1) throw new OpalError(Code.UNAVAILABLE, "gone", { reason: "SHUTTING_DOWN" });
+        for await (const snapshot of a.driver.watchTelemetry(request, call)) {
+          yield snapshot;
+          throw new OpalError(Code.UNAVAILABLE, "shutting down", { reason: "SHUTTING_DOWN" });
+        }
+      },
+    };
+    a.report.critical = ["SHUTTING_DOWN"];
+    const drivers: Record<string, PrefillDriver> = { "a:1": dropping, "b:1": b.driver };
+    const pool = await createDevicePool(["a:1", "b:1"], {
+      routing: "round-robin",
+      connect: (target) => drivers[target]!,
+      health: HEALTH,
+    });
+    try {
+      await vi.waitFor(() => expect(watches).toBeGreaterThanOrEqual(3));
+      expect(pool.devices[0]!.critical).toEqual(["SHUTTING_DOWN"]);
+      for (let i = 0; i < 2; i++) await startPrefill(pool, request()).result;
+      expect(pool.devices.map((d) => d.prefills)).toEqual([0, 2]);
+      // The device answers Probe ready again: it is back.
+      expect(await pool.probe()).toBe("ready");
+      expect(pool.devices[0]!.critical).toEqual([]);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("stops watching a device that refuses telemetry to this caller (TM-5)", async () => {
+    const mock = createMockDevice({ models: ["opal-tiny"] });
+    let watches = 0;
+    const refusing: PrefillDriver = {
+      ...mock,
+      // biome-ignore lint/correctness/useYield: the device refuses before yielding
+      async *watchTelemetry() {
+        watches++;
+        throw new OpalError(Code.PERMISSION_DENIED, "telemetry is for operators");
+      },
+    };
+    const pool = await createDevicePool(["r:1"], { connect: () => refusing, health: HEALTH });
+    await sleep(200);
+    expect(watches).toBe(1);
+    await pool.close();
+  });
+
   it("works with devices that have no telemetry, and stops watching when closed", async () => {
     const mock = createMockDevice({ models: ["opal-tiny"] });
     let watches = 0;

@@ -11,15 +11,27 @@ import type { DevicePool, DevicePoolOptions, RoutingPolicy } from "../src/device
 /** When set, `lookup` of node:dns/promises answers with it (the pool's and this file's). */
 const fakeLookup = vi.hoisted(() => ({
   addresses: undefined as undefined | { address: string; family: number }[],
+  /** Answer delay of the fake, in ms; lookups running now and the most at once. */
+  delayMs: 0,
+  running: 0,
+  mostAtOnce: 0,
 }));
 vi.mock("node:dns/promises", async (importOriginal) => {
   const real = await importOriginal<typeof import("node:dns/promises")>();
   return {
     ...real,
-    lookup: ((...args: Parameters<typeof real.lookup>) =>
-      fakeLookup.addresses
-        ? Promise.resolve(fakeLookup.addresses)
-        : real.lookup(...args)) as typeof real.lookup,
+    lookup: (async (...args: Parameters<typeof real.lookup>) => {
+      if (!fakeLookup.addresses) return real.lookup(...args);
+      const answer = fakeLookup.addresses;
+      fakeLookup.running++;
+      fakeLookup.mostAtOnce = Math.max(fakeLookup.mostAtOnce, fakeLookup.running);
+      try {
+        if (fakeLookup.delayMs) await new Promise((r) => setTimeout(r, fakeLookup.delayMs));
+        return answer;
+      } finally {
+        fakeLookup.running--;
+      }
+    }) as typeof real.lookup,
   };
 });
 
@@ -55,7 +67,7 @@ const servers: MockServer[] = [];
 afterEach(async () => {
   vi.restoreAllMocks();
   failFirstAttempt.clear();
-  fakeLookup.addresses = undefined;
+  Object.assign(fakeLookup, { addresses: undefined, delayMs: 0, running: 0, mostAtOnce: 0 });
   await Promise.all(pools.splice(0).map((p) => p.close()));
   await Promise.all(servers.splice(0).map((s) => s.close({ graceMs: 100 })));
 });
@@ -393,5 +405,90 @@ describe("createDevicePool", () => {
     fakeLookup.addresses = [];
     await new Promise((resolve) => setTimeout(resolve, 60));
     expect(pool.devices).toHaveLength(3);
+  });
+
+  it("keeps a device DNS dropped reachable by handle while its lease runs, then closes it", async () => {
+    fakeLookup.addresses = [{ address: "10.0.1.1", family: 4 }];
+    const closed: string[] = [];
+    const connect = (target: string): PrefillDriver => {
+      const mock = createMockDevice({ models: ["opal-tiny"] });
+      return {
+        ...mock,
+        async close() {
+          closed.push(target);
+          await mock.close();
+        },
+      };
+    };
+    const pool = await createDevicePool(["dns:///kv.internal:50051"], {
+      connect,
+      dnsRefreshMs: 20,
+      health: false,
+    });
+    pools.push(pool);
+    const outcome = await startPrefill(pool, request(prompt(7), { retentionSeconds: 1 })).result;
+    fakeLookup.addresses = [{ address: "10.0.1.2", family: 4 }];
+    await vi.waitFor(() => expect(pool.devices).toHaveLength(2));
+    // Out of DNS but within its lease: the handle still reaches it, and it gets no new prefill.
+    let bytes = 0;
+    for await (const event of pool.fetchKv({ kvHandle: outcome.kvHandle }))
+      if (event.type === "chunk") bytes += event.chunk.data.byteLength;
+    expect(bytes).toBe(outcome.stats.kvTotalBytes);
+    await startPrefill(pool, request(prompt(8))).result;
+    expect(pool.devices.map((d) => [d.target, d.prefills])).toEqual([
+      ["10.0.1.1:50051", 1],
+      ["10.0.1.2:50051", 1],
+    ]);
+    expect(closed).toEqual([]);
+    // Once the lease has ended, the next refresh closes it.
+    await vi.waitFor(() => expect(closed).toEqual(["10.0.1.1:50051"]), { timeout: 3_000 });
+    expect(pool.devices.map((d) => d.target)).toEqual(["10.0.1.2:50051"]);
+  });
+
+  it("runs one DNS refresh at a time and survives a connect that throws during one", async () => {
+    fakeLookup.addresses = [{ address: "10.0.2.1", family: 4 }];
+    fakeLookup.delayMs = 60;
+    const connect = (target: string): PrefillDriver => {
+      if (target === "10.0.2.9:50051") throw new Error("cannot connect to 10.0.2.9");
+      return createMockDevice({ models: ["opal-tiny"] });
+    };
+    const pool = await createDevicePool(["dns:///slow.internal:50051"], {
+      connect,
+      dnsRefreshMs: 10,
+      health: false,
+    });
+    pools.push(pool);
+    fakeLookup.addresses = [
+      { address: "10.0.2.1", family: 4 },
+      { address: "10.0.2.9", family: 4 },
+    ];
+    await new Promise((r) => setTimeout(r, 250));
+    expect(fakeLookup.mostAtOnce).toBe(1);
+    expect(pool.devices.map((d) => d.target)).toEqual(["10.0.2.1:50051"]);
+  });
+
+  it("closes the devices it made when creating the pool fails", async () => {
+    const closed: string[] = [];
+    const watched: string[] = [];
+    const connect = (target: string): PrefillDriver => {
+      if (target === "bad:1") throw new Error("cannot parse bad:1");
+      const mock = createMockDevice({ models: ["opal-tiny"] });
+      return {
+        ...mock,
+        watchTelemetry(req, call) {
+          watched.push(target);
+          return mock.watchTelemetry(req, call);
+        },
+        async close() {
+          closed.push(target);
+          await mock.close();
+        },
+      };
+    };
+    await expect(createDevicePool(["good:1", "bad:1"], { connect })).rejects.toThrow(
+      "cannot parse bad:1",
+    );
+    expect(closed).toEqual(["good:1"]);
+    expect(watched).toEqual(["good:1"]);
   });
 });

@@ -56,7 +56,8 @@ export interface FaultConfig {
   readonly powerCapWatts?: number;
   /**
    * Health conditions reported in every telemetry snapshot. A `critical` one also makes the device
-   * not serving (ID-10): Probe and new prefills fail with UNAVAILABLE `DEVICE_FAULT`.
+   * not serving (ID-10): Probe and new prefills fail with UNAVAILABLE `DEVICE_FAULT` (`SHUTTING_DOWN`
+   * when that is the condition).
    */
   readonly conditions?: readonly ConditionFault[];
 }
@@ -86,7 +87,10 @@ export interface FaultInjector {
   throttle(activePowerWatts: number): number;
   /** The injected health conditions. */
   conditions(): readonly HealthCondition[];
-  /** UNAVAILABLE `DEVICE_FAULT` naming the critical conditions, or undefined when there are none. */
+  /**
+   * UNAVAILABLE naming the critical conditions (reason `SHUTTING_DOWN` when one is, else
+   * `DEVICE_FAULT`), or undefined when there are none.
+   */
   notServing(): OpalError | undefined;
   /** Faults injected so far. */
   readonly injected: number;
@@ -174,8 +178,9 @@ export function createFaultInjector(config: FaultConfig = {}): FaultInjector {
     conditions: () => conditions,
     notServing() {
       if (critical.length === 0) return undefined;
+      // ID-10: a device draining before shutdown says so; any other critical condition is a fault.
       return new OpalError(Code.UNAVAILABLE, `device not serving: ${critical.join(", ")}`, {
-        reason: Reason.DEVICE_FAULT,
+        reason: critical.includes("SHUTTING_DOWN") ? Reason.SHUTTING_DOWN : Reason.DEVICE_FAULT,
       });
     },
     throttle(activePowerWatts) {

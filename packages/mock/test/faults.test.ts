@@ -146,6 +146,8 @@ describe("mock fault injection, as a gRPC client sees it", () => {
         Code.UNAVAILABLE,
         "DEVICE_FAULT",
       );
+      device.setFaults({ conditions: [{ name: "SHUTTING_DOWN", severity: "critical" }] });
+      await expectOpalError(client.probe(), Code.UNAVAILABLE, "SHUTTING_DOWN");
       device.setFaults({ conditions: [{ name: "THERMAL_THROTTLE", severity: "warning" }] });
       expect(await client.probe()).toBe("ready");
       expect((await collectPrefill(client.prefill(request()))).stats.promptTokens).toBe(32);
