@@ -1,6 +1,6 @@
 import { Code, OpalError, Reason } from "@opal/core";
 import type { PrefillEvent } from "@opal/driver";
-import { cacheByteLength } from "@opal/kv";
+import { allocateKvMemory, cacheByteLength } from "@opal/kv";
 import { fromWireChunk, fromWirePrefillEvent, type opal } from "@opal/protocol";
 import type { SharedMemoryRegion } from "./shared-memory-regions";
 
@@ -10,7 +10,11 @@ type PrefillResponse = opal.device.v1.PrefillResponse;
 const READ_AHEAD = 4;
 /** Slabs for a caller that copies chunks: its memory stays bounded (a file sink, a paged pool). */
 const SMALL_SLAB_BYTES = 8 * 1024 * 1024;
-/** Slabs for a caller that keeps chunks: one allocation per GiB of cache, not per few megabytes. */
+/**
+ * Slabs for a caller that keeps chunks: one allocation per GiB of cache, not per few megabytes,
+ * in huge pages where `@opal/kv` can (`allocateKvMemory`): filling fresh memory is this path's
+ * main cost, and 2 MiB pages fault 512 times less often.
+ */
 const LARGE_SLAB_BYTES = 1024 * 1024 * 1024;
 
 /**
@@ -100,7 +104,9 @@ function eventReader(region: SharedMemoryRegion, onCompleted: () => void, slabBy
   const carve = (length: number): Buffer => {
     if (!slab || slabAt + length > slab.byteLength) {
       const rest = totalBytes - canonicalBytes;
-      slab = Buffer.allocUnsafeSlow(Math.max(length, Math.min(slabBytes, rest + 4096)));
+      const bytes = Math.max(length, Math.min(slabBytes, rest + 4096));
+      slab =
+        slabBytes === LARGE_SLAB_BYTES ? allocateKvMemory(bytes) : Buffer.allocUnsafeSlow(bytes);
       slabAt = 0;
     }
     const view = slab.subarray(slabAt, slabAt + length);

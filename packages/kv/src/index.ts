@@ -8,6 +8,8 @@
  * @packageDocumentation
  */
 
+// Streams, .okv and digests
+export { allocateKvMemory, KV_MEMORY_BACKEND } from "./allocate-kv-memory";
 export type { BlockHashOptions } from "./block-hash";
 // Prefix hashing
 export {
@@ -17,7 +19,6 @@ export {
   noneHashOf,
   sha256Cbor,
 } from "./block-hash";
-// Streams, .okv and digests
 export { CRC32C_BACKEND, crc32cOf } from "./crc32c-of";
 export type { DecodeOkvOptions, OkvDecoder, OkvEvent } from "./decode-okv";
 export { createOkvDecoder, decodeOkv, decodeOkvBytes } from "./decode-okv";
