@@ -3,6 +3,7 @@ import type { PrefillDriver, PrefillRequest, TelemetrySnapshot } from "@opal/dri
 import { createMockDevice, type MockDevice, serveMockDevice } from "@opal/mock";
 import { describe, expect, it, vi } from "vitest";
 import { createDevicePool } from "../src/create-device-pool";
+import type { DevicePoolOptions } from "../src/device-pool-options";
 import { startPrefill } from "../src/start-prefill";
 
 let n = 0;
@@ -41,17 +42,29 @@ function reporting(id: string) {
 
 const HEALTH = { intervalMs: 50 };
 
+/**
+ * A pool over two reporting devices `a` and `b` (health every 50 ms); `wrapA` may give the pool
+ * another driver for `a`, built on it, before the pool starts.
+ */
+async function twoDevicePool(
+  options: Omit<DevicePoolOptions, "connect" | "health">,
+  wrapA: (a: ReturnType<typeof reporting>) => PrefillDriver = (a) => a.driver,
+) {
+  const a = reporting("a");
+  const b = reporting("b");
+  const drivers: Record<string, PrefillDriver> = { "a:1": wrapA(a), "b:1": b.driver };
+  const pool = await createDevicePool(["a:1", "b:1"], {
+    ...options,
+    connect: (target) => drivers[target]!,
+    health: HEALTH,
+  });
+  return { a, b, pool };
+}
+
 describe("device pool health", () => {
   it("takes a device with a critical condition out until its telemetry clears it", async () => {
-    const a = reporting("a");
-    const b = reporting("b");
+    const { a, pool } = await twoDevicePool({ routing: "round-robin" });
     a.report.critical = ["OVER_TEMPERATURE"];
-    const drivers: Record<string, PrefillDriver> = { "a:1": a.driver, "b:1": b.driver };
-    const pool = await createDevicePool(["a:1", "b:1"], {
-      routing: "round-robin",
-      connect: (target) => drivers[target]!,
-      health: HEALTH,
-    });
     try {
       await vi.waitFor(() => expect(pool.devices[0]!.critical).toEqual(["OVER_TEMPERATURE"]));
       for (let i = 0; i < 4; i++) await startPrefill(pool, request()).result;
@@ -67,15 +80,8 @@ describe("device pool health", () => {
   });
 
   it("routes least-loaded by the load devices report for all their clients", async () => {
-    const a = reporting("a");
-    const b = reporting("b");
+    const { a, pool } = await twoDevicePool({ routing: "least-loaded" });
     a.report.load = 5; // another router's work, invisible to this pool's own in-flight count
-    const drivers: Record<string, PrefillDriver> = { "a:1": a.driver, "b:1": b.driver };
-    const pool = await createDevicePool(["a:1", "b:1"], {
-      routing: "least-loaded",
-      connect: (target) => drivers[target]!,
-      health: HEALTH,
-    });
     try {
       await vi.waitFor(() => expect(pool.devices.map((d) => d.reportedLoad)).toEqual([5, 0]));
       for (let i = 0; i < 4; i++) await startPrefill(pool, request()).result;
@@ -86,15 +92,10 @@ describe("device pool health", () => {
   });
 
   it("probes a device taken out by failures back in, without spending a prefill on it", async () => {
-    const a = reporting("a");
-    const b = reporting("b");
-    const drivers: Record<string, PrefillDriver> = { "a:1": a.driver, "b:1": b.driver };
-    const pool = await createDevicePool(["a:1", "b:1"], {
+    const { a, pool } = await twoDevicePool({
       routing: "round-robin",
-      connect: (target) => drivers[target]!,
       failureThreshold: 1,
       openMs: 100,
-      health: HEALTH,
     });
     try {
       a.driver.mock.setFaults({ abortAfterChunks: 1 });
@@ -110,24 +111,17 @@ describe("device pool health", () => {
   });
 
   it("keeps a device out while its probe fails", async () => {
-    const a = reporting("a");
-    const b = reporting("b");
     let probes = 0;
-    const failingProbe: PrefillDriver = {
-      ...a.driver,
-      async probe() {
-        probes++;
-        throw new OpalError(Code.UNAVAILABLE, "still down");
-      },
-    };
-    const drivers: Record<string, PrefillDriver> = { "a:1": failingProbe, "b:1": b.driver };
-    const pool = await createDevicePool(["a:1", "b:1"], {
-      routing: "round-robin",
-      connect: (target) => drivers[target]!,
-      failureThreshold: 1,
-      openMs: 100,
-      health: HEALTH,
-    });
+    const { a, pool } = await twoDevicePool(
+      { routing: "round-robin", failureThreshold: 1, openMs: 100 },
+      ({ driver }) => ({
+        ...driver,
+        async probe() {
+          probes++;
+          throw new OpalError(Code.UNAVAILABLE, "still down");
+        },
+      }),
+    );
     try {
       a.driver.mock.setFaults({ abortAfterChunks: 1 });
       await startPrefill(pool, request(), { retry: { initialBackoffMs: 1 } }).result;
@@ -164,27 +158,22 @@ describe("device pool health", () => {
   });
 
   it("keeps a critical device out when its telemetry then fails, until a ready Probe", async () => {
-    const a = reporting("a");
-    const b = reporting("b");
     let watches = 0;
-    const dropping: PrefillDriver = {
-      ...a.driver,
-      async *watchTelemetry(request, call) {
-        watches++;
-        // One SHUTTING_DOWN snapshot, then the stream ends (TM-4) and never comes back.
-        if (watches > 1) throw new OpalError(Code.UNAVAILABLE, "gone", { reason: "SHUTTING_DOWN" });
-        for await (const snapshot of a.driver.watchTelemetry(request, call)) {
-          yield snapshot;
-          throw new OpalError(Code.UNAVAILABLE, "shutting down", { reason: "SHUTTING_DOWN" });
-        }
-      },
-    };
-    a.report.critical = ["SHUTTING_DOWN"];
-    const drivers: Record<string, PrefillDriver> = { "a:1": dropping, "b:1": b.driver };
-    const pool = await createDevicePool(["a:1", "b:1"], {
-      routing: "round-robin",
-      connect: (target) => drivers[target]!,
-      health: HEALTH,
+    const { pool } = await twoDevicePool({ routing: "round-robin" }, ({ driver, report }) => {
+      report.critical = ["SHUTTING_DOWN"];
+      return {
+        ...driver,
+        async *watchTelemetry(request, call) {
+          watches++;
+          // One SHUTTING_DOWN snapshot, then the stream ends (TM-4) and never comes back.
+          if (watches > 1)
+            throw new OpalError(Code.UNAVAILABLE, "gone", { reason: "SHUTTING_DOWN" });
+          for await (const snapshot of driver.watchTelemetry(request, call)) {
+            yield snapshot;
+            throw new OpalError(Code.UNAVAILABLE, "shutting down", { reason: "SHUTTING_DOWN" });
+          }
+        },
+      };
     });
     try {
       await vi.waitFor(() => expect(watches).toBeGreaterThanOrEqual(3));
@@ -199,41 +188,30 @@ describe("device pool health", () => {
     }
   });
 
-  it("stops watching a device that refuses telemetry to this caller (TM-5)", async () => {
-    const mock = createMockDevice({ models: ["opal-tiny"] });
-    let watches = 0;
-    const refusing: PrefillDriver = {
-      ...mock,
-      // biome-ignore lint/correctness/useYield: the device refuses before yielding
-      async *watchTelemetry() {
-        watches++;
-        throw new OpalError(Code.PERMISSION_DENIED, "telemetry is for operators");
-      },
-    };
-    const pool = await createDevicePool(["r:1"], { connect: () => refusing, health: HEALTH });
-    await sleep(200);
-    expect(watches).toBe(1);
-    await pool.close();
-  });
-
-  it("works with devices that have no telemetry, and stops watching when closed", async () => {
-    const mock = createMockDevice({ models: ["opal-tiny"] });
-    let watches = 0;
-    const silent: PrefillDriver = {
-      ...mock,
-      // biome-ignore lint/correctness/useYield: a device without telemetry fails before yielding
-      async *watchTelemetry() {
-        watches++;
-        throw new OpalError(Code.UNIMPLEMENTED, "no telemetry");
-      },
-    };
-    const pool = await createDevicePool(["s:1"], { connect: () => silent, health: HEALTH });
-    await startPrefill(pool, request()).result;
-    await sleep(200);
-    expect(watches).toBe(1);
-    expect(pool.devices[0]!.reportedLoad).toBeUndefined();
-    await pool.close();
-  });
+  it.each([
+    ["has no telemetry", Code.UNIMPLEMENTED],
+    ["refuses telemetry to this caller (TM-5)", Code.PERMISSION_DENIED],
+  ])(
+    "works with a device that %s, asking it once, and stops watching when closed",
+    async (_, code) => {
+      const mock = createMockDevice({ models: ["opal-tiny"] });
+      let watches = 0;
+      const silent: PrefillDriver = {
+        ...mock,
+        // biome-ignore lint/correctness/useYield: the device refuses before yielding
+        async *watchTelemetry() {
+          watches++;
+          throw new OpalError(code, "no telemetry for you");
+        },
+      };
+      const pool = await createDevicePool(["s:1"], { connect: () => silent, health: HEALTH });
+      await startPrefill(pool, request()).result;
+      await sleep(200);
+      expect(watches).toBe(1);
+      expect(pool.devices[0]!.reportedLoad).toBeUndefined();
+      await pool.close();
+    },
+  );
 
   it("opens no telemetry stream with health: false", async () => {
     const mock = createMockDevice({ models: ["opal-tiny"] });

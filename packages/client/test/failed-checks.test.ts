@@ -200,6 +200,25 @@ describe("a failed check never commits the sink (retries off)", () => {
   });
 });
 
+/**
+ * Runs a prefill on `device` with a 200 ms deadline and retries that would wait 1 s or more;
+ * expects DEADLINE_EXCEEDED at the deadline, not after the wait.
+ */
+async function expectDeadlineBeforeRetry(device: PrefillDriver) {
+  const started = performance.now();
+  const error = await expectOpalError(
+    startPrefill(device, tinyRequest(), {
+      retry: { initialBackoffMs: 1000, maxAttempts: 10 },
+      timeoutMs: 200,
+    }).result,
+    Code.DEADLINE_EXCEEDED,
+  );
+  const elapsed = performance.now() - started;
+  expect(elapsed).toBeGreaterThanOrEqual(190);
+  expect(elapsed).toBeLessThan(900);
+  return error;
+}
+
 describe("the deadline bounds retries", () => {
   it("rejects with DEADLINE_EXCEEDED during a long backoff instead of sleeping it out", async () => {
     // random() = 1: the backoff after attempt 1 is exactly initialBackoffMs (1,000 ms).
@@ -216,17 +235,7 @@ describe("the deadline bounds retries", () => {
         return mock.prefill(request, options);
       },
     };
-    const started = performance.now();
-    const error = await expectOpalError(
-      startPrefill(device, tinyRequest(), {
-        retry: { initialBackoffMs: 1000, maxAttempts: 10 },
-        timeoutMs: 200,
-      }).result,
-      Code.DEADLINE_EXCEEDED,
-    );
-    const elapsed = performance.now() - started;
-    expect(elapsed).toBeGreaterThanOrEqual(190);
-    expect(elapsed).toBeLessThan(900);
+    const error = await expectDeadlineBeforeRetry(device);
     expect(error.rawMessage).toBe("deadline of 200 ms exceeded");
     expect(attempts).toBe(1);
     expect(mock.stats.faultsInjected).toBe(1);
@@ -246,17 +255,7 @@ describe("the deadline bounds retries", () => {
         });
       },
     };
-    const started = performance.now();
-    await expectOpalError(
-      startPrefill(device, tinyRequest(), {
-        retry: { initialBackoffMs: 1000, maxAttempts: 10 },
-        timeoutMs: 200,
-      }).result,
-      Code.DEADLINE_EXCEEDED,
-    );
-    const elapsed = performance.now() - started;
-    expect(elapsed).toBeGreaterThanOrEqual(190);
-    expect(elapsed).toBeLessThan(900);
+    await expectDeadlineBeforeRetry(device);
     expect(attempts).toBe(1);
   });
 });

@@ -34,6 +34,22 @@ function tampered(edit: (events: PrefillEvent[]) => PrefillEvent[]): PrefillDriv
   };
 }
 
+/** A mock (`failing`) and a driver over it whose every prefill breaks after two chunks. */
+function breakingAfterTwoChunks() {
+  const failing = createMockDevice({ models: ["opal-tiny"] });
+  const breaking: PrefillDriver = {
+    ...failing,
+    async *prefill(req, options) {
+      let chunks = 0;
+      for await (const event of failing.prefill(req, options)) {
+        if (event.type === "chunk" && ++chunks > 2) throw new OpalError(Code.UNAVAILABLE, "cut");
+        yield event;
+      }
+    },
+  };
+  return { failing, breaking };
+}
+
 describe("startPrefill", () => {
   it("yields verified layers in order and resolves with the complete cache and transfer figures", async () => {
     const device = createMockDevice({ models: ["opal-tiny"] });
@@ -178,17 +194,7 @@ describe("startPrefill", () => {
   });
 
   it("releases the retained caches when the deadline ends the run during a backoff", async () => {
-    const failing = createMockDevice({ models: ["opal-tiny"] });
-    const breaking: PrefillDriver = {
-      ...failing,
-      async *prefill(req, options) {
-        let chunks = 0;
-        for await (const event of failing.prefill(req, options)) {
-          if (event.type === "chunk" && ++chunks > 2) throw new OpalError(Code.UNAVAILABLE, "cut");
-          yield event;
-        }
-      },
-    };
+    const { failing, breaking } = breakingAfterTwoChunks();
     const random = vi.spyOn(Math, "random").mockReturnValue(1); // backoff = initialBackoffMs
     try {
       await expectOpalError(
@@ -209,17 +215,7 @@ describe("startPrefill", () => {
   it("releases the caches retained for a run that failed, keeping the returned one on success", async () => {
     // Every attempt (the retry replays the retained cache, PF-7) breaks after two chunks, and
     // resume is off: the device retains a cache nobody will get.
-    const failing = createMockDevice({ models: ["opal-tiny"] });
-    const breaking: PrefillDriver = {
-      ...failing,
-      async *prefill(req, options) {
-        let chunks = 0;
-        for await (const event of failing.prefill(req, options)) {
-          if (event.type === "chunk" && ++chunks > 2) throw new OpalError(Code.UNAVAILABLE, "cut");
-          yield event;
-        }
-      },
-    };
+    const { failing, breaking } = breakingAfterTwoChunks();
     await expectOpalError(
       startPrefill(breaking, request({ retentionSeconds: 30 }), {
         resume: false,
