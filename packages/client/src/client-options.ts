@@ -35,7 +35,8 @@ export interface DeviceClientOptions {
    * The chunk size a `prefill` or `fetchKv` asks for when its request leaves `maxChunkBytes` unset.
    * `"largest"` (default): the device's `maxChunkBytes` (GetCapabilities, read once per client),
    * capped by `channel.maxMessageBytes` less 64 KiB, so streams carry fewer, larger messages and a
-   * chunk that holds a whole layer part is kept without a copy. `"device"`: the device's
+   * chunk that holds a whole layer part is kept without a copy; for a sink that copies chunks (a
+   * file, a decoder's buffers) at most 2 MiB, which keeps its memory lower. `"device"`: the device's
    * `preferredChunkBytes` (the request goes out with 0).
    */
   readonly chunkBytes?: "largest" | "device";

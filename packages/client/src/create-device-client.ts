@@ -54,6 +54,13 @@ export const DEFAULT_CHANNEL = {
 
 /** Room for a chunk message's fields besides its data, in bytes. */
 const MESSAGE_OVERHEAD = 64 * 1024;
+/**
+ * Largest chunk asked for on behalf of a caller that copies chunks (`keepsChunks: false`: file,
+ * vLLM and SGLang sinks). Whole-part chunks save such a caller nothing, and each received message
+ * is garbage once copied: smaller ones are collected sooner. Measured, 4 GiB into a file sink:
+ * about 215 MiB peak RSS with 2 MiB chunks against about 250 MiB with 4 MiB, at the same speed.
+ */
+const COPYING_CHUNK_BYTES = 2 * 1024 * 1024;
 
 type Method = (typeof D)[keyof typeof D];
 type Req<M extends Method> = Parameters<M["requestSerialize"]>[0];
@@ -190,7 +197,8 @@ export function createDeviceClient(
   async function chunkBytesFor(requested: number | undefined, call: DriverCallOptions = {}) {
     if (requested || options.chunkBytes === "device") return requested ?? 0;
     const largest = (await capabilitiesOnce(call)).maxChunkBytes ?? 0;
-    return Math.max(0, Math.min(largest, channel.maxMessageBytes - MESSAGE_OVERHEAD));
+    const cap = call.keepsChunks === false ? COPYING_CHUNK_BYTES : Number.POSITIVE_INFINITY;
+    return Math.max(0, Math.min(largest, cap, channel.maxMessageBytes - MESSAGE_OVERHEAD));
   }
 
   return {

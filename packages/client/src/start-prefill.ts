@@ -183,7 +183,7 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
                 resumeFrom: position,
                 ...(request.maxChunkBytes ? { maxChunkBytes: request.maxChunkBytes } : {}),
               },
-              { signal },
+              { signal, keepsChunks },
             ),
             progress,
             { onAccepted: async () => {}, onLayer },

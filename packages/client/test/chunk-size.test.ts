@@ -18,9 +18,13 @@ const request = (patch: Partial<PrefillRequest> = {}): PrefillRequest => ({
   ...patch,
 });
 
-async function chunkSizes(device: PrefillDriver, req: PrefillRequest): Promise<Set<number>> {
+async function chunkSizes(
+  device: PrefillDriver,
+  req: PrefillRequest,
+  call: { keepsChunks?: boolean } = {},
+): Promise<Set<number>> {
   const sizes = new Set<number>();
-  for await (const event of device.prefill(req)) {
+  for await (const event of device.prefill(req, call)) {
     if (event.type === "chunk") sizes.add(event.chunk.data.byteLength);
   }
   return sizes;
@@ -52,6 +56,21 @@ describe("chunk size and zero-copy receive (DeviceClientOptions.chunkBytes, PF-4
     } finally {
       await largest.close();
       await preferred.close();
+    }
+  });
+
+  it("asks for at most 2 MiB chunks for a caller that copies them (keepsChunks: false)", async () => {
+    const client = createDeviceClient(large.address);
+    // 1,100 tokens: each layer part is 1,100 · 8 · 128 · 2 = 2,252,800 bytes, over 2 MiB.
+    const parts = () =>
+      request({ promptTokenIds: Uint32Array.from({ length: 1100 }, (_, i) => i) });
+    try {
+      expect(await chunkSizes(client, parts())).toEqual(new Set([2_252_800]));
+      expect(await chunkSizes(client, parts(), { keepsChunks: false })).toEqual(
+        new Set([2 * 1024 * KIB, 2_252_800 - 2 * 1024 * KIB]),
+      );
+    } finally {
+      await client.close();
     }
   });
 
