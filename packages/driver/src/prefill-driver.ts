@@ -29,7 +29,9 @@ export interface DriverCallOptions {
    * A hint for `prefill` and `fetchKv` from a caller that copies each chunk's bytes and drops the
    * chunk (false), or may keep chunks as they are (true; the default). A driver that yields owned
    * chunks may then choose how it allocates them: small, short-lived buffers for a copying caller,
-   * fewer and larger ones otherwise. Never changes what a driver yields.
+   * fewer and larger ones otherwise (the SDK's device client asks a device for chunks of at most
+   * 2 MiB for a copying caller when the request leaves the size open). Never changes the bytes a
+   * driver yields or their order, only how they are cut into chunks and allocated.
    */
   readonly keepsChunks?: boolean;
 }
