@@ -177,15 +177,17 @@ export async function createDevicePool(
 
   const first = () => members.find(available) ?? members[0]!;
 
-  /** Counts a call on `member` while it runs, so the member is not retired under it. */
-  const using = async <T>(member: Member, call: () => Promise<T>): Promise<T> => {
-    member.busy++;
-    try {
-      return await call();
-    } finally {
-      member.busy--;
-      if (member.removed) retireRemoved();
-    }
+  /** A device that answered Probe ready: in service, its failures and critical conditions cleared. */
+  const backInService = (member: Member) => {
+    member.circuit = "closed";
+    member.failures = 0;
+    member.critical = []; // a device with a critical condition fails Probe (ID-10)
+  };
+
+  /** Ends a call counted in `member.busy`; the last one on a member DNS dropped may retire it. */
+  const callEnded = (member: Member) => {
+    member.busy--;
+    if (member.removed) retireRemoved();
   };
   const noteLease = (member: Member, leaseExpiryUnixMs: number) => {
     // Bounded: a device's clock or a bad value must not keep a retired device open for long.
@@ -247,9 +249,7 @@ export async function createDevicePool(
         .catch(() => false);
       if (member.circuit !== "open") return;
       if (ready) {
-        member.circuit = "closed";
-        member.failures = 0;
-        member.critical = [];
+        backInService(member);
       } else {
         member.openedAt = Date.now();
       }
@@ -297,9 +297,8 @@ export async function createDevicePool(
       throw failure;
     } finally {
       member.inFlight--;
-      member.busy--;
       record(member, failure, request);
-      if (member.removed) retireRemoved();
+      callEnded(member);
     }
   }
 
@@ -315,8 +314,7 @@ export async function createDevicePool(
         yield event;
       }
     } finally {
-      member.busy--;
-      if (member.removed) retireRemoved();
+      callEnded(member);
     }
   }
 
@@ -348,11 +346,8 @@ export async function createDevicePool(
       for (const [i, state] of states.entries()) {
         const member = probed[i]!;
         if (state.status !== "fulfilled" || state.value !== "ready") continue;
-        member.critical = []; // a device with a critical condition fails Probe (ID-10)
-        if (member.circuit !== "closed" && available(member)) {
-          member.circuit = "closed";
-          member.failures = 0;
-        }
+        member.critical = []; // before `available`, which skips devices with one
+        if (member.circuit !== "closed" && available(member)) backInService(member);
       }
       if (states.some((s) => s.status === "fulfilled" && s.value === "ready")) return "ready";
       throw new OpalError(Code.UNAVAILABLE, "no device of the pool is ready", {
@@ -373,7 +368,12 @@ export async function createDevicePool(
     releaseKv: async (kvHandle, call) => {
       try {
         const { member, handle } = byHandle(kvHandle);
-        return await using(member, () => member.driver.releaseKv(handle, call));
+        member.busy++;
+        try {
+          return await member.driver.releaseKv(handle, call);
+        } finally {
+          callEnded(member);
+        }
       } catch (error) {
         if (error instanceof OpalError && error.code === Code.NOT_FOUND) return { released: false };
         throw error;

@@ -42,8 +42,11 @@ export async function* readRegionChunks(
     readonly keepsChunks?: boolean;
   },
 ): AsyncGenerator<PrefillEvent> {
-  const slabBytes = hooks.keepsChunks === false ? SMALL_SLAB_BYTES : LARGE_SLAB_BYTES;
-  const toEvent = eventReader(region, hooks.onCompleted, slabBytes);
+  const slabs =
+    hooks.keepsChunks === false
+      ? { bytes: SMALL_SLAB_BYTES, allocate: Buffer.allocUnsafeSlow }
+      : { bytes: LARGE_SLAB_BYTES, allocate: allocateKvMemory };
+  const toEvent = eventReader(region, hooks.onCompleted, slabs);
   // Events in order; `undefined` ends the stream. Each promise is marked handled at once: it is
   // awaited later, in order, and must not count as an unhandled rejection meanwhile.
   const queue: Promise<PrefillEvent | undefined>[] = [];
@@ -95,7 +98,11 @@ export async function* readRegionChunks(
 }
 
 /** Turns each message into its event; a chunk's event resolves once its bytes are read. */
-function eventReader(region: SharedMemoryRegion, onCompleted: () => void, slabBytes: number) {
+function eventReader(
+  region: SharedMemoryRegion,
+  onCompleted: () => void,
+  slabs: { readonly bytes: number; readonly allocate: (bytes: number) => Buffer },
+) {
   let canonicalBytes = 0;
   let totalBytes = 0;
   let slab: Buffer | undefined;
@@ -104,9 +111,7 @@ function eventReader(region: SharedMemoryRegion, onCompleted: () => void, slabBy
   const carve = (length: number): Buffer => {
     if (!slab || slabAt + length > slab.byteLength) {
       const rest = totalBytes - canonicalBytes;
-      const bytes = Math.max(length, Math.min(slabBytes, rest + 4096));
-      slab =
-        slabBytes === LARGE_SLAB_BYTES ? allocateKvMemory(bytes) : Buffer.allocUnsafeSlow(bytes);
+      slab = slabs.allocate(Math.max(length, Math.min(slabs.bytes, rest + 4096)));
       slabAt = 0;
     }
     const view = slab.subarray(slabAt, slabAt + length);

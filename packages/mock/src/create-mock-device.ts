@@ -163,8 +163,6 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
     const signal = scope.signal;
     const acceptedAt = performance.now();
     try {
-      const notServing = faults.notServing();
-      if (notServing) throw notServing;
       const model = models.get(request.modelId);
       const valid = validatePrefillRequest(request, { capabilities, model: model?.info });
       const tokens = request.promptTokenIds;
@@ -370,7 +368,6 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
     const active = Math.min(profile.activePowerWatts, cap ?? Infinity);
     const powerWatts = profile.idlePowerWatts + (active - profile.idlePowerWatts) * utilization;
     const idleJoules = (profile.idlePowerWatts * (now() - startedAtMs)) / 1000;
-    const throttled = throttle() < 1;
     return {
       timestampUnixMs: now(),
       utilization,
@@ -380,18 +377,7 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
       powerWatts,
       energyJoulesTotal: idleJoules + activeEnergyJoules,
       temperatureCelsius: 35 + 40 * utilization,
-      conditions: [
-        ...(throttled
-          ? [
-              {
-                name: "POWER_CAPPED",
-                severity: "warning" as const,
-                message: `power capped at ${cap} W, throughput x${throttle().toFixed(2)}`,
-              },
-            ]
-          : []),
-        ...faults.conditions(),
-      ],
+      conditions: faults.conditions(profile.activePowerWatts),
     };
   }
 
@@ -412,12 +398,7 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
     },
     getInfo: (call) => unary("GetInfo", call, () => info),
     getCapabilities: (call) => unary("GetCapabilities", call, () => capabilities),
-    probe: (call) =>
-      unary("Probe", call, () => {
-        const notServing = faults.notServing();
-        if (notServing) throw notServing;
-        return "ready" as const;
-      }),
+    probe: (call) => unary("Probe", call, () => "ready" as const),
     listModels: (call) =>
       unary("ListModels", call, (): ModelInfo[] => [...models.values()].map((m) => m.info)),
     loadModel: (request, call) => unary("LoadModel", call, () => loadMockModel(models, request)),

@@ -79,19 +79,21 @@ export interface FaultInjector {
   readonly config: FaultConfig;
   /** Latency to add before an RPC, in ms. */
   latencyMs(): number;
-  /** The injected error for `rpc`, or undefined. */
+  /**
+   * The injected error for `rpc`, or undefined. While a `critical` condition is configured, Probe
+   * and Prefill always fail: UNAVAILABLE naming the conditions, reason `SHUTTING_DOWN` when that
+   * is one of them, else `DEVICE_FAULT` (ID-10).
+   */
   errorFor(rpc: string): OpalError | undefined;
   /** Decisions for one prefill stream. */
   streamFaults(): StreamFaults;
   /** Throughput factor from the power cap (1 without a cap). */
   throttle(activePowerWatts: number): number;
-  /** The injected health conditions. */
-  conditions(): readonly HealthCondition[];
   /**
-   * UNAVAILABLE naming the critical conditions (reason `SHUTTING_DOWN` when one is, else
-   * `DEVICE_FAULT`), or undefined when there are none.
+   * The health conditions the faults cause for a device drawing `activePowerWatts` at full load:
+   * `POWER_CAPPED` (warning) while the power cap throttles it, then the configured `conditions`.
    */
-  notServing(): OpalError | undefined;
+  conditions(activePowerWatts: number): readonly HealthCondition[];
   /** Faults injected so far. */
   readonly injected: number;
   /** Counts a fault that was actually applied. */
@@ -139,6 +141,11 @@ export function createFaultInjector(config: FaultConfig = {}): FaultInjector {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
   let injected = 0;
+  const throttle = (activePowerWatts: number) => {
+    const cap = config.powerCapWatts;
+    if (!cap || activePowerWatts <= cap) return 1;
+    return cap / activePowerWatts;
+  };
   return {
     config,
     get injected() {
@@ -153,6 +160,12 @@ export function createFaultInjector(config: FaultConfig = {}): FaultInjector {
       return base + jitter;
     },
     errorFor(rpc) {
+      if (critical.length > 0 && (rpc === "Probe" || rpc === "Prefill")) {
+        // ID-10: a device draining before shutdown says so; any other critical condition is a fault.
+        return new OpalError(Code.UNAVAILABLE, `device not serving: ${critical.join(", ")}`, {
+          reason: critical.includes("SHUTTING_DOWN") ? Reason.SHUTTING_DOWN : Reason.DEVICE_FAULT,
+        });
+      }
       const fault = config.errors?.[rpc];
       if (!fault || random() >= fault.rate) return undefined;
       injected++;
@@ -175,19 +188,17 @@ export function createFaultInjector(config: FaultConfig = {}): FaultInjector {
         dropAfter: pick(config.dropConnectionAfterChunks, config.dropRate),
       };
     },
-    conditions: () => conditions,
-    notServing() {
-      if (critical.length === 0) return undefined;
-      // ID-10: a device draining before shutdown says so; any other critical condition is a fault.
-      return new OpalError(Code.UNAVAILABLE, `device not serving: ${critical.join(", ")}`, {
-        reason: critical.includes("SHUTTING_DOWN") ? Reason.SHUTTING_DOWN : Reason.DEVICE_FAULT,
-      });
+    conditions(activePowerWatts) {
+      const factor = throttle(activePowerWatts);
+      if (factor >= 1) return conditions;
+      const capped: HealthCondition = {
+        name: "POWER_CAPPED",
+        severity: "warning",
+        message: `power capped at ${config.powerCapWatts} W, throughput x${factor.toFixed(2)}`,
+      };
+      return [capped, ...conditions];
     },
-    throttle(activePowerWatts) {
-      const cap = config.powerCapWatts;
-      if (!cap || activePowerWatts <= cap) return 1;
-      return cap / activePowerWatts;
-    },
+    throttle,
   };
 }
 
