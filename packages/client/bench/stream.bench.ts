@@ -3,7 +3,8 @@
 // twice (reading the bare server's bytes, and as a client of the same device streaming the same
 // cache), and a bare grpc-js unary call. The SDK is measured twice: inline (the
 // bytes in the gRPC stream, as across hosts) and with its same-host default, the shared-memory
-// data plane (PF-43). Also the peak RSS of a client streaming a 4 GiB cache into a file sink.
+// data plane (PF-43). The streams are received in a plain-JavaScript child process
+// (stream-clients.mjs). Also the peak RSS of a client streaming a 4 GiB cache into a file sink.
 // Prints one JSON line per figure (see tools/bench.mjs).
 import { type ChildProcess, execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -13,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { Client, credentials } from "@grpc/grpc-js";
 import { DeviceServiceDefinition } from "@opal/protocol";
 import { createPythonPeer, startListeningProcess } from "@opal/testing";
-import { createDeviceClient, startPrefill } from "../src/index";
+import { createDeviceClient } from "../src/index";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const root = join(here, "../../..");
@@ -51,39 +52,11 @@ async function start(args: string[]): Promise<string> {
   return address;
 }
 
+// The SDK's channel settings (stream-clients.mjs passes the same to its bare client).
 const channel = {
   "grpc.max_receive_message_length": 64 * MIB,
   "grpc-node.flow_control_window": 16 * MIB,
 };
-
-/**
- * One read of `count` messages of `size` bytes from the bare grpc-js server, in GB/s. With `keep`,
- * the messages are kept until the read ends, as any sink that keeps a cache must keep its bytes.
- */
-async function bareStream(
-  client: Client,
-  count: number,
-  size: number,
-  keep = false,
-): Promise<number> {
-  const request = Buffer.alloc(8);
-  request.writeUInt32LE(count, 0);
-  request.writeUInt32LE(size, 4);
-  const started = performance.now();
-  let bytes = 0;
-  const stream = client.makeServerStreamRequest(
-    "/bench.Bare/Stream",
-    (b: Buffer) => b,
-    (b: Buffer) => b,
-    request,
-  );
-  const kept: Buffer[] = [];
-  for await (const message of stream) {
-    bytes += (message as Buffer).byteLength;
-    if (keep) kept.push(message as Buffer);
-  }
-  return bytes / ((performance.now() - started) / 1000) / 1e9;
-}
 
 /** Best of three reads of `count` MiB from the raw TCP server, in GB/s. */
 async function rawTcp(address: string, count: number): Promise<number> {
@@ -130,48 +103,25 @@ async function main() {
   const mock = await start(mockArgs);
   const shmMock = await start([...mockArgs, "--shared-memory"]);
 
-  // 256 MiB: Llama-3-8B shape, 2,048 tokens, bf16. The SDK asks the device for its largest chunk
-  // (the mock's 4 MiB: one chunk per layer part); the bare stream sends messages of that size.
-  const device = createDeviceClient(mock);
-  const shmDevice = createDeviceClient(shmMock, { dataPlane: "shared-memory" });
-  const messageBytes = (await device.getCapabilities()).maxChunkBytes;
-  const bareClient = new Client(bare, credentials.createInsecure(), channel);
-  // Steady state, as in a process that streams caches back to back: no forced GC (a forced full
-  // collection before a run leaves the next one cold and roughly halves every path, the baseline
-  // included), paths measured in blocks so each pays only its own garbage, the first run of each
-  // block discarded. The machines are shared and noisy: blocks rotate three times over the paths,
-  // and each path keeps its best run.
-  const prefillGbps = async (client: typeof device, run: number) => {
-    const outcome = await startPrefill(client, {
-      requestId: `stream-${run}`,
-      modelId: "llama-3-8b",
-      promptTokenIds: Uint32Array.from({ length: 2048 }, (_, i) => (i * 31 + run) % 128_000),
-      kvFormat: { dtype: "bf16", scaleScheme: "none", layout: "nhd", blockSizeTokens: 16 },
-    }).result;
-    return outcome.transfer.gigabytesPerSecond;
-  };
-  let run = 0;
-  const paths = {
-    bare: () => bareStream(bareClient, (256 * MIB) / messageBytes, messageBytes),
-    bareKeeping: () => bareStream(bareClient, (256 * MIB) / messageBytes, messageBytes, true),
-    inline: () => prefillGbps(device, run++),
-    shm: () => prefillGbps(shmDevice, run++),
-  };
-  const best = { bare: 0, bareKeeping: 0, inline: 0, shm: 0 };
-  for (let round = 0; round < 3; round++) {
-    for (const [name, measure] of Object.entries(paths) as [
-      keyof typeof paths,
-      () => Promise<number>,
-    ][]) {
-      for (let i = 0; i < 4; i++) {
-        const gbps = await measure();
-        if (i > 0) best[name] = Math.max(best[name], gbps);
-      }
-    }
-  }
-  const { bare: bareGbps, bareKeeping: keepingGbps, inline: opalGbps, shm: shmGbps } = best;
-  bareClient.close();
-  await shmDevice.close();
+  // The receiving side of every streaming path runs in a plain-JavaScript child process, as an
+  // integrator's process runs the SDK (this process carries the TypeScript loader). Once as Node
+  // starts by default, for the targets; once with the flag docs/guides/integrator.md suggests for
+  // clients, to report what it gains.
+  const clients = (flags: string[], paths = "bare,bareKeeping,inline,shm") =>
+    JSON.parse(
+      execFileSync(
+        process.execPath,
+        [...flags, join(here, "stream-clients.mjs"), bare, mock, shmMock, paths],
+        { cwd: root, encoding: "utf8", maxBuffer: 1 << 20 },
+      )
+        .trim()
+        .split("\n")
+        .at(-1)!,
+    ) as { bare: number; bareKeeping: number; inline: number; shm: number; messageBytes: number };
+  const measured = clients([]);
+  const tuned = clients(["--initial-old-space-size=64"], "bare,inline");
+  const { bare: bareGbps, bareKeeping: keepingGbps, inline: opalGbps, shm: shmGbps } = measured;
+  const { messageBytes } = measured;
   const tcpGbps = await rawTcp(tcp, 256);
   figure(
     "client/grpc-js-stream-vs-raw-tcp",
@@ -196,6 +146,14 @@ async function main() {
   figure("client/kv-stream-shm-vs-grpc-js", "GB/s", shmGbps, "bare grpc-js stream", bareGbps, {
     target: 0.85,
   });
+  figure(
+    "client/kv-stream-initial-old-space-vs-grpc-js",
+    "GB/s",
+    tuned.inline,
+    "bare grpc-js stream, same process flags",
+    tuned.bare,
+    {},
+  );
   try {
     const python = Number(
       execFileSync(
@@ -254,6 +212,7 @@ async function main() {
         error ? reject(error) : resolve(),
       ),
     );
+  const device = createDeviceClient(mock);
   const sdkCall = () => device.getInfo().then(() => undefined);
   const median = async (call: () => Promise<void>) => {
     for (let i = 0; i < 200; i++) await call();
