@@ -8,8 +8,8 @@ import {
   type ConformanceTest,
   optional,
 } from "../conformance-test";
+import { expectPrefillFailure } from "../expect-prefill-failure";
 import { assertCompleted, baselinePrefill } from "./prefill-checks";
-import { expectPrefillFailure } from "./validation-suite";
 
 const NAME_FIELD = "data_plane.shared_memory.name";
 

@@ -10,8 +10,8 @@ import {
   type ConformanceTest,
   optional,
 } from "../conformance-test";
+import { expectPrefillFailure } from "../expect-prefill-failure";
 import { assertCompleted, baselinePrefill, referenceOf } from "./prefill-checks";
-import { expectPrefillFailure } from "./validation-suite";
 
 const v1 = opal.device.v1;
 

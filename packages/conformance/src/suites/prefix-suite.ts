@@ -7,9 +7,9 @@ import {
   type ConformanceTest,
   optional,
 } from "../conformance-test";
+import { expectPrefillFailure } from "../expect-prefill-failure";
 import { compareTokenRows } from "./kv-rows";
 import { assertCompleted } from "./prefill-checks";
-import { expectPrefillFailure } from "./validation-suite";
 
 /** Prefix consistency, decoder prefixes, block hashes and the prefix cache. */
 export function toPrefixSuite(): ConformanceTest[] {
