@@ -93,6 +93,19 @@ describe("descriptor", () => {
       /2\^40/,
     ],
     [
+      "huge per_token scale part (4 bytes per token of a 1-byte part)",
+      {
+        tokenCount: 2 ** 40,
+        attention: { kind: "mha", numKvHeads: 1, headDim: 1 },
+        headRange: { start: 0, count: 1 },
+        dtype: "int8",
+        scaleScheme: "per_token",
+        numLayers: 1,
+      },
+      "LENGTH_LIMIT",
+      /2\^40/,
+    ],
+    [
       "huge cache",
       {
         numLayers: 65_536,

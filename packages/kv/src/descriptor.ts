@@ -209,8 +209,8 @@ function checkNonNegative(field: string, value: unknown): void {
 /**
  * Checks every field of `descriptor` and the arithmetic of its sizes. Throws a {@link KvFormatError}
  * (INVALID_DESCRIPTOR, UNSUPPORTED_DTYPE, UNSUPPORTED_LAYOUT or LENGTH_LIMIT) naming the field,
- * expected vs actual. Sizes are checked: a part may not exceed 2^40 bytes nor the cache
- * `Number.MAX_SAFE_INTEGER` bytes. Accepts any value (e.g. parsed JSON).
+ * expected vs actual. Sizes are checked: a part (data or scale) may not exceed 2^40 bytes nor the
+ * cache `Number.MAX_SAFE_INTEGER` bytes. Accepts any value (e.g. parsed JSON).
  */
 export function assertValidDescriptor(descriptor: KvDescriptor): void {
   const d = descriptor as unknown as Record<string, unknown>;
@@ -299,9 +299,10 @@ export function assertValidDescriptor(descriptor: KvDescriptor): void {
   if (numerics.bitExact && (numerics.maxAbsError !== 0 || numerics.maxRelError !== 0)) {
     fail("numerics.maxAbsError", "0 when bitExact", numerics.maxAbsError);
   }
-  // Checked arithmetic: every product below stays exact because each factor is bounded.
+  // Checked arithmetic: every product below stays exact because each factor is bounded. Scale
+  // parts count too: per_token scales of a 1-byte, 1-element-per-token part are 4x its size.
   const elems = (d.tokenCount as number) * headCountOf(descriptor) * headDimOf(descriptor);
-  const partBytes = elems * dtypeByteSize(dtype as KvDtype);
+  const partBytes = Math.max(elems * dtypeByteSize(dtype as KvDtype), 4 * scaleCountOf(descriptor));
   if (partBytes > MAX_PART_BYTE_LENGTH) {
     throw new KvFormatError(
       "LENGTH_LIMIT",

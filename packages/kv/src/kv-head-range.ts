@@ -9,6 +9,7 @@ import {
 } from "./descriptor";
 import { createKvCache, type KvCache } from "./kv-cache";
 import { KvFormatError } from "./kv-format-error";
+import { normalizeDescriptor } from "./okv-format";
 
 /**
  * The KV heads tensor-parallel rank `rank` of `tpSize` holds, as vLLM assigns them: with
@@ -133,7 +134,9 @@ export function mergeKvHeads(caches: readonly KvCache[]): KvCache {
     (a, b) => a.descriptor.headRange.start - b.descriptor.headRange.start,
   );
   const base = (sorted[0] as KvCache).descriptor;
-  const strip = (d: KvDescriptor) => JSON.stringify({ ...d, headRange: undefined });
+  // Field by field in a fixed order: equal descriptors compare equal whatever their key order.
+  const strip = (d: KvDescriptor) =>
+    JSON.stringify(normalizeDescriptor({ ...d, headRange: undefined }));
   let next = base.headRange.start;
   for (const cache of sorted) {
     if (strip(cache.descriptor) !== strip(base)) {

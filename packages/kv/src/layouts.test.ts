@@ -16,6 +16,7 @@ import {
   headRangeOf,
   type KvCache,
   type KvDescriptor,
+  KvFormatError,
   mergeKvHeads,
   partsOf,
   sliceKvHeads,
@@ -114,6 +115,46 @@ describe("vLLM paged", () => {
       }),
     ).toThrow(/pool is/);
   });
+
+  it("checks the whole block table first: a rejected write leaves the pool unchanged", () => {
+    const d = mhaDescriptor({ numLayers: 1, tokenCount: 20 }); // blocks 0 and 1, the last partial
+    const cache = randomCache(d);
+    const options = { order: "flash_attn" as const, numBlocks: 4 };
+    const pool = new Uint8Array(vllmPoolByteLength(d, { ...options, blockTable: [] })).fill(0xee);
+    for (const blockTable of [[3, 99], [3], [2, 2]]) {
+      expect(() => toVllmPagedLayer(cache, { ...options, blockTable, layer: 0, pool })).toThrow(
+        KvFormatError,
+      );
+      expect(pool.every((b) => b === 0xee)).toBe(true);
+    }
+  });
+
+  it("rejects two logical blocks on one physical block, and unknown orders and layouts", () => {
+    const d = mhaDescriptor({ numLayers: 1, tokenCount: 20 });
+    const options = { order: "flash_attn" as const, numBlocks: 4, blockTable: [1, 1] };
+    const pool = new Uint8Array(vllmPoolByteLength(d, options));
+    const reason = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (error) {
+        return (error as KvFormatError).reason;
+      }
+      return "no error";
+    };
+    expect(reason(() => fromVllmPagedLayer(pool, { ...options, descriptor: d }))).toBe(
+      "INVALID_OFFSETS",
+    );
+    // A table that is out of order but injective is fine; entries past the tokens are not read.
+    expect(
+      reason(() => fromVllmPagedLayer(pool, { ...options, blockTable: [3, 0, 3], descriptor: d })),
+    ).toBe("no error");
+    expect(reason(() => vllmPoolByteLength(d, { ...options, order: "flash" as never }))).toBe(
+      "UNSUPPORTED_LAYOUT",
+    );
+    expect(
+      reason(() => vllmPoolByteLength(d, { ...options, physicalLayout: "HND" as never })),
+    ).toBe("UNSUPPORTED_LAYOUT");
+  });
 });
 
 describe("SGLang per-layer buffers", () => {
@@ -137,6 +178,21 @@ describe("SGLang per-layer buffers", () => {
         expect(Buffer.compare(back[part]!, cache.part(1, part))).toBe(0);
     });
   }
+});
+
+describe("SGLang slot checks", () => {
+  it("rejects two tokens on one slot before writing anything", () => {
+    const d = mhaDescriptor({ numLayers: 1, tokenCount: 3 });
+    const slotBytes = 4 * 8 * 4;
+    const buffers = {
+      kBuffer: new Uint8Array(8 * slotBytes).fill(0xee),
+      vBuffer: new Uint8Array(8 * slotBytes).fill(0xee),
+    };
+    expect(() => toSglangLayer(randomCache(d), { layer: 0, buffers, slots: [5, 2, 5] })).toThrow(
+      /tokens 0 and 2 both use slot 5/,
+    );
+    expect(buffers.kBuffer.every((b) => b === 0xee)).toBe(true);
+  });
 });
 
 describe("LMCache chunks", () => {
@@ -211,6 +267,25 @@ describe("tensor-parallel head ranges", () => {
       });
     }
   }
+
+  it("merges caches whose descriptors are equal but were built with another key order", () => {
+    const d = mhaDescriptor({ numLayers: 1, tokenCount: 2 });
+    const [a, b] = [0, 2].map((start) => sliceKvHeads(coordinateCache(d), { start, count: 2 })) as [
+      KvCache,
+      KvCache,
+    ];
+    // e.g. one half decoded from .okv (canonical key order), the other built by hand.
+    const reverse = <T extends object>(o: T): T =>
+      Object.fromEntries(Object.entries(o).reverse()) as T;
+    const e = b.descriptor;
+    const reordered = reverse({
+      ...e,
+      attention: reverse(e.attention),
+      numerics: reverse(e.numerics),
+    });
+    const merged = mergeKvHeads([a, fromKvParts(reordered, [b.layer(0).parts])]);
+    expect(sameCache(merged, coordinateCache(d))).toBe(true);
+  });
 
   it("keeps mla caches whole", () => {
     const cache: KvCache = randomCache(mlaDescriptor());

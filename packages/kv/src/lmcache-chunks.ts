@@ -38,8 +38,11 @@ function shapeOf(descriptor: KvDescriptor, options: LmcacheChunkOptions) {
 
 /**
  * Cuts `cache` into LMCache chunks of `chunkSizeTokens` tokens (the last may be shorter), each a
- * new buffer of shape `(num_layers, 2, tokens, heads, head_dim)` (LMCache KV_2LTD; mla:
- * `(num_layers, 1, tokens, 1, latent + rope)`), in the cache's dtype.
+ * new buffer of shape `(num_layers, 2, tokens, heads, head_dim)` (mla: `(num_layers, 1, tokens, 1,
+ * latent + rope)`), in the cache's dtype: the axis order of LMCache's `kv_shape` metadata and of
+ * its v0 KV blobs. LMCache v1 memory objects in `MemoryFormat.KV_2LTD` put K/V outermost,
+ * `[2, num_layers, tokens, heads * head_dim]` (`KV_MLA_FMT`: `[1, num_layers, tokens, 576]`), so
+ * their bytes are these with the first two axes swapped (the same bytes for mla).
  */
 export function toLmcacheChunks(cache: KvCache, options: LmcacheChunkOptions = {}): Uint8Array[] {
   const d = cache.descriptor;

@@ -185,6 +185,22 @@ describe(".okv", () => {
     expect(reasonOf(() => readOkvLayer(b, 0))).toBe("INVALID_FRAME");
   });
 
+  it("random access applies the frame rules of the streaming decoder (flags, maxFrameBytes)", () => {
+    const cache = randomCache(mhaDescriptor());
+    const bytes = encodeOkvBytes(cache, { maxFrameBytes: 256 });
+    const first = 16 + new DataView(bytes.buffer).getUint32(12, true) + 4; // layer 0's first frame
+    const flagged = bytes.slice();
+    flagged[first + 2] = 1;
+    expect(reasonOf(() => decodeOkvBytes(flagged))).toBe("INVALID_FRAME");
+    expect(reasonOf(() => readOkvLayer(flagged, 0))).toBe("INVALID_FRAME");
+    // The same frames under a header that declares smaller frames.
+    const small = encodeOkvBytes(cache, { maxFrameBytes: 255 });
+    const headerLength = 16 + new DataView(small.buffer).getUint32(12, true) + 4;
+    const lying = Uint8Array.from([...small.subarray(0, headerLength), ...bytes.subarray(first)]);
+    expect(reasonOf(() => decodeOkvBytes(lying))).toBe("LENGTH_LIMIT");
+    expect(reasonOf(() => readOkvLayer(lying, 0))).toBe("LENGTH_LIMIT");
+  });
+
   it("reports the layer, part, offset and both CRCs on a corrupted frame", () => {
     const cache = randomCache(mhaDescriptor());
     const bytes = encodeOkvBytes(cache, { maxFrameBytes: 256 });

@@ -31,5 +31,22 @@ describe("computeOpalBlockHashes", () => {
     expect(() =>
       computeOpalBlockHashes([1], { blockSizeTokens: 1, cacheSalt: "x".repeat(257) }),
     ).toThrow(/at most 256/);
+    expect(() => computeOpalBlockHashes([1], { blockSizeTokens: 2 ** 32 })).toThrow(
+      /blockSizeTokens 4294967296/,
+    );
+  });
+
+  it("allocates nothing for a huge block size that no prompt fills", () => {
+    expect(computeOpalBlockHashes([1, 2, 3], { blockSizeTokens: 2 ** 32 - 1 })).toEqual([]);
+  });
+
+  it("rejects token ids that are not uint32 instead of aliasing them", () => {
+    // -1 would otherwise hash as 4294967295, 2^32 as 0 and 1.5 as 1.
+    for (const token of [-1, 2 ** 32, 1.5, Number.NaN]) {
+      expect(() => computeOpalBlockHashes([7, token], { blockSizeTokens: 2 })).toThrow(
+        /at index 1 is not a uint32 token id/,
+      );
+    }
+    expect(computeOpalBlockHashes([7, 2 ** 32 - 1], { blockSizeTokens: 2 })).toHaveLength(1);
   });
 });

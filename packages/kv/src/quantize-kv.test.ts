@@ -62,4 +62,41 @@ describe("quantizeKv / dequantizeKv", () => {
       /not quantised/,
     );
   });
+
+  for (const dtype of ["fp8_e4m3fn", "fp8_e5m2", "int8"] as const) {
+    it(`${dtype}: a group whose absmax / max underflows f32 still gets a positive scale (no NaN)`, () => {
+      const s: KvPartShape = { tokenCount: 1, headCount: 1, headDim: 4, layout: "nhd" };
+      const x = Float32Array.of(2 ** -146, 0, -(2 ** -147), 2 ** -149); // f32 subnormals
+      const options = { dtype, scaleScheme: "per_tensor", shape: s } as const;
+      const { data, scales } = quantizeKv(x, options);
+      expect(scales[0]).toBeGreaterThan(0);
+      const y = dequantizeKv(data, scales, options);
+      expect(Array.from(y).every(Number.isFinite)).toBe(true);
+      expect(y[1]).toBe(0);
+      expect(Math.sign(y[0]!)).toBe(1);
+      expect(Math.sign(y[2]!)).toBe(-1);
+    });
+  }
+
+  it("rejects given scales that are 0, negative or not finite, and malformed shapes", () => {
+    const x = new Float32Array(60).fill(1);
+    for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+      expect(() =>
+        quantizeKv(x, {
+          dtype: "fp8_e4m3fn",
+          scaleScheme: "per_tensor",
+          shape,
+          scales: Float32Array.of(bad),
+        }),
+      ).toThrow(/scale 0 is .*expected a finite number > 0/);
+    }
+    const negative = { tokenCount: -5, headCount: -3, headDim: 4, layout: "nhd" } as const;
+    expect(() =>
+      quantizeKv(x, { dtype: "int8", scaleScheme: "per_token", shape: negative }),
+    ).toThrow(/expected integers >= 1/);
+    const sideways = { ...shape, layout: "tnd" as never };
+    expect(() =>
+      computeKvScales(x, { dtype: "int8", scaleScheme: "per_head", shape: sideways }),
+    ).toThrow(/layout "tnd"/);
+  });
 });

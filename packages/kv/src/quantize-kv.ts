@@ -64,7 +64,20 @@ function rowScaleIndex(scheme: KvScaleScheme, shape: KvPartShape): Int32Array {
 }
 
 function checkShape(values: { length: number }, shape: KvPartShape): void {
-  const n = shape.tokenCount * shape.headCount * shape.headDim;
+  const { tokenCount: t, headCount: h, headDim: d } = shape;
+  if (![t, h, d].every((x) => Number.isSafeInteger(x) && x >= 1)) {
+    throw new KvFormatError(
+      "SHAPE_MISMATCH",
+      `shape ${t}x${h}x${d}: expected integers >= 1 (tokens x heads x dim)`,
+    );
+  }
+  if (shape.layout !== "nhd" && shape.layout !== "hnd") {
+    throw new KvFormatError(
+      "UNSUPPORTED_LAYOUT",
+      `layout ${JSON.stringify(shape.layout)}, expected "nhd" or "hnd"`,
+    );
+  }
+  const n = t * h * d;
   if (values.length !== n) {
     throw new KvFormatError(
       "SHAPE_MISMATCH",
@@ -73,10 +86,14 @@ function checkShape(values: { length: number }, shape: KvPartShape): void {
   }
 }
 
+/** Smallest positive f32 (2^-149): the scale of groups whose `absmax / qmax` underflows f32. */
+const MIN_SCALE = 2 ** -149;
+
 /**
  * Computes scales so that `max |x| / scale` equals the dtype's max (448, 57344, 127) per group
- * (whole tensor, token or head); an all-zero or non-finite group gets scale 1. "none" returns a
- * single scale 1 (fp8 only; int8 requires scales).
+ * (whole tensor, token or head); an all-zero or non-finite group gets scale 1, and a group so small
+ * that `absmax / qmax` rounds to 0 in f32 gets the smallest positive f32 (every scale is a finite
+ * f32 > 0). "none" returns a single scale 1 (fp8 only; int8 requires scales).
  */
 export function computeKvScales(values: Float32Array, options: QuantizeKvOptions): Float32Array {
   checkShape(values, options.shape);
@@ -101,7 +118,7 @@ export function computeKvScales(values: Float32Array, options: QuantizeKvOptions
   }
   for (let s = 0; s < count; s++) {
     const m = amax[s] as number;
-    amax[s] = m > 0 && Number.isFinite(m) ? m / qmax : 1;
+    amax[s] = m > 0 && Number.isFinite(m) ? Math.max(Math.fround(m / qmax), MIN_SCALE) : 1;
   }
   return amax;
 }
@@ -109,7 +126,8 @@ export function computeKvScales(values: Float32Array, options: QuantizeKvOptions
 /**
  * Quantises f32 values of one part: `q = cast(f32(x / scale))` with round-to-nearest-even and
  * saturation to the dtype's max (the scaled value is rounded to f32 first, as PyTorch computes it).
- * Returns new arrays; `options.scales` when given is used (and returned) as is.
+ * Returns new arrays; `options.scales` when given is used (and returned) as is, and must hold
+ * finite values > 0 (OUT_OF_RANGE otherwise: a zero scale would turn zeros into NaN).
  */
 export function quantizeKv(values: Float32Array, options: QuantizeKvOptions): QuantizedKv {
   checkShape(values, options.shape);
@@ -120,6 +138,14 @@ export function quantizeKv(values: Float32Array, options: QuantizeKvOptions): Qu
     throw new KvFormatError(
       "SHAPE_MISMATCH",
       `${scales.length} scales, expected ${expected} for ${options.scaleScheme}`,
+    );
+  }
+  const bad = scales.findIndex((scale) => !(scale > 0 && Number.isFinite(scale)));
+  if (bad >= 0) {
+    throw new KvFormatError(
+      "OUT_OF_RANGE",
+      `scale ${bad} is ${scales[bad]}, expected a finite number > 0`,
+      { field: "scales" },
     );
   }
   const rows = rowScaleIndex(

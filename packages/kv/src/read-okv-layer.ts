@@ -1,5 +1,6 @@
 import { createKvAssembler } from "./kv-assembler";
 import type { KvLayerParts } from "./kv-cache";
+import { MAX_CHUNK_BYTES } from "./kv-chunk";
 import { KvFormatError } from "./kv-format-error";
 import {
   crc32cOfPayload,
@@ -16,8 +17,8 @@ import {
 /**
  * Random access: reads layer `layer` of an in-memory `.okv` file through its INDEX frame without
  * decoding the other layers. Checks the header, trailer and index CRCs and the layer's frames
- * (CRC, order, offsets), not the whole-cache digest. Parts are copies. Throws INVALID_FRAME when
- * the file has no index.
+ * (flags, payload length against `maxFrameBytes`, CRC, order, offsets), not the whole-cache digest.
+ * Parts are copies. Throws INVALID_FRAME when the file has no index.
  */
 export function readOkvLayer(bytes: Uint8Array, layer: number): KvLayerParts {
   if (bytes.byteLength < OKV_PREAMBLE_BYTES)
@@ -30,7 +31,10 @@ export function readOkvLayer(bytes: Uint8Array, layer: number): KvLayerParts {
       "TRUNCATED",
       `file is ${bytes.byteLength} bytes, too short for header and trailer`,
     );
-  const { descriptor } = decodeOkvHeader(bytes.subarray(OKV_PREAMBLE_BYTES, dataStart));
+  const { descriptor, maxFrameBytes } = decodeOkvHeader(
+    bytes.subarray(OKV_PREAMBLE_BYTES, dataStart),
+  );
+  const frameLimit = Math.min(maxFrameBytes, MAX_CHUNK_BYTES);
   if (!Number.isInteger(layer) || layer < 0 || layer >= descriptor.numLayers) {
     throw new KvFormatError(
       "OUT_OF_RANGE",
@@ -86,12 +90,19 @@ export function readOkvLayer(bytes: Uint8Array, layer: number): KvLayerParts {
     const length = view.getUint32(16, true);
     if (
       bytes[at] !== OkvFrameType.DATA ||
+      view.getUint16(2, true) !== 0 ||
       view.getUint32(4, true) !== layer ||
       partId >= OKV_PART_IDS.length
     ) {
       throw new KvFormatError(
         "INVALID_FRAME",
-        `expected a DATA frame of layer ${layer} at offset ${at}`,
+        `expected a DATA frame of layer ${layer} with flags 0 at offset ${at}`,
+      );
+    }
+    if (length < 1 || length > frameLimit) {
+      throw new KvFormatError(
+        "LENGTH_LIMIT",
+        `frame at offset ${at}: payload ${length} bytes, expected 1 to ${frameLimit}`,
       );
     }
     const end = at + OKV_FRAME_HEADER_BYTES + length;

@@ -92,6 +92,67 @@ describe("safetensors", () => {
     expect(reasonOf(() => decodeSafetensors(new Uint8Array(3)))).toBe("TRUNCATED");
   });
 
+  it("lays tensors out in the reference writer's order: its dtype order descending, then UTF-8 name", () => {
+    const t = (dtype: "BF16" | "F16" | "U16" | "I16" | "U8") => ({
+      dtype,
+      shape: [1],
+      data: new Uint8Array(dtype === "U8" ? 1 : 2),
+    });
+    const bytes = encodeSafetensors([
+      ["a", t("I16")],
+      ["b", t("F16")],
+      ["c", t("BF16")],
+      ["d", t("U16")],
+      ["\u{1F600}", t("U8")],
+      ["\uFFFD", t("U8")],
+    ]);
+    // safetensors sorts by `right.dtype().cmp(&left.dtype()).then(lname.cmp(rname))` (Rust str
+    // order = UTF-8 bytes: U+FFFD is EF BF BD, U+1F600 is F0 9F 98 80).
+    expect([...decodeSafetensors(bytes).tensors.keys()]).toEqual([
+      "c",
+      "b",
+      "d",
+      "a",
+      "\uFFFD",
+      "\u{1F600}",
+    ]);
+  });
+
+  it("writes a tensor named __proto__ as a plain entry that reads back", () => {
+    const bytes = encodeSafetensors([
+      ["__proto__", { dtype: "I8", shape: [3], data: new Uint8Array(i8.buffer) }],
+    ]);
+    const file = decodeSafetensors(bytes);
+    expect([...file.tensors.keys()]).toEqual(["__proto__"]);
+    expect(file.tensors.get("__proto__")!.data).toEqual(new Uint8Array(i8.buffer));
+  });
+
+  it("refuses duplicate names and non-string metadata before yielding any piece", () => {
+    const t = { dtype: "F32", shape: [6], data: f32 } as const;
+    expect(
+      reasonOf(() =>
+        encodeSafetensors([
+          ["a", t],
+          ["a", t],
+        ]),
+      ),
+    ).toBe("INVALID_HEADER");
+    expect(
+      reasonOf(() => encodeSafetensors({ a: t }, { metadata: { n: 5 } as unknown as never })),
+    ).toBe("INVALID_HEADER");
+  });
+
+  it("accepts an empty tensor whose other dimensions are huge (a zero dimension means no data)", () => {
+    const file = decodeSafetensors(
+      rawFile(
+        { e: { dtype: "F32", shape: [2 ** 40, 0, 2 ** 40], data_offsets: [0, 0] } },
+        f32.subarray(0, 0),
+      ),
+    );
+    expect(file.tensors.get("e")!.shape).toEqual([2 ** 40, 0, 2 ** 40]);
+    expect(file.tensors.get("e")!.data.byteLength).toBe(0);
+  });
+
   describe("read by an independent reader (numpy)", () => {
     const missing = pythonUnavailable(["numpy", "json", "struct"]);
     const dir = mkdtempSync(join(tmpdir(), "opal-kv-st-"));
@@ -125,7 +186,10 @@ describe("safetensors", () => {
 import json, struct, sys, numpy as np
 raw = open(sys.argv[1], "rb").read()
 (n,) = struct.unpack("<Q", raw[:8])
-header = json.loads(raw[8:8 + n])
+head = raw[8:8 + n]
+# The spec: the header starts with "{" and may be padded with spaces (here to a multiple of 8).
+assert head[:1] == b"{" and head.rstrip(b" ")[-1:] == b"}" and n % 8 == 0, "header framing"
+header = json.loads(head)
 data = raw[8 + n:]
 out = {"__metadata__": header.pop("__metadata__")}
 ends = []

@@ -54,6 +54,28 @@ export const SAFETENSORS_DTYPE_SIZES: Readonly<Record<SafetensorsDtype, number>>
   U64: 8,
 };
 
+/**
+ * The reference implementation's `Dtype` enum order (its derived `Ord`), by which its writer lays
+ * out tensors: descending, then by name.
+ */
+const DTYPE_RANK: Readonly<Record<SafetensorsDtype, number>> = {
+  BOOL: 0,
+  U8: 1,
+  I8: 2,
+  F8_E5M2: 3,
+  F8_E4M3: 4,
+  I16: 5,
+  U16: 6,
+  F16: 7,
+  BF16: 8,
+  I32: 9,
+  U32: 10,
+  F32: 11,
+  F64: 12,
+  I64: 13,
+  U64: 14,
+};
+
 /** Largest header accepted by {@link decodeSafetensors}: 100 MB, as the reference implementation. */
 export const SAFETENSORS_MAX_HEADER_BYTES = 100_000_000;
 
@@ -95,7 +117,6 @@ export interface DecodeSafetensorsOptions {
 function elementCount(name: string, shape: unknown, limit: number): number {
   if (!Array.isArray(shape))
     throw new KvFormatError("INVALID_HEADER", `tensor ${name}: shape is not an array`);
-  let n = 1;
   for (const dim of shape) {
     if (typeof dim !== "number" || !Number.isSafeInteger(dim) || dim < 0) {
       throw new KvFormatError(
@@ -103,6 +124,11 @@ function elementCount(name: string, shape: unknown, limit: number): number {
         `tensor ${name}: shape entry ${JSON.stringify(dim)} is not an integer >= 0`,
       );
     }
+  }
+  // A zero dimension makes an empty tensor however large the others are (the spec allows it).
+  if (shape.includes(0)) return 0;
+  let n = 1;
+  for (const dim of shape as number[]) {
     n *= dim;
     // Checked arithmetic: stop as soon as the product exceeds what the buffer could hold.
     if (n > limit) {
@@ -270,8 +296,11 @@ function entriesOf(tensors: SafetensorsInput): [string, SafetensorsTensor][] {
 /**
  * The pieces of a safetensors file in write order: the 8-byte length plus header (padded with
  * spaces to a multiple of 8, as the reference writer does), then each tensor's data as the caller's
- * view (no copy). Tensors are ordered by dtype size (largest first), then name, as the reference
- * writer orders them. Throws SHAPE_MISMATCH when a tensor's bytes do not match its shape.
+ * view (no copy). Tensors are laid out as the reference writer lays them out: by its dtype order
+ * descending (`U64, I64, F64, F32, U32, I32, BF16, F16, U16, I16, F8_E4M3, F8_E5M2, I8, U8, BOOL`),
+ * then by the UTF-8 bytes of the name. Everything is checked before the first piece is yielded:
+ * SHAPE_MISMATCH when a tensor's bytes do not match its shape, INVALID_HEADER for a tensor named
+ * `__metadata__`, a name given twice, or a metadata value that is not a string.
  */
 export function* encodeSafetensorsPieces(
   tensors: SafetensorsInput,
@@ -280,16 +309,28 @@ export function* encodeSafetensorsPieces(
   const list = entriesOf(tensors);
   list.sort(
     ([an, a], [bn, b]) =>
-      SAFETENSORS_DTYPE_SIZES[b.dtype] - SAFETENSORS_DTYPE_SIZES[a.dtype] ||
-      (an < bn ? -1 : an > bn ? 1 : 0),
+      DTYPE_RANK[b.dtype] - DTYPE_RANK[a.dtype] || Buffer.compare(Buffer.from(an), Buffer.from(bn)),
   );
-  const header: Record<string, unknown> = {};
-  if (options.metadata) header.__metadata__ = { ...options.metadata };
+  // No prototype: a tensor or metadata key such as "__proto__" stays a plain entry of the JSON.
+  const header: Record<string, unknown> = Object.create(null);
+  if (options.metadata) {
+    const metadata: Record<string, string> = Object.create(null);
+    for (const [key, value] of Object.entries(options.metadata)) {
+      if (typeof value !== "string")
+        throw new KvFormatError("INVALID_HEADER", `__metadata__.${key} is not a string`);
+      metadata[key] = value;
+    }
+    header.__metadata__ = metadata;
+  }
   let offset = 0;
   for (const [name, t] of list) {
     if (name === "__metadata__")
       throw new KvFormatError("INVALID_HEADER", "a tensor may not be named __metadata__");
-    const size = SAFETENSORS_DTYPE_SIZES[t.dtype];
+    if (Object.hasOwn(header, name))
+      throw new KvFormatError("INVALID_HEADER", `tensor ${name} is given twice`);
+    const size = Object.hasOwn(SAFETENSORS_DTYPE_SIZES, t.dtype)
+      ? SAFETENSORS_DTYPE_SIZES[t.dtype]
+      : undefined;
     if (size === undefined)
       throw new KvFormatError(
         "UNSUPPORTED_DTYPE",

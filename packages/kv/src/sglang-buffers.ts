@@ -62,6 +62,7 @@ function plan(descriptor: KvDescriptor, buffers: SglangLayerBuffers, slots: Arra
       },
     );
   }
+  const seen = new Map<number, number>();
   for (let i = 0; i < slots.length; i++) {
     const s = slots[i] as number;
     if (!Number.isInteger(s) || s < 0 || s >= numSlots) {
@@ -69,13 +70,24 @@ function plan(descriptor: KvDescriptor, buffers: SglangLayerBuffers, slots: Arra
         field: "slots",
       });
     }
+    const other = seen.get(s);
+    if (other !== undefined) {
+      throw new KvFormatError(
+        "INVALID_OFFSETS",
+        `tokens ${other} and ${i} both use slot ${s} (overlap)`,
+        { field: "slots" },
+      );
+    }
+    seen.set(s, i);
   }
   return { targets, heads, rowBytes, slotBytes };
 }
 
 /**
  * Writes layer `layer` of `cache` into SGLang's per-layer buffers at `options.slots` (same dtype;
- * heads = `headRange.count`). Other slots are untouched.
+ * heads = `headRange.count`). Other slots are untouched. Buffers and slots are checked before the
+ * first byte is written: SHAPE_MISMATCH (buffer sizes, slot count), OUT_OF_RANGE (a slot outside
+ * the buffers), INVALID_OFFSETS (two tokens on one slot).
  */
 export function toSglangLayer(
   cache: KvCache,

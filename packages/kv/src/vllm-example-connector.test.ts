@@ -14,6 +14,8 @@ import {
   decodeSafetensors,
   decodeVllmExampleLayer,
   encodeVllmExampleLayer,
+  type KvCache,
+  KvFormatError,
   readVllmExampleFolder,
   toFloat32View,
   vllmExampleFolderName,
@@ -91,5 +93,62 @@ describe("vLLM ExampleConnector handoff", () => {
       writeVllmExampleFolder(randomCache(d), { storagePath: dir, tokenIds: [1, 2] }),
     ).rejects.toThrow(/expected \[0, 2\)/);
     expect(existsSync(join(dir, vllmExampleFolderName([1, 2])))).toBe(false);
+  });
+
+  it("a failed folder write leaves nothing under the prompt's name (vLLM reads existence as done)", async () => {
+    const storagePath = mkdtempSync(join(dir, "failed-"));
+    const tokenIds = Array.from({ length: 16 }, (_, i) => i);
+    const name = vllmExampleFolderName(tokenIds);
+    // Fails at layer 0 (scales cannot be stored), and at layer 1 after layer 0 was written.
+    const scaled = randomCache(
+      mhaDescriptor({ tokenCount: 16, dtype: "int8", scaleScheme: "per_tensor" }),
+    );
+    await expect(writeVllmExampleFolder(scaled, { storagePath, tokenIds })).rejects.toMatchObject({
+      reason: "UNSUPPORTED_LAYOUT",
+    });
+    const cache = randomCache(mhaDescriptor({ tokenCount: 16 }));
+    const brokenAtLayer1: KvCache = {
+      descriptor: cache.descriptor,
+      layer: (l) => cache.layer(l),
+      part: (l, p) => {
+        if (l === 1) throw new Error("source failed at layer 1");
+        return cache.part(l, p);
+      },
+    };
+    await expect(writeVllmExampleFolder(brokenAtLayer1, { storagePath, tokenIds })).rejects.toThrow(
+      /layer 1/,
+    );
+    expect(readdirSync(storagePath)).toEqual([]);
+    // A successful write replaces an existing folder of the same prompt as a whole.
+    await writeVllmExampleFolder(randomCache(mhaDescriptor({ tokenCount: 16 }), 2), {
+      storagePath,
+      tokenIds,
+    });
+    await writeVllmExampleFolder(cache, { storagePath, tokenIds });
+    expect(readdirSync(storagePath)).toEqual([name]);
+    const back = await readVllmExampleFolder(cache.descriptor, { storagePath, tokenIds });
+    expect(sameCache(back, cache)).toBe(true);
+  });
+
+  it("keeps every file inside the folder and rejects token ids that are not integers", async () => {
+    const storagePath = mkdtempSync(join(dir, "names-"));
+    const cache = randomCache(mhaDescriptor({ tokenCount: 16 }));
+    const tokenIds = Array.from({ length: 16 }, (_, i) => i);
+    for (const layerNames of [
+      ["../escaped", "b", "c"],
+      ["a", "..", "c"],
+      ["a", "b"],
+      ["a", "b", "a"],
+    ]) {
+      await expect(
+        writeVllmExampleFolder(cache, { storagePath, tokenIds, layerNames }),
+      ).rejects.toBeInstanceOf(KvFormatError);
+      await expect(
+        readVllmExampleFolder(cache.descriptor, { storagePath, tokenIds, layerNames }),
+      ).rejects.toBeInstanceOf(KvFormatError);
+    }
+    expect(readdirSync(dir).some((f) => f.startsWith("escaped"))).toBe(false);
+    expect(readdirSync(storagePath)).toEqual([]);
+    expect(() => vllmExampleFolderName([1, 2.5])).toThrow(/token id 2.5 at index 1/);
   });
 });

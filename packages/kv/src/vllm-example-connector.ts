@@ -1,5 +1,5 @@
-import { createHash } from "node:crypto";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import { type FileHandle, mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import {
   assertValidDescriptor,
@@ -33,14 +33,23 @@ export function vllmExampleTokenCount(promptTokenCount: number, blockSizeTokens:
 /**
  * The folder name vLLM's ExampleConnector uses for these (already truncated) token ids: MD5 hex of
  * the int64 little-endian bytes of the ids, followed by the UTF-8 of `mmHashes.join("-")` when there
- * are multimodal hashes. (vLLM falls back to SHA-256 only on FIPS hosts without MD5.)
+ * are multimodal hashes. (vLLM falls back to SHA-256 only on FIPS hosts without MD5.) Throws
+ * OUT_OF_RANGE for an id that is not a safe integer.
  */
 export function vllmExampleFolderName(
   tokenIds: ArrayLike<number>,
   options: { mmHashes?: readonly string[] } = {},
 ): string {
   const ids = new BigInt64Array(tokenIds.length);
-  for (let i = 0; i < tokenIds.length; i++) ids[i] = BigInt(tokenIds[i] as number);
+  for (let i = 0; i < tokenIds.length; i++) {
+    const id = tokenIds[i];
+    if (typeof id !== "number" || !Number.isSafeInteger(id)) {
+      throw new KvFormatError("OUT_OF_RANGE", `token id ${id} at index ${i} is not an integer`, {
+        field: `tokenIds[${i}]`,
+      });
+    }
+    ids[i] = BigInt(id);
+  }
   const hash = createHash("md5").update(new Uint8Array(ids.buffer));
   if (options.mmHashes && options.mmHashes.length > 0)
     hash.update(options.mmHashes.join("-"), "utf8");
@@ -138,6 +147,52 @@ export function decodeVllmExampleLayer(
   return { k: toLayout(tensor.data.subarray(0, half)), v: toLayout(tensor.data.subarray(half)) };
 }
 
+/**
+ * The file names (without `.safetensors`) of `numLayers` layers: `layerNames`, or
+ * {@link vllmLayerName}. Names must be distinct plain file names (letters, digits, `_`, `.`, `-`;
+ * not `.` or `..`) so that every layer gets its own file inside the folder: OUT_OF_RANGE otherwise,
+ * SHAPE_MISMATCH when the count differs from `numLayers`.
+ */
+function layerFileNames(numLayers: number, layerNames: readonly string[] | undefined): string[] {
+  if (layerNames === undefined)
+    return Array.from({ length: numLayers }, (_, l) => vllmLayerName(l));
+  if (layerNames.length !== numLayers) {
+    throw new KvFormatError(
+      "SHAPE_MISMATCH",
+      `${layerNames.length} layer names, expected ${numLayers} (one per layer)`,
+      { field: "layerNames" },
+    );
+  }
+  layerNames.forEach((name, i) => {
+    if (typeof name !== "string" || !/^[\w.-]+$/.test(name) || name === "." || name === "..") {
+      throw new KvFormatError(
+        "OUT_OF_RANGE",
+        `layer name ${JSON.stringify(name)} is not a file name of letters, digits, _ . -`,
+        { field: `layerNames[${i}]` },
+      );
+    }
+    if (layerNames.indexOf(name) !== i) {
+      throw new KvFormatError(
+        "OUT_OF_RANGE",
+        `layer name ${JSON.stringify(name)} is given for layers ${layerNames.indexOf(name)} and ${i}`,
+        { field: `layerNames[${i}]` },
+      );
+    }
+  });
+  return [...layerNames];
+}
+
+/** Writes `bytes` to a new file at `path` and flushes it to disk. */
+async function writeSynced(path: string, bytes: Uint8Array): Promise<void> {
+  const handle: FileHandle = await open(path, "wx");
+  try {
+    await handle.writeFile(bytes);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Options of the ExampleConnector folder functions. */
 export interface VllmExampleFolderOptions {
   /** vLLM's `shared_storage_path` (kv_connector_extra_config); vLLM's default is "/tmp". */
@@ -146,13 +201,20 @@ export interface VllmExampleFolderOptions {
   readonly tokenIds: ArrayLike<number>;
   /** Multimodal hashes of the request; default none. */
   readonly mmHashes?: readonly string[];
-  /** Attention layer names, one per layer; default {@link vllmLayerName}. */
+  /**
+   * Attention layer names, one per layer, each a plain file name; default {@link vllmLayerName}.
+   */
   readonly layerNames?: readonly string[];
 }
 
 /**
  * Writes `cache` as vLLM's ExampleConnector disk handoff: `<storagePath>/<md5>/<layer_name>.safetensors`.
  * The cache must start at token 0 and carry exactly `tokenIds.length` tokens. Returns the folder.
+ *
+ * vLLM takes the folder's existence as "this prompt's KV is stored", so the folder appears only
+ * complete: the files are written and flushed in a sibling `<md5>.partial-<random>`, which is
+ * renamed to `<md5>` at the end (a folder already there is replaced). On any failure the partial
+ * folder is removed and the error rethrown; nothing appears under `<md5>`.
  */
 export async function writeVllmExampleFolder(
   cache: KvCache,
@@ -165,11 +227,26 @@ export async function writeVllmExampleFolder(
       `cache holds tokens [${d.tokenStart}, ${d.tokenStart + d.tokenCount}), expected [0, ${options.tokenIds.length})`,
     );
   }
+  const names = layerFileNames(d.numLayers, options.layerNames);
   const folder = join(options.storagePath, vllmExampleFolderName(options.tokenIds, options));
-  await mkdir(folder, { recursive: true });
-  for (let layer = 0; layer < d.numLayers; layer++) {
-    const name = options.layerNames?.[layer] ?? vllmLayerName(layer);
-    await writeFile(join(folder, `${name}.safetensors`), encodeVllmExampleLayer(cache, layer));
+  await mkdir(options.storagePath, { recursive: true });
+  const partial = `${folder}.partial-${randomBytes(6).toString("hex")}`;
+  await mkdir(partial);
+  try {
+    for (let layer = 0; layer < d.numLayers; layer++) {
+      const bytes = encodeVllmExampleLayer(cache, layer);
+      await writeSynced(join(partial, `${names[layer]}.safetensors`), bytes);
+    }
+    const old = await stat(folder).then(
+      () => `${partial}.old`,
+      () => undefined,
+    );
+    if (old) await rename(folder, old);
+    await rename(partial, folder);
+    if (old) await rm(old, { recursive: true, force: true });
+  } catch (error) {
+    await rm(partial, { recursive: true, force: true });
+    throw error;
   }
   return folder;
 }
@@ -180,11 +257,11 @@ export async function readVllmExampleFolder(
   options: VllmExampleFolderOptions,
 ): Promise<KvCache> {
   assertValidDescriptor(descriptor);
+  const names = layerFileNames(descriptor.numLayers, options.layerNames);
   const folder = join(options.storagePath, vllmExampleFolderName(options.tokenIds, options));
   const layers: Partial<Record<KvPart, Uint8Array>>[] = [];
   for (let layer = 0; layer < descriptor.numLayers; layer++) {
-    const name = options.layerNames?.[layer] ?? vllmLayerName(layer);
-    const bytes = await readFile(join(folder, `${name}.safetensors`));
+    const bytes = await readFile(join(folder, `${names[layer]}.safetensors`));
     layers.push(
       decodeVllmExampleLayer(
         new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),

@@ -64,7 +64,29 @@ function geometryOf(descriptor: KvDescriptor, options: VllmPagedOptions): Geomet
       `numBlocks ${numBlocks} and blockSizeTokens ${blockSize} must be integers >= 1`,
     );
   }
+  if (options.order !== "flash_attn" && options.order !== "flashinfer") {
+    throw new KvFormatError(
+      "UNSUPPORTED_LAYOUT",
+      `order ${JSON.stringify(options.order)}, expected "flash_attn" or "flashinfer"`,
+      { field: "order" },
+    );
+  }
   const physical = mla ? "nhd" : (options.physicalLayout ?? "nhd");
+  if (physical !== "nhd" && physical !== "hnd") {
+    throw new KvFormatError(
+      "UNSUPPORTED_LAYOUT",
+      `physicalLayout ${JSON.stringify(physical)}, expected "nhd" or "hnd"`,
+      { field: "physicalLayout" },
+    );
+  }
+  const poolBytes = kvCount * numBlocks * blockSize * heads * rowBytes;
+  if (!Number.isSafeInteger(poolBytes)) {
+    throw new KvFormatError(
+      "LENGTH_LIMIT",
+      `a pool of ${numBlocks} blocks of ${blockSize} tokens needs more than 2^53 bytes`,
+      { field: "numBlocks" },
+    );
+  }
   return {
     parts: mla ? ["latent"] : ["k", "v"],
     kvCount,
@@ -74,7 +96,7 @@ function geometryOf(descriptor: KvDescriptor, options: VllmPagedOptions): Geomet
     physical,
     order: options.order,
     numBlocks,
-    poolBytes: kvCount * numBlocks * blockSize * heads * rowBytes,
+    poolBytes,
   };
 }
 
@@ -89,24 +111,46 @@ function poolRow(g: Geometry, kv: number, block: number, offset: number, head: n
   return row * g.rowBytes;
 }
 
+/**
+ * Checks the block table entries the cache's tokens use, before any byte moves: each must be a
+ * block id in [0, numBlocks), and no two logical blocks may share a physical block.
+ */
+function checkBlockTable(descriptor: KvDescriptor, g: Geometry, blockTable: ArrayLike<number>) {
+  const first = Math.floor(descriptor.tokenStart / g.blockSize);
+  const last = Math.floor((descriptor.tokenStart + descriptor.tokenCount - 1) / g.blockSize);
+  const seen = new Map<number, number>();
+  for (let logical = first; logical <= last; logical++) {
+    const block = blockTable[logical];
+    if (block === undefined || !Number.isInteger(block) || block < 0 || block >= g.numBlocks) {
+      throw new KvFormatError(
+        "OUT_OF_RANGE",
+        `token ${Math.max(descriptor.tokenStart, logical * g.blockSize)}: block table entry ${logical} is ${block}, expected a block id in [0, ${g.numBlocks})`,
+        { field: "blockTable" },
+      );
+    }
+    const other = seen.get(block);
+    if (other !== undefined) {
+      throw new KvFormatError(
+        "INVALID_OFFSETS",
+        `block table entries ${other} and ${logical} are both block ${block} (overlap)`,
+        { field: "blockTable" },
+      );
+    }
+    seen.set(block, logical);
+  }
+}
+
 function forEachRow(
   descriptor: KvDescriptor,
   g: Geometry,
   blockTable: ArrayLike<number>,
   visit: (kv: number, cacheByte: number, poolByte: number) => void,
 ): void {
+  checkBlockTable(descriptor, g, blockTable);
   const t = descriptor.tokenCount;
   for (let i = 0; i < t; i++) {
     const position = descriptor.tokenStart + i;
-    const logical = Math.floor(position / g.blockSize);
-    const block = blockTable[logical];
-    if (block === undefined || !Number.isInteger(block) || block < 0 || block >= g.numBlocks) {
-      throw new KvFormatError(
-        "OUT_OF_RANGE",
-        `token ${position}: block table entry ${logical} is ${block}, expected a block id in [0, ${g.numBlocks})`,
-        { field: "blockTable" },
-      );
-    }
+    const block = blockTable[Math.floor(position / g.blockSize)] as number;
     const offset = position % g.blockSize;
     for (let kv = 0; kv < g.kvCount; kv++) {
       for (let h = 0; h < g.heads; h++) {
@@ -131,7 +175,10 @@ function checkPool(pool: Uint8Array, g: Geometry): void {
  * Writes layer `layer` of `cache` into a caller-given vLLM block pool (one layer's KV tensor, same
  * dtype, heads = `headRange.count`) at the slots of `blockTable`: token at absolute position p goes
  * to block `blockTable[p / blockSize]`, offset `p % blockSize`. Other slots are untouched. Scales
- * are not written (vLLM keeps `k_scale`/`v_scale` per layer outside the pool).
+ * are not written (vLLM keeps `k_scale`/`v_scale` per layer outside the pool). All arguments are
+ * checked before the first byte is written, so a rejected call leaves the pool unchanged:
+ * UNSUPPORTED_LAYOUT (order, physicalLayout), SHAPE_MISMATCH (pool size), OUT_OF_RANGE (a block id
+ * missing or outside the pool), INVALID_OFFSETS (two logical blocks on one physical block).
  */
 export function toVllmPagedLayer(
   cache: KvCache,
@@ -149,7 +196,7 @@ export function toVllmPagedLayer(
 
 /**
  * Reads one layer of a request back from a vLLM block pool into new parts in `descriptor`'s layout
- * (`k`, `v`, or `latent` for mla). The inverse of {@link toVllmPagedLayer}.
+ * (`k`, `v`, or `latent` for mla). The inverse of {@link toVllmPagedLayer}, with the same checks.
  */
 export function fromVllmPagedLayer(
   pool: Uint8Array,

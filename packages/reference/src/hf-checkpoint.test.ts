@@ -137,6 +137,12 @@ describe("exportHfCheckpoint / loadHfCheckpoint", () => {
         m.set("model.norm.weight", { dtype: "I32", shape: [64], data: t.data });
       }),
     ).toThrow(expect.objectContaining({ reason: "UNSUPPORTED_WEIGHT_DTYPE" }));
+    // A config.json claiming 2^40 layers fails at the first missing tensor. (Before, a plan of
+    // 9 tensors per claimed layer was built first: 1e6 layers took 20 s and 3 GB, 1e9 ran out of heap.)
+    const claim = { ...JSON.parse(configJson), num_hidden_layers: 2 ** 40 };
+    expect(() => decodeHfCheckpoint({ configJson: claim, safetensors })).toThrow(
+      /weight model\.layers\.2\.input_layernorm\.weight missing/,
+    );
     await expect(loadHfCheckpoint(join(dir, "nowhere"))).rejects.toMatchObject({
       code: Code.NOT_FOUND,
       reason: "CHECKPOINT_NOT_FOUND",

@@ -9,12 +9,7 @@ import {
   toFloat32,
 } from "@opal/kv";
 import { fromHfConfig, type HfConfigJson, toHfConfig } from "./model-config";
-import {
-  fromNamedWeights,
-  type ModelWeights,
-  toNamedWeights,
-  toWeightLayout,
-} from "./model-weights";
+import { fromNamedWeights, type ModelWeights, toNamedWeights } from "./model-weights";
 
 /** Storage dtype of exported weights (safetensors `F32`, `F16`, `BF16`). */
 export type HfWeightDtype = "f32" | "f16" | "bf16";
@@ -53,9 +48,10 @@ function parseConfig(configJson: string | HfConfigJson): HfConfigJson {
  * `model.layers.{i}.self_attn.{q,k,v,o}_proj.weight`, `model.layers.{i}.mlp.{gate,up,down}_proj.weight`,
  * `model.layers.{i}.{input,post_attention}_layernorm.weight`, `model.norm.weight`, `lm_head.weight`
  * unless `tie_word_embeddings`), each F32, F16 or BF16 with exactly the expected shape, widened to f32
- * (a copy; the input bytes are not retained). Other tensors are ignored. Throws INVALID_ARGUMENT
- * with reason `MISSING_WEIGHT`, `WEIGHT_SHAPE_MISMATCH` or `UNSUPPORTED_WEIGHT_DTYPE`, or the
- * `@opal/kv` safetensors errors for malformed files.
+ * (a copy; the input bytes are not retained). Other tensors are ignored. Tensors are looked up in
+ * order and the first missing one fails, so a config claiming more layers than the files hold costs
+ * nothing. Throws INVALID_ARGUMENT with reason `MISSING_WEIGHT`, `WEIGHT_SHAPE_MISMATCH` or
+ * `UNSUPPORTED_WEIGHT_DTYPE`, or the `@opal/kv` safetensors errors for malformed files.
  */
 export function decodeHfCheckpoint(checkpoint: HfCheckpoint): ModelWeights {
   const config = fromHfConfig(parseConfig(checkpoint.configJson));
@@ -66,11 +62,9 @@ export function decodeHfCheckpoint(checkpoint: HfCheckpoint): ModelWeights {
   for (const bytes of files) {
     for (const [name, tensor] of decodeSafetensors(bytes).tensors) tensors.set(name, tensor);
   }
-  const expected = new Map(toWeightLayout(config).map((e) => [e.name, e.shape]));
-  return fromNamedWeights(config, (name) => {
+  return fromNamedWeights(config, (name, shape) => {
     const tensor = tensors.get(name);
     if (tensor === undefined) return undefined;
-    const shape = expected.get(name)!;
     if (tensor.shape.length !== shape.length || tensor.shape.some((d, i) => d !== shape[i])) {
       throw new OpalError(
         Code.INVALID_ARGUMENT,

@@ -132,17 +132,20 @@ export function toNamedWeights(weights: ModelWeights): NamedWeight[] {
 }
 
 /**
- * Builds {@link ModelWeights} from tensors looked up by Hugging Face name. `get(name)` returns the
- * f32 data or undefined. Throws INVALID_ARGUMENT (reason `MISSING_WEIGHT` or `WEIGHT_SHAPE_MISMATCH`)
- * naming the tensor and the expected vs actual element count.
+ * Builds {@link ModelWeights} from tensors looked up by Hugging Face name, in the order of
+ * {@link toWeightLayout}, stopping at the first missing one: the work done is bounded by the
+ * tensors that exist, whatever layer count the config claims. `get(name, shape)` returns the f32
+ * data or undefined; `shape` is the shape the config implies. Throws INVALID_ARGUMENT (reason
+ * `MISSING_WEIGHT` or `WEIGHT_SHAPE_MISMATCH`) naming the tensor and the expected vs actual element
+ * count.
  */
 export function fromNamedWeights(
   config: ModelConfig,
-  get: (name: string) => Float32Array | undefined,
+  get: (name: string, shape: readonly number[]) => Float32Array | undefined,
 ): ModelWeights {
   assertModelConfig(config);
   const take = (name: string, shape: readonly number[]): Float32Array => {
-    const data = get(name);
+    const data = get(name, shape);
     if (data === undefined) {
       throw new OpalError(Code.INVALID_ARGUMENT, `weight ${name} missing`, {
         reason: "MISSING_WEIGHT",

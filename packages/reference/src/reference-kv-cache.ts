@@ -24,16 +24,30 @@ export interface ReferenceKvCache {
 
 /** Options of {@link createReferenceKvCache}. */
 export interface ReferenceKvCacheOptions {
-  /** Rows to allocate up front; default 64. The cache grows beyond it on demand. */
+  /**
+   * Rows to allocate up front, an integer >= 0 (0 counts as 1); default 64. The cache grows
+   * beyond it on demand.
+   */
   readonly capacityTokens?: number;
 }
 
-/** Creates an empty cache for a model with `config`. */
+/**
+ * Creates an empty cache for a model with `config`. Throws INVALID_ARGUMENT (reason
+ * `INVALID_KV_CAPACITY`) when `capacityTokens` is not an integer >= 0.
+ */
 export function createReferenceKvCache(
   config: ModelConfig,
   options: ReferenceKvCacheOptions = {},
 ): ReferenceKvCache {
-  const capacityTokens = Math.max(1, options.capacityTokens ?? 64);
+  const requested = options.capacityTokens ?? 64;
+  if (!Number.isSafeInteger(requested) || requested < 0) {
+    throw new OpalError(
+      Code.INVALID_ARGUMENT,
+      `capacityTokens must be an integer >= 0 (got ${requested})`,
+      { reason: "INVALID_KV_CAPACITY" },
+    );
+  }
+  const capacityTokens = Math.max(1, requested);
   const row = config.numKeyValueHeads * config.headDim;
   const keys: Float32Array[] = [];
   const values: Float32Array[] = [];
@@ -75,19 +89,24 @@ export function fromKvLayers(
       `expected ${config.numHiddenLayers} layers of keys and values, got ${keys.length} and ${values.length}`,
     );
   }
-  const cache = createReferenceKvCache(config, { capacityTokens: Math.max(numTokens, 1) });
+  // Every array is checked before the cache is allocated: `numTokens` is trusted only once the
+  // arrays show that many rows.
   for (let l = 0; l < config.numHiddenLayers; l++) {
-    for (const [name, src, dst] of [
-      ["keys", keys[l]!, cache.keys[l]!],
-      ["values", values[l]!, cache.values[l]!],
+    for (const [name, src] of [
+      ["keys", keys[l]!],
+      ["values", values[l]!],
     ] as const) {
       if (src.length < numTokens * row) {
         throw mismatch(
           `layer ${l} ${name} has ${src.length} floats (expected ${numTokens} tokens x ${config.numKeyValueHeads} heads x ${config.headDim} = ${numTokens * row})`,
         );
       }
-      dst.set(src.subarray(0, numTokens * row));
     }
+  }
+  const cache = createReferenceKvCache(config, { capacityTokens: numTokens });
+  for (let l = 0; l < config.numHiddenLayers; l++) {
+    cache.keys[l]!.set(keys[l]!.subarray(0, numTokens * row));
+    cache.values[l]!.set(values[l]!.subarray(0, numTokens * row));
   }
   cache.numTokens = numTokens;
   return cache;

@@ -154,6 +154,19 @@ describe("createReferenceModel", () => {
     );
   });
 
+  it("checks layer arrays before allocating a rebuilt cache, and cache capacities", () => {
+    const { cache } = tiny.prefill(prompt.subarray(0, 4));
+    // 2^30 claimed tokens: the arrays hold 4 rows, so nothing may be allocated for the claim.
+    expect(() => fromKvLayers(tiny.config, cache.keys, cache.values, 2 ** 30)).toThrow(
+      expect.objectContaining({ code: Code.INVALID_ARGUMENT, reason: "KV_SHAPE_MISMATCH" }),
+    );
+    for (const capacityTokens of [Number.NaN, -1, 1.5]) {
+      expect(() => createReferenceKvCache(tiny.config, { capacityTokens })).toThrow(
+        expect.objectContaining({ code: Code.INVALID_ARGUMENT, reason: "INVALID_KV_CAPACITY" }),
+      );
+    }
+  });
+
   it("rejects bad tokens, empty prompts, over-long contexts and foreign caches", () => {
     expect(() => tiny.prefill([300])).toThrow(
       /token 300 at index 0 out of range \(vocabulary has 258/,
