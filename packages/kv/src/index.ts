@@ -70,7 +70,7 @@ export { createKvDigest, digestKvCache, KV_DIGEST_BYTE_LENGTH, toHex } from "./k
 export type { KvFormatErrorOptions, KvFormatReason } from "./kv-format-error";
 export { isKvFormatError, KV_FORMAT_REASONS, KvFormatError } from "./kv-format-error";
 export { headRangeOf, mergeKvHeads, sliceKvHeads } from "./kv-head-range";
-export type { LmcacheChunkOptions } from "./lmcache-chunks";
+export type { LmcacheChunkOptions, LmcacheMemoryFormat } from "./lmcache-chunks";
 export { fromLmcacheChunks, LMCACHE_CHUNK_TOKENS, toLmcacheChunks } from "./lmcache-chunks";
 export type { OkvHeader, OkvTrailer } from "./okv-format";
 export {

@@ -197,24 +197,47 @@ describe("SGLang slot checks", () => {
 
 describe("LMCache chunks", () => {
   for (const [name, base] of caches) {
-    it(`${name}: cache -> 256-token chunks -> cache is the identity`, () => {
-      const d = { ...base, tokenStart: 256, tokenCount: 300 };
-      const cache = coordinateCache(d);
-      const chunks = toLmcacheChunks(cache);
-      expect(chunks.length).toBe(2);
-      const h = d.attention.kind === "mla" ? 1 : d.headRange.count;
-      const dim = d.attention.kind === "mla" ? 20 : 8;
-      const kvs = d.attention.kind === "mla" ? 1 : 2;
-      // chunk 1 holds tokens 256..299 of the cache: (layers, kv, 44, heads, dim)
-      const at = ((((2 * kvs + (kvs - 1)) * 44 + 10) * h + (h - 1)) * dim + 1) | 0;
-      expect(f32(chunks[1]!)[at]).toBe(
-        coordinateValue(2, kvs - 1, 256 + 256 + 10, d.headRange.start + h - 1, 1),
-      );
-      expect(sameCache(fromLmcacheChunks(chunks, d), cache)).toBe(true);
-    });
+    for (const memoryFormat of ["kv_2ltd", "kv_shape"] as const) {
+      it(`${name}, ${memoryFormat}: cache -> 256-token chunks -> cache is the identity`, () => {
+        const d = { ...base, tokenStart: 256, tokenCount: 300 };
+        const cache = coordinateCache(d);
+        const chunks = toLmcacheChunks(cache, { memoryFormat });
+        expect(chunks.length).toBe(2);
+        const h = d.attention.kind === "mla" ? 1 : d.headRange.count;
+        const dim = d.attention.kind === "mla" ? 20 : 8;
+        const kvs = d.attention.kind === "mla" ? 1 : 2;
+        // Chunk 1 holds tokens 256..299 of the cache (44 tokens). Element (layer 2, last of K/V,
+        // token 10, last head, dim 1): kv_2ltd is [kv, layers, 44, heads * dim], kv_shape
+        // (layers, kv, 44, heads, dim).
+        const slice = memoryFormat === "kv_2ltd" ? (kvs - 1) * d.numLayers + 2 : 2 * kvs + kvs - 1;
+        const at = (((slice * 44 + 10) * h + (h - 1)) * dim + 1) | 0;
+        expect(f32(chunks[1]!)[at]).toBe(
+          coordinateValue(2, kvs - 1, 256 + 256 + 10, d.headRange.start + h - 1, 1),
+        );
+        expect(sameCache(fromLmcacheChunks(chunks, d, { memoryFormat }), cache)).toBe(true);
+      });
+    }
   }
 
-  it("rejects caches with scales and unaligned starts", () => {
+  it("defaults to LMCache v1's KV_2LTD, the same bytes as kv_shape for mla", () => {
+    for (const [name, base] of caches) {
+      const cache = coordinateCache({ ...base, tokenStart: 0, tokenCount: 40 });
+      const [v1] = toLmcacheChunks(cache);
+      expect(v1, name).toEqual(toLmcacheChunks(cache, { memoryFormat: "kv_2ltd" })[0]);
+      const same = base.attention.kind === "mla";
+      expect(
+        Buffer.from(v1!).equals(toLmcacheChunks(cache, { memoryFormat: "kv_shape" })[0]!),
+        name,
+      ).toBe(same);
+    }
+  });
+
+  it("rejects caches with scales, unaligned starts and unknown formats", () => {
+    expect(() =>
+      toLmcacheChunks(randomCache(mhaDescriptor()), {
+        memoryFormat: "KV_T2D" as unknown as "kv_2ltd",
+      }),
+    ).toThrow('memoryFormat "KV_T2D", expected "kv_2ltd" or "kv_shape"');
     expect(() => toLmcacheChunks(randomCache(mhaDescriptor({ tokenStart: 3 })))).toThrow(
       /multiple/,
     );

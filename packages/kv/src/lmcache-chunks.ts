@@ -6,10 +6,21 @@ import { rowBytesOf } from "./to-kv-layout";
 /** LMCache's default chunk size: 256 tokens. */
 export const LMCACHE_CHUNK_TOKENS = 256;
 
+/**
+ * Byte order of an LMCache chunk. `"kv_2ltd"`: LMCache v1's `MemoryFormat.KV_2LTD` memory objects
+ * (what its connector for vLLM stores), K/V outermost, `[2, num_layers, tokens, heads * head_dim]`;
+ * mla `KV_MLA_FMT`, `[1, num_layers, tokens, latent + rope]`. `"kv_shape"`: layer outermost,
+ * `(num_layers, 2, tokens, heads, head_dim)`, the axis order of LMCache's `kv_shape` metadata. The
+ * two differ only in the order of their first two axes, so for mla they are the same bytes.
+ */
+export type LmcacheMemoryFormat = "kv_2ltd" | "kv_shape";
+
 /** Options of the LMCache converters. */
 export interface LmcacheChunkOptions {
   /** Tokens per chunk; default 256. The cache's `tokenStart` must be a multiple of it. */
   readonly chunkSizeTokens?: number;
+  /** Byte order of each chunk; default `"kv_2ltd"`, LMCache v1's. */
+  readonly memoryFormat?: LmcacheMemoryFormat;
 }
 
 function shapeOf(descriptor: KvDescriptor, options: LmcacheChunkOptions) {
@@ -30,23 +41,34 @@ function shapeOf(descriptor: KvDescriptor, options: LmcacheChunkOptions) {
       `LMCache chunks carry no scales (scaleScheme ${descriptor.scaleScheme})`,
     );
   }
+  const format = options.memoryFormat ?? "kv_2ltd";
+  if (format !== "kv_2ltd" && format !== "kv_shape") {
+    throw new KvFormatError(
+      "UNSUPPORTED_LAYOUT",
+      `memoryFormat ${JSON.stringify(format)}, expected "kv_2ltd" or "kv_shape"`,
+    );
+  }
   const parts: readonly KvPart[] = descriptor.attention.kind === "mla" ? ["latent"] : ["k", "v"];
   const heads = headCountOf(descriptor);
   const rowBytes = rowBytesOf(descriptor);
-  return { chunk, parts, heads, rowBytes, tokenBytes: heads * rowBytes };
+  const tokenBytes = heads * rowBytes;
+  const layers = descriptor.numLayers;
+  /** Byte offset, in a chunk of `n` tokens, of the first token of `part` (index `kv`) of `layer`. */
+  const sliceAt = (layer: number, kv: number, n: number) =>
+    (format === "kv_2ltd" ? kv * layers + layer : layer * parts.length + kv) * n * tokenBytes;
+  return { chunk, parts, heads, rowBytes, tokenBytes, sliceAt };
 }
 
 /**
  * Cuts `cache` into LMCache chunks of `chunkSizeTokens` tokens (the last may be shorter), each a
- * new buffer of shape `(num_layers, 2, tokens, heads, head_dim)` (mla: `(num_layers, 1, tokens, 1,
- * latent + rope)`), in the cache's dtype: the axis order of LMCache's `kv_shape` metadata and of
- * its v0 KV blobs. LMCache v1 memory objects in `MemoryFormat.KV_2LTD` put K/V outermost,
- * `[2, num_layers, tokens, heads * head_dim]` (`KV_MLA_FMT`: `[1, num_layers, tokens, 576]`), so
- * their bytes are these with the first two axes swapped (the same bytes for mla).
+ * new buffer in the cache's dtype, in `memoryFormat` order (default LMCache v1's `KV_2LTD`,
+ * `[2, num_layers, tokens, heads * head_dim]`; see {@link LmcacheMemoryFormat}). Throws
+ * OUT_OF_RANGE for a bad chunk size or a `tokenStart` off the chunk grid, UNSUPPORTED_LAYOUT for a
+ * cache with scales (LMCache chunks carry none) or an unknown format.
  */
 export function toLmcacheChunks(cache: KvCache, options: LmcacheChunkOptions = {}): Uint8Array[] {
   const d = cache.descriptor;
-  const { chunk, parts, heads, rowBytes, tokenBytes } = shapeOf(d, options);
+  const { chunk, parts, heads, rowBytes, tokenBytes, sliceAt } = shapeOf(d, options);
   const out: Uint8Array[] = [];
   const t = d.tokenCount;
   for (let start = 0; start < t; start += chunk) {
@@ -55,7 +77,7 @@ export function toLmcacheChunks(cache: KvCache, options: LmcacheChunkOptions = {
     for (let layer = 0; layer < d.numLayers; layer++) {
       parts.forEach((part, kv) => {
         const src = cache.part(layer, part);
-        const base = (layer * parts.length + kv) * n * tokenBytes;
+        const base = sliceAt(layer, kv, n);
         if (d.layout === "nhd") {
           buffer.set(src.subarray(start * tokenBytes, (start + n) * tokenBytes), base);
         } else {
@@ -73,13 +95,16 @@ export function toLmcacheChunks(cache: KvCache, options: LmcacheChunkOptions = {
   return out;
 }
 
-/** Rebuilds a cache of `descriptor` from its LMCache chunks (inverse of {@link toLmcacheChunks}). */
+/**
+ * Rebuilds a cache of `descriptor` from its LMCache chunks (inverse of {@link toLmcacheChunks}, with
+ * the same options). Throws SHAPE_MISMATCH for a wrong number of chunks or a chunk of the wrong size.
+ */
 export function fromLmcacheChunks(
   chunks: readonly Uint8Array[],
   descriptor: KvDescriptor,
   options: LmcacheChunkOptions = {},
 ): KvCache {
-  const { chunk, parts, heads, rowBytes, tokenBytes } = shapeOf(descriptor, options);
+  const { chunk, parts, heads, rowBytes, tokenBytes, sliceAt } = shapeOf(descriptor, options);
   const t = descriptor.tokenCount;
   const expectedChunks = Math.ceil(t / chunk);
   if (chunks.length !== expectedChunks) {
@@ -102,7 +127,7 @@ export function fromLmcacheChunks(
     for (let layer = 0; layer < descriptor.numLayers; layer++) {
       parts.forEach((part, kv) => {
         const dst = cache.part(layer, part);
-        const base = (layer * parts.length + kv) * n * tokenBytes;
+        const base = sliceAt(layer, kv, n);
         if (descriptor.layout === "nhd") {
           dst.set(buffer.subarray(base, base + n * tokenBytes), start * tokenBytes);
         } else {

@@ -1,6 +1,6 @@
 import { Code, Reason } from "@opal/core";
 import type { PrefillStats } from "@opal/driver";
-import { fromLmcacheChunks } from "@opal/kv";
+import { fromLmcacheChunks, toLmcacheChunks } from "@opal/kv";
 import { expectOpalError } from "@opal/testing";
 import { describe, expect, it } from "vitest";
 import { mhaDescriptor, mlaDescriptor, randomCache, sameCache } from "../../../kv/test/fixtures";
@@ -22,12 +22,27 @@ describe("createLmcacheSink", () => {
       expect(receipt.chunks.length).toBe(Math.ceil(d.tokenCount / 256));
       expect(receipt).toMatchObject({
         chunkSizeTokens: 256,
+        memoryFormat: "kv_2ltd",
         tokenStart: d.tokenStart,
         descriptor: d,
       });
       expect(sameCache(fromLmcacheChunks(receipt.chunks, d), cache)).toBe(true);
+      expect(receipt.chunks).toEqual(toLmcacheChunks(cache, { memoryFormat: "kv_2ltd" }));
     });
   }
+
+  it("commits chunks in the memoryFormat asked for", async () => {
+    const d = mhaDescriptor({ tokenCount: 40 });
+    const cache = randomCache(d);
+    const sink = createLmcacheSink({ chunkSizeTokens: 16, memoryFormat: "kv_shape" });
+    await sink.open(d);
+    for (let layer = 0; layer < d.numLayers; layer++) await sink.writeLayer(cache.layer(layer));
+    const receipt = await sink.commit(stats);
+    expect(receipt.memoryFormat).toBe("kv_shape");
+    expect(receipt.chunks).toEqual(
+      toLmcacheChunks(cache, { chunkSizeTokens: 16, memoryFormat: "kv_shape" }),
+    );
+  });
 
   it("abort drops the buffered layers: commit rejects with CANCELLED", async () => {
     const cache = randomCache(mhaDescriptor());
@@ -59,6 +74,9 @@ describe("createLmcacheSink", () => {
     );
     expect(() => createLmcacheSink({ chunkSizeTokens: 0 })).toThrow(
       "[invalid_argument] chunkSizeTokens: expected an integer >= 1, got 0",
+    );
+    expect(() => createLmcacheSink({ memoryFormat: "KV_T2D" as unknown as "kv_2ltd" })).toThrow(
+      '[invalid_argument] memoryFormat: expected "kv_2ltd" or "kv_shape", got "KV_T2D"',
     );
   });
 });

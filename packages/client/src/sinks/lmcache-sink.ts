@@ -1,4 +1,10 @@
-import { type KvCache, type KvDescriptor, LMCACHE_CHUNK_TOKENS, toLmcacheChunks } from "@opal/kv";
+import {
+  type KvCache,
+  type KvDescriptor,
+  LMCACHE_CHUNK_TOKENS,
+  type LmcacheMemoryFormat,
+  toLmcacheChunks,
+} from "@opal/kv";
 import type { KvSink } from "../kv-sink";
 import { createGuardedSink } from "./create-guarded-sink";
 import { createMemorySink } from "./memory-sink";
@@ -8,17 +14,23 @@ import { descriptorMismatch, invalidOption } from "./sink-errors";
 export interface LmcacheSinkOptions {
   /** Tokens per chunk (LMCache's `chunk_size`); default 256. */
   readonly chunkSizeTokens?: number;
+  /**
+   * Byte order of each chunk: `"kv_2ltd"` (default), LMCache v1's `KV_2LTD` memory objects, or
+   * `"kv_shape"`, layer outermost (see `LmcacheMemoryFormat` in `@opal/kv`).
+   */
+  readonly memoryFormat?: LmcacheMemoryFormat;
 }
 
 /** What {@link createLmcacheSink} committed. */
 export interface LmcacheReceipt {
   /**
-   * The chunks in token order, each a new buffer of shape `(num_layers, 2, tokens, heads, head_dim)`
-   * (LMCache KV_2LTD; mla `(num_layers, 1, tokens, 1, latent + rope)`) in the cache's dtype; every
-   * chunk holds `chunkSizeTokens` tokens except possibly the last.
+   * The chunks in token order, each a new buffer in the cache's dtype and `memoryFormat` order
+   * (`kv_2ltd`: `[2, num_layers, tokens, heads * head_dim]`, mla `[1, num_layers, tokens, latent +
+   * rope]`); every chunk holds `chunkSizeTokens` tokens except possibly the last.
    */
   readonly chunks: readonly Uint8Array[];
   readonly chunkSizeTokens: number;
+  readonly memoryFormat: LmcacheMemoryFormat;
   /** Absolute position of the first token of chunk 0 (the cache's `tokenStart`). */
   readonly tokenStart: number;
   /** The cache's descriptor (heads, dtype, fingerprint for LMCache's key). */
@@ -38,6 +50,9 @@ export function createLmcacheSink(options: LmcacheSinkOptions = {}): KvSink<Lmca
   const chunkSizeTokens = options.chunkSizeTokens ?? LMCACHE_CHUNK_TOKENS;
   if (!Number.isSafeInteger(chunkSizeTokens) || chunkSizeTokens < 1)
     throw invalidOption("chunkSizeTokens", "an integer >= 1", chunkSizeTokens);
+  const memoryFormat = options.memoryFormat ?? "kv_2ltd";
+  if (memoryFormat !== "kv_2ltd" && memoryFormat !== "kv_shape")
+    throw invalidOption("memoryFormat", '"kv_2ltd" or "kv_shape"', memoryFormat);
   const memory = createMemorySink();
   return createGuardedSink<LmcacheReceipt>({
     keepsLayerViews: true,
@@ -62,8 +77,9 @@ export function createLmcacheSink(options: LmcacheSinkOptions = {}): KvSink<Lmca
     async commit(stats) {
       const cache: KvCache = await memory.commit(stats);
       return {
-        chunks: toLmcacheChunks(cache, { chunkSizeTokens }),
+        chunks: toLmcacheChunks(cache, { chunkSizeTokens, memoryFormat }),
         chunkSizeTokens,
+        memoryFormat,
         tokenStart: cache.descriptor.tokenStart,
         descriptor: cache.descriptor,
       };
