@@ -52,10 +52,10 @@ export interface PrefillRequest {
   /** Isolates prefix-cache reuse; empty or absent means no salt. */
   readonly cacheSalt?: string;
   readonly decoderPrefix?: DecoderPrefix;
-  /** Keep the cache for `fetchKv` this long after the stream; 0 (default) releases it at the end. */
+  /** Whole seconds to keep the cache for `fetchKv` after the stream; 0 (default) releases it at the end. */
   readonly retentionSeconds?: number;
   readonly pushTarget?: PushTarget;
   readonly sampling?: Sampling;
-  /** Largest chunk data, in bytes; 0 or absent means the device's preferred size. */
+  /** Largest chunk data, in bytes (an integer); 0 or absent means the device's preferred size. */
   readonly maxChunkBytes?: number;
 }

@@ -121,6 +121,30 @@ describe("validatePrefillRequest", () => {
       "kv_format.head_range",
     ],
     [{ maxChunkBytes: 5000 }, Code.INVALID_ARGUMENT, "INVALID_FIELD", "max_chunk_bytes"],
+    // Numbers an in-process caller can pass but the wire's unsigned integers cannot carry.
+    [{ maxChunkBytes: 100.5 }, Code.INVALID_ARGUMENT, "INVALID_FIELD", "max_chunk_bytes"],
+    [{ maxChunkBytes: Number.NaN }, Code.INVALID_ARGUMENT, "INVALID_FIELD", "max_chunk_bytes"],
+    [
+      { kvFormat: { ...format, headRange: { start: 0.5, count: 1 } } },
+      Code.INVALID_ARGUMENT,
+      "HEAD_RANGE_INVALID",
+      "kv_format.head_range",
+    ],
+    [
+      { decoderPrefix: { numTokens: -1 } },
+      Code.INVALID_ARGUMENT,
+      "INVALID_FIELD",
+      "decoder_prefix.num_tokens",
+    ],
+    [
+      { decoderPrefix: { numTokens: 1.5 } },
+      Code.INVALID_ARGUMENT,
+      "INVALID_FIELD",
+      "decoder_prefix.num_tokens",
+    ],
+    [{ retentionSeconds: -1 }, Code.INVALID_ARGUMENT, "INVALID_FIELD", "retention_seconds"],
+    [{ retentionSeconds: 1.5 }, Code.INVALID_ARGUMENT, "INVALID_FIELD", "retention_seconds"],
+    [{ retentionSeconds: Number.NaN }, Code.INVALID_ARGUMENT, "INVALID_FIELD", "retention_seconds"],
     [
       { decoderPrefix: { numTokens: 3 } },
       Code.INVALID_ARGUMENT,

@@ -101,14 +101,23 @@ export function validatePrefillRequest(
     );
   }
   const headRange = resolveHeadRange(format.headRange, model);
-  const chunkBytes = request.maxChunkBytes || caps.preferredChunkBytes;
-  if (chunkBytes < 1 || chunkBytes > caps.maxChunkBytes) {
+  const chunkBytes =
+    request.maxChunkBytes === undefined || request.maxChunkBytes === 0
+      ? caps.preferredChunkBytes
+      : request.maxChunkBytes;
+  if (!isCount(chunkBytes, 1) || chunkBytes > caps.maxChunkBytes) {
     throw invalid("max_chunk_bytes", `expected 1..${caps.maxChunkBytes}, got ${chunkBytes}`);
   }
   const prefix = request.decoderPrefix;
   let decoderPrefixTokens = 0;
   if (prefix) {
     if (!caps.features.decoderPrefix) throw unsupported("decoder_prefix");
+    if (prefix.numTokens !== undefined && !isCount(prefix.numTokens, 0)) {
+      throw invalid(
+        "decoder_prefix.num_tokens",
+        `expected a whole number of tokens, got ${prefix.numTokens}`,
+      );
+    }
     const hasTokens = (prefix.numTokens ?? 0) > 0;
     const hasHashes = (prefix.blockHashes?.length ?? 0) > 0;
     if (hasTokens && hasHashes) {
@@ -123,6 +132,12 @@ export function validatePrefillRequest(
     decoderPrefixTokens = prefix.numTokens ?? 0;
   }
   const retentionSeconds = request.retentionSeconds ?? 0;
+  if (!isCount(retentionSeconds, 0)) {
+    throw invalid(
+      "retention_seconds",
+      `expected a whole number of seconds, got ${retentionSeconds}`,
+    );
+  }
   if (retentionSeconds > 0 && caps.retention.maxRetentionSeconds === 0)
     throw unsupported("retention_seconds");
   if (retentionSeconds > caps.retention.maxRetentionSeconds) {
@@ -167,7 +182,7 @@ function resolveHeadRange(range: KvHeadRange | undefined, model: ModelInfo): KvH
   if (model.attention.kind === "mla") return { start: 0, count: 1 };
   const heads = model.attention.numKvHeads;
   if (!range) return { start: 0, count: heads };
-  if (range.count < 1 || range.start < 0 || range.start + range.count > heads) {
+  if (!isCount(range.count, 1) || !isCount(range.start, 0) || range.start + range.count > heads) {
     throw invalid(
       "kv_format.head_range",
       `expected a range inside heads 0..${heads - 1}, got start ${range.start} count ${range.count}`,
@@ -175,6 +190,11 @@ function resolveHeadRange(range: KvHeadRange | undefined, model: ModelInfo): KvH
     );
   }
   return range;
+}
+
+/** An integer of at least `min` (not NaN, not fractional, not infinite). */
+function isCount(value: number, min: number): boolean {
+  return Number.isSafeInteger(value) && value >= min;
 }
 
 function invalid(

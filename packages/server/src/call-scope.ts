@@ -23,26 +23,35 @@ export interface ScopeRegistry {
   readonly limiter: TenantLimiter;
   /** Open scopes, aborted with UNAVAILABLE SHUTTING_DOWN on forced shutdown. */
   readonly open: Set<AbortController>;
+  /**
+   * The open scopes of watches (streams that never end by themselves, such as WatchTelemetry),
+   * also in `open`: aborted with UNAVAILABLE SHUTTING_DOWN as soon as shutdown begins (TM-4), so
+   * they do not hold the drain of the calls that do end.
+   */
+  readonly watches: Set<AbortController>;
   /** True once shutdown began: new calls fail with UNAVAILABLE SHUTTING_DOWN. */
   shuttingDown: boolean;
 }
 
+/** Options of {@link openCallScope}. */
+export interface CallScopeOptions {
+  /** Serve the call while shutting down (GetInfo); default false. */
+  readonly servedWhileShuttingDown?: boolean;
+  /** The call is a watch, ended as soon as shutdown begins (see `ScopeRegistry.watches`); default false. */
+  readonly watch?: boolean;
+}
+
 /**
- * Opens the scope of a call: refuses it while shutting down (unless `servedWhileShuttingDown`, for
- * GetInfo), authenticates it, applies the tenant's rate limit, and ties its signal to client
- * cancellation and the call's deadline.
+ * Opens the scope of a call in `PF-1` order: authenticates it (stage 1), refuses it while shutting
+ * down (stage 2, unless `servedWhileShuttingDown`), applies the tenant's rate limit (stage 3), and
+ * ties its signal to client cancellation (including a cancellation that arrived while the call was
+ * being authenticated) and the call's deadline.
  */
 export async function openCallScope(
   call: ServerSurfaceCall,
   registry: ScopeRegistry,
-  { servedWhileShuttingDown = false }: { readonly servedWhileShuttingDown?: boolean } = {},
+  { servedWhileShuttingDown = false, watch = false }: CallScopeOptions = {},
 ): Promise<CallScope> {
-  if (registry.shuttingDown && !servedWhileShuttingDown) {
-    throw new OpalError(Code.UNAVAILABLE, "device server is shutting down", {
-      reason: Reason.SHUTTING_DOWN,
-      retryDelayMs: 1000,
-    });
-  }
   const peer = call.getAuthContext?.()?.sslPeerCertificate;
   const commonName = typeof peer?.subject?.CN === "string" ? peer.subject.CN : undefined;
   const address = call.getPeer();
@@ -50,15 +59,19 @@ export async function openCallScope(
     clientCertificateCommonName: commonName,
     address,
   });
+  if (registry.shuttingDown && !servedWhileShuttingDown) throw shuttingDownError();
   registry.limiter.admitRequest(tenant);
 
   const controller = new AbortController();
   registry.open.add(controller);
+  if (watch) registry.watches.add(controller);
   const onCancel = () =>
     controller.abort(
       new OpalError(Code.CANCELLED, "the caller cancelled", { reason: Reason.CANCELLED }),
     );
   call.on("cancelled", onCancel);
+  // grpc-js emits "cancelled" once: a caller that went away during authentication is gone already.
+  if (call.cancelled) onCancel();
   let timer: NodeJS.Timeout | undefined;
   const deadline = call.getDeadline();
   const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
@@ -89,7 +102,16 @@ export async function openCallScope(
       clearTimeout(timer);
       call.removeListener("cancelled", onCancel);
       registry.open.delete(controller);
+      registry.watches.delete(controller);
       for (const cleanup of cleanups.splice(0)) cleanup();
     },
   };
+}
+
+/** UNAVAILABLE SHUTTING_DOWN with a retry delay: how a server that is shutting down ends calls. */
+export function shuttingDownError(): OpalError {
+  return new OpalError(Code.UNAVAILABLE, "device server is shutting down", {
+    reason: Reason.SHUTTING_DOWN,
+    retryDelayMs: 1000,
+  });
 }

@@ -1,4 +1,4 @@
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { Metadata } from "@grpc/grpc-js";
 import { Code, OpalError, Reason } from "@opal/core";
 import { isLoopbackHost } from "@opal/protocol";
@@ -59,21 +59,27 @@ export function isLoopbackPeer(address: string): boolean {
   return isLoopbackHost(address.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1"));
 }
 
+/**
+ * A static token table (SEC-15): the given token is compared with every known token, always, as
+ * SHA-256 digests of equal length in constant time, so timing reveals neither a matching prefix
+ * nor the length of a known token.
+ */
 function tokenTable(tokens: Readonly<Record<string, string>>) {
-  const entries = Object.entries(tokens).map(
-    ([token, tenant]) => [Buffer.from(token), tenant] as const,
-  );
+  const entries = Object.entries(tokens).map(([token, tenant]) => [sha256(token), tenant] as const);
   return ({ token }: CallerCredentials): string => {
     if (token === undefined) throw unauthenticated(true);
-    const given = Buffer.from(token);
-    // Compare against every entry in constant time per entry, so timing reveals nothing.
+    const given = sha256(token);
     let found: string | undefined;
     for (const [known, tenant] of entries) {
-      if (known.length === given.length && timingSafeEqual(known, given)) found = tenant;
+      if (timingSafeEqual(known, given)) found = tenant;
     }
     if (found === undefined) throw unauthenticated(false);
     return found;
   };
+}
+
+function sha256(text: string): Buffer {
+  return createHash("sha256").update(text).digest();
 }
 
 function unauthenticated(missing: boolean): OpalError {

@@ -16,8 +16,8 @@ import {
 } from "@opal/protocol";
 import { protoPath as healthProtoPath } from "grpc-health-check";
 import pino from "pino";
-import type { ScopeRegistry } from "./call-scope";
-import { createAuthenticator } from "./caller-auth";
+import { type ScopeRegistry, shuttingDownError } from "./call-scope";
+import { createAuthenticator, DEFAULT_TENANT } from "./caller-auth";
 import { createDeviceHandlers } from "./device-handlers";
 import { createDeviceHealth } from "./device-health";
 import { createServerMetrics } from "./server-metrics";
@@ -82,8 +82,10 @@ export interface DeviceServer {
   readonly metricsUrl: string | undefined;
   /**
    * Graceful shutdown: health turns NOT_SERVING, new calls fail with UNAVAILABLE SHUTTING_DOWN,
-   * running calls get `graceMs` (default: the `shutdownGraceMs` option) to finish, then are
-   * cancelled with UNAVAILABLE SHUTTING_DOWN. Idempotent. Does not close the driver.
+   * watches (`Health.Watch` after sending NOT_SERVING, `WatchTelemetry`) end at once with UNAVAILABLE
+   * SHUTTING_DOWN (TM-4), running calls get `graceMs` (default: the `shutdownGraceMs` option) to
+   * finish, then are cancelled with UNAVAILABLE SHUTTING_DOWN. Idempotent. Does not close the
+   * driver.
    */
   shutdown(options?: { readonly graceMs?: number }): Promise<void>;
 }
@@ -91,7 +93,9 @@ export interface DeviceServer {
 /**
  * Serves `driver` over gRPC: `opal.device.v1.DeviceService`, `grpc.health.v1.Health` and server
  * reflection (v1 and v1alpha), with authentication, per-tenant limits, explicit transport settings,
- * optional TLS and Prometheus metrics. Resolves once listening.
+ * optional TLS and Prometheus metrics. Resolves once listening; rejects invalid limits and
+ * shared memory on a host without it with INVALID_ARGUMENT, and a port it cannot bind with
+ * UNAVAILABLE.
  */
 export async function createDeviceServer(
   driver: PrefillDriver,
@@ -122,6 +126,7 @@ export async function createDeviceServer(
     authenticate: createAuthenticator(options.auth, { tls: options.tls !== undefined }),
     limiter: createTenantLimiter(options.limits),
     open: new Set(),
+    watches: new Set(),
     shuttingDown: false,
   };
   const metrics = options.metricsPort !== undefined ? createServerMetrics(driver) : undefined;
@@ -177,7 +182,13 @@ export async function createDeviceServer(
     );
   }
   const address = `${formatHost(host)}:${port}`;
-  logger.info({ address, metricsPort }, "device server listening");
+  // SEC-5: a device that does not authenticate says so at start-up.
+  logger.info(
+    { address, metricsPort, authenticated: options.auth !== undefined },
+    options.auth
+      ? "device server listening"
+      : `device server listening without authentication: every caller is tenant "${DEFAULT_TENANT}"`,
+  );
 
   let closing: Promise<void> | undefined;
   return {
@@ -188,19 +199,17 @@ export async function createDeviceServer(
     shutdown({ graceMs = options.shutdownGraceMs ?? 5_000 } = {}) {
       closing ??= (async () => {
         registry.shuttingDown = true;
-        health.setShuttingDown();
+        const reason = shuttingDownError();
+        // Watches never end by themselves: they end now, and only calls that do end are drained.
+        health.setShuttingDown(reason);
+        for (const controller of registry.watches) controller.abort(reason);
         const graceful = new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
         let timer: NodeJS.Timeout | undefined;
         const expired = new Promise<"expired">((resolve) => {
           timer = setTimeout(() => resolve("expired"), graceMs);
         });
         if ((await Promise.race([graceful, expired])) === "expired") {
-          const reason = new OpalError(Code.UNAVAILABLE, "device server is shutting down", {
-            reason: Reason.SHUTTING_DOWN,
-            retryDelayMs: 1000,
-          });
           for (const controller of registry.open) controller.abort(reason);
-          health.close(reason);
           // Let the aborted calls send their status, but do not wait on a driver that ignores
           // its signal.
           await Promise.race([graceful, delay(ABORTED_CALLS_GRACE_MS)]);

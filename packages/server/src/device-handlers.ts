@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { once } from "node:events";
 import type {
   ServerReadableStream,
@@ -8,12 +7,10 @@ import type {
   UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Code, OpalError, Reason, toAbortError } from "@opal/core";
-import type { DeviceCapabilities, PrefillDriver } from "@opal/driver";
 import {
   assertWellFormed,
   fromWireFetchRequest,
-  fromWirePrefillRequest,
-  opal,
+  type opal,
   probeStateEnum,
   toGrpcStatus,
   toWireCapabilities,
@@ -23,37 +20,16 @@ import {
   toWireModel,
   toWireTelemetry,
 } from "@opal/protocol";
-import type { Logger } from "pino";
-import { type CallScope, openCallScope, type ScopeRegistry } from "./call-scope";
+import { type CallScope, type CallScopeOptions, openCallScope } from "./call-scope";
 import { checkedWeights } from "./checked-weights";
+import type { HandlerContext } from "./handler-context";
+import { hostPrefill } from "./host-prefill";
 import { invalidField } from "./invalid-field";
-import {
-  prefillThroughRegion,
-  sharedMemoryOffer,
-  toWireHostPrefillEvent,
-} from "./prefill-through-region";
-import { pushKv } from "./push-kv";
-import type { ServerMetrics } from "./server-metrics";
+import { toWireHostPrefillEvent } from "./prefill-through-region";
+import { withHostFeatures } from "./with-host-features";
 
 type V1 = typeof opal.device.v1;
 type Msg<T extends keyof V1> = V1[T] extends { prototype: infer I } ? I : never;
-
-/** Everything the handlers share. */
-export interface HandlerContext {
-  readonly driver: PrefillDriver;
-  readonly capabilities: DeviceCapabilities;
-  readonly registry: ScopeRegistry;
-  readonly metrics: ServerMetrics | undefined;
-  readonly logger: Logger;
-  /** The host implements push for a driver that does not declare it. */
-  readonly hostPush: boolean;
-  /** Prefill calls in progress (PF-7). */
-  readonly running: RunningPrefills;
-  /** Push targets the operator allows (PS-1); undefined: any. */
-  readonly pushTargets: ReadonlySet<string> | undefined;
-  /** The host offers the shared-memory data plane (PF-43). */
-  readonly sharedMemory: boolean;
-}
 
 /** The `opal.device.v1.DeviceService` implementation over a driver. */
 export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImplementation {
@@ -86,105 +62,34 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
     prefill: serverStream(
       ctx,
       "Prefill",
-      (req: Msg<"PrefillRequest">, s) => {
-        const request = fromWirePrefillRequest(req);
-        const target = request.pushTarget?.address;
-        if (target !== undefined && ctx.pushTargets && !ctx.pushTargets.has(target)) {
-          throw new OpalError(
-            Code.PERMISSION_DENIED,
-            `push_target.address ${JSON.stringify(target)} is not among the push targets this device allows`,
-            { reason: Reason.PERMISSION_DENIED },
-          );
-        }
-        const region = sharedMemoryOffer(req, ctx.sharedMemory, s.peer);
-        if (region) {
-          return prefillThroughRegion(
-            { driver, capabilities: ctx.capabilities, call: opts(s) },
-            request,
-            region,
-            () => supersedeRunning(ctx.running, s, req),
-          );
-        }
-        supersedeRunning(ctx.running, s, req);
-        if (!request.pushTarget || !ctx.hostPush) return driver.prefill(request, opts(s));
-        // The host pushes for drivers that do not: the driver streams as usual, the host forwards.
-        const { pushTarget, ...inline } = request;
-        if (!pushTarget.transferId)
-          throw invalidField("push_target.transfer_id", "required, got an empty string");
-        return pushKv(pushTarget, request.requestId, driver.prefill(inline, opts(s)), s.signal);
-      },
+      (req: Msg<"PrefillRequest">, s) => hostPrefill(ctx, req, s),
       toWireHostPrefillEvent,
-      true,
     ),
     fetchKv: serverStream(
       ctx,
       "FetchKv",
       (req: Msg<"FetchKvRequest">, s) => {
         assertHandle(req.kvHandle);
+        // FetchKv streams share the tenant's concurrency limit with prefills.
+        s.onDispose(ctx.registry.limiter.acquireStream(s.tenant));
         return driver.fetchKv(fromWireFetchRequest(req), opts(s));
       },
       toWireFetchEvent,
-      true,
     ),
     watchTelemetry: serverStream(
       ctx,
       "WatchTelemetry",
       (req: Msg<"WatchTelemetryRequest">, s) =>
         mapIterable(
-          driver.watchTelemetry({ intervalMs: Math.max(50, req.intervalMs || 1000) }, opts(s)),
+          driver.watchTelemetry({ intervalMs: telemetryIntervalMs(req.intervalMs) }, opts(s)),
           (snapshot) => ({
             snapshot: toWireTelemetry(snapshot),
           }),
         ),
       (m) => m,
-      false,
+      { watch: true },
     ),
   };
-}
-
-/** Prefill calls in progress, by tenant and request id (PF-7). */
-export type RunningPrefills = Map<string, { readonly body: string; readonly scope: CallScope }>;
-
-/**
- * PF-7: a retry with the same request_id and body while the first call still runs ends the first
- * with CANCELLED and is served itself, so the device never computes one request twice at once.
- * The call is registered until its scope ends (not by wrapping its event stream, the KV hot path).
- */
-function supersedeRunning(
-  running: RunningPrefills,
-  scope: CallScope,
-  request: Msg<"PrefillRequest">,
-): void {
-  const key = `${scope.tenant}\0${request.requestId}`;
-  const body = createHash("sha256")
-    // The data plane is transport, not body: a retry may offer another region or none (PF-7).
-    .update(
-      opal.device.v1.PrefillRequest.encode({ ...request, requestId: "", dataPlane: null }).finish(),
-    )
-    .digest("hex");
-  const earlier = running.get(key);
-  if (earlier && earlier.body === body) {
-    earlier.scope.abort(
-      new OpalError(Code.CANCELLED, "superseded by a retry with the same request_id", {
-        reason: Reason.CANCELLED,
-      }),
-    );
-  }
-  const entry = { body, scope };
-  running.set(key, entry);
-  scope.onDispose(() => {
-    if (running.get(key) === entry) running.delete(key);
-  });
-}
-
-/** The driver's capabilities plus what the host adds: push for drivers that do not push, shared memory. */
-function withHostFeatures(caps: DeviceCapabilities, ctx: HandlerContext): DeviceCapabilities {
-  const features = ctx.hostPush ? { ...caps.features, push: true } : caps.features;
-  // Requests reach drivers without `data_plane`: the host serves inline, and shared memory when on.
-  const dataPlanes: DeviceCapabilities["dataPlanes"] = ctx.sharedMemory
-    ? ["inline", "shared_memory"]
-    : ["inline"];
-  return { ...caps, features, dataPlanes };
 }
 
 function opts(scope: CallScope) {
@@ -195,7 +100,7 @@ function unary<Req, Res>(
   ctx: HandlerContext,
   method: string,
   run: (request: Req, scope: CallScope) => Promise<Res>,
-  scopeOptions: { readonly servedWhileShuttingDown?: boolean } = {},
+  scopeOptions: CallScopeOptions = {},
 ) {
   return async (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
     const started = performance.now();
@@ -215,24 +120,26 @@ function unary<Req, Res>(
   };
 }
 
+/**
+ * A server-streaming handler: `run` starts the call (admission included: a limited call takes its
+ * slot there and gives it back with `scope.onDispose`) and resolves to its events.
+ */
 function serverStream<Req, Ev, Wire>(
   ctx: HandlerContext,
   method: string,
-  run: (request: Req, scope: CallScope) => AsyncIterable<Ev>,
+  run: (request: Req, scope: CallScope) => AsyncIterable<Ev> | Promise<AsyncIterable<Ev>>,
   toWire: (event: Ev) => Wire,
-  limited: boolean,
+  scopeOptions: CallScopeOptions = {},
 ) {
   return async (call: ServerWritableStream<Req, Wire>) => {
     const started = performance.now();
     let scope: CallScope | undefined;
-    let release: (() => void) | undefined;
     const closeStream = ctx.metrics?.streamOpened(method);
     try {
-      scope = await openCallScope(call, ctx.registry);
+      scope = await openCallScope(call, ctx.registry, scopeOptions);
       assertWellFormed(call.request);
-      if (limited) release = ctx.registry.limiter.acquireStream(scope.tenant);
       const signal = scope.signal;
-      for await (const event of run(call.request, scope)) {
+      for await (const event of await run(call.request, scope)) {
         if (signal.aborted) throw toAbortError(signal.reason);
         const wire = toWire(event);
         const carried = event as {
@@ -258,7 +165,6 @@ function serverStream<Req, Ev, Wire>(
       );
       call.emit("error", status);
     } finally {
-      release?.();
       closeStream?.();
       scope?.dispose();
     }
@@ -354,6 +260,15 @@ function fail(
 
 function unexpected(error: unknown): OpalError {
   return new OpalError(Code.INTERNAL, "internal error", { reason: Reason.INTERNAL, cause: error });
+}
+
+/**
+ * The snapshot interval of a WatchTelemetry request, in ms: 0 means 1,000, and values are clamped
+ * to 50..60,000 (telemetry.md), so no driver is asked for an interval its timers cannot hold
+ * (above 2^31 - 1 ms, Node fires them at once: a flood of snapshots).
+ */
+function telemetryIntervalMs(requested: number): number {
+  return Math.min(60_000, Math.max(50, requested || 1000));
 }
 
 /** A KV handle is 1-128 characters (retention.md); anything else is a malformed request. */

@@ -16,10 +16,12 @@ type HealthResponse = { status: ServingStatus | "SERVICE_UNKNOWN" };
 export interface DeviceHealth {
   /** Registers `grpc.health.v1.Health` (Check, Watch, List) on `server`. */
   addToServer(server: Server): void;
-  /** Turns NOT_SERVING for good and tells every watcher at once. Idempotent. */
-  setShuttingDown(): void;
-  /** Ends every open `Watch` stream with `reason` (forced shutdown). */
-  close(reason: OpalError): void;
+  /**
+   * Turns NOT_SERVING for good: every open `Watch` stream, and every one opened later, gets
+   * NOT_SERVING (unless it last sent that) and ends with `reason`, so watchers never hold a
+   * graceful shutdown. Idempotent.
+   */
+  setShuttingDown(reason: OpalError): void;
 }
 
 /** Options of {@link createDeviceHealth}. */
@@ -36,13 +38,13 @@ export function createDeviceHealth(
   options: DeviceHealthOptions,
 ): DeviceHealth {
   const known = new Set(options.serviceNames);
-  let shuttingDown = false;
-  const watchers = new Set<{ refresh(): void; end(reason: OpalError): void }>();
+  let shutdownReason: OpalError | undefined;
+  const watchers = new Set<(reason: OpalError) => void>();
 
   const current = async (): Promise<ServingStatus> => {
-    if (shuttingDown) return "NOT_SERVING";
+    if (shutdownReason) return "NOT_SERVING";
     const ready = await probe().catch(() => false);
-    return ready && !shuttingDown ? "SERVING" : "NOT_SERVING";
+    return ready && !shutdownReason ? "SERVING" : "NOT_SERVING";
   };
 
   const check = (
@@ -69,58 +71,52 @@ export function createDeviceHealth(
   };
 
   const watch = (call: ServerWritableStream<HealthRequest, HealthResponse>) => {
-    if (!known.has(call.request.service)) {
-      call.write({ status: "SERVICE_UNKNOWN" });
-      return;
-    }
-    let last: ServingStatus | undefined;
+    let last: HealthResponse["status"] | undefined;
     let timer: NodeJS.Timeout | undefined;
     let ended = false;
-    let probing = false;
     const refresh = async () => {
-      if (ended || probing) return;
-      probing = true;
       const status = await current();
-      probing = false;
       if (ended) return;
       if (status !== last) {
         last = status;
         call.write({ status });
       }
-      clearTimeout(timer);
       timer = setTimeout(refresh, options.pollIntervalMs);
-    };
-    const watcher = {
-      refresh: () => {
-        probing = false;
-        void refresh();
-      },
-      end(reason: OpalError) {
-        stop();
-        call.emit("error", toGrpcStatus(reason));
-      },
     };
     const stop = () => {
       ended = true;
       clearTimeout(timer);
-      watchers.delete(watcher);
+      watchers.delete(end);
     };
-    watchers.add(watcher);
+    const end = (reason: OpalError) => {
+      if (ended) return;
+      stop();
+      if (last !== "NOT_SERVING" && last !== "SERVICE_UNKNOWN")
+        call.write({ status: "NOT_SERVING" });
+      call.emit("error", toGrpcStatus(reason));
+    };
+    if (!known.has(call.request.service)) {
+      // The stream stays open (a service may appear), so it too ends at shutdown.
+      last = "SERVICE_UNKNOWN";
+      call.write({ status: last });
+    }
+    if (shutdownReason) {
+      end(shutdownReason);
+      return;
+    }
+    watchers.add(end);
     call.on("cancelled", stop);
-    void refresh();
+    if (last === undefined) void refresh();
   };
 
   return {
     addToServer(server) {
       server.addService(healthService, { check, watch, list });
     },
-    setShuttingDown() {
-      if (shuttingDown) return;
-      shuttingDown = true;
-      for (const watcher of watchers) watcher.refresh();
-    },
-    close(reason) {
-      for (const watcher of [...watchers]) watcher.end(reason);
+    setShuttingDown(reason) {
+      if (shutdownReason) return;
+      shutdownReason = reason;
+      for (const end of [...watchers]) end(reason);
     },
   };
 }

@@ -54,9 +54,10 @@ export function sharedMemoryOffer(
 /**
  * A prefill through the caller's region. PF-1 puts `data_plane` late in stage 4, and a request
  * that fails validation must have no side effect: so the host first checks what precedes it
- * (`validatePrefillRequest` with the driver's capabilities and model, without `cache_salt`), then
- * opens and sizes the region, and only then calls `onValid` (which supersedes a running call with
- * the same id, PF-7) and starts the driver, which validates the whole request again.
+ * (`validatePrefillRequest` with the server's capabilities and the driver's model, without
+ * `cache_salt`), then opens and sizes the region, and only then calls `admit` (which supersedes a
+ * running call with the same id, PF-7, and takes the tenant's slot; the region is closed if it
+ * fails) and starts the driver, which validates the whole request again.
  */
 export async function* prefillThroughRegion(
   device: {
@@ -66,7 +67,7 @@ export async function* prefillThroughRegion(
   },
   request: PrefillRequest,
   offer: SharedMemoryOffer,
-  onValid: () => void,
+  admit: () => Promise<void>,
 ): AsyncGenerator<HostPrefillEvent> {
   const { driver, capabilities, call } = device;
   const model = (await driver.listModels(call)).find((m) => m.modelId === request.modelId);
@@ -77,7 +78,12 @@ export async function* prefillThroughRegion(
     offer,
     prefillCacheByteLength(request, model!, Math.max(1, tokens)),
   );
-  onValid();
+  try {
+    await admit();
+  } catch (error) {
+    await region.handle.close();
+    throw error;
+  }
   yield* writeThroughRegion(() => driver.prefill(request, call), region);
 }
 

@@ -9,6 +9,7 @@ import {
   toWireChunk,
   toWireDescriptor,
 } from "@opal/protocol";
+import { invalidField } from "./invalid-field";
 
 type PushMessage = Parameters<typeof R.pushKv.requestSerialize>[0];
 
@@ -25,14 +26,7 @@ export async function* pushKv(
   events: AsyncIterable<PrefillEvent>,
   signal: AbortSignal,
 ): AsyncGenerator<PrefillEvent> {
-  const client = new Client(
-    target.address,
-    target.useTls ? credentials.createSsl() : credentials.createInsecure(),
-    {
-      "grpc.max_send_message_length": 64 * 1024 * 1024,
-      "grpc-node.flow_control_window": 16 * 1024 * 1024,
-    },
-  );
+  const client = connectReceiver(target);
   const metadata = new Metadata();
   if (target.authorizationToken)
     metadata.set("authorization", `Bearer ${target.authorizationToken}`);
@@ -115,6 +109,25 @@ export async function* pushKv(
     if (!stream.write(message)) {
       await Promise.race([once(stream, "drain", { signal }), response]);
     }
+  }
+}
+
+/** A client of the receiver; an address grpc-js cannot parse is INVALID_ARGUMENT INVALID_FIELD. */
+function connectReceiver(target: PushTarget): Client {
+  try {
+    return new Client(
+      target.address,
+      target.useTls ? credentials.createSsl() : credentials.createInsecure(),
+      {
+        "grpc.max_send_message_length": 64 * 1024 * 1024,
+        "grpc-node.flow_control_window": 16 * 1024 * 1024,
+      },
+    );
+  } catch {
+    throw invalidField(
+      "push_target.address",
+      `expected a gRPC target such as host:port, got ${JSON.stringify(target.address)}`,
+    );
   }
 }
 

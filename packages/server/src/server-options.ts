@@ -41,13 +41,20 @@ export type ServerAuthOptions = ServerAuthCommonOptions &
     | { readonly authenticate: (credentials: CallerCredentials) => string | Promise<string> }
   );
 
-/** Per-tenant limits; each rejection carries its protocol reason and a RetryInfo. */
+/**
+ * Per-tenant limits; each rejection carries its protocol reason and a RetryInfo. `createDeviceServer`
+ * rejects an invalid setting with INVALID_ARGUMENT INVALID_FIELD.
+ */
 export interface ServerLimits {
-  /** Prefills (and fetches) a tenant may run at once; default unlimited (the device's own queue applies). */
+  /**
+   * Prefills (and fetches) a tenant may run at once, an integer >= 1; default unlimited (the
+   * device's own queue applies). Checked after the request's own checks (PF-1 stage 6); a retry
+   * that supersedes a running call (PF-7) takes over its slot.
+   */
   readonly maxConcurrentPrefillsPerTenant?: number;
-  /** Sustained requests per second a tenant may make, all RPCs; default unlimited. */
+  /** Sustained requests per second a tenant may make, all RPCs; default (or 0) unlimited. */
   readonly requestsPerSecondPerTenant?: number;
-  /** Burst above the sustained rate; default equal to one second of rate. */
+  /** Burst above the sustained rate, at least 1; default one second of rate, at least 1 request. */
   readonly burstRequests?: number;
 }
 

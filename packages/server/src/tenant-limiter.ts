@@ -1,4 +1,5 @@
 import { Code, OpalError, Reason } from "@opal/core";
+import { invalidField } from "./invalid-field";
 import type { ServerLimits } from "./server-options";
 
 /** Enforces per-tenant rate and concurrency limits. */
@@ -12,13 +13,19 @@ export interface TenantLimiter {
   acquireStream(tenant: string): () => void;
 }
 
-/** Creates a limiter; with no limits set, it admits everything. */
+/**
+ * Creates a limiter; with no limits set, it admits everything. An invalid setting (a concurrency
+ * limit that is not a positive integer, a negative or non-finite rate, a burst below one request)
+ * throws INVALID_ARGUMENT INVALID_FIELD naming it.
+ */
 export function createTenantLimiter(
   limits: ServerLimits = {},
   now: () => number = Date.now,
 ): TenantLimiter {
+  assertLimits(limits);
   const rate = limits.requestsPerSecondPerTenant;
-  const burst = limits.burstRequests ?? rate ?? 0;
+  // A burst of at least one request, so that a rate below one per second still admits calls.
+  const burst = limits.burstRequests ?? Math.max(1, rate ?? 0);
   const buckets = new Map<string, { tokens: number; atMs: number }>();
   const active = new Map<string, number>();
   return {
@@ -63,4 +70,24 @@ export function createTenantLimiter(
       };
     },
   };
+}
+
+function assertLimits(limits: ServerLimits): void {
+  const { maxConcurrentPrefillsPerTenant: max, requestsPerSecondPerTenant: rate } = limits;
+  if (max !== undefined && !(Number.isSafeInteger(max) && max >= 1)) {
+    throw invalidField(
+      "limits.maxConcurrentPrefillsPerTenant",
+      `expected an integer >= 1, got ${max}`,
+    );
+  }
+  if (rate !== undefined && rate !== 0 && !(rate > 0 && Number.isFinite(rate))) {
+    throw invalidField(
+      "limits.requestsPerSecondPerTenant",
+      `expected a number > 0 (or 0: unlimited), got ${rate}`,
+    );
+  }
+  const burst = limits.burstRequests;
+  if (burst !== undefined && !(burst >= 1 && Number.isFinite(burst))) {
+    throw invalidField("limits.burstRequests", `expected a number >= 1, got ${burst}`);
+  }
 }

@@ -117,4 +117,21 @@ describe("LoadModel and WatchTelemetry over gRPC", () => {
     expect(performance.now() - startedMs).toBeGreaterThanOrEqual(90);
     expect(snapshots).toEqual([...snapshots].sort((a, b) => a - b));
   });
+
+  it("clamps an interval above 60 s to 60 s instead of flooding the caller (interval_ms)", async () => {
+    const controller = new AbortController();
+    let snapshots = 0;
+    const watching = (async () => {
+      for await (const _ of client.watchTelemetry(
+        { intervalMs: 2 ** 32 - 1 },
+        { signal: controller.signal },
+      ))
+        snapshots++;
+    })().catch(() => undefined);
+    await expect.poll(() => snapshots).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(snapshots).toBe(1);
+    controller.abort();
+    await watching;
+  });
 });

@@ -112,6 +112,22 @@ describe("errors over the wire (ERR-)", () => {
     expect(error.fieldViolations.map((v) => v.field)).toEqual(["kv_format"]);
   });
 
+  it("fails a host push to an empty or unparseable push_target.address with INVALID_FIELD, not INTERNAL", async () => {
+    const client = createDeviceClient(server.address);
+    try {
+      for (const address of ["", "dns://a/b"]) {
+        const error = await expectOpalError(
+          collectPrefill(client.prefill(tinyRequest({ pushTarget: { address, transferId: "t" } }))),
+          Code.INVALID_ARGUMENT,
+          "INVALID_FIELD",
+        );
+        expect(error.fieldViolations.map((v) => v.field)).toEqual(["push_target.address"]);
+      }
+    } finally {
+      await client.close();
+    }
+  });
+
   it("turns a driver's plain Error into INTERNAL 'internal error' without leaking its message", async () => {
     const secret = "db password hunter2 for tenant-b";
     const device = createMockDevice({ models: ["opal-tiny"] });

@@ -2,7 +2,7 @@ import { once } from "node:events";
 import { connect, type IncomingHttpHeaders } from "node:http2";
 import type { ServiceError } from "@grpc/grpc-js";
 import { createDeviceClient } from "@opal/client";
-import { Code } from "@opal/core";
+import { Code, type OpalError } from "@opal/core";
 import type { PrefillDriver } from "@opal/driver";
 import { createMockDevice } from "@opal/mock";
 import { decodeStatus, STATUS_DETAILS_TRAILER } from "@opal/protocol";
@@ -14,8 +14,61 @@ import {
   loadReflectedDefinitions,
 } from "@opal/testing";
 import { describe, expect, it } from "vitest";
-import { createDeviceServer, DEVICE_SERVICE_NAME } from "../src/index";
+import { createDeviceServer, DEVICE_SERVICE_NAME, type DeviceServer } from "../src/index";
 import { drainIterator, readEvents, tinyRequest } from "./fixtures";
+
+/**
+ * Opens a call of each of `methods` without credentials over raw HTTP/2 (HEADERS) before the
+ * server's shutdown begins, sends their messages after it began, and resolves with each status.
+ */
+async function statusesDuringShutdown(
+  server: DeviceServer,
+  methods: readonly string[],
+): Promise<Array<{ code: string; details: Buffer | undefined }>> {
+  const session = connect(`http://${server.address}`);
+  try {
+    await once(session, "connect");
+    const streams = methods.map((method) =>
+      session.request({
+        ":method": "POST",
+        ":path": `/${DEVICE_SERVICE_NAME}/${method}`,
+        "content-type": "application/grpc",
+        te: "trailers",
+      }),
+    );
+    // A PING is answered after the server processed the HEADERS frames sent before it.
+    await new Promise<void>((resolve, reject) =>
+      session.ping((error) => (error ? reject(error) : resolve())),
+    );
+    const down = server.shutdown({ graceMs: 5_000 });
+    const emptyMessage = Buffer.alloc(5); // uncompressed, length 0
+    const statuses = await Promise.all(
+      streams.map(
+        (stream) =>
+          new Promise<{ code: string; details: Buffer | undefined }>((resolve, reject) => {
+            // The status comes in trailers, or in the headers of a trailers-only response.
+            const onStatus = (headers: IncomingHttpHeaders) => {
+              const details = headers[STATUS_DETAILS_TRAILER];
+              if (headers["grpc-status"] === undefined) return;
+              resolve({
+                code: String(headers["grpc-status"]),
+                details: typeof details === "string" ? Buffer.from(details, "base64") : undefined,
+              });
+            };
+            stream.on("response", onStatus);
+            stream.on("trailers", onStatus);
+            stream.on("error", reject);
+            stream.resume();
+            stream.end(emptyMessage);
+          }),
+      ),
+    );
+    await down;
+    return statuses;
+  } finally {
+    session.destroy();
+  }
+}
 
 const HEALTH = "grpc.health.v1.Health";
 const REFLECTION_V1 = "grpc.reflection.v1.ServerReflection";
@@ -166,52 +219,75 @@ describe("health (GEN-9)", () => {
 
   it("refuses calls that arrive during the grace period with SHUTTING_DOWN, except GetInfo", async () => {
     const server = await createDeviceServer(createMockDevice({ models: ["opal-tiny"] }));
-    // Raw HTTP/2: open the streams (HEADERS) before shutdown, send their messages after it began.
-    const session = connect(`http://${server.address}`);
+    const [getInfo, probe] = await statusesDuringShutdown(server, ["GetInfo", "Probe"]);
+    expect(getInfo!.code).toBe(String(Code.OK));
+    expect(probe!.code).toBe(String(Code.UNAVAILABLE));
+    expect(decodeStatus(probe!.details!).reason).toBe("SHUTTING_DOWN");
+  });
+
+  it("authenticates calls that arrive during the grace period first (PF-1 stage 1 before 2)", async () => {
+    const server = await createDeviceServer(createMockDevice({ models: ["opal-tiny"] }), {
+      auth: { tokens: { "t-a": "tenant-a" } },
+    });
+    const statuses = await statusesDuringShutdown(server, ["GetInfo", "Probe"]);
+    for (const status of statuses) {
+      expect(status.code).toBe(String(Code.UNAUTHENTICATED));
+      expect(decodeStatus(status.details!).reason).toBe("TOKEN_INVALID");
+    }
+  });
+
+  it("ends Watch and WatchTelemetry streams at once on shutdown, so they never hold the drain (TM-4)", async () => {
+    const server = await createDeviceServer(createMockDevice({ models: ["opal-tiny"] }));
+    const health = createHealthClient(server.address);
+    const client = createDeviceClient(server.address);
+    const stop = new AbortController();
+    const watched: HealthStatus[] = [];
+    const watching = (async () => {
+      for await (const status of health.watch(DEVICE_SERVICE_NAME, stop.signal))
+        watched.push(status);
+    })().then(
+      () => undefined,
+      (error: ServiceError) => error,
+    );
+    const unknownWatched: HealthStatus[] = [];
+    const watchingUnknown = (async () => {
+      for await (const status of health.watch("no.such.Service", stop.signal))
+        unknownWatched.push(status);
+    })().then(
+      () => undefined,
+      (error: ServiceError) => error,
+    );
+    let snapshots = 0;
+    const telemetry = (async () => {
+      for await (const _ of client.watchTelemetry({ intervalMs: 50 }, { signal: stop.signal }))
+        snapshots++;
+    })().then(
+      () => undefined,
+      (error: OpalError) => error,
+    );
     try {
-      await once(session, "connect");
-      const open = (method: string) =>
-        session.request({
-          ":method": "POST",
-          ":path": `/${DEVICE_SERVICE_NAME}/${method}`,
-          "content-type": "application/grpc",
-          te: "trailers",
-        });
-      const getInfo = open("GetInfo");
-      const probe = open("Probe");
-      // A PING is answered after the server processed the HEADERS frames sent before it.
-      await new Promise<void>((resolve, reject) =>
-        session.ping((error) => (error ? reject(error) : resolve())),
-      );
-      const down = server.shutdown({ graceMs: 5_000 });
-      const emptyMessage = Buffer.alloc(5); // uncompressed, length 0
-      const statuses = await Promise.all(
-        [getInfo, probe].map(
-          (stream) =>
-            new Promise<{ code: string; details: Buffer | undefined }>((resolve, reject) => {
-              // The status comes in trailers, or in the headers of a trailers-only response.
-              const onStatus = (headers: IncomingHttpHeaders) => {
-                const details = headers[STATUS_DETAILS_TRAILER];
-                if (headers["grpc-status"] === undefined) return;
-                resolve({
-                  code: String(headers["grpc-status"]),
-                  details: typeof details === "string" ? Buffer.from(details, "base64") : undefined,
-                });
-              };
-              stream.on("response", onStatus);
-              stream.on("trailers", onStatus);
-              stream.on("error", reject);
-              stream.resume();
-              stream.end(emptyMessage);
-            }),
-        ),
-      );
-      expect(statuses[0]!.code).toBe(String(Code.OK));
-      expect(statuses[1]!.code).toBe(String(Code.UNAVAILABLE));
-      expect(decodeStatus(statuses[1]!.details!).reason).toBe("SHUTTING_DOWN");
-      await down;
+      await expect.poll(() => watched).toEqual(["SERVING"]);
+      await expect.poll(() => unknownWatched).toEqual(["SERVICE_UNKNOWN"]);
+      await expect.poll(() => snapshots).toBeGreaterThan(0);
+      const startedMs = performance.now();
+      await server.shutdown({ graceMs: 10_000 });
+      expect(performance.now() - startedMs).toBeLessThan(2_000);
+      // The watcher saw the transition first, then its stream ended.
+      expect(watched).toEqual(["SERVING", "NOT_SERVING"]);
+      expect((await watching)?.code).toBe(Code.UNAVAILABLE);
+      expect((await watchingUnknown)?.code).toBe(Code.UNAVAILABLE);
+      const ended = await telemetry;
+      expect({ code: ended?.code, reason: ended?.reason }).toEqual({
+        code: Code.UNAVAILABLE,
+        reason: "SHUTTING_DOWN",
+      });
     } finally {
-      session.destroy();
+      stop.abort();
+      await watching;
+      await watchingUnknown;
+      await telemetry;
+      health.close();
+      await client.close();
     }
   });
 

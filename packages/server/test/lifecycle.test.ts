@@ -3,6 +3,7 @@ import { createServer, type Server } from "node:net";
 import { Code } from "@opal/core";
 import { createMockDevice } from "@opal/mock";
 import { expectOpalError } from "@opal/testing";
+import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { createDeviceServer, DEFAULT_TRANSPORT } from "../src/index";
 
@@ -22,6 +23,23 @@ describe("server lifecycle", () => {
     expect(server.address).toBe(`127.0.0.1:${server.port}`);
     expect(server.port).toBeGreaterThan(0);
     await server.shutdown({ graceMs: 0 });
+  });
+
+  it("says at start-up when it does not authenticate callers (SEC-5)", async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => lines.push(line) });
+    const open = await createDeviceServer(createMockDevice({ models: ["opal-tiny"] }), { logger });
+    const closed = await createDeviceServer(createMockDevice({ models: ["opal-tiny"] }), {
+      logger,
+      auth: { tokens: { t: "tenant-a" } },
+    });
+    await open.shutdown({ graceMs: 0 });
+    await closed.shutdown({ graceMs: 0 });
+    const listening = lines
+      .map((line) => JSON.parse(line) as { msg: string; authenticated?: boolean })
+      .filter((entry) => entry.msg.startsWith("device server listening"));
+    expect(listening.map((entry) => entry.authenticated)).toEqual([false, true]);
+    expect(listening[0]!.msg).toContain('without authentication: every caller is tenant "default"');
   });
 
   it("rejects with UNAVAILABLE when its port is taken", async () => {

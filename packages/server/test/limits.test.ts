@@ -117,6 +117,96 @@ describe("per-tenant limits (SEC-12)", () => {
   });
 });
 
+describe("admission after the request's own checks (PF-1 stages 4-6, PF-7)", () => {
+  it("answers a tenant at its limit with the request's own errors before TENANT_QUOTA_EXCEEDED", async () => {
+    const device = createMockDevice({ models: ["opal-tiny"] });
+    const server = await createDeviceServer(device, {
+      limits: { maxConcurrentPrefillsPerTenant: 1 },
+    });
+    const client = createDeviceClient(server.address);
+    try {
+      device.setFaults({ stallAfterChunks: 1, stallMs: 30_000 });
+      const held = await readEvents(client.prefill(tinyRequest()), 2);
+      await expectOpalError(
+        collectPrefill(client.prefill(tinyRequest({ modelId: "no-such-model" }))),
+        Code.FAILED_PRECONDITION,
+        "MODEL_NOT_LOADED",
+      );
+      const outOfRange = await expectOpalError(
+        collectPrefill(client.prefill(tinyRequest({ promptTokenIds: Uint32Array.of(1, 1 << 30) }))),
+        Code.INVALID_ARGUMENT,
+        "TOKEN_OUT_OF_RANGE",
+      );
+      expect(outOfRange.fieldViolations[0]?.field).toBe("prompt_token_ids[1]");
+      await expectOpalError(
+        collectPrefill(client.fetchKv({ kvHandle: "x".repeat(129) })),
+        Code.INVALID_ARGUMENT,
+        "INVALID_FIELD",
+      );
+      // A valid request is refused for the quota, with nothing computed.
+      await expectOpalError(
+        collectPrefill(client.prefill(tinyRequest())),
+        Code.RESOURCE_EXHAUSTED,
+        "TENANT_QUOTA_EXCEEDED",
+      );
+      expect(device.stats.activePrefills).toBe(1);
+      await held.iterator.return?.();
+    } finally {
+      await client.close();
+      await server.shutdown({ graceMs: 0 });
+    }
+  });
+
+  it("serves a retry with the same request_id and body at the tenant's limit, cancelling the first call", async () => {
+    const device = createMockDevice({ models: ["opal-tiny"] });
+    const server = await createDeviceServer(device, {
+      limits: { maxConcurrentPrefillsPerTenant: 1 },
+    });
+    const client = createDeviceClient(server.address);
+    try {
+      device.setFaults({ stallAfterChunks: 1, stallMs: 30_000 });
+      const request = tinyRequest();
+      const first = await readEvents(client.prefill(request), 2);
+      device.setFaults({});
+      const retry = await collectPrefill(client.prefill(request));
+      expect(retry.stats.promptTokens).toBe(32);
+      // (The SDK reports a call the device ended with CANCELLED as a reset call.)
+      await expect(first.iterator.next()).rejects.toThrow(/superseded by a retry/);
+      // The first call's slot went to the retry, and came back when the retry ended.
+      await expect.poll(() => device.stats.activePrefills).toBe(0);
+      await collectPrefill(client.prefill(tinyRequest()));
+    } finally {
+      await client.close();
+      await server.shutdown({ graceMs: 0 });
+    }
+  });
+
+  it("keeps a running call supersedable when the same request_id comes with another body (PF-6, PF-7)", async () => {
+    const device = createMockDevice({ models: ["opal-tiny"] });
+    const server = await createDeviceServer(device);
+    const client = createDeviceClient(server.address);
+    try {
+      device.setFaults({ stallAfterChunks: 1, stallMs: 30_000 });
+      const request = tinyRequest();
+      const first = await readEvents(client.prefill(request), 2);
+      device.setFaults({});
+      await expectOpalError(
+        collectPrefill(client.prefill({ ...request, cacheSalt: "another body" })),
+        Code.ALREADY_EXISTS,
+        "REQUEST_ID_CONFLICT",
+      );
+      // A retry of the first body still ends the first call: it is computed once at a time.
+      await collectPrefill(client.prefill(request));
+      // (The SDK reports a call the device ended with CANCELLED as a reset call.)
+      await expect(first.iterator.next()).rejects.toThrow(/superseded by a retry/);
+      await expect.poll(() => device.stats.activePrefills).toBe(0);
+    } finally {
+      await client.close();
+      await server.shutdown({ graceMs: 0 });
+    }
+  });
+});
+
 describe("message size (TR-2)", () => {
   it("fails a client whose receive limit is below the chunk size with RESOURCE_EXHAUSTED and frees the device", async () => {
     const device = createMockDevice({ models: ["opal-tiny"] });

@@ -138,6 +138,54 @@ describe("back-pressure (TR-3)", () => {
   });
 });
 
+describe("cancellation during authentication", () => {
+  it("frees the device and the tenant's slot when the caller cancels while it is authenticated", async () => {
+    const device = createMockDevice({ models: ["opal-tiny"] });
+    // An authenticator that holds calls while `held` is set (a slow identity provider).
+    let held: { entered: () => void; release: Promise<void> } | undefined;
+    const server = await createDeviceServer(device, {
+      auth: {
+        async authenticate() {
+          if (held) {
+            held.entered();
+            await held.release;
+          }
+          return "tenant-a";
+        },
+      },
+      limits: { maxConcurrentPrefillsPerTenant: 1 },
+    });
+    const client = createDeviceClient(server.address, { token: "t", dataPlane: "inline" });
+    try {
+      await client.getCapabilities();
+      device.setFaults({ stallAfterChunks: 1, stallMs: 30_000 });
+      let release!: () => void;
+      const entered = new Promise<void>((resolve) => {
+        held = { entered: resolve, release: new Promise<void>((r) => (release = r)) };
+      });
+      const controller = new AbortController();
+      const cancelled = collectPrefill(
+        client.prefill(tinyRequest(), { signal: controller.signal }),
+      );
+      await entered;
+      controller.abort();
+      await expectOpalError(cancelled, Code.CANCELLED);
+      // Let the server see the cancellation before authentication resolves.
+      await sleep(100);
+      held = undefined;
+      release();
+      // The call ended: it never holds the device or the tenant's only slot.
+      await sleep(200);
+      expect(device.stats.activePrefills).toBe(0);
+      device.setFaults({});
+      expect((await collectPrefill(client.prefill(tinyRequest()))).stats.promptTokens).toBe(32);
+    } finally {
+      await client.close();
+      await server.shutdown({ graceMs: 0 });
+    }
+  });
+});
+
 describe("deadlines", () => {
   it("ends a stalled prefill with DEADLINE_EXCEEDED at the caller's deadline and frees the device", async () => {
     const device = createMockDevice({ models: ["opal-tiny"] });

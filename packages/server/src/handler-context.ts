@@ -1,0 +1,34 @@
+import type { DeviceCapabilities, PrefillDriver } from "@opal/driver";
+import type { Logger } from "pino";
+import type { CallScope, ScopeRegistry } from "./call-scope";
+import type { ServerMetrics } from "./server-metrics";
+
+/** Everything the device service's handlers share. */
+export interface HandlerContext {
+  readonly driver: PrefillDriver;
+  /** The driver's capabilities, read once at start (stable for one device version). */
+  readonly capabilities: DeviceCapabilities;
+  readonly registry: ScopeRegistry;
+  readonly metrics: ServerMetrics | undefined;
+  readonly logger: Logger;
+  /** The host implements push for a driver that does not declare it. */
+  readonly hostPush: boolean;
+  /** Prefill calls in progress (PF-7). */
+  readonly running: RunningPrefills;
+  /** Push targets the operator allows (PS-1); undefined: any. */
+  readonly pushTargets: ReadonlySet<string> | undefined;
+  /** The host offers the shared-memory data plane (PF-43). */
+  readonly sharedMemory: boolean;
+}
+
+/** Prefill calls in progress, by tenant and request id (PF-7). */
+export type RunningPrefills = Map<string, RunningPrefill>;
+
+/** A prefill call in progress. */
+export interface RunningPrefill {
+  /** SHA-256 of the request body (the request without `request_id` and `data_plane`). */
+  readonly body: string;
+  readonly scope: CallScope;
+  /** Gives the call's tenant slot back (idempotent); a no-op until the call is admitted. */
+  releaseSlot: () => void;
+}
