@@ -2,6 +2,7 @@ import { type ChildProcess, spawnSync } from "node:child_process";
 import {
   closeSync,
   existsSync,
+  mkdtempSync,
   openSync,
   readdirSync,
   readSync,
@@ -9,7 +10,8 @@ import {
   statSync,
   watch,
 } from "node:fs";
-import { dirname } from "node:path";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Code } from "@opal/core";
 import type { PrefillRequest } from "@opal/driver";
@@ -97,6 +99,32 @@ describe.skipIf(process.platform !== "linux")("shared-memory data plane in the S
       expect(head).toEqual(Buffer.from(first));
     });
     expect(regionFiles()).toEqual([]);
+  });
+
+  it("serves a device on a unix socket through a region (auto: a unix socket is this host)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "opal-unix-"));
+    const address = `unix:${join(dir, "device.sock")}`;
+    const server = await serveMockDevice(
+      { models: ["llama-3-8b"] },
+      { host: address, sharedMemory: true },
+    );
+    try {
+      expect(server.address).toBe(address);
+      const req = request();
+      const viaInline = await withClient(inline, {}, (c) => startPrefill(c, req).result);
+      const created = await regionsCreatedDuring(() =>
+        withClient(server, {}, async (client) => {
+          const outcome = await startPrefill(client, req).result;
+          expect(toHex(digestKvCache(outcome.receipt))).toBe(
+            toHex(digestKvCache(viaInline.receipt)),
+          );
+        }),
+      );
+      expect(created).toHaveLength(1);
+    } finally {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("reuses one region for consecutive prefills and removes it on close", async () => {

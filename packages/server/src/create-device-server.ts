@@ -75,10 +75,11 @@ export const DEFAULT_TRANSPORT = {
 
 /** A running device server. */
 export interface DeviceServer {
-  /** `host:port` the server listens on. */
+  /** `host:port` the server listens on, or the `unix:` address it was given. */
   readonly address: string;
+  /** The bound TCP port; 0 on a unix socket. */
   readonly port: number;
-  /** `http://host:port/metrics` when metrics are served. */
+  /** `http://host:port/metrics` when metrics are served (on 127.0.0.1 for a unix socket). */
   readonly metricsUrl: string | undefined;
   /**
    * Graceful shutdown: health turns NOT_SERVING, new calls fail with UNAVAILABLE SHUTTING_DOWN,
@@ -168,20 +169,28 @@ export async function createDeviceServer(
   ).addToServer(server);
 
   const host = options.host ?? "127.0.0.1";
-  const port = await bind(server, `${formatHost(host)}:${options.port ?? 0}`, credentials(options));
+  // A unix socket (`unix:/path`) has no port; its metrics, if any, are served on loopback.
+  const unix = host.startsWith("unix:");
+  const metricsHost = unix ? "127.0.0.1" : host;
+  const bound = await bind(
+    server,
+    unix ? host : `${formatHost(host)}:${options.port ?? 0}`,
+    credentials(options),
+  );
+  const port = unix ? 0 : bound;
   let metricsPort: number | undefined;
   try {
-    metricsPort = metrics ? await metrics.listen(host, options.metricsPort!) : undefined;
+    metricsPort = metrics ? await metrics.listen(metricsHost, options.metricsPort!) : undefined;
   } catch (error) {
     // Do not leave the gRPC port bound behind a server the caller never gets.
     server.forceShutdown();
     throw new OpalError(
       Code.UNAVAILABLE,
-      `cannot serve metrics on ${formatHost(host)}:${options.metricsPort}: ${(error as Error).message}`,
+      `cannot serve metrics on ${formatHost(metricsHost)}:${options.metricsPort}: ${(error as Error).message}`,
       { cause: error },
     );
   }
-  const address = `${formatHost(host)}:${port}`;
+  const address = unix ? host : `${formatHost(host)}:${port}`;
   // SEC-5: a device that does not authenticate says so at start-up.
   logger.info(
     { address, metricsPort, authenticated: options.auth !== undefined },
@@ -195,7 +204,9 @@ export async function createDeviceServer(
     address,
     port,
     metricsUrl:
-      metricsPort === undefined ? undefined : `http://${formatHost(host)}:${metricsPort}/metrics`,
+      metricsPort === undefined
+        ? undefined
+        : `http://${formatHost(metricsHost)}:${metricsPort}/metrics`,
     shutdown({ graceMs = options.shutdownGraceMs ?? 5_000 } = {}) {
       closing ??= (async () => {
         registry.shuttingDown = true;

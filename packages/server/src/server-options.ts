@@ -81,7 +81,11 @@ export interface ServerTransportOptions {
 
 /** Options of `createDeviceServer`; every field is optional. */
 export interface DeviceServerOptions {
-  /** Interface to bind; default "127.0.0.1". */
+  /**
+   * Interface to bind; default "127.0.0.1". `unix:/path` listens on a unix socket instead (clients
+   * dial the same address; its callers count as on this host, as for `sharedMemory`); `port` is
+   * then ignored, `DeviceServer.port` is 0 and metrics are served on 127.0.0.1.
+   */
   readonly host?: string;
   /** Port to bind; default 0 (any free port, see `DeviceServer.port`). */
   readonly port?: number;
