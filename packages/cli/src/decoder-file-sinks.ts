@@ -64,9 +64,10 @@ export function createSglangFileSink(
 }
 
 /**
- * LMCache's 256-token chunks as a folder: `chunk-00000.bin`… (each `(layers, 2, tokens, heads,
- * head_dim)` raw little-endian in the cache's dtype) and `manifest.json` describing them. The folder
- * is written under a temporary name and renamed on commit.
+ * LMCache's 256-token chunks as a folder: `chunk-00000.bin`… (each LMCache v1's `KV_2LTD`,
+ * `[2, layers, tokens, heads * head_dim]`, raw little-endian in the cache's dtype) and
+ * `manifest.json` describing them. The folder is written under a temporary name and renamed on
+ * commit.
  */
 export function createLmcacheFolderSink(
   folder: string,

@@ -16,12 +16,21 @@ import {
 /** The file formats `opal inspect` and `opal convert` read. */
 export type KvFileFormat = "okv" | "safetensors";
 
-/** Detects the format of `path` from its first bytes. */
+/**
+ * Detects the format of `path` from its first bytes. NOT_FOUND when it cannot be opened,
+ * INVALID_ARGUMENT when it is not a regular file.
+ */
 export async function detectKvFile(path: string): Promise<KvFileFormat> {
   const handle = await open(path, "r").catch((error: NodeJS.ErrnoException) => {
     throw new OpalError(Code.NOT_FOUND, `cannot open ${path}: ${error.code ?? error.message}`);
   });
   try {
+    if (!(await handle.stat()).isFile()) {
+      throw new OpalError(
+        Code.INVALID_ARGUMENT,
+        `${path} is not a file: expected a .okv or safetensors file`,
+      );
+    }
     const head = new Uint8Array(8);
     await handle.read(head, 0, 8, 0);
     if (OKV_MAGIC.every((byte, i) => head[i] === byte)) return "okv";
@@ -51,7 +60,17 @@ export async function readKvFile(
     }
     return { cache: fromKvParts(descriptor!, layers), format, byteLength };
   }
-  const file = decodeSafetensors(new Uint8Array(await readFile(path)));
+  let file: ReturnType<typeof decodeSafetensors>;
+  try {
+    file = decodeSafetensors(new Uint8Array(await readFile(path)));
+  } catch (error) {
+    const opal = OpalError.from(error);
+    throw new OpalError(
+      opal.code,
+      `${path} is neither a .okv file (no OKV magic) nor a safetensors file: ${opal.rawMessage}`,
+      { cause: error },
+    );
+  }
   const json = file.metadata[SAFETENSORS_DESCRIPTOR_KEY];
   if (!json) {
     throw new OpalError(
@@ -59,7 +78,15 @@ export async function readKvFile(
       `${path} is a safetensors file without an OPAL descriptor in __metadata__`,
     );
   }
-  const descriptor = JSON.parse(json) as KvDescriptor;
+  let descriptor: KvDescriptor;
+  try {
+    descriptor = JSON.parse(json) as KvDescriptor;
+  } catch (error) {
+    throw new OpalError(
+      Code.INVALID_ARGUMENT,
+      `${path}: the OPAL descriptor in __metadata__ is not JSON: ${(error as Error).message}`,
+    );
+  }
   const layers = Array.from({ length: descriptor.numLayers }, (_, l) =>
     Object.fromEntries(
       partsOf(descriptor).map((part) => [part, file.tensors.get(`layers.${l}.${part}`)?.data]),

@@ -1,15 +1,17 @@
 import { randomUUID } from "node:crypto";
 import { createDeviceClient, pushPrefill, startPrefill } from "@opal/client";
+import { Code, OpalError } from "@opal/core";
 import type { KvDtype } from "@opal/kv";
-import { mockProfile, serveMockDevice, simulatedTimeUs } from "@opal/mock";
+import { mockModelFlops, mockProfile, serveMockDevice, simulatedTimeUs } from "@opal/mock";
 import {
   createByteTokenizer,
   createPresetWeights,
   createReferenceModel,
   type PresetName,
   prefillFlops,
+  toPresetConfig,
 } from "@opal/reference";
-import { createDecodeAgent } from "./create-decode-agent";
+import { createDecodeAgent, type DecodeAgent } from "./create-decode-agent";
 
 /** Options of {@link runDemo}; every field has a default. */
 export interface DemoOptions {
@@ -19,7 +21,10 @@ export interface DemoOptions {
   readonly model?: PresetName;
   /** Mock device profile; default "iris-nova". */
   readonly profile?: string;
-  /** Tokens to generate after the prefill; default 24. */
+  /**
+   * Tokens to generate after the prefill, a whole number >= 1 that fits the model's context with
+   * the prompt; default 24.
+   */
   readonly maxNewTokens?: number;
   /** KV dtype on the wire; default "f32" (bit-exact continuation). */
   readonly dtype?: KvDtype;
@@ -71,7 +76,11 @@ export const DEFAULT_DEMO_PROMPT =
  * The main job: starts the mock device on a loopback port, offloads the prompt's prefill through
  * the SDK over real gRPC, has the device push the KV cache layer by layer into a decode agent (a
  * KvReceiver in front of the reference model), continues decoding from the committed cache, and
- * compares the tokens with a monolithic run.
+ * compares the tokens with a monolithic run. The H100 figures are the same FLOPs under the `h100`
+ * profile, whatever profile the device runs. INVALID_ARGUMENT, before anything starts, when
+ * `maxNewTokens` is not a whole number >= 1 or the prompt and the tokens to generate do not fit the
+ * model's context; the device's error when it refuses the prompt. Every server it starts is closed
+ * when it returns or throws.
  */
 export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
   const modelName = options.model ?? "opal-small";
@@ -81,12 +90,29 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
   const progress = options.onProgress ?? (() => {});
   const tokenizer = createByteTokenizer();
   const prompt = tokenizer.encode(options.prompt ?? DEFAULT_DEMO_PROMPT);
+  if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 1) {
+    throw new OpalError(
+      Code.INVALID_ARGUMENT,
+      `maxNewTokens: expected a whole number >= 1, got ${maxNewTokens}`,
+    );
+  }
+  // The decode agent feeds maxNewTokens - 1 generated tokens after the prompt (a prompt that is
+  // itself too long is the device's to refuse).
+  const context = toPresetConfig(modelName).maxPositionEmbeddings;
+  const most = context - prompt.length + 1;
+  if (prompt.length <= context && maxNewTokens > most) {
+    throw new OpalError(
+      Code.INVALID_ARGUMENT,
+      `maxNewTokens: expected at most ${most} (a ${prompt.length}-token prompt in ${modelName}'s context of ${context} tokens), got ${maxNewTokens}`,
+    );
+  }
 
   const mock = await serveMockDevice({
     profile: profile as never,
     models: [modelName, PROJECTION_MODEL],
   });
   const device = createDeviceClient(mock.address);
+  let agent: DecodeAgent | undefined;
   try {
     const info = await device.getInfo();
     progress(`device ${info.product} at ${mock.address}, protocol ${info.protocolVersion}`);
@@ -95,7 +121,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
     const config = decoder.config;
     let started = 0;
     let firstLayerAt = 0;
-    const agent = await createDecodeAgent(decoder, {
+    agent = await createDecodeAgent(decoder, {
       onLayer: (layer, numLayers) => {
         const now = performance.now();
         firstLayerAt ||= now;
@@ -120,7 +146,6 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
       `cache committed by the agent (${received.kvBytes} bytes) ${handoffMs.toFixed(1)} ms after the request`,
     );
     const generated = agent.generate(received, maxNewTokens);
-    await agent.close();
     const monolithic = Array.from(decoder.generate(prompt, { maxNewTokens, stopOnEos: false }));
     const flops = prefillFlops(config, prompt.length);
     const h100 = mockProfile("h100");
@@ -132,9 +157,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
       promptTokenIds: prompt,
       kvFormat: { dtype: "bf16", scaleScheme: "none", layout: "nhd", blockSizeTokens: 16 },
     }).result;
-    const ratio =
-      h100.effectiveTflops > 0 ? mock.device.profile.effectiveTflops / h100.effectiveTflops : 0;
-    const projectedH100Us = projected.stats.deviceTimeUs * ratio;
+    const projectedH100Us = simulatedTimeUs(h100, mockModelFlops(PROJECTION_MODEL, prompt.length));
     return {
       deviceAddress: mock.address,
       device: info.product,
@@ -165,6 +188,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoReport> {
       },
     };
   } finally {
+    await agent?.close();
     await device.close();
     await mock.close({ graceMs: 1_000 });
   }

@@ -30,15 +30,25 @@ export function addTargetOptions(command: Command): Command {
     );
 }
 
-/** A device client for the flags; TLS when any TLS flag is given. */
+/**
+ * A device client for the flags; TLS when any TLS flag is given. NOT_FOUND naming the flag when a
+ * PEM file cannot be read.
+ */
 export function connectTarget(flags: TargetFlags): DeviceClient {
-  const read = (file: string | undefined) => (file ? readFileSync(file) : undefined);
+  const read = (flag: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      const e = error as NodeJS.ErrnoException;
+      throw new OpalError(Code.NOT_FOUND, `cannot read ${flag} ${file}: ${e.code ?? e.message}`);
+    }
+  };
   const tls =
     flags.tlsCa || flags.tlsCert || flags.tlsKey
       ? {
-          ...(flags.tlsCa ? { caPem: read(flags.tlsCa)! } : {}),
-          ...(flags.tlsCert ? { certChainPem: read(flags.tlsCert)! } : {}),
-          ...(flags.tlsKey ? { privateKeyPem: read(flags.tlsKey)! } : {}),
+          ...(flags.tlsCa ? { caPem: read("--tls-ca", flags.tlsCa) } : {}),
+          ...(flags.tlsCert ? { certChainPem: read("--tls-cert", flags.tlsCert) } : {}),
+          ...(flags.tlsKey ? { privateKeyPem: read("--tls-key", flags.tlsKey) } : {}),
           ...(flags.tlsServerName ? { serverNameOverride: flags.tlsServerName } : {}),
         }
       : undefined;
@@ -49,8 +59,9 @@ export function connectTarget(flags: TargetFlags): DeviceClient {
 }
 
 /**
- * An error message that says what to do: an unreachable target, a missing model or token get a
- * hint after the error itself.
+ * An error message that says what to do: an unreachable target (with the `opal mock` command that
+ * would serve it, when `target` ends in a port), a missing model or token get a hint after the
+ * error itself.
  */
 export function explain(error: unknown, target?: string): string {
   const opal = OpalError.from(error);
@@ -62,7 +73,8 @@ export function explain(error: unknown, target?: string): string {
   };
   let hint = hints[opal.reason];
   if (!hint && opal.code === Code.UNAVAILABLE && target) {
-    hint = `is a device running at ${target}? Start one with \`opal mock --port ${target.split(":").at(-1)}\``;
+    const port = /:(\d+)$/.exec(target)?.[1];
+    hint = `is a device running at ${target}?${port ? ` Start one with \`opal mock --port ${port}\`` : ""}`;
   }
   return hint ? `${opal.message}\n  hint: ${hint}` : opal.message;
 }

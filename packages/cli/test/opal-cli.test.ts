@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { decodeSafetensors } from "@opal/kv";
+import { SAFETENSORS_DESCRIPTOR_KEY } from "@opal/client";
+import { decodeSafetensors, encodeSafetensors } from "@opal/kv";
 import { startListeningProcess } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -219,6 +220,10 @@ describe.skipIf(!built)("opal mock, prefill, inspect, convert and bench", () => 
     expect(convert.code, convert.stderr).toBe(0);
     const again = JSON.parse((await opalCli(["inspect", converted, "--json"])).stdout);
     expect(again.descriptor).toMatchObject({ layout: "hnd", dtype: "f32", tokenCount: 40 });
+    // safetensors carry no checksums: the summary says what was verified instead.
+    const text = await opalCli(["inspect", converted]);
+    expect(text.stdout).toContain("verified tensor sizes against the descriptor");
+    expect(text.stdout).not.toContain("checksums ok");
   });
 
   it("reports a corrupt file as an error naming the failure", async () => {
@@ -273,6 +278,66 @@ describe.skipIf(!built)("opal mock, prefill, inspect, convert and bench", () => 
       join(dir, "x.okv"),
     ]);
     expect(both.stderr).toMatch(/exactly one of --prompt and --tokens-file/);
+  });
+
+  it("says what is wrong with token files, PEM files, targets and files that are not KV caches", async () => {
+    const prefill = (...args: string[]) =>
+      opalCli(["prefill", "--model", "opal-tiny", "--out", join(dir, "y.okv"), ...args]);
+    const tokens = (name: string, text: string) => {
+      writeFileSync(join(dir, name), text);
+      return join(dir, name);
+    };
+    const empty = tokens("empty.txt", "\n");
+    const broken = tokens("broken.json", "[1, 2");
+    const hex = tokens("hex.txt", "1 2 0x10");
+    const random = join(dir, "random.bin");
+    writeFileSync(random, Buffer.from("not a cache at all, just some bytes"));
+    const badDescriptor = join(dir, "bad-descriptor.safetensors");
+    writeFileSync(
+      badDescriptor,
+      encodeSafetensors({}, { metadata: { [SAFETENSORS_DESCRIPTOR_KEY]: "{not json" } }),
+    );
+    const cases: [() => ReturnType<typeof opalCli>, string][] = [
+      [
+        () => prefill("--target", address, "--tokens-file", empty),
+        `[invalid_argument] --tokens-file ${empty} holds no token ids`,
+      ],
+      [
+        () => prefill("--target", address, "--tokens-file", broken),
+        `[invalid_argument] --tokens-file ${broken} is not a JSON array of token ids:`,
+      ],
+      [
+        () => prefill("--target", address, "--tokens-file", hex),
+        `--tokens-file ${hex} must hold token ids, whole numbers in 0..4294967295 (got "0x10" at index 2)`,
+      ],
+      [
+        () => prefill("--target", address, "--prompt", "x", "--tls-ca", join(dir, "ca.pem")),
+        `[not_found] cannot read --tls-ca ${join(dir, "ca.pem")}: ENOENT`,
+      ],
+      [
+        () => prefill("--target", "127.0.0.1:1", "--prompt", "x", "--format", "sglang"),
+        "hint: is a device running at 127.0.0.1:1? Start one with `opal mock --port 1`",
+      ],
+      [
+        () => prefill("--target", "localhost", "--prompt", "x", "--timeout", "2000"),
+        "hint: is a device running at localhost?\n",
+      ],
+      [() => opalCli(["inspect", dir]), `[invalid_argument] ${dir} is not a file`],
+      [
+        () => opalCli(["inspect", random]),
+        `${random} is neither a .okv file (no OKV magic) nor a safetensors file:`,
+      ],
+      [
+        () => opalCli(["inspect", badDescriptor]),
+        `[invalid_argument] ${badDescriptor}: the OPAL descriptor in __metadata__ is not JSON:`,
+      ],
+    ];
+    for (const [run, message] of cases) {
+      const { code, stderr } = await run();
+      expect(code, stderr).toBe(1);
+      expect(stderr).toContain(message);
+      expect(stderr).not.toMatch(/^\s+at /m);
+    }
   });
 
   it("runs the conformance suite against a device", async () => {

@@ -3,12 +3,17 @@ import { toMockModelNames } from "./mock-model";
 import { toMockProfileNames } from "./mock-profile";
 import { readFaultConfig, serveMockDevice } from "./serve-mock-device";
 
-const integer = (name: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0)
-    throw new InvalidArgumentError(`${name} must be a whole number >= 0 (got ${value})`);
-  return n;
-};
+/** A commander parser of whole numbers in `min..max` (digits only), naming the flag in its error. */
+const wholeNumber =
+  (flag: string, min: number, max = Number.MAX_SAFE_INTEGER) =>
+  (value: string) => {
+    const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+    if (!(n >= min && n <= max)) {
+      const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in ${min}..${max}`;
+      throw new InvalidArgumentError(`${flag} must be a whole number ${range} (got ${value})`);
+    }
+    return n;
+  };
 
 interface MockFlags {
   host: string;
@@ -32,7 +37,12 @@ export function createMockCommand(name: string): Command {
   return new Command(name)
     .description("Serve the Iris-style mock prefill device over gRPC until SIGTERM or SIGINT.")
     .option("--host <host>", "interface to bind", "127.0.0.1")
-    .option("--port <port>", "port to bind (0 = any free port)", integer("--port"), 50051)
+    .option(
+      "--port <port>",
+      "port to bind (0 = any free port)",
+      wholeNumber("--port", 0, 65_535),
+      50051,
+    )
     .option(
       "--profile <name>",
       `timing and power profile: ${toMockProfileNames().join(", ")}`,
@@ -42,7 +52,10 @@ export function createMockCommand(name: string): Command {
       "opal-tiny",
     ])
     .option("--faults <file>", "fault configuration (YAML or JSON); SIGHUP reloads it")
-    .option("--token <token=tenant...>", "require bearer tokens, each mapped to a tenant")
+    .option(
+      "--token <token=tenant...>",
+      "require bearer tokens, each mapped to a tenant (split at the last =)",
+    )
     .option(
       "--push-target <host:port...>",
       "allow pushes only to these receivers (default: any address)",
@@ -54,13 +67,22 @@ export function createMockCommand(name: string): Command {
     .option(
       "--metrics-port <port>",
       "serve Prometheus metrics on this port",
-      integer("--metrics-port"),
+      wholeNumber("--metrics-port", 0, 65_535),
     )
-    .option("--max-concurrent <n>", "prefill slots", integer("--max-concurrent"))
-    .option("--max-queued <n>", "queue places before DEVICE_BUSY", integer("--max-queued"))
+    .option(
+      "--max-concurrent <n>",
+      "prefill slots (default: 4)",
+      wholeNumber("--max-concurrent", 1),
+    )
+    .option(
+      "--max-queued <n>",
+      "queue places before DEVICE_BUSY (default: 16)",
+      wholeNumber("--max-queued", 0),
+    )
     .showHelpAfterError()
     .action(async (o: MockFlags) => {
       const tokens = o.token?.length ? Object.fromEntries(o.token.map(parseTokenPair)) : undefined;
+      for (const target of o.pushTarget ?? []) assertHostPort(target);
       const mock = await serveMockDevice(
         {
           profile: o.profile as never,
@@ -101,20 +123,33 @@ export function createMockCommand(name: string): Command {
       process.on("SIGINT", () => stop("SIGINT"));
       process.on("SIGHUP", () => {
         if (!o.faults) return;
-        readFaultConfig(o.faults).then(
-          (faults) => {
+        // A bad file is reported and the faults in force stay: a reload never stops the device.
+        readFaultConfig(o.faults)
+          .then((faults) => {
             mock.device.setFaults(faults);
             console.log(`${name}: reloaded faults from ${o.faults}`);
-          },
-          (error: Error) => console.error(`${name}: ${error.message}`),
-        );
+          })
+          .catch((error: Error) =>
+            console.error(`${name}: ${error.message}; keeping the previous faults`),
+          );
       });
     });
 }
 
+/** `token=tenant`, split at the last `=`: base64 tokens end in `=` padding, tenant names do not. */
 function parseTokenPair(pair: string): [string, string] {
-  const [token, tenant] = pair.split("=");
-  if (!token || !tenant)
+  const at = pair.lastIndexOf("=");
+  const token = pair.slice(0, Math.max(at, 0));
+  const tenant = pair.slice(at + 1);
+  if (at < 0 || !token || !tenant)
     throw new InvalidArgumentError(`--token expects token=tenant (got ${pair})`);
   return [token, tenant];
+}
+
+/** A push target as requests name it: `host:port` or `[v6]:port`, the port in 1..65535. */
+function assertHostPort(target: string): void {
+  const match = /^(?:\[[^\]\s]+\]|[^:\s[\]]+):(\d{1,5})$/.exec(target);
+  const port = Number(match?.[1]);
+  if (!(port >= 1 && port <= 65_535))
+    throw new InvalidArgumentError(`--push-target expects host:port (got ${target})`);
 }

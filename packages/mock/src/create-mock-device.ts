@@ -7,7 +7,6 @@ import {
   type FetchEvent,
   type FetchKvRequest,
   type ModelInfo,
-  type PrefillDriver,
   type PrefillEvent,
   type PrefillRequest,
   type PrefillStats,
@@ -18,67 +17,30 @@ import {
 import {
   cacheByteLength,
   computeOpalBlockHashes,
-  createKvChunker,
   digestKvCache,
   type KvDescriptor,
-  partsOf,
   toHex,
 } from "@opal/kv";
 import { createSeededSampler, sampleGreedy } from "@opal/reference";
 import { decoderPrefixTokens } from "./decoder-prefix-tokens";
 import { createDeviceSlots } from "./device-slots";
-import { createFaultInjector, type FaultConfig, type FaultInjector } from "./fault-injector";
+import type { FaultConfig } from "./fault-config";
+import { createFaultInjector, type FaultInjector } from "./fault-injector";
 import { hashBody } from "./hash-prefill-body";
 import { loadMockModel } from "./load-mock-model";
-import { type MockDeviceLimits, mockCapabilities } from "./mock-capabilities";
+import { mockCapabilities } from "./mock-capabilities";
+import type { MockDevice, MockDeviceOptions } from "./mock-device";
 import { createNamedMockModel, type MockModel } from "./mock-model";
-import {
-  type MockProfile,
-  type MockProfileName,
-  mockProfile,
-  simulatedTimeUs,
-} from "./mock-profile";
+import { mockProfile, simulatedTimeUs } from "./mock-profile";
 import { createPrefixCache } from "./prefix-cache";
-import { resumePosition, sliceChunk } from "./resume-position";
 import { createRetentionStore } from "./retention-store";
+import { streamRetainedKv } from "./stream-retained-kv";
 import { streamWithFaults } from "./stream-with-faults";
 
-/** Options of {@link createMockDevice}; every field is optional. */
-export interface MockDeviceOptions {
-  /** Timing, power and numerics; a built-in name or a custom profile; default "instant". */
-  readonly profile?: MockProfileName | MockProfile;
-  /** Models loaded at start, by name (`opal-tiny`, `opal-small`, `llama-3-8b`, …); default none. */
-  readonly models?: readonly string[];
-  /** Faults to inject; default none. Change them at run time with `setFaults`. */
-  readonly faults?: FaultConfig;
-  readonly limits?: MockDeviceLimits;
-  /** Device id reported by GetInfo; default a random id. */
-  readonly deviceId?: string;
-  /** Clock in ms since the Unix epoch (leases); default `Date.now`. */
-  readonly now?: () => number;
-  /**
-   * Called by the `dropConnectionAfterChunks` fault to drop every connection (`serveMockDevice`
-   * restarts its server); without it, the stream just fails with UNAVAILABLE.
-   */
-  readonly onConnectionDrop?: () => Promise<void>;
-}
-
-/** The simulated device: a {@link PrefillDriver} with run-time fault control and counters. */
-export interface MockDevice extends PrefillDriver {
-  readonly profile: MockProfile;
-  /** Replaces the fault configuration (effective for the next calls). */
-  setFaults(faults: FaultConfig): void;
-  /** Counters since start. */
-  readonly stats: {
-    readonly prefillsStarted: number;
-    readonly prefillsCompleted: number;
-    readonly faultsInjected: number;
-    readonly retainedKvBytes: number;
-    readonly activePrefills: number;
-  };
-}
-
-/** Creates an Iris-style mock prefill device (see docs/guides/mock.md). */
+/**
+ * Creates an Iris-style mock prefill device (see docs/guides/mock.md). INVALID_ARGUMENT for an
+ * unknown profile or model, invalid limits or an invalid fault configuration.
+ */
 export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
   const profile =
     typeof options.profile === "object"
@@ -99,7 +61,10 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
 
   const models = new Map<string, MockModel>();
   for (const name of options.models ?? []) models.set(name, createNamedMockModel(name));
-  let faults: FaultInjector = createFaultInjector(options.faults);
+  let faultsInjected = 0;
+  const injectorOf = (config: FaultConfig | undefined) =>
+    createFaultInjector(config, { onInjected: () => faultsInjected++ });
+  let faults: FaultInjector = injectorOf(options.faults);
   const slots = createDeviceSlots(
     capabilities.maxConcurrentPrefills,
     capabilities.maxQueuedPrefills,
@@ -112,12 +77,37 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
   let started = 0;
   let completed = 0;
   let closed = false;
+  const closedError = () =>
+    new OpalError(Code.UNAVAILABLE, "device is closed", { reason: Reason.SHUTTING_DOWN });
+  /** Calls in progress: `close()` aborts them. */
+  const calls = new Set<AbortController>();
+
+  /** The signal of one call: the caller's signal, its deadline and `close()`. */
+  function openCall(call: DriverCallOptions) {
+    const own = new AbortController();
+    // First, as it throws for a bad timeout: nothing is registered yet.
+    const scope = createCallSignal({
+      signal: own.signal,
+      ...(call.timeoutMs !== undefined ? { timeoutMs: call.timeoutMs } : {}),
+    });
+    const forward = () => own.abort(call.signal?.reason);
+    if (call.signal?.aborted) forward();
+    else call.signal?.addEventListener("abort", forward, { once: true });
+    calls.add(own);
+    return {
+      signal: scope.signal,
+      dispose() {
+        calls.delete(own);
+        call.signal?.removeEventListener("abort", forward);
+        scope.dispose();
+      },
+    };
+  }
 
   /** Common entry of every RPC: closed check, injected latency and errors, call signal. */
   async function enter(rpc: string, call: DriverCallOptions = {}) {
-    if (closed)
-      throw new OpalError(Code.UNAVAILABLE, "device is closed", { reason: Reason.SHUTTING_DOWN });
-    const scope = createCallSignal(call);
+    if (closed) throw closedError();
+    const scope = openCall(call);
     try {
       const latency = faults.latencyMs();
       if (latency > 0) await sleep(latency, scope.signal);
@@ -299,48 +289,7 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
     const { scope, tenant } = await enter("FetchKv", call);
     try {
       const entry = store.get(tenant, request.kvHandle);
-      const descriptor = entry.cache.descriptor;
-      const chunkBytes = request.maxChunkBytes || capabilities.preferredChunkBytes;
-      if (chunkBytes > capabilities.maxChunkBytes) {
-        throw new OpalError(
-          Code.INVALID_ARGUMENT,
-          `max_chunk_bytes: expected 1..${capabilities.maxChunkBytes}, got ${chunkBytes}`,
-          {
-            reason: Reason.INVALID_FIELD,
-            fieldViolations: [
-              {
-                field: "max_chunk_bytes",
-                description: `expected 1..${capabilities.maxChunkBytes}`,
-              },
-            ],
-          },
-        );
-      }
-      const start = resumePosition(descriptor, request.resumeFrom);
-      yield { type: "accepted", descriptor, leaseExpiryUnixMs: entry.leaseExpiryUnixMs };
-      const chunker = createKvChunker(descriptor, { maxChunkBytes: chunkBytes });
-      const parts = partsOf(descriptor);
-      for (let layer = start.layer; layer < descriptor.numLayers; layer++) {
-        for (const [index, part] of parts.entries()) {
-          if (layer === start.layer && index < start.partIndex) continue;
-          const data = entry.cache.part(layer, part);
-          const from = layer === start.layer && index === start.partIndex ? start.offsetBytes : 0;
-          for (const chunk of chunker.chunkPart(layer, part, data)) {
-            if (chunk.offsetBytes + chunk.data.byteLength <= from) continue;
-            throwIfAborted(scope.signal);
-            yield {
-              type: "chunk",
-              chunk: chunk.offsetBytes >= from ? chunk : sliceChunk(chunk, from),
-            };
-          }
-        }
-      }
-      yield {
-        type: "completed",
-        kvTotalBytes: cacheByteLength(descriptor),
-        kvDigest: entry.digest,
-        ...(entry.stats ? { prefill: entry.stats } : {}),
-      };
+      yield* streamRetainedKv(entry, { request, capabilities, signal: scope.signal });
     } finally {
       scope.dispose();
     }
@@ -388,13 +337,13 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
       return {
         prefillsStarted: started,
         prefillsCompleted: completed,
-        faultsInjected: faults.injected,
+        faultsInjected,
         retainedKvBytes: store.byteLength,
         activePrefills: slots.active,
       };
     },
     setFaults(config) {
-      faults = createFaultInjector(config);
+      faults = injectorOf(config);
     },
     getInfo: (call) => unary("GetInfo", call, () => info),
     getCapabilities: (call) => unary("GetCapabilities", call, () => capabilities),
@@ -411,6 +360,8 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
     watchTelemetry,
     async close() {
       closed = true;
+      for (const call of calls) call.abort(closedError());
+      store.clear();
     },
   };
 }

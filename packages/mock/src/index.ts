@@ -8,12 +8,13 @@
  */
 
 export { createMockCommand } from "./create-mock-command";
-export type { MockDevice, MockDeviceOptions } from "./create-mock-device";
 export { createMockDevice } from "./create-mock-device";
-export type { ErrorFault, FaultConfig, FaultInjector, StreamFaults } from "./fault-injector";
+export type { ConditionFault, ErrorFault, FaultConfig } from "./fault-config";
+export type { FaultInjector, StreamFaults } from "./fault-injector";
 export { createFaultInjector } from "./fault-injector";
 export type { MockDeviceLimits } from "./mock-capabilities";
-export { toMockModelNames } from "./mock-model";
+export type { MockDevice, MockDeviceOptions } from "./mock-device";
+export { mockModelFlops, toMockModelNames } from "./mock-model";
 export type { MockProfile, MockProfileName } from "./mock-profile";
 export { mockProfile, simulatedTimeUs, toMockProfileNames } from "./mock-profile";
 export type { MockServer } from "./serve-mock-device";

@@ -1,3 +1,4 @@
+import { Code, OpalError } from "@opal/core";
 import type { DeviceCapabilities } from "@opal/driver";
 import type { MockProfile } from "./mock-profile";
 
@@ -21,11 +22,49 @@ export interface MockDeviceLimits {
   readonly maxRetainedBytes?: number;
 }
 
-/** What the mock declares: every dtype, layout and scale scheme, resume, prefix cache, `limits`. */
+/** The least value of each limit: a device needs a slot, a token, a byte; the rest may be 0. */
+const LIMIT_MINIMUMS: Readonly<Record<keyof MockDeviceLimits, number>> = {
+  maxConcurrentPrefills: 1,
+  maxQueuedPrefills: 0,
+  maxPromptTokens: 1,
+  preferredChunkBytes: 1,
+  maxChunkBytes: 1,
+  maxRetentionSeconds: 0,
+  maxRetainedBytes: 0,
+};
+
+/**
+ * What the mock declares: every dtype, layout and scale scheme, resume, prefix cache, `limits`.
+ * INVALID_ARGUMENT when a limit is not a whole number at least its minimum (1 for slots, prompt
+ * tokens and chunk bytes; 0 for the rest), or `preferredChunkBytes` exceeds `maxChunkBytes`.
+ */
 export function mockCapabilities(
   limits: MockDeviceLimits,
   profile: MockProfile,
 ): DeviceCapabilities {
+  for (const [name, value] of Object.entries(limits)) {
+    const minimum = LIMIT_MINIMUMS[name as keyof MockDeviceLimits];
+    if (minimum === undefined) {
+      throw new OpalError(
+        Code.INVALID_ARGUMENT,
+        `limits.${name} is not a limit (expected one of ${Object.keys(LIMIT_MINIMUMS).join(", ")})`,
+      );
+    }
+    if (value !== undefined && !(Number.isSafeInteger(value) && value >= minimum)) {
+      throw new OpalError(
+        Code.INVALID_ARGUMENT,
+        `limits.${name} must be a whole number >= ${minimum} (got ${JSON.stringify(value)})`,
+      );
+    }
+  }
+  const preferred = limits.preferredChunkBytes ?? MIB;
+  const max = limits.maxChunkBytes ?? 4 * MIB;
+  if (preferred > max) {
+    throw new OpalError(
+      Code.INVALID_ARGUMENT,
+      `limits.preferredChunkBytes must be at most maxChunkBytes ${max} (got ${preferred})`,
+    );
+  }
   return {
     dtypes: ["f32", "f16", "bf16", "fp8_e4m3fn", "fp8_e5m2", "int8"],
     layouts: ["nhd", "hnd"],
@@ -34,9 +73,9 @@ export function mockCapabilities(
     maxPromptTokens: limits.maxPromptTokens ?? 8192,
     maxConcurrentPrefills: limits.maxConcurrentPrefills ?? 4,
     maxQueuedPrefills: limits.maxQueuedPrefills ?? 16,
-    preferredChunkBytes: limits.preferredChunkBytes ?? MIB,
-    maxChunkBytes: limits.maxChunkBytes ?? 4 * MIB,
-    maxMessageBytes: (limits.maxChunkBytes ?? 4 * MIB) + 64 * 1024,
+    preferredChunkBytes: preferred,
+    maxChunkBytes: max,
+    maxMessageBytes: max + 64 * 1024,
     retention: {
       maxRetentionSeconds: limits.maxRetentionSeconds ?? 600,
       maxRetainedBytes: limits.maxRetainedBytes ?? 1024 * MIB,

@@ -18,7 +18,9 @@ import {
   type ModelWeights,
   prefillFlops,
   type ReferenceModel,
+  type SyntheticModelShape,
   syntheticShape,
+  toPresetConfig,
   toPresetNames,
   toSyntheticShapeNames,
 } from "@opal/reference";
@@ -54,14 +56,49 @@ export function toMockModelNames(): string[] {
 
 /** A model by name (`opal-tiny`, `opal-small`, or a synthetic shape such as `llama-3-8b`). */
 export function createNamedMockModel(name: string): MockModel {
-  if ((toPresetNames() as string[]).includes(name)) {
-    return createReferenceMockModel(name, createPresetWeights(name as "opal-tiny" | "opal-small"));
-  }
-  if ((toSyntheticShapeNames() as string[]).includes(name)) return createSyntheticMockModel(name);
-  throw new OpalError(
+  if (isPresetName(name)) return createReferenceMockModel(name, createPresetWeights(name));
+  if (isSyntheticName(name)) return createSyntheticMockModel(name);
+  throw unknownModel(name);
+}
+
+/**
+ * The FLOPs the mock counts for prefilling `promptTokens` tokens, none cached, on the model named
+ * `name` (one of {@link toMockModelNames}): its simulated device time under a profile is
+ * `simulatedTimeUs(profile, mockModelFlops(name, promptTokens))`, whatever profile serves it.
+ * INVALID_ARGUMENT for an unknown name.
+ */
+export function mockModelFlops(name: string, promptTokens: number): number {
+  if (isPresetName(name)) return prefillFlops(toPresetConfig(name), promptTokens);
+  if (isSyntheticName(name)) return syntheticFlops(syntheticShape(name), promptTokens, 0);
+  throw unknownModel(name);
+}
+
+function isPresetName(name: string): name is "opal-tiny" | "opal-small" {
+  return (toPresetNames() as string[]).includes(name);
+}
+
+function isSyntheticName(name: string): name is Parameters<typeof syntheticShape>[0] {
+  return (toSyntheticShapeNames() as string[]).includes(name);
+}
+
+function unknownModel(name: string): OpalError {
+  return new OpalError(
     Code.INVALID_ARGUMENT,
     `unknown model ${JSON.stringify(name)} (expected one of ${toMockModelNames().join(", ")})`,
     { reason: Reason.MODEL_CONFIG_INVALID },
+  );
+}
+
+/**
+ * FLOPs of a Llama-like model of a synthetic shape computing `n` tokens after `past` cached ones:
+ * 2 × parameters per token (12 × hidden² a layer) plus the quadratic attention term.
+ */
+function syntheticFlops(shape: SyntheticModelShape, n: number, past: number): number {
+  const a = shape.attention;
+  const hidden = a.kind === "mha" ? a.numKvHeads * a.headDim * 4 : 7168;
+  const paramsPerLayer = 12 * hidden * hidden;
+  return (
+    2 * n * shape.numLayers * paramsPerLayer + 2 * n * (2 * past + n + 1) * hidden * shape.numLayers
   );
 }
 
@@ -102,13 +139,10 @@ export function createReferenceMockModel(modelId: string, weights: ModelWeights)
 }
 
 /** A model whose KV is synthetic (deterministic, prefix-consistent) at a real model's shape. */
-function createSyntheticMockModel(name: string): MockModel {
-  const shape = syntheticShape(name as Parameters<typeof syntheticShape>[0]);
+function createSyntheticMockModel(name: Parameters<typeof syntheticShape>[0]): MockModel {
+  const shape = syntheticShape(name);
   const synthetic = createSyntheticKv(shape);
   const a = shape.attention;
-  // FLOPs of a Llama-like model of this shape: 2 * parameters per token plus quadratic attention.
-  const hidden = a.kind === "mha" ? a.numKvHeads * a.headDim * 4 : 7168;
-  const paramsPerLayer = 12 * hidden * hidden;
   const vocabSize = 128_256;
   return {
     info: {
@@ -120,9 +154,7 @@ function createSyntheticMockModel(name: string): MockModel {
       vocabSize,
       maxPositionEmbeddings: 131_072,
     },
-    flops: (n, past) =>
-      2 * n * shape.numLayers * paramsPerLayer +
-      2 * n * (2 * past + n + 1) * hidden * shape.numLayers,
+    flops: (n, past) => syntheticFlops(shape, n, past),
     prefill(tokens, descriptor) {
       const layers: Partial<Record<KvPart, Uint8Array>>[] = [];
       for (let layer = 0; layer < descriptor.numLayers; layer++) {

@@ -22,6 +22,8 @@ export interface RetentionStore {
   get(tenant: string, handle: string): RetainedKv;
   /** Frees the entry; false when unknown, expired or another tenant's. */
   release(tenant: string, handle: string): boolean;
+  /** Frees every entry (the device is closing); their handles become NOT_FOUND. */
+  clear(): void;
   /** Bytes retained now (expired entries swept first). */
   readonly byteLength: number;
 }
@@ -111,6 +113,11 @@ export function createRetentionStore(
       if (!entry || entry.tenant !== tenant) return false;
       forget(key, entry, false);
       return true;
+    },
+    clear() {
+      entries.clear();
+      expired.clear();
+      bytes = 0;
     },
   };
 }

@@ -1,9 +1,10 @@
 import { readFile } from "node:fs/promises";
-import { Code, OpalError, sleep } from "@opal/core";
+import { Code, OpalError, Reason, sleep } from "@opal/core";
 import { createDeviceServer, type DeviceServer, type DeviceServerOptions } from "@opal/server";
 import { parse as parseYaml } from "yaml";
-import { createMockDevice, type MockDevice, type MockDeviceOptions } from "./create-mock-device";
-import type { FaultConfig } from "./fault-injector";
+import { createMockDevice } from "./create-mock-device";
+import { assertFaultConfig, type FaultConfig } from "./fault-config";
+import type { MockDevice, MockDeviceOptions } from "./mock-device";
 
 /** A mock device served over gRPC. */
 export interface MockServer {
@@ -15,9 +16,13 @@ export interface MockServer {
   /**
    * Drops every connection and listens again on the same port, as a device that was killed and
    * restarted (running calls fail with UNAVAILABLE). Retained caches survive: the device is the same.
+   * Once `close()` has begun, rejects with UNAVAILABLE `SHUTTING_DOWN` and listens no more.
    */
   restart(): Promise<void>;
-  /** Graceful shutdown of the server, then the device. */
+  /**
+   * Graceful shutdown of the server (running calls get `graceMs`), then the device. A
+   * dropped-connection fault during the grace period ends its call without a restart.
+   */
   close(options?: { readonly graceMs?: number }): Promise<void>;
 }
 
@@ -27,11 +32,19 @@ export async function serveMockDevice(
   server: DeviceServerOptions = {},
 ): Promise<MockServer> {
   let restarting: Promise<void> | undefined;
+  let closing = false;
   const mock = createMockDevice({ ...device, onConnectionDrop: () => restart() });
   let host = await createDeviceServer(mock, server);
   const port = host.port;
 
   function restart(): Promise<void> {
+    if (closing) {
+      return Promise.reject(
+        new OpalError(Code.UNAVAILABLE, "the mock server is closed", {
+          reason: Reason.SHUTTING_DOWN,
+        }),
+      );
+    }
     restarting ??= (async () => {
       await host.shutdown({ graceMs: 0 });
       // The port is released asynchronously after the listener closes: retry briefly.
@@ -58,7 +71,9 @@ export async function serveMockDevice(
     address: host.address,
     restart,
     async close(options) {
-      await restarting;
+      closing = true;
+      // A restart under way ends first, so the server shut down is the last one.
+      await restarting?.catch(() => {});
       await host.shutdown(options);
       await mock.close();
     },
@@ -66,8 +81,9 @@ export async function serveMockDevice(
 }
 
 /**
- * Reads a fault configuration file (YAML or JSON, see docs/guides/mock.md). Throws INVALID_ARGUMENT
- * naming the file when it cannot be read or parsed.
+ * Reads a fault configuration file (YAML or JSON, see docs/guides/mock.md) and checks it as
+ * `createMockDevice` would. Throws INVALID_ARGUMENT naming the file when it cannot be read or
+ * parsed, or is not a valid {@link FaultConfig} (then naming the field too).
  */
 export async function readFaultConfig(path: string): Promise<FaultConfig> {
   let text: string;
@@ -88,11 +104,14 @@ export async function readFaultConfig(path: string): Promise<FaultConfig> {
       `fault config ${path} is not valid YAML/JSON: ${(error as Error).message}`,
     );
   }
-  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+  try {
+    assertFaultConfig(value);
+  } catch (error) {
     throw new OpalError(
       Code.INVALID_ARGUMENT,
-      `fault config ${path} must be a mapping (got ${JSON.stringify(value)})`,
+      `fault config ${path}: ${OpalError.from(error).rawMessage}`,
+      { cause: error },
     );
   }
-  return value as FaultConfig;
+  return value;
 }

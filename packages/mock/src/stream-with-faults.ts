@@ -6,7 +6,10 @@ import type { FaultInjector } from "./fault-injector";
 /** Options of {@link streamWithFaults}. */
 export interface StreamWithFaultsOptions {
   readonly chunkBytes: number;
-  /** Simulated compute per layer: each layer is released when it finishes, in ms. */
+  /**
+   * Simulated compute per layer, in ms: layer `l` is released `(l + 1) * layerTimeMs` after the
+   * stream starts, so the consumer's time on earlier layers overlaps later layers' compute.
+   */
   readonly layerTimeMs: number;
   readonly faults: FaultInjector;
   readonly signal: AbortSignal;
@@ -29,8 +32,12 @@ export async function* streamWithFaults(
   const plan = faults.streamFaults();
   const chunker = createKvChunker(cache.descriptor, { maxChunkBytes: options.chunkBytes });
   let sent = 0;
+  const startedMs = performance.now();
   for (let layer = 0; layer < cache.descriptor.numLayers; layer++) {
-    if (options.layerTimeMs > 0) await sleep(options.layerTimeMs, signal);
+    // Due times count from the start, not from the previous layer: time spent streaming overlaps
+    // compute, and timers that fire late (or round a sub-ms wait up to 1 ms) do not add up.
+    const waitMs = startedMs + (layer + 1) * options.layerTimeMs - performance.now();
+    if (waitMs > 0) await sleep(waitMs, signal);
     for (const chunk of chunker.chunkLayer(cache.layer(layer))) {
       throwIfAborted(signal);
       sent++;

@@ -4,7 +4,9 @@ import type { PrefillRequest } from "@opal/driver";
 import { createDeviceServer, type DeviceServer } from "@opal/server";
 import { collectPrefill, expectOpalError } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createMockDevice, type MockDevice } from "../src/create-mock-device";
+import { createMockDevice } from "../src/create-mock-device";
+import type { FaultConfig } from "../src/fault-config";
+import type { MockDevice } from "../src/mock-device";
 
 let device: MockDevice;
 let server: DeviceServer;
@@ -170,5 +172,59 @@ describe("mock fault injection, as a gRPC client sees it", () => {
       device.setFaults({ conditions: [{ name: "HOT", severity: "fatal" as never }] }),
     ).toThrow(/severity must be info, warning or critical \(got "fatal"\)/);
     device.setFaults({});
+  });
+
+  it("rejects fault fields that would never fire or cannot be drawn, naming expected and actual", async () => {
+    const rejects = (faults: unknown, message: string) =>
+      expect(() => device.setFaults(faults as FaultConfig), message).toThrow(message);
+    rejects(
+      { abortAfterChunk: 3 },
+      "[invalid_argument] faults.abortAfterChunk is not a fault (expected one of seed, latencyMs, jitterMs, abortAfterChunks,",
+    );
+    rejects(
+      { errors: { Prefil: { rate: 1 } } },
+      "faults.errors.Prefil: unknown RPC (expected one of GetInfo, GetCapabilities, Probe, ListModels, LoadModel, UnloadModel, Prefill, FetchKv, ReleaseKv, WatchTelemetry)",
+    );
+    rejects(
+      { errors: { Prefill: 0.5 } },
+      "faults.errors.Prefill must be a mapping { rate, code, reason } (got 0.5)",
+    );
+    rejects(
+      { errors: [1] },
+      "faults.errors must be a mapping of RPC name to { rate, code, reason } (got [1])",
+    );
+    rejects(
+      { errors: { Prefill: { rate: 1, reason: "busy" } } },
+      'faults.errors.Prefill.reason must be UPPER_SNAKE_CASE (got "busy")',
+    );
+    rejects(
+      { errors: { Prefill: { rate: 1, cod: 14 } } },
+      "faults.errors.Prefill.cod is not a field (expected rate, code, reason)",
+    );
+    rejects({ abortRate: 2 }, "faults.abortRate must be in [0, 1] (got 2)");
+    rejects({ corruptRate: -0.1 }, "faults.corruptRate must be in [0, 1] (got -0.1)");
+    rejects({ dropRate: "half" }, 'faults.dropRate must be in [0, 1] (got "half")');
+    rejects(
+      { abortAfterChunks: "x" },
+      'faults.abortAfterChunks must be a whole number >= 0 (got "x")',
+    );
+    rejects({ corruptChunk: 1.5 }, "faults.corruptChunk must be a whole number >= 0 (got 1.5)");
+    rejects({ latencyMs: -5 }, "faults.latencyMs must be a number of ms >= 0 (got -5)");
+    rejects({ stallMs: null }, "faults.stallMs must be a number of ms >= 0 (got null)");
+    rejects({ powerCapWatts: 0 }, "faults.powerCapWatts must be a number > 0 (got 0)");
+    rejects({ seed: "seven" }, 'faults.seed must be a whole number (got "seven")');
+    rejects({ conditions: { name: "X" } }, 'faults.conditions must be a list (got {"name":"X"})');
+    rejects(
+      { conditions: [{ name: "X", severity: "info", detail: "" }] },
+      "faults.conditions[0].detail is not a field (expected name, severity, message)",
+    );
+    // The faults in force stay after a rejected change.
+    device.setFaults({ errors: { GetInfo: { rate: 1 } } });
+    rejects({ latencyMs: -1 }, "latencyMs");
+    try {
+      await expectOpalError(client.getInfo(), Code.UNAVAILABLE, "DEVICE_FAULT");
+    } finally {
+      device.setFaults({});
+    }
   });
 });

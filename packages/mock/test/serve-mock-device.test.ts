@@ -1,13 +1,26 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createDeviceClient, startPrefill } from "@opal/client";
-import { Code } from "@opal/core";
+import { Code, sleep } from "@opal/core";
 import type { PrefillRequest } from "@opal/driver";
 import { createPresetWeights, encodeHfCheckpoint } from "@opal/reference";
 import { expectOpalError } from "@opal/testing";
 import { describe, expect, it } from "vitest";
 import { readFaultConfig, serveMockDevice } from "../src/serve-mock-device";
+
+/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
+function isListening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, "127.0.0.1");
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
 
 const request = (requestId: string, patch: Partial<PrefillRequest> = {}): PrefillRequest => ({
   requestId,
@@ -49,6 +62,28 @@ describe("serveMockDevice", () => {
     } finally {
       await client.close();
       await mock.close({ graceMs: 100 });
+    }
+  });
+
+  it("closes for good when a dropped connection comes during the shutdown: no server listens again", async () => {
+    // The stall holds the call while close() begins; the drop then comes during the grace period.
+    const mock = await serveMockDevice({
+      models: ["opal-tiny"],
+      faults: { stallAfterChunks: 1, stallMs: 300, dropConnectionAfterChunks: 2 },
+    });
+    const client = createDeviceClient(mock.address);
+    try {
+      const run = startPrefill(client, request("drop-on-close")).result.catch((e: unknown) => e);
+      await expect.poll(() => mock.device.stats.activePrefills).toBe(1);
+      const started = performance.now();
+      await mock.close({ graceMs: 5_000 });
+      expect(performance.now() - started).toBeLessThan(2_000);
+      expect(await run).toBeInstanceOf(Error);
+      await sleep(200);
+      expect(await isListening(mock.server.port)).toBe(false);
+      await expect(mock.restart()).rejects.toThrow("[unavailable] the mock server is closed");
+    } finally {
+      await client.close();
     }
   });
 
@@ -142,6 +177,10 @@ describe("serveMockDevice", () => {
       expect(await readFaultConfig(join(dir, "f.json"))).toEqual({ latencyMs: 5 });
       writeFileSync(join(dir, "bad.yaml"), "- 1\n- 2\n");
       await expect(readFaultConfig(join(dir, "bad.yaml"))).rejects.toThrow(/must be a mapping/);
+      writeFileSync(join(dir, "typo.yaml"), "errors:\n  Prefil: { rate: 1 }\n");
+      await expect(readFaultConfig(join(dir, "typo.yaml"))).rejects.toThrow(
+        `fault config ${join(dir, "typo.yaml")}: faults.errors.Prefil: unknown RPC (expected one of`,
+      );
       await expect(readFaultConfig(join(dir, "missing.yaml"))).rejects.toThrow(
         /cannot read fault config/,
       );

@@ -13,7 +13,7 @@ import { readKvFile } from "../read-kv-file";
 export function createInspectCommand(): Command {
   return new Command("inspect")
     .description(
-      "Show a KV file's descriptor and per-layer sizes, verifying every checksum (.okv or OPAL safetensors).",
+      "Show a KV file's descriptor and per-layer sizes, verifying it (.okv: every checksum; OPAL safetensors: tensor sizes).",
     )
     .argument(
       "<file>",
@@ -49,7 +49,7 @@ export function createInspectCommand(): Command {
         d.attention.kind === "mha"
           ? `${d.attention.numKvHeads} KV heads × ${d.attention.headDim}`
           : `MLA ${d.attention.latentDim}+${d.attention.ropeDim}`;
-      console.log(`${file}: ${format}, ${byteLength} bytes, checksums ok (${report.verified})`);
+      console.log(`${file}: ${format}, ${byteLength} bytes, verified ${report.verified}`);
       console.log(
         `model ${d.modelFingerprint.slice(0, 16)}…, ${d.numLayers} layers, ${attention}, heads ${d.headRange.start}+${d.headRange.count}`,
       );

@@ -8,6 +8,7 @@ import {
   startPrefill,
 } from "@opal/client";
 import { Code, OpalError } from "@opal/core";
+import type { ModelInfo } from "@opal/driver";
 import type { KvDtype, KvLayout } from "@opal/kv";
 import { createByteTokenizer } from "@opal/reference";
 import { SingleBar } from "cli-progress";
@@ -68,26 +69,14 @@ export function createPrefillCommand(): Command {
     .option("--json", "print the summary as JSON")
     .showHelpAfterError();
   return addTargetOptions(command).action(async (o: PrefillFlags) => {
-    const tokens = await readTokens(o);
-    const device = connectTarget(o);
     if ((o.format === "sglang" || o.format === "lmcache") && o.dtype.startsWith("fp8")) {
       throw new InvalidArgumentError(
         `--format ${o.format} takes f32, f16 or bf16 (got --dtype ${o.dtype})`,
       );
     }
-    const model =
-      o.format === "sglang"
-        ? (await device.listModels()).find((m) => m.modelId === o.model)
-        : undefined;
-    if (o.format === "sglang" && !model) {
-      throw new Error(
-        explain(
-          new OpalError(Code.FAILED_PRECONDITION, `model "${o.model}" is not loaded`, {
-            reason: "MODEL_NOT_LOADED",
-          }),
-        ),
-      );
-    }
+    const tokens = await readTokens(o);
+    const device = connectTarget(o);
+    let model: ModelInfo | undefined;
     const sink = (): KvSink<unknown> => {
       switch (o.format) {
         case "okv":
@@ -111,6 +100,14 @@ export function createPrefillCommand(): Command {
         ? new SingleBar({ format: "KV {bar} {percentage}% | layer {value}/{total} | {rate}" })
         : undefined;
     try {
+      if (o.format === "sglang") {
+        model = (await device.listModels()).find((m) => m.modelId === o.model);
+        if (!model) {
+          throw new OpalError(Code.FAILED_PRECONDITION, `model "${o.model}" is not loaded`, {
+            reason: "MODEL_NOT_LOADED",
+          });
+        }
+      }
       const run = startPrefill(
         device,
         {
@@ -162,24 +159,52 @@ export function createPrefillCommand(): Command {
   });
 }
 
+/**
+ * The prompt's token ids: `--prompt` as UTF-8 bytes after BOS, or `--tokens-file` (a JSON array or
+ * whitespace-separated integers, at least one). INVALID_ARGUMENT naming the file and the first bad
+ * value; NOT_FOUND when the file cannot be read.
+ */
 async function readTokens(o: PrefillFlags): Promise<Uint32Array> {
   if ((o.prompt === undefined) === (o.tokensFile === undefined)) {
     throw new InvalidArgumentError("give exactly one of --prompt and --tokens-file");
   }
   if (o.prompt !== undefined) return createByteTokenizer().encode(o.prompt);
-  const text = await readFile(o.tokensFile!, "utf8").catch((error: NodeJS.ErrnoException) => {
+  const file = o.tokensFile!;
+  const text = (
+    await readFile(file, "utf8").catch((error: NodeJS.ErrnoException) => {
+      throw new OpalError(
+        Code.NOT_FOUND,
+        `cannot read --tokens-file ${file}: ${error.code ?? error.message}`,
+      );
+    })
+  ).trim();
+  let values: unknown[];
+  if (text.startsWith("[")) {
+    try {
+      values = JSON.parse(text);
+    } catch (error) {
+      throw new OpalError(
+        Code.INVALID_ARGUMENT,
+        `--tokens-file ${file} is not a JSON array of token ids: ${(error as Error).message}`,
+      );
+    }
+  } else {
+    values =
+      text === ""
+        ? []
+        : text.split(/\s+/).map((word) => (/^\d+$/.test(word) ? Number(word) : word));
+  }
+  const bad = values.findIndex(
+    (v) => !(Number.isInteger(v) && (v as number) >= 0 && (v as number) < 2 ** 32),
+  );
+  if (bad >= 0) {
     throw new OpalError(
-      Code.NOT_FOUND,
-      `cannot read --tokens-file ${o.tokensFile}: ${error.code ?? error.message}`,
+      Code.INVALID_ARGUMENT,
+      `--tokens-file ${file} must hold token ids, whole numbers in 0..${2 ** 32 - 1} (got ${JSON.stringify(values[bad])} at index ${bad})`,
     );
-  });
-  const values: unknown[] = text.trim().startsWith("[")
-    ? JSON.parse(text)
-    : text.trim().split(/\s+/).map(Number);
-  if (!values.every((v) => Number.isInteger(v) && (v as number) >= 0 && (v as number) < 2 ** 32)) {
-    throw new InvalidArgumentError(
-      `--tokens-file ${o.tokensFile} must hold non-negative integer token ids`,
-    );
+  }
+  if (values.length === 0) {
+    throw new OpalError(Code.INVALID_ARGUMENT, `--tokens-file ${file} holds no token ids`);
   }
   return Uint32Array.from(values as number[]);
 }

@@ -1,0 +1,144 @@
+import { Code, Reason } from "@opal/core";
+import type { PrefillRequest } from "@opal/driver";
+import { collectPrefill, expectOpalError } from "@opal/testing";
+import { describe, expect, it } from "vitest";
+import { createMockDevice } from "../src/create-mock-device";
+import { createNamedMockModel, mockModelFlops } from "../src/mock-model";
+import { type MockProfile, mockProfile, simulatedTimeUs } from "../src/mock-profile";
+
+let counter = 0;
+const request = (patch: Partial<PrefillRequest> = {}): PrefillRequest => ({
+  requestId: `device-${++counter}`,
+  modelId: "opal-tiny",
+  promptTokenIds: Uint32Array.from({ length: 16 }, (_, i) => (i * 3 + counter) % 200),
+  kvFormat: { dtype: "f32", scaleScheme: "none", layout: "nhd", blockSizeTokens: 16 },
+  maxChunkBytes: 1 << 20,
+  ...patch,
+});
+
+/** A profile under which a prefill of `request` on `model` takes `deviceTimeMs` of device time. */
+function profileFor(model: string, promptTokens: number, deviceTimeMs: number): MockProfile {
+  const flops = createNamedMockModel(model).flops(promptTokens, 0);
+  return {
+    ...mockProfile("instant"),
+    name: "test",
+    effectiveTflops: flops / (deviceTimeMs / 1000) / 1e12,
+  };
+}
+
+/** Milliseconds from `accepted` to `completed`, with `onChunk` awaited on every chunk. */
+async function streamMs(
+  events: AsyncIterable<{ type: string; chunk?: { layer: number } }>,
+  onChunk: (layer: number) => Promise<void> = async () => {},
+): Promise<number> {
+  let acceptedAt = 0;
+  let completedAt = 0;
+  for await (const event of events) {
+    if (event.type === "accepted") acceptedAt = performance.now();
+    if (event.type === "chunk") await onChunk(event.chunk!.layer);
+    if (event.type === "completed") completedAt = performance.now();
+  }
+  return completedAt - acceptedAt;
+}
+
+describe("the mock's timing model", () => {
+  it("charges a prefill mockModelFlops under its profile, for reference and synthetic models", async () => {
+    const device = createMockDevice({ models: ["opal-small", "llama-3-8b"], profile: "iris-nova" });
+    for (const modelId of ["opal-small", "llama-3-8b"]) {
+      const outcome = await collectPrefill(device.prefill(request({ modelId })));
+      const expected = simulatedTimeUs(mockProfile("iris-nova"), mockModelFlops(modelId, 16));
+      expect(expected).toBeGreaterThan(0);
+      expect(outcome.stats.deviceTimeUs).toBe(Math.round(expected));
+      expect(mockModelFlops(modelId, 16)).toBe(createNamedMockModel(modelId).flops(16, 0));
+    }
+    expect(() => mockModelFlops("gpt-9", 16)).toThrow(/unknown model "gpt-9" \(expected one of/);
+  });
+
+  it("releases each layer at its share of the device time from the start, so a slow consumer overlaps compute", async () => {
+    // opal-tiny has 2 layers: 150 ms each. A consumer spending 150 ms on layer 0 finds layer 1
+    // due when it asks, so the stream takes the device time (300 ms), not device time + 150.
+    const device = createMockDevice({
+      models: ["opal-tiny"],
+      profile: profileFor("opal-tiny", 16, 300),
+    });
+    let waited = false;
+    const ms = await streamMs(device.prefill(request()), async (layer) => {
+      if (layer === 0 && !waited) {
+        waited = true;
+        await new Promise((resolve) => setTimeout(resolve, 150));
+      }
+    });
+    expect(ms).toBeGreaterThanOrEqual(280);
+    expect(ms).toBeLessThan(400);
+  });
+
+  it("does not round each sub-millisecond layer up to a timer tick", async () => {
+    // llama-3-70b has 80 layers: 8 ms of device time is 0.1 ms a layer. Sleeping per layer would
+    // take at least 80 ms (a timer waits at least 1 ms).
+    const device = createMockDevice({
+      models: ["llama-3-70b"],
+      profile: profileFor("llama-3-70b", 16, 8),
+    });
+    const ms = await streamMs(device.prefill(request({ modelId: "llama-3-70b" })));
+    expect(ms).toBeGreaterThanOrEqual(7);
+    expect(ms).toBeLessThan(50);
+  });
+});
+
+describe("createMockDevice options", () => {
+  it("rejects limits a device cannot run with, naming the limit", () => {
+    expect(() => createMockDevice({ limits: { maxConcurrentPrefills: 0 } })).toThrow(
+      "[invalid_argument] limits.maxConcurrentPrefills must be a whole number >= 1 (got 0)",
+    );
+    expect(() => createMockDevice({ limits: { maxQueuedPrefills: 1.5 } })).toThrow(
+      "limits.maxQueuedPrefills must be a whole number >= 0 (got 1.5)",
+    );
+    expect(() =>
+      createMockDevice({ limits: { preferredChunkBytes: 2048, maxChunkBytes: 1024 } }),
+    ).toThrow("limits.preferredChunkBytes must be at most maxChunkBytes 1024 (got 2048)");
+    expect(() => createMockDevice({ limits: { maxSlots: 2 } as never })).toThrow(
+      /limits\.maxSlots is not a limit \(expected one of maxConcurrentPrefills, /,
+    );
+    expect(createMockDevice({ limits: { maxQueuedPrefills: 0 } }).profile.name).toBe("instant");
+  });
+});
+
+describe("MockDevice.stats", () => {
+  it("counts injected faults since start, across setFaults, streams drawn under old faults included", async () => {
+    const device = createMockDevice({
+      models: ["opal-tiny"],
+      faults: { errors: { GetInfo: { rate: 1 } } },
+    });
+    await expectOpalError(device.getInfo(), Code.UNAVAILABLE, Reason.DEVICE_FAULT);
+    expect(device.stats.faultsInjected).toBe(1);
+    device.setFaults({ stallAfterChunks: 1, stallMs: 10 });
+    const events = device.prefill(request({ maxChunkBytes: 256 }))[Symbol.asyncIterator]();
+    while ((await events.next()).value?.type !== "chunk");
+    device.setFaults({});
+    expect(device.stats.faultsInjected).toBe(1);
+    while (!(await events.next()).done);
+    expect(device.stats.faultsInjected).toBe(2);
+  });
+});
+
+describe("MockDevice.close", () => {
+  it("ends calls in progress with UNAVAILABLE SHUTTING_DOWN, frees slots and retained caches", async () => {
+    const device = createMockDevice({ models: ["opal-tiny"] });
+    await collectPrefill(device.prefill(request({ retentionSeconds: 60 })));
+    expect(device.stats.retainedKvBytes).toBeGreaterThan(0);
+    device.setFaults({ stallAfterChunks: 1, stallMs: 60_000 });
+    const stalled = collectPrefill(device.prefill(request()));
+    const telemetry = (async () => {
+      for await (const _ of device.watchTelemetry({ intervalMs: 60_000 }));
+    })();
+    await expect.poll(() => device.stats.activePrefills).toBe(1);
+    const started = performance.now();
+    await device.close();
+    await expectOpalError(stalled, Code.UNAVAILABLE, Reason.SHUTTING_DOWN);
+    await expectOpalError(telemetry, Code.UNAVAILABLE, Reason.SHUTTING_DOWN);
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(device.stats.activePrefills).toBe(0);
+    expect(device.stats.retainedKvBytes).toBe(0);
+    await expectOpalError(device.getInfo(), Code.UNAVAILABLE, Reason.SHUTTING_DOWN);
+  }, 5_000);
+});

@@ -1,0 +1,154 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { createDeviceClient } from "@opal/client";
+import { Code } from "@opal/core";
+import { expectOpalError } from "@opal/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const root = fileURLToPath(new URL("../../../", import.meta.url));
+/** `opal-mock` from source, as `node` runs the built one. */
+const opalMock = [
+  "--conditions=source",
+  "--import",
+  "tsx",
+  fileURLToPath(new URL("../bin/opal-mock.ts", import.meta.url)),
+];
+
+/** Runs `opal-mock args` to its end; resolves with its exit code and output. */
+async function runOpalMock(args: string[]) {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...opalMock, ...args], {
+      cwd: root,
+      timeout: 30_000,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+/** A running `opal-mock`, with what it printed so far. */
+interface RunningMock {
+  readonly child: ChildProcess;
+  readonly address: string;
+  output(): string;
+}
+
+function startOpalMock(args: string[]): Promise<RunningMock> {
+  const child = spawn(process.execPath, [...opalMock, ...args], { cwd: root });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => {
+    out += d.toString("utf8");
+  });
+  child.stderr.on("data", (d: Buffer) => {
+    out += d.toString("utf8");
+  });
+  return new Promise((resolve, reject) => {
+    const onExit = (code: number | null) => {
+      clearInterval(poll);
+      reject(new Error(`opal-mock exited ${code}: ${out}`));
+    };
+    child.once("exit", onExit);
+    const poll = setInterval(() => {
+      const match = /listening on (\S+)/.exec(out);
+      if (!match) return;
+      clearInterval(poll);
+      child.off("exit", onExit);
+      resolve({ child, address: match[1]!, output: () => out });
+    }, 20);
+  });
+}
+
+function exitCode(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+}
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "opal-mock-cli-"));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("opal-mock, as its users run it", () => {
+  it("rejects bad flags before listening: exit 1, expected and actual, no stack trace", async () => {
+    const typo = join(dir, "typo.yaml");
+    writeFileSync(typo, "abortAfterChunk: 3\n");
+    const cases: [string[], string][] = [
+      [["--port", "70000"], "--port must be a whole number in 0..65535 (got 70000)"],
+      [["--port", ""], "--port must be a whole number in 0..65535 (got )"],
+      [["--metrics-port", "1e3"], "--metrics-port must be a whole number in 0..65535 (got 1e3)"],
+      [["--max-concurrent", "0"], "--max-concurrent must be a whole number >= 1 (got 0)"],
+      [
+        ["--port", "0", "--push-target", "receiver"],
+        "--push-target expects host:port (got receiver)",
+      ],
+      [["--port", "0", "--token", "secret"], "--token expects token=tenant (got secret)"],
+      [
+        ["--port", "0", "--faults", typo],
+        `[invalid_argument] fault config ${typo}: faults.abortAfterChunk is not a fault (expected one of`,
+      ],
+    ];
+    for (const [args, message] of cases) {
+      const result = await runOpalMock(args);
+      expect(result.code, args.join(" ")).toBe(1);
+      expect(result.stderr, args.join(" ")).toContain(message);
+      expect(result.stderr, args.join(" ")).not.toMatch(/^\s+at /m);
+      expect(result.stdout, args.join(" ")).not.toContain("listening on");
+    }
+  });
+
+  it("maps a base64 token with = padding to its tenant (split at the last =)", async () => {
+    const mock = await startOpalMock([
+      "--port",
+      "0",
+      "--profile",
+      "instant",
+      "--push-target",
+      "127.0.0.1:9",
+      "[::1]:9",
+      "--token",
+      "dG9rZW4==tenant-a",
+    ]);
+    const client = createDeviceClient(mock.address, { token: "dG9rZW4=" });
+    try {
+      expect((await client.getInfo()).protocolVersion).toBe("1.0.0");
+    } finally {
+      await client.close();
+      mock.child.kill("SIGTERM");
+      expect(await exitCode(mock.child)).toBe(0);
+    }
+  });
+
+  it("keeps serving with the faults in force when SIGHUP reloads a bad file, and applies a good one", async () => {
+    const faults = join(dir, "faults.yaml");
+    writeFileSync(faults, "errors:\n  ListModels: { rate: 1 }\n");
+    const mock = await startOpalMock(["--port", "0", "--profile", "instant", "--faults", faults]);
+    const client = createDeviceClient(mock.address);
+    try {
+      await expectOpalError(client.listModels(), Code.UNAVAILABLE, "DEVICE_FAULT");
+      writeFileSync(faults, "errors:\n  ListModels: { rate: 2 }\n");
+      mock.child.kill("SIGHUP");
+      await expect
+        .poll(mock.output)
+        .toContain(
+          `opal-mock: [invalid_argument] fault config ${faults}: faults.errors.ListModels.rate must be in [0, 1] (got 2); keeping the previous faults`,
+        );
+      expect(mock.child.exitCode).toBe(null);
+      await expectOpalError(client.listModels(), Code.UNAVAILABLE, "DEVICE_FAULT");
+      writeFileSync(faults, "{}\n");
+      mock.child.kill("SIGHUP");
+      await expect.poll(mock.output).toContain(`opal-mock: reloaded faults from ${faults}`);
+      expect((await client.listModels()).map((m) => m.modelId)).toEqual(["opal-tiny"]);
+    } finally {
+      await client.close();
+      mock.child.kill("SIGTERM");
+      expect(await exitCode(mock.child)).toBe(0);
+    }
+  });
+});
