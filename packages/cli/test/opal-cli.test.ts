@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -224,6 +224,53 @@ describe.skipIf(!built)("opal mock, prefill, inspect, convert and bench", () => 
     const text = await opalCli(["inspect", converted]);
     expect(text.stdout).toContain("verified tensor sizes against the descriptor");
     expect(text.stdout).not.toContain("checksums ok");
+  });
+
+  it("prints what convert wrote as JSON with --json", async () => {
+    const out = join(dir, "converted.okv");
+    const result = await opalCli(["convert", join(dir, "c.okv"), out, "--to", "okv", "--json"]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual({
+      in: join(dir, "c.okv"),
+      inFormat: "okv",
+      out,
+      format: "okv",
+      dtype: "bf16",
+      layout: "nhd",
+      layers: 2,
+      kvBytes: 40 * 2 * 2 * 16 * 2 * 2,
+      fileBytes: readFileSync(out).byteLength,
+    });
+  });
+
+  it("names the output's missing directory for convert and prefill, leaving no partial file", async () => {
+    const missing = join(dir, "no-such-dir");
+    const convert = await opalCli([
+      "convert",
+      join(dir, "c.okv"),
+      join(missing, "x.safetensors"),
+      "--to",
+      "safetensors",
+    ]);
+    expect(convert.code).toBe(1);
+    expect(convert.stderr).toContain(
+      `opal: [failed_precondition] cannot write ${join(missing, "x.safetensors")}: its directory ${missing} does not exist`,
+    );
+    const prefill = await opalCli([
+      "prefill",
+      "--target",
+      address,
+      "--model",
+      "opal-tiny",
+      "--prompt",
+      "x",
+      "--out",
+      join(missing, "x.okv"),
+    ]);
+    expect(prefill.code).toBe(1);
+    expect(prefill.stderr).toContain(`its directory ${missing} does not exist`);
+    expect(existsSync(missing)).toBe(false);
+    expect(readdirSync(dir).filter((name) => name.includes(".partial-"))).toEqual([]);
   });
 
   it("reports a corrupt file as an error naming the failure", async () => {

@@ -83,6 +83,13 @@ describe("safetensors", () => {
     expect(
       reasonOf(() => decodeSafetensors(rawFile({ __metadata__: { a: 1 } }, new Uint8Array(0)))),
     ).toBe("INVALID_HEADER");
+    for (const metadata of [[], "x", 1, true]) {
+      expect(() =>
+        decodeSafetensors(rawFile({ __metadata__: metadata }, new Uint8Array(0))),
+      ).toThrow(
+        /^\[invalid_argument\] __metadata__ is an? (array|string|number|boolean), expected an object of strings or null$/,
+      );
+    }
     const huge = new Uint8Array(16);
     new DataView(huge.buffer).setUint32(4, 1, true);
     expect(reasonOf(() => decodeSafetensors(huge))).toBe("LENGTH_LIMIT");
@@ -90,6 +97,15 @@ describe("safetensors", () => {
     new DataView(long.buffer).setUint32(0, 100, true);
     expect(reasonOf(() => decodeSafetensors(long))).toBe("TRUNCATED");
     expect(reasonOf(() => decodeSafetensors(new Uint8Array(3)))).toBe("TRUNCATED");
+  });
+
+  it("reads `__metadata__: null` as no metadata, as the reference (Rust) reader does", () => {
+    const data = new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength);
+    const file = decodeSafetensors(
+      rawFile({ __metadata__: null, a: { dtype: "F32", shape: [6], data_offsets: [0, 24] } }, data),
+    );
+    expect(file.metadata).toEqual({});
+    expect(file.tensors.get("a")?.shape).toEqual([6]);
   });
 
   it("lays tensors out in the reference writer's order: its dtype order descending, then UTF-8 name", () => {

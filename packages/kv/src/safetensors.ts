@@ -31,7 +31,7 @@ export interface SafetensorsTensor {
 export interface SafetensorsFile {
   /** Tensors by name, in file order of their data. */
   readonly tensors: ReadonlyMap<string, SafetensorsTensor>;
-  /** The `__metadata__` string map; empty when absent. */
+  /** The `__metadata__` string map; empty when absent or null. */
   readonly metadata: Readonly<Record<string, string>>;
 }
 
@@ -146,7 +146,8 @@ function elementCount(name: string, shape: unknown, limit: number): number {
  * views of `bytes`. Enforces the spec: header within bounds and a JSON object starting with `{`
  * (trailing spaces allowed), known dtypes, `data_offsets` sorted, contiguous from 0 and covering the
  * data exactly (no holes, no overlap), byte lengths equal to `product(shape) * dtypeSize`,
- * `__metadata__` a string map. Throws {@link KvFormatError}.
+ * `__metadata__` a string map or null (read as no metadata, as the reference reader does). Throws
+ * {@link KvFormatError}.
  */
 export function decodeSafetensors(
   bytes: Uint8Array,
@@ -192,8 +193,13 @@ export function decodeSafetensors(
   }[] = [];
   for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
     if (name === "__metadata__") {
-      if (typeof value !== "object" || value === null || Array.isArray(value)) {
-        throw new KvFormatError("INVALID_HEADER", "__metadata__ is not an object");
+      // null means no metadata, as in the reference reader (an `Option` of a string map).
+      if (value === null) continue;
+      if (typeof value !== "object" || Array.isArray(value)) {
+        throw new KvFormatError(
+          "INVALID_HEADER",
+          `__metadata__ is ${Array.isArray(value) ? "an array" : `a ${typeof value}`}, expected an object of strings or null`,
+        );
       }
       metadata = {};
       for (const [key, text] of Object.entries(value)) {

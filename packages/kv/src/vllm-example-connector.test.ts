@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Code } from "@opal/core";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   coordinateCache,
@@ -27,12 +28,30 @@ describe("vLLM ExampleConnector handoff", () => {
   const dir = mkdtempSync(join(tmpdir(), "opal-kv-example-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+  it("rejects a block size that is not an integer >= 1 and a token count that is not an integer >= 0", () => {
+    for (const blockSize of [0, -16, 2.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      expect(() => vllmExampleTokenCount(40, blockSize)).toThrow(
+        expect.objectContaining({
+          code: Code.INVALID_ARGUMENT,
+          reason: "OUT_OF_RANGE",
+          message: `[invalid_argument] blockSizeTokens ${blockSize}, expected an integer >= 1`,
+        }),
+      );
+    }
+    for (const count of [-1, 1.5, Number.NaN]) {
+      expect(() => vllmExampleTokenCount(count, 16)).toThrow(
+        `[invalid_argument] promptTokenCount ${count}, expected an integer >= 0`,
+      );
+    }
+  });
+
   it("truncates like align_to_block_size and names folders by md5 of int64 token bytes", () => {
     expect([0, 1, 16, 17, 18, 33, 40].map((n) => vllmExampleTokenCount(n, 16))).toEqual([
       0, 0, 0, 16, 16, 32, 32,
     ]);
     // Decode side: the prompt plus one generated token looks up the same count.
     expect(vllmExampleTokenCount(17 + 1 - 1, 16)).toBe(vllmExampleTokenCount(17, 16));
+    expect(vllmExampleTokenCount(40, 1)).toBe(39);
     const ids = [1, 2, 300];
     const bytes = Buffer.alloc(24);
     for (const [i, id] of ids.entries()) bytes.writeBigInt64LE(BigInt(id), i * 8);

@@ -24,8 +24,24 @@ import { transposeKvPart } from "./to-kv-layout";
  * Tokens vLLM's ExampleConnector stores for a prompt of `promptTokenCount` tokens:
  * `align_to_block_size(n) = (n - 1) // block_size * block_size` (0 when n <= 1). The decode side
  * looks the folder up with the prompt plus one generated token, which gives the same count.
+ * Throws OUT_OF_RANGE unless `promptTokenCount` is an integer >= 0 and `blockSizeTokens` an
+ * integer >= 1.
  */
 export function vllmExampleTokenCount(promptTokenCount: number, blockSizeTokens: number): number {
+  if (!Number.isSafeInteger(promptTokenCount) || promptTokenCount < 0) {
+    throw new KvFormatError(
+      "OUT_OF_RANGE",
+      `promptTokenCount ${promptTokenCount}, expected an integer >= 0`,
+      { field: "promptTokenCount" },
+    );
+  }
+  if (!Number.isSafeInteger(blockSizeTokens) || blockSizeTokens < 1) {
+    throw new KvFormatError(
+      "OUT_OF_RANGE",
+      `blockSizeTokens ${blockSizeTokens}, expected an integer >= 1`,
+      { field: "blockSizeTokens" },
+    );
+  }
   if (promptTokenCount <= 1) return 0;
   return Math.floor((promptTokenCount - 1) / blockSizeTokens) * blockSizeTokens;
 }

@@ -1,3 +1,4 @@
+import { constants } from "node:os";
 import { Command, InvalidArgumentError } from "commander";
 import { toMockModelNames } from "./mock-model";
 import { toMockProfileNames } from "./mock-profile";
@@ -31,11 +32,15 @@ interface MockFlags {
 
 /**
  * The command that serves the mock device until SIGTERM or SIGINT (`opal-mock`, and `opal mock`).
- * It prints `<name> listening on <host:port>` once serving; SIGHUP reloads the fault file.
+ * It prints `<name> listening on <host:port>` once serving; SIGHUP reloads the fault file. The first
+ * SIGTERM or SIGINT shuts down gracefully (running calls get 5 s) and exits 0; a second one during
+ * that shutdown exits at once with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM).
  */
 export function createMockCommand(name: string): Command {
   return new Command(name)
-    .description("Serve the Iris-style mock prefill device over gRPC until SIGTERM or SIGINT.")
+    .description(
+      "Serve the Iris-style mock prefill device over gRPC until SIGTERM or SIGINT (a second one exits at once).",
+    )
     .option("--host <host>", "interface to bind", "127.0.0.1")
     .option(
       "--port <port>",
@@ -107,8 +112,11 @@ export function createMockCommand(name: string): Command {
       );
       if (mock.server.metricsUrl) console.log(`metrics at ${mock.server.metricsUrl}`);
       let stopping = false;
-      const stop = (signal: string) => {
-        if (stopping) return;
+      const stop = (signal: "SIGTERM" | "SIGINT") => {
+        if (stopping) {
+          console.error(`${name}: ${signal} again, exiting without waiting for running calls`);
+          process.exit(128 + constants.signals[signal]);
+        }
         stopping = true;
         console.log(`${name}: ${signal}, shutting down`);
         mock.close({ graceMs: 5_000 }).then(

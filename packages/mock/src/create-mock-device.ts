@@ -40,6 +40,12 @@ import { streamWithFaults } from "./stream-with-faults";
 /**
  * Creates an Iris-style mock prefill device (see docs/guides/mock.md). INVALID_ARGUMENT for an
  * unknown profile or model, invalid limits or an invalid fault configuration.
+ *
+ * Power and energy: a prefill draws the profile's active power, limited by `powerCapWatts` but
+ * never below idle power; its `energyJoules` is that power × its device time. Telemetry reports
+ * idle power plus that draw's excess over idle × utilization, and an energy total of idle power ×
+ * wall time plus every prefill's energy: all of it once completed, and for a prefill that ends
+ * early (fault, cancellation, deadline), the device time it ran until then.
  */
 export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
   const profile =
@@ -145,6 +151,15 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
     return faults.throttle(profile.activePowerWatts);
   }
 
+  /**
+   * Power drawn while computing, in W: the profile's active power, limited by the power cap, and
+   * never below idle power (a cap below idle throttles compute but cannot lower the draw further).
+   */
+  function computePowerWatts(): number {
+    const cap = faults.config.powerCapWatts ?? Infinity;
+    return Math.max(profile.idlePowerWatts, Math.min(profile.activePowerWatts, cap));
+  }
+
   async function* prefill(
     request: PrefillRequest,
     call?: DriverCallOptions,
@@ -221,10 +236,8 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
           model!.flops(tokens.length - hitTokens, hitTokens),
           throttle(),
         );
-        const energyJoules =
-          (Math.min(profile.activePowerWatts, faults.config.powerCapWatts ?? Infinity) *
-            deviceTimeUs) /
-          1e6;
+        const powerWatts = computePowerWatts();
+        const energyJoules = (powerWatts * deviceTimeUs) / 1e6;
         const kvHandle = randomBytes(16).toString("base64url");
         const leaseExpiryUnixMs =
           valid.retentionSeconds > 0 ? now() + valid.retentionSeconds * 1000 : 0;
@@ -249,31 +262,43 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
         }
         requests.set(idKey, { bodyHash, handle: kvHandle, stats });
         if (requests.size > 10_000) requests.delete(requests.keys().next().value as string);
-        yield {
-          type: "accepted",
-          kvHandle,
-          descriptor,
-          leaseExpiryUnixMs,
-          queueTimeUs: slot.queueTimeUs,
-        };
+        // Simulated compute runs from acceptance; whatever ends the prefill, telemetry is charged
+        // for the device time it ran (all of it once completed).
+        const computeStartedMs = performance.now();
+        let charged = false;
+        try {
+          yield {
+            type: "accepted",
+            kvHandle,
+            descriptor,
+            leaseExpiryUnixMs,
+            queueTimeUs: slot.queueTimeUs,
+          };
 
-        let firstChunkUs = 0;
-        yield* streamWithFaults(output.cache, {
-          chunkBytes: valid.chunkBytes,
-          layerTimeMs: deviceTimeUs / 1000 / descriptor.numLayers,
-          faults,
-          signal,
-          ...(options.onConnectionDrop ? { onConnectionDrop: options.onConnectionDrop } : {}),
-          onFirstChunk: () => {
-            firstChunkUs = Math.round((performance.now() - acceptedAt) * 1000);
-          },
-        });
-        prefixCache.insert(hashes);
-        activeEnergyJoules += energyJoules;
-        completed++;
-        const final = { ...stats, timeToFirstChunkUs: firstChunkUs };
-        requests.set(idKey, { bodyHash, handle: kvHandle, stats: final });
-        yield { type: "completed", stats: final };
+          let firstChunkUs = 0;
+          yield* streamWithFaults(output.cache, {
+            chunkBytes: valid.chunkBytes,
+            layerTimeMs: deviceTimeUs / 1000 / descriptor.numLayers,
+            faults,
+            signal,
+            ...(options.onConnectionDrop ? { onConnectionDrop: options.onConnectionDrop } : {}),
+            onFirstChunk: () => {
+              firstChunkUs = Math.round((performance.now() - acceptedAt) * 1000);
+            },
+          });
+          prefixCache.insert(hashes);
+          activeEnergyJoules += energyJoules;
+          charged = true;
+          completed++;
+          const final = { ...stats, timeToFirstChunkUs: firstChunkUs };
+          requests.set(idKey, { bodyHash, handle: kvHandle, stats: final });
+          yield { type: "completed", stats: final };
+        } finally {
+          if (!charged) {
+            const ranUs = Math.min(deviceTimeUs, (performance.now() - computeStartedMs) * 1000);
+            activeEnergyJoules += (powerWatts * ranUs) / 1e6;
+          }
+        }
       } finally {
         slot.release();
       }
@@ -301,7 +326,7 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
   ): AsyncGenerator<TelemetrySnapshot> {
     const { scope } = await enter("WatchTelemetry", call);
     try {
-      const interval = Math.max(50, request.intervalMs || 1000);
+      const interval = telemetryIntervalMs(request.intervalMs);
       for (;;) {
         yield snapshot();
         await sleep(interval, scope.signal);
@@ -313,9 +338,8 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
 
   function snapshot(): TelemetrySnapshot {
     const utilization = slots.active / capabilities.maxConcurrentPrefills;
-    const cap = faults.config.powerCapWatts;
-    const active = Math.min(profile.activePowerWatts, cap ?? Infinity);
-    const powerWatts = profile.idlePowerWatts + (active - profile.idlePowerWatts) * utilization;
+    const powerWatts =
+      profile.idlePowerWatts + (computePowerWatts() - profile.idlePowerWatts) * utilization;
     const idleJoules = (profile.idlePowerWatts * (now() - startedAtMs)) / 1000;
     return {
       timestampUnixMs: now(),
@@ -364,4 +388,13 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
       store.clear();
     },
   };
+}
+
+/**
+ * The snapshot interval of a WatchTelemetry call, in ms: unset, 0 or NaN means 1,000, and values
+ * are clamped to 50..60,000 (docs/protocol/telemetry.md), as the server host does, so the timer
+ * never exceeds what Node can hold (above 2^31 - 1 ms it fires at once: a flood of snapshots).
+ */
+function telemetryIntervalMs(requested: number | undefined): number {
+  return Math.min(60_000, Math.max(50, requested || 1000));
 }

@@ -1,7 +1,7 @@
 import { Code, Reason } from "@opal/core";
 import type { PrefillRequest } from "@opal/driver";
 import { collectPrefill, expectOpalError } from "@opal/testing";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { createMockDevice } from "../src/create-mock-device";
 import { createNamedMockModel, mockModelFlops } from "../src/mock-model";
 import { type MockProfile, mockProfile, simulatedTimeUs } from "../src/mock-profile";
@@ -118,6 +118,104 @@ describe("MockDevice.stats", () => {
     expect(device.stats.faultsInjected).toBe(1);
     while (!(await events.next()).done);
     expect(device.stats.faultsInjected).toBe(2);
+  });
+});
+
+describe("MockDevice.watchTelemetry", () => {
+  it("clamps the interval to 50..60,000 ms (telemetry.md), so 2^31 ms or more does not flood", async () => {
+    vi.useFakeTimers();
+    try {
+      const device = createMockDevice();
+      for (const [requested, expected] of [
+        [2 ** 31, 60_000],
+        [Number.MAX_VALUE, 60_000],
+        [1, 50],
+      ] as const) {
+        const controller = new AbortController();
+        let snapshots = 0;
+        const watching = (async () => {
+          for await (const _ of device.watchTelemetry(
+            { intervalMs: requested },
+            { signal: controller.signal },
+          ))
+            snapshots++;
+        })().catch(() => {});
+        await vi.advanceTimersByTimeAsync(0);
+        expect(snapshots, `first snapshot at once for ${requested}`).toBe(1);
+        await vi.advanceTimersByTimeAsync(expected - 1);
+        expect(snapshots, `none before ${expected} ms for ${requested}`).toBe(1);
+        await vi.advanceTimersByTimeAsync(1);
+        expect(snapshots, `the next at ${expected} ms for ${requested}`).toBe(2);
+        controller.abort();
+        await watching;
+      }
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
+describe("the mock's energy and power model", () => {
+  /** 16 tokens on opal-tiny take 200 ms of device time at 1,000 W active, 100 W idle. */
+  const profile = {
+    ...profileFor("opal-tiny", 16, 200),
+    activePowerWatts: 1000,
+    idlePowerWatts: 100,
+  };
+  /** Telemetry's energy counter; the clock is frozen, so it holds no idle energy. */
+  async function energyJoulesTotal(device: ReturnType<typeof createMockDevice>): Promise<number> {
+    for await (const snapshot of device.watchTelemetry({})) return snapshot.energyJoulesTotal;
+    throw new Error("no snapshot");
+  }
+
+  it("charges an aborted prefill for the device time it ran, a completed one for all of it", async () => {
+    const device = createMockDevice({ models: ["opal-tiny"], profile, now: () => 1_000 });
+    const full = await collectPrefill(device.prefill(request()));
+    expect(full.stats.energyJoules).toBeCloseTo(1000 * 0.2, 6);
+    expect(await energyJoulesTotal(device)).toBeCloseTo(full.stats.energyJoules, 6);
+
+    // Layer 0 of 2 is released after 100 ms; the stream fails after its first chunk.
+    device.setFaults({ abortAfterChunks: 1 });
+    await expectOpalError(
+      collectPrefill(device.prefill(request({ maxChunkBytes: 256 }))),
+      Code.UNAVAILABLE,
+      Reason.DEVICE_FAULT,
+    );
+    const faulted = (await energyJoulesTotal(device)) - full.stats.energyJoules;
+    expect(faulted).toBeGreaterThanOrEqual(1000 * 0.1 * 0.95);
+    expect(faulted).toBeLessThanOrEqual(full.stats.energyJoules);
+
+    // A caller that gives up after 50 ms is charged for about 50 ms, not the full 200 ms.
+    device.setFaults({});
+    const before = await energyJoulesTotal(device);
+    await expectOpalError(
+      collectPrefill(device.prefill(request(), { timeoutMs: 50 })),
+      Code.DEADLINE_EXCEEDED,
+    );
+    const cancelled = (await energyJoulesTotal(device)) - before;
+    expect(cancelled).toBeGreaterThan(0);
+    expect(cancelled).toBeLessThan(1000 * 0.1);
+    expect(device.stats.prefillsCompleted).toBe(1);
+  });
+
+  it("never reports power below idle, nor charges less than idle power, under a cap below idle", async () => {
+    const device = createMockDevice({
+      models: ["opal-tiny"],
+      profile: { ...profile, effectiveTflops: profile.effectiveTflops * 10 },
+      faults: { powerCapWatts: 50 },
+      limits: { maxConcurrentPrefills: 1 },
+    });
+    const running = collectPrefill(device.prefill(request()));
+    await expect.poll(() => device.stats.activePrefills).toBe(1);
+    for await (const snapshot of device.watchTelemetry({})) {
+      expect(snapshot.utilization).toBe(1);
+      expect(snapshot.powerWatts).toBe(100);
+      break;
+    }
+    const { stats } = await running;
+    // 20 ms unthrottled; throttled to 50/1000 of the throughput: 400 ms, drawing idle power.
+    expect(stats.deviceTimeUs).toBe(400_000);
+    expect(stats.energyJoules).toBeCloseTo(100 * 0.4, 6);
   });
 });
 

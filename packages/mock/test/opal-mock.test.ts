@@ -125,6 +125,39 @@ describe("opal-mock, as its users run it", () => {
     }
   });
 
+  it("exits at once, 130, on a second signal while the graceful shutdown waits for a running call", async () => {
+    const faults = join(dir, "stall.yaml");
+    writeFileSync(faults, "stallAfterChunks: 1\nstallMs: 60000\n");
+    const mock = await startOpalMock(["--port", "0", "--profile", "instant", "--faults", faults]);
+    const client = createDeviceClient(mock.address);
+    try {
+      // A prefill that stalls after its first chunk: the graceful shutdown waits 5 s for it.
+      const events = client
+        .prefill({
+          requestId: "stalled",
+          modelId: "opal-tiny",
+          promptTokenIds: Uint32Array.of(256, 1, 2, 3),
+          kvFormat: { dtype: "f32", scaleScheme: "none", layout: "nhd", blockSizeTokens: 16 },
+          maxChunkBytes: 64,
+        })
+        [Symbol.asyncIterator]();
+      while ((await events.next()).value?.type !== "chunk");
+      const stalled = events.next().catch(() => {});
+      mock.child.kill("SIGTERM");
+      await expect.poll(mock.output).toContain("opal-mock: SIGTERM, shutting down");
+      expect(mock.child.exitCode).toBe(null);
+      const secondAt = performance.now();
+      mock.child.kill("SIGINT");
+      expect(await exitCode(mock.child)).toBe(130);
+      expect(performance.now() - secondAt).toBeLessThan(2_000);
+      expect(mock.output()).toContain("opal-mock: SIGINT again, exiting without waiting");
+      await stalled;
+    } finally {
+      await client.close();
+      if (mock.child.exitCode === null) mock.child.kill("SIGKILL");
+    }
+  });
+
   it("keeps serving with the faults in force when SIGHUP reloads a bad file, and applies a good one", async () => {
     const faults = join(dir, "faults.yaml");
     writeFileSync(faults, "errors:\n  ListModels: { rate: 1 }\n");

@@ -1,7 +1,7 @@
 import { Code } from "@opal/core";
 import { describe, expect, it } from "vitest";
 import { toPresetConfig } from "./create-preset-weights";
-import { fromHfConfig, toHfConfig } from "./model-config";
+import { assertModelConfig, fromHfConfig, type HfConfigJson, toHfConfig } from "./model-config";
 
 /** config.json of meta-llama/Llama-3.1-8B as published. */
 const llama31Json = {
@@ -92,6 +92,34 @@ describe("fromHfConfig", () => {
         (v) => v.field,
       );
       expect(fields).toEqual(["num_key_value_heads", "bos_token_id"]);
+    }
+  });
+
+  it("rejects rope scaling factors that are not finite, naming the field", () => {
+    // JSON numbers beyond the float range parse as Infinity.
+    const json = JSON.parse(
+      JSON.stringify(llama31Json).replace('"factor":8', '"factor":1e400'),
+    ) as HfConfigJson;
+    expect((json.rope_scaling as { factor: number }).factor).toBe(Number.POSITIVE_INFINITY);
+    expect(() => fromHfConfig(json)).toThrow(
+      expect.objectContaining({ code: Code.INVALID_ARGUMENT, reason: "INVALID_MODEL_CONFIG" }),
+    );
+    const config = toPresetConfig("opal-small");
+    for (const field of ["factor", "lowFreqFactor", "highFreqFactor"] as const) {
+      const ropeScaling = { ...config.ropeScaling!, [field]: Number.POSITIVE_INFINITY };
+      try {
+        assertModelConfig({ ...config, ropeScaling });
+        expect.unreachable(field);
+      } catch (error) {
+        expect(error).toMatchObject({
+          code: Code.INVALID_ARGUMENT,
+          reason: "INVALID_MODEL_CONFIG",
+        });
+        expect((error as { fieldViolations: unknown[] }).fieldViolations).toContainEqual({
+          field: `ropeScaling.${field}`,
+          description: "expected a finite number > 0, got Infinity",
+        });
+      }
     }
   });
 

@@ -78,7 +78,9 @@ function isTokenId(value: unknown, vocabSize: number): boolean {
 /**
  * Throws INVALID_ARGUMENT (reason `INVALID_MODEL_CONFIG`, one field violation per problem) unless
  * `config` is consistent: positive integer sizes, `numKeyValueHeads` dividing `numAttentionHeads`,
- * an even `headDim`, positive `rmsNormEps` and `ropeTheta`, token ids inside the vocabulary.
+ * an even `headDim`, finite positive `rmsNormEps` and `ropeTheta`, token ids inside the vocabulary,
+ * and a `ropeScaling` (if any) with finite positive factors, `highFreqFactor > lowFreqFactor` and a
+ * positive integer `originalMaxPositionEmbeddings`.
  */
 export function assertModelConfig(config: ModelConfig): void {
   const violations: FieldViolation[] = [];
@@ -145,10 +147,10 @@ export function assertModelConfig(config: ModelConfig): void {
       violations.push({ field: "ropeScaling", description: "expected null or a llama3 scaling" });
     } else {
       for (const field of ["factor", "lowFreqFactor", "highFreqFactor"] as const) {
-        if (typeof s[field] !== "number" || !(s[field] > 0)) {
+        if (typeof s[field] !== "number" || !(s[field] > 0) || !Number.isFinite(s[field])) {
           violations.push({
             field: `ropeScaling.${field}`,
-            description: `expected a number > 0, got ${s[field]}`,
+            description: `expected a finite number > 0, got ${s[field]}`,
           });
         }
       }

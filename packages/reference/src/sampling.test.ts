@@ -1,3 +1,4 @@
+import { Code } from "@opal/core";
 import { describe, expect, it } from "vitest";
 import { createSampler, createSeededSampler, sampleGreedy } from "./sampling";
 
@@ -5,6 +6,21 @@ describe("sampleGreedy", () => {
   it("picks the largest logit, lowest id on ties", () => {
     expect(sampleGreedy([0, 3, 1, 3])).toBe(1);
     expect(() => sampleGreedy([])).toThrow(/0 logits/);
+    expect(sampleGreedy([Number.NEGATIVE_INFINITY, Number.NEGATIVE_INFINITY])).toBe(0);
+  });
+
+  it("ignores NaN logits wherever they are, and fails clearly when all are NaN", () => {
+    expect(sampleGreedy([Number.NaN, 1, 5, 2])).toBe(2);
+    expect(sampleGreedy(Float32Array.of(Number.NaN, -3, -1))).toBe(2);
+    expect(sampleGreedy([1, Number.NaN, 0])).toBe(0);
+    expect(() => sampleGreedy([Number.NaN, Number.NaN])).toThrow(
+      expect.objectContaining({
+        code: Code.INVALID_ARGUMENT,
+        reason: "EMPTY_LOGITS",
+        message:
+          "[invalid_argument] cannot sample from 2 logits, all NaN (expected at least one logit that is not NaN)",
+      }),
+    );
   });
 });
 

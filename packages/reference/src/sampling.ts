@@ -20,21 +20,28 @@ export interface Sampler {
   sample(logits: ArrayLike<number>): number;
 }
 
-/** Index of the largest logit; the lowest index wins ties. Throws INVALID_ARGUMENT when empty. */
+/**
+ * Index of the largest logit; the lowest index wins ties. NaN logits are ignored (as numpy's
+ * `nanargmax`): they are never picked, wherever they are. Throws INVALID_ARGUMENT (reason
+ * `EMPTY_LOGITS`) when there are no logits or all of them are NaN.
+ */
 export function sampleGreedy(logits: ArrayLike<number>): number {
-  if (logits.length === 0) {
-    throw new OpalError(Code.INVALID_ARGUMENT, "cannot sample from 0 logits (expected >= 1)", {
-      reason: "EMPTY_LOGITS",
-    });
-  }
-  let best = 0;
-  let bestValue = logits[0]!;
-  for (let i = 1; i < logits.length; i++) {
+  let best = -1;
+  let bestValue = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < logits.length; i++) {
     const v = logits[i]!;
-    if (v > bestValue) {
+    if (v > bestValue || (best < 0 && v === bestValue)) {
       bestValue = v;
       best = i;
     }
+  }
+  if (best < 0) {
+    const got = logits.length === 0 ? "0 logits" : `${logits.length} logits, all NaN`;
+    throw new OpalError(
+      Code.INVALID_ARGUMENT,
+      `cannot sample from ${got} (expected at least one logit that is not NaN)`,
+      { reason: "EMPTY_LOGITS" },
+    );
   }
   return best;
 }

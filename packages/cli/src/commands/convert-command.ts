@@ -1,6 +1,7 @@
 import { createOkvFileSink, createSafetensorsFileSink, type KvSink } from "@opal/client";
 import type { PrefillStats } from "@opal/driver";
 import {
+  cacheByteLength,
   fromFloat32,
   fromKvParts,
   type KvDtype,
@@ -12,7 +13,11 @@ import {
 import { Command, Option } from "commander";
 import { readKvFile } from "../read-kv-file";
 
-/** `opal convert IN OUT --to …`: converts a KV file between formats, layouts and float dtypes. */
+/**
+ * `opal convert IN OUT --to …`: converts a KV file between formats, layouts and float dtypes. OUT's
+ * directory must exist. `--json` prints `{in, inFormat, out, format, dtype, layout, layers, kvBytes,
+ * fileBytes}` (the output's format, dtype and layout; byte counts of the KV data and of OUT).
+ */
 export function createConvertCommand(): Command {
   return new Command("convert")
     .description(
@@ -29,13 +34,14 @@ export function createConvertCommand(): Command {
     .addOption(
       new Option("--dtype <dtype>", "convert between float dtypes").choices(["f32", "f16", "bf16"]),
     )
+    .option("--json", "print the result as JSON")
     .action(
       async (
         input: string,
         output: string,
-        o: { to: "okv" | "safetensors"; layout?: KvLayout; dtype?: KvDtype },
+        o: { to: "okv" | "safetensors"; layout?: KvLayout; dtype?: KvDtype; json?: boolean },
       ) => {
-        let { cache } = await readKvFile(input);
+        let { cache, format: inFormat } = await readKvFile(input);
         if (o.layout && o.layout !== cache.descriptor.layout) cache = toKvLayout(cache, o.layout);
         if (o.dtype && o.dtype !== cache.descriptor.dtype) {
           const from = cache.descriptor;
@@ -65,9 +71,24 @@ export function createConvertCommand(): Command {
         for (let layer = 0; layer < cache.descriptor.numLayers; layer++)
           await sink.writeLayer(cache.layer(layer));
         const receipt = await sink.commit({} as PrefillStats);
-        console.log(
-          `wrote ${output} (${o.to}, ${cache.descriptor.dtype} ${cache.descriptor.layout}, ${receipt.byteLength} bytes)`,
-        );
+        const d = cache.descriptor;
+        const result = {
+          in: input,
+          inFormat,
+          out: output,
+          format: o.to,
+          dtype: d.dtype,
+          layout: d.layout,
+          layers: d.numLayers,
+          kvBytes: cacheByteLength(d),
+          fileBytes: receipt.byteLength,
+        };
+        if (o.json) console.log(JSON.stringify(result, null, 2));
+        else {
+          console.log(
+            `wrote ${output} (${o.to}, ${d.dtype} ${d.layout}, ${receipt.byteLength} bytes)`,
+          );
+        }
       },
     );
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { type FileHandle, open, rename, rm } from "node:fs/promises";
 import { dirname } from "node:path";
+import { Code, OpalError } from "@opal/core";
 
 /**
  * A file written under `<path>.partial-<random>` and made visible at `path` only by `commit`
@@ -24,10 +25,16 @@ export function partialSuffix(): string {
   return `.partial-${randomBytes(6).toString("hex")}`;
 }
 
-/** Creates the temporary file exclusively (`wx`) next to `path`. */
+/**
+ * Creates the temporary file exclusively (`wx`) next to `path`. The folder of `path` must exist (it
+ * is not created): otherwise FAILED_PRECONDITION naming the folder, and nothing is written. Other
+ * file-system errors are thrown as Node reports them.
+ */
 export async function createAtomicFile(path: string): Promise<AtomicFile> {
   const partialPath = `${path}${partialSuffix()}`;
-  let handle: FileHandle | undefined = await open(partialPath, "wx");
+  let handle: FileHandle | undefined = await open(partialPath, "wx").catch((error: unknown) => {
+    throw missingDirectory(path, error) ?? error;
+  });
   let end = 0;
   let closed = false;
   return {
@@ -69,6 +76,23 @@ export async function createAtomicFile(path: string): Promise<AtomicFile> {
       await rm(partialPath, { force: true }).catch(() => {});
     },
   };
+}
+
+/**
+ * FAILED_PRECONDITION when opening a file next to `path` failed because its folder does not exist
+ * (ENOENT) or a component of it is not a folder (ENOTDIR); `undefined` for any other error.
+ */
+function missingDirectory(path: string, error: unknown): OpalError | undefined {
+  const errno = (error as { code?: unknown } | null)?.code;
+  const directory = dirname(path);
+  const problem =
+    errno === "ENOENT" ? "does not exist" : errno === "ENOTDIR" ? "is not a directory" : undefined;
+  if (problem === undefined) return undefined;
+  return new OpalError(
+    Code.FAILED_PRECONDITION,
+    `cannot write ${path}: its directory ${directory} ${problem} (expected an existing directory; create it first)`,
+    { cause: error },
+  );
 }
 
 /** fsync of a folder so a rename survives a crash; ignored where folders cannot be opened (Windows). */

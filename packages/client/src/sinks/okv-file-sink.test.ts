@@ -86,14 +86,27 @@ describe("createOkvFileSink", () => {
     );
   });
 
-  it("a missing folder fails at open with FAILED_PRECONDITION naming the path, leaving nothing", async () => {
+  it("a missing folder, or a file where the folder should be, fails at open with FAILED_PRECONDITION naming the folder, leaving nothing", async () => {
     const cache = randomCache(mhaDescriptor());
-    const sink = createOkvFileSink({ path: join(dir, "missing", "cache.okv") });
+    const missing = join(dir, "missing");
+    const sink = createOkvFileSink({ path: join(missing, "cache.okv") });
     const error = await expectOpalError(
       Promise.resolve(sink.open(cache.descriptor)),
       Code.FAILED_PRECONDITION,
     );
-    expect(error.message).toMatch(/ENOENT.*missing/);
+    expect(error.message).toBe(
+      `[failed_precondition] cannot write ${join(missing, "cache.okv")}: its directory ${missing} does not exist (expected an existing directory; create it first)`,
+    );
     expect(await readdir(dir)).toEqual([]);
+
+    const file = join(dir, "file");
+    await writeFile(file, "not a folder");
+    const under = createOkvFileSink({ path: join(file, "cache.okv") });
+    const notFolder = await expectOpalError(
+      Promise.resolve(under.open(cache.descriptor)),
+      Code.FAILED_PRECONDITION,
+    );
+    expect(notFolder.message).toContain(`its directory ${file} is not a directory`);
+    expect(await readdir(dir)).toEqual(["file"]);
   });
 });

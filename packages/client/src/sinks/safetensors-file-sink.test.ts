@@ -186,6 +186,17 @@ describe("createSafetensorsFileSink", () => {
     await expectOpalError(Promise.resolve(sink.commit(stats)), Code.CANCELLED);
   });
 
+  it("a missing folder fails at open with FAILED_PRECONDITION naming the folder, leaving nothing", async () => {
+    const sub = await mkdtemp(join(dir, "missing-"));
+    const sink = createSafetensorsFileSink({ path: join(sub, "nope", "kv.safetensors") });
+    const error = await expectOpalError(
+      Promise.resolve(sink.open(hnd.descriptor)),
+      Code.FAILED_PRECONDITION,
+    );
+    expect(error.message).toContain(`its directory ${join(sub, "nope")} does not exist`);
+    expect(await readdir(sub)).toEqual([]);
+  });
+
   it("rejects a bad path and a mis-sized layer with typed errors naming expected vs actual", async () => {
     expect(() => createSafetensorsFileSink({ path: "" })).toThrow(
       '[invalid_argument] path: expected a non-empty file path, got ""',
