@@ -5,9 +5,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { SAFETENSORS_DESCRIPTOR_KEY } from "@opal/client";
-import { decodeSafetensors, encodeSafetensors } from "@opal/kv";
+import { decodeSafetensors, encodeOkvBytes, encodeSafetensors } from "@opal/kv";
 import { startListeningProcess } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mhaDescriptor, randomCache } from "../../kv/test/fixtures";
 
 const run = promisify(execFile);
 const opal = fileURLToPath(new URL("../dist/opal.js", import.meta.url));
@@ -241,6 +242,21 @@ describe.skipIf(!built)("opal mock, prefill, inspect, convert and bench", () => 
       kvBytes: 40 * 2 * 2 * 16 * 2 * 2,
       fileBytes: readFileSync(out).byteLength,
     });
+  });
+
+  it("refuses --dtype on a quantised cache with INVALID_ARGUMENT, writing nothing", async () => {
+    const quantised = join(dir, "q.okv");
+    writeFileSync(
+      quantised,
+      encodeOkvBytes(randomCache(mhaDescriptor({ dtype: "fp8_e4m3fn", scaleScheme: "per_token" }))),
+    );
+    const out = join(dir, "q-f16.okv");
+    const result = await opalCli(["convert", quantised, out, "--to", "okv", "--dtype", "f16"]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(
+      "opal: [invalid_argument] --dtype converts float caches only (this one is fp8_e4m3fn with per_token scales)",
+    );
+    expect(existsSync(out)).toBe(false);
   });
 
   it("names the output's missing directory for convert and prefill, leaving no partial file", async () => {

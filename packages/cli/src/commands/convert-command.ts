@@ -1,4 +1,5 @@
 import { createOkvFileSink, createSafetensorsFileSink, type KvSink } from "@opal/client";
+import { Code, OpalError, Reason } from "@opal/core";
 import type { PrefillStats } from "@opal/driver";
 import {
   cacheByteLength,
@@ -46,8 +47,10 @@ export function createConvertCommand(): Command {
         if (o.dtype && o.dtype !== cache.descriptor.dtype) {
           const from = cache.descriptor;
           if (from.scaleScheme !== "none")
-            throw new Error(
+            throw new OpalError(
+              Code.INVALID_ARGUMENT,
               `--dtype converts float caches only (this one is ${from.dtype} with ${from.scaleScheme} scales)`,
+              { reason: Reason.INVALID_FIELD },
             );
           const descriptor = { ...from, dtype: o.dtype };
           const source = cache;
