@@ -128,7 +128,7 @@ export function assertStatus(error: unknown, expected: ExpectedStatus, what: str
     if (error instanceof OpalError && error.reason === FAILURE_REASON) throw error;
     throw new OpalError(
       Code.FAILED_PRECONDITION,
-      `${what}: ${error ? (error as Error).message : "the call succeeded"}, expected ${codeName(expected.code).toUpperCase()} ${expected.reasons.join("/")}`,
+      `${expected.spec ? `${expected.spec}: ` : ""}${what}: ${error ? (error as Error).message : "the call succeeded"}, expected ${codeName(expected.code).toUpperCase()} ${expected.reasons.join("/")}`,
       { reason: FAILURE_REASON },
     );
   }
@@ -141,22 +141,23 @@ export function assertWireStatus(
   expected: ExpectedStatus,
   what: string,
 ): WireStatus {
-  assertConformance(
-    status,
-    `${what}: the call succeeded, expected ${codeName(expected.code).toUpperCase()} ${expected.reasons.join("/")}`,
-  );
-  const reason = status.details?.errorInfos[0]?.reason ?? "";
   const spec = expected.spec ? `${expected.spec}: ` : "";
   assertConformance(
-    status.code === expected.code && expected.reasons.includes(reason),
-    `${spec}${what}: got ${codeName(status.code).toUpperCase()} ${reason || "(no reason)"} ${JSON.stringify(status.message)}, expected ${codeName(expected.code).toUpperCase()} ${expected.reasons.join("/")}`,
+    status,
+    `${spec}${what}: the call succeeded, expected ${codeName(expected.code).toUpperCase()} ${expected.reasons.join("/")}`,
   );
+  const reason = status.details?.errorInfos[0]?.reason ?? "";
   const problems = checkStatusShape(status);
+  // A malformed status (no trailer, a vendor reason) is named by its own rule, not only as a mismatch.
+  assertConformance(
+    status.code === expected.code && expected.reasons.includes(reason),
+    `${spec}${what}: got ${codeName(status.code).toUpperCase()} ${reason || "(no reason)"} ${JSON.stringify(status.message)}, expected ${codeName(expected.code).toUpperCase()} ${expected.reasons.join("/")}${problems.length ? `; ${problems.join("; ")}` : ""}`,
+  );
   if (expected.field !== undefined) {
     const fields = status.details?.fieldViolations?.map((v) => v.field) ?? [];
     if (!fields.includes(expected.field)) {
       problems.push(
-        `ERR-5/GEN-6: BadRequest names ${JSON.stringify(fields)}, expected ${JSON.stringify(expected.field)}`,
+        `${expected.spec ?? "ERR-5"}: BadRequest names ${JSON.stringify(fields)}, expected ${JSON.stringify(expected.field)} (GEN-6)`,
       );
     }
   }

@@ -102,6 +102,44 @@ describe("validatePrefillRequest", () => {
       "UNSUPPORTED_DTYPE",
       "kv_format.dtype",
     ],
+    // GEN-3: UNSPECIFIED enums (decoded as "" by fromWirePrefillRequest) are INVALID_FIELD, an
+    // unknown number the field's own reason; an unknown sampling mode is INVALID_FIELD.
+    [
+      { kvFormat: { ...format, dtype: "" as "f32" } },
+      Code.INVALID_ARGUMENT,
+      "INVALID_FIELD",
+      "kv_format.dtype",
+    ],
+    [
+      { kvFormat: { ...format, dtype: "KvDtype(99)" as "f32" } },
+      Code.INVALID_ARGUMENT,
+      "UNSUPPORTED_DTYPE",
+      "kv_format.dtype",
+    ],
+    [
+      { kvFormat: { ...format, layout: "" as "nhd" } },
+      Code.INVALID_ARGUMENT,
+      "INVALID_FIELD",
+      "kv_format.layout",
+    ],
+    [
+      { kvFormat: { ...format, scaleScheme: "" as "none" } },
+      Code.INVALID_ARGUMENT,
+      "INVALID_FIELD",
+      "kv_format.scale_scheme",
+    ],
+    [
+      { sampling: { mode: "" as "greedy" } },
+      Code.INVALID_ARGUMENT,
+      "INVALID_FIELD",
+      "sampling.mode",
+    ],
+    [
+      { sampling: { mode: "SamplingMode(7)" as "greedy" } },
+      Code.INVALID_ARGUMENT,
+      "INVALID_FIELD",
+      "sampling.mode",
+    ],
     [
       { kvFormat: { ...format, scaleScheme: "per_token" } },
       Code.INVALID_ARGUMENT,

@@ -67,6 +67,9 @@ export function validatePrefillRequest(
       );
     }
   }
+  // GEN-3: an UNSPECIFIED enum ("" from fromWirePrefillRequest, or absent) is INVALID_FIELD; an
+  // unknown or unsupported value gets the field's own reason below.
+  if (!format.dtype) throw invalid("kv_format.dtype", "required, got UNSPECIFIED");
   if (!caps.dtypes.includes(format.dtype)) {
     throw invalid(
       "kv_format.dtype",
@@ -76,6 +79,7 @@ export function validatePrefillRequest(
   }
   const validLayouts =
     model.attention.kind === "mla" ? caps.layouts.filter((l) => l === "nhd") : caps.layouts;
+  if (!format.layout) throw invalid("kv_format.layout", "required, got UNSPECIFIED");
   if (!validLayouts.includes(format.layout)) {
     throw invalid(
       "kv_format.layout",
@@ -86,6 +90,7 @@ export function validatePrefillRequest(
   const quantized = format.dtype.startsWith("fp8") || format.dtype === "int8";
   const schemes = quantized ? ["none", ...caps.scaleSchemes] : ["none"];
   if (format.dtype === "int8") schemes.splice(schemes.indexOf("none"), 1);
+  if (!format.scaleScheme) throw invalid("kv_format.scale_scheme", "required, got UNSPECIFIED");
   if (!schemes.includes(format.scaleScheme)) {
     throw invalid(
       "kv_format.scale_scheme",
@@ -153,6 +158,13 @@ export function validatePrefillRequest(
   }
   if (request.pushTarget && !request.pushTarget.transferId) {
     throw invalid("push_target.transfer_id", "required, got an empty string");
+  }
+  const mode = request.sampling?.mode;
+  if (mode !== undefined && mode !== "greedy" && mode !== "seeded") {
+    throw invalid(
+      "sampling.mode",
+      mode ? `expected greedy or seeded, got ${quote(mode)}` : "required, got UNSPECIFIED",
+    );
   }
   if (request.sampling?.mode === "seeded") {
     if (!caps.features.seededSampling) throw unsupported("sampling");

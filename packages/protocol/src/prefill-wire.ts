@@ -76,19 +76,16 @@ export function toWirePrefillRequest(r: PrefillRequest): opal.device.v1.PrefillR
 }
 
 /**
- * A wire prefill request as a domain request. Throws INVALID_ARGUMENT (reason INVALID_FIELD, a
- * BadRequest naming the field) for a missing `kv_format` or UNSPECIFIED enums. `data_plane` is not
- * part of the domain request: whoever serves the call carries the bytes (the server host for
- * shared memory) and reads it from the wire message.
+ * A wire prefill request as a domain request, decoded without judging it: a missing `kv_format`
+ * stays absent, and an UNSPECIFIED or unknown enum (dtype, layout, scale scheme, sampling mode)
+ * decodes to "" or a `Name(n)` string outside its type. `validatePrefillRequest` (`@opal/driver`)
+ * then reports each of them at its place in the `PF-1` order (`GEN-3`): INVALID_FIELD for
+ * UNSPECIFIED and unknown sampling modes, the field's own reason (`UNSUPPORTED_DTYPE`, ...) for
+ * unknown values. `data_plane` is not part of the domain request: whoever serves the call carries
+ * the bytes (the server host for shared memory) and reads it from the wire message.
  */
 export function fromWirePrefillRequest(w: P<"PrefillRequest">): PrefillRequest {
   const f = w.kvFormat;
-  if (!f) {
-    throw new OpalError(Code.INVALID_ARGUMENT, "kv_format: required, got nothing", {
-      reason: Reason.INVALID_FIELD,
-      fieldViolations: [{ field: "kv_format", description: "required, got nothing" }],
-    });
-  }
   let sampling: PrefillRequest["sampling"];
   if (w.sampling) {
     const mode = w.sampling.mode ?? 0;
@@ -101,13 +98,7 @@ export function fromWirePrefillRequest(w: P<"PrefillRequest">): PrefillRequest {
         topK: w.sampling.topK ?? 0,
       };
     } else {
-      const description = mode
-        ? `unknown SamplingMode value ${mode}`
-        : "SamplingMode is required (got UNSPECIFIED)";
-      throw new OpalError(Code.INVALID_ARGUMENT, `sampling.mode: ${description}`, {
-        reason: Reason.INVALID_FIELD,
-        fieldViolations: [{ field: "sampling.mode", description }],
-      });
+      sampling = { mode: (mode ? `SamplingMode(${mode})` : "") as "greedy" };
     }
   }
   const prefix = w.decoderPrefix;
@@ -115,15 +106,17 @@ export function fromWirePrefillRequest(w: P<"PrefillRequest">): PrefillRequest {
     requestId: w.requestId ?? "",
     modelId: w.modelId ?? "",
     promptTokenIds: Uint32Array.from(w.promptTokenIds ?? []),
-    kvFormat: {
-      dtype: dtypeEnum.fromWire(f.dtype, "kv_format.dtype"),
-      scaleScheme: scaleSchemeEnum.fromWire(f.scaleScheme, "kv_format.scale_scheme"),
-      layout: layoutEnum.fromWire(f.layout, "kv_format.layout"),
-      blockSizeTokens: f.blockSizeTokens ?? 0,
-      ...(f.headRange
-        ? { headRange: { start: f.headRange.start ?? 0, count: f.headRange.count ?? 0 } }
-        : {}),
-    },
+    kvFormat: (f
+      ? {
+          dtype: dtypeEnum.decode(f.dtype),
+          scaleScheme: scaleSchemeEnum.decode(f.scaleScheme),
+          layout: layoutEnum.decode(f.layout),
+          blockSizeTokens: f.blockSizeTokens ?? 0,
+          ...(f.headRange
+            ? { headRange: { start: f.headRange.start ?? 0, count: f.headRange.count ?? 0 } }
+            : {}),
+        }
+      : undefined) as PrefillRequest["kvFormat"],
     ...(w.cacheSalt ? { cacheSalt: w.cacheSalt } : {}),
     ...(prefix && ((prefix.numTokens ?? 0) > 0 || (prefix.blockHashes?.length ?? 0) > 0)
       ? {

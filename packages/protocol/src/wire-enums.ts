@@ -10,6 +10,12 @@ interface EnumMap<T extends string> {
   toWire(value: T): number;
   /** Throws INVALID_ARGUMENT naming `field` for UNSPECIFIED or unknown values. */
   fromWire(value: number | null | undefined, field: string): T;
+  /**
+   * Decodes without judging, for a request validated later in `PF-1` order: UNSPECIFIED becomes ""
+   * and an unknown number `Name(n)` (e.g. `KvDtype(99)`). Neither is a member of `T`, so the
+   * validation rejects them (`GEN-3`).
+   */
+  decode(value: number | null | undefined): T;
 }
 
 function enumMap<T extends string>(
@@ -46,6 +52,9 @@ function enumMap<T extends string>(
         });
       }
       return domain;
+    },
+    decode(value) {
+      return fromWire.get(value ?? 0) ?? ((value ? `${name}(${value})` : "") as T);
     },
   };
 }

@@ -10,6 +10,7 @@ import { toRetentionSuite } from "./retention-suite";
 import { toStreamSuite } from "./stream-suite";
 import { toTelemetryAndPushSuite } from "./telemetry-push-suite";
 import { toTenantsSuite } from "./tenants-suite";
+import { toValidationOrderSuite } from "./validation-order-suite";
 import { toValidationSuite } from "./validation-suite";
 
 /** Every test of the suite, in the order they run: identity first, load last. */
@@ -18,6 +19,7 @@ export function toConformanceTests(): ConformanceTest[] {
     ...toIdentitySuite(),
     ...toModelsSuite(),
     ...toValidationSuite(),
+    ...toValidationOrderSuite(),
     ...toStreamSuite(),
     ...toDataPlaneSuite(),
     ...toPrefillSuite(),

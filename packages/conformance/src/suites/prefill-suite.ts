@@ -68,7 +68,7 @@ export function toPrefillSuite(): ConformanceTest[] {
       title:
         "Every declared dtype and layout (with scales for quantised dtypes) gives the reference KV within bound",
       tag: CORE,
-      spec: ["PF-18", "PF-19", "PF-20", "PF-21", "PF-22", "PF-37"],
+      spec: ["PF-12", "PF-18", "PF-19", "PF-20", "PF-21", "PF-22", "PF-37"],
       needs: ["conformance-weights"],
       timeoutMs: 120_000,
       async run(ctx) {
@@ -97,6 +97,13 @@ export function toPrefillSuite(): ConformanceTest[] {
             await ctx.prefill(ctx.prefillRequest({ promptTokenIds: tokens, kvFormat })),
             what,
           );
+          const got = done.accepted.descriptor ?? {};
+          for (const field of ["dtype", "layout", "scaleScheme"] as const) {
+            assertConformance(
+              got[field] === kvFormat[field],
+              `PF-12: ${what}: descriptor ${field} ${got[field]}, requested ${kvFormat[field]}`,
+            );
+          }
           const result = compareKvWithReference(done.descriptor, done.parts, reference.cache);
           assertNoViolations(result.violations, what);
           const digest = toHex(done.completed.kvDigest ?? new Uint8Array());

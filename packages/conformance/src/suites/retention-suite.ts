@@ -91,6 +91,10 @@ export function toRetentionSuite(): ConformanceTest[] {
             toHex(r.completed.kvDigest ?? new Uint8Array()) === done.digestHex,
             "RT-12: the resumed stream's kv_digest is not the whole cache's",
           );
+          assertConformance(
+            Number(r.completed.kvTotalBytes) === done.receivedBytes,
+            `RT-12: the resumed stream's kv_total_bytes ${r.completed.kvTotalBytes} is not the whole cache's ${done.receivedBytes}`,
+          );
           const end = await collectKvStream(
             fetch(ctx, handle, { resumeFrom: { layer: d.numLayers, part: 0, offsetBytes: 0 } }),
             {
@@ -102,6 +106,11 @@ export function toRetentionSuite(): ConformanceTest[] {
           assertConformance(
             e.chunkCount === 0,
             `RT-13: FetchKv from the end position sent ${e.chunkCount} chunks`,
+          );
+          assertConformance(
+            Number(e.completed.kvTotalBytes) === done.receivedBytes &&
+              toHex(e.completed.kvDigest ?? new Uint8Array()) === done.digestHex,
+            "RT-12: FetchKv from the end position completed without the whole cache's kv_total_bytes and kv_digest",
           );
           await expectFailure(
             () =>

@@ -1,5 +1,6 @@
 import { cacheByteLength, toHex } from "@opal/kv";
 import { assertConformance, CORE, type ConformanceTest } from "../conformance-test";
+import { describeWireStatus } from "../wire-status";
 import { assertCompleted, baselinePrefill } from "./prefill-checks";
 
 /** Stream rules: canonical order, CRCs, digest, descriptor and `completed`. */
@@ -154,6 +155,23 @@ export function toStreamSuite(): ConformanceTest[] {
           "a prefill with max_chunk_bytes 0",
         );
         ctx.note(`${n} tokens, ${done.chunkCount} chunks of at most ${preferred} bytes`);
+      },
+    },
+    {
+      id: "stream.max-chunk-size",
+      title: "max_chunk_bytes equal to the declared maximum is accepted and respected",
+      tag: CORE,
+      spec: ["ID-7", "PF-14"],
+      needs: ["model"],
+      async run(ctx) {
+        const max = ctx.capabilities.maxChunkBytes ?? 1;
+        const run = await ctx.prefill(ctx.prefillRequest({ maxChunkBytes: max }));
+        assertConformance(
+          !run.status,
+          `ID-7: a prefill with max_chunk_bytes ${max} (the declared maximum) failed: ${run.status ? describeWireStatus(run.status) : ""}`,
+        );
+        const done = assertCompleted(run, `a prefill with max_chunk_bytes ${max}`);
+        ctx.note(`${done.chunkCount} chunks with max_chunk_bytes ${max}`);
       },
     },
   ];

@@ -5,6 +5,7 @@ import {
   assertConformance,
   assertNoViolations,
   CORE,
+  type ConformanceContext,
   type ConformanceTest,
   optional,
 } from "../conformance-test";
@@ -25,6 +26,30 @@ async function readSnapshots(
   return out;
 }
 
+/** Snapshot interval the pacing checks ask for, in ms. */
+const INTERVAL_MS = 100;
+/** Largest mean gap accepted between snapshots at {@link INTERVAL_MS}, in ms (generous for loaded CI hosts). */
+const MAX_MEAN_GAP_MS = 4 * INTERVAL_MS + 200;
+
+/**
+ * Ms from opening a watch with `intervalMs` to its first snapshot; Infinity when none came within
+ * 2 s (the call is then cancelled).
+ */
+async function firstSnapshotMs(ctx: ConformanceContext, intervalMs: number): Promise<number> {
+  const started = performance.now();
+  const stream = ctx.a.stream(
+    "watchTelemetry",
+    { intervalMs },
+    { timeoutMs: 2_000, signal: ctx.signal },
+  );
+  try {
+    const [first] = await readSnapshots(stream, 1);
+    return first ? first.at - started : Number.POSITIVE_INFINITY;
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
+}
+
 /** Telemetry snapshots (`TM-`) and push handoff (`PS-`). */
 export function toTelemetryAndPushSuite(): ConformanceTest[] {
   return [
@@ -38,7 +63,7 @@ export function toTelemetryAndPushSuite(): ConformanceTest[] {
         const started = performance.now();
         const stream = ctx.a.stream(
           "watchTelemetry",
-          { intervalMs: 100 },
+          { intervalMs: INTERVAL_MS },
           { timeoutMs: 10_000, signal: ctx.signal },
         );
         const snaps = await readSnapshots(stream, 3);
@@ -50,6 +75,17 @@ export function toTelemetryAndPushSuite(): ConformanceTest[] {
         assertConformance(
           firstMs <= 1_000,
           `TM-1: the first snapshot came after ${firstMs.toFixed(0)} ms (limit 1,000 ms)`,
+        );
+        const meanGapMs = (snaps[2]!.at - snaps[0]!.at) / 2;
+        assertConformance(
+          meanGapMs <= MAX_MEAN_GAP_MS,
+          `TM-1: interval_ms ${INTERVAL_MS} gave a snapshot every ${meanGapMs.toFixed(0)} ms (limit ${MAX_MEAN_GAP_MS} ms)`,
+        );
+        // A device that waits one interval before the first snapshot (a bare timer) fails here.
+        const longFirstMs = await firstSnapshotMs(ctx, 5_000);
+        assertConformance(
+          longFirstMs <= 1_000,
+          `TM-1: with interval_ms 5000 the first snapshot came after ${Number.isFinite(longFirstMs) ? `${longFirstMs.toFixed(0)} ms` : "more than 2,000 ms"} (limit 1,000 ms: immediately)`,
         );
         const c = ctx.capabilities;
         const problems: string[] = [];
@@ -103,7 +139,7 @@ export function toTelemetryAndPushSuite(): ConformanceTest[] {
         const mean = gaps.reduce((a, b) => a + b, 0) / Math.max(1, gaps.length);
         assertConformance(
           mean >= 40,
-          `telemetry: interval_ms 1 gave snapshots every ${mean.toFixed(1)} ms (clamped to 50 ms expected)`,
+          `TM-1: interval_ms 1 gave snapshots every ${mean.toFixed(1)} ms (clamped to 50 ms expected)`,
         );
         ctx.note(`mean gap ${mean.toFixed(1)} ms`);
       },

@@ -62,7 +62,7 @@ export function toTenantsSuite(): ConformanceTest[] {
           );
           assertCompleted(
             other,
-            "tenant B's prefill with tenant A's running request_id and another body",
+            "PF-4: tenant B's prefill with tenant A's running request_id and another body",
           );
         } finally {
           held.cancel();

@@ -13,6 +13,14 @@ const invalid = (field: string, reasons = ["INVALID_FIELD"]): ExpectedStatus => 
   spec: "PF-1",
 });
 
+/** A block size the device does not declare (one above the largest it declares). */
+export function undeclaredBlockSize(ctx: ConformanceContext): number {
+  const declared = ctx.capabilities.blockSizesTokens ?? [];
+  let size = Math.max(0, ...declared) + 1;
+  while (declared.includes(size)) size++;
+  return size;
+}
+
 /** One malformed prefill request and the status it must fail with. */
 export interface ValidationCase {
   readonly id: string;
@@ -150,10 +158,7 @@ export const VALIDATION_CASES: readonly ValidationCase[] = [
     spec: ["PF-1", "ID-7"],
     request: (ctx) => {
       const r = ctx.prefillRequest();
-      const declared = ctx.capabilities.blockSizesTokens ?? [];
-      let size = Math.max(0, ...declared) + 1;
-      while (declared.includes(size)) size++;
-      return { ...r, kvFormat: { ...r.kvFormat, blockSizeTokens: size } };
+      return { ...r, kvFormat: { ...r.kvFormat, blockSizeTokens: undeclaredBlockSize(ctx) } };
     },
     expected: () => invalid("kv_format.block_size_tokens", ["UNSUPPORTED_BLOCK_SIZE"]),
   },
