@@ -4,7 +4,6 @@ import { type DeviceCapabilities, type PrefillRequest, validatePrefillRequest } 
 import { fromWirePrefillRequest, opal } from "@opal/protocol";
 import type { CallScope } from "./call-scope";
 import type { HandlerContext, RunningPrefill, RunningPrefills } from "./handler-context";
-import { invalidField } from "./invalid-field";
 import { prefillThroughRegion, sharedMemoryOffer } from "./prefill-through-region";
 import { pushKv } from "./push-kv";
 import type { HostPrefillEvent } from "./shared-memory-region";
@@ -45,10 +44,10 @@ export async function hostPrefill(
   }
   // The host pushes for drivers that do not: the driver streams as usual, the host forwards.
   const { pushTarget, ...inline } = request;
-  if (!pushTarget.address)
-    throw invalidField("push_target.address", "required, got an empty string");
-  if (!pushTarget.transferId)
-    throw invalidField("push_target.transfer_id", "required, got an empty string");
+  // The driver never sees the push target, so the host checks it, at its PF-1 place.
+  if (!pushTarget.address || !pushTarget.transferId) {
+    await throwRequestError(ctx, scope, request, capabilities);
+  }
   await admit();
   return pushKv(pushTarget, request.requestId, driver.prefill(inline, call), scope.signal);
 }
@@ -67,13 +66,26 @@ async function admitPrefill(
     release = ctx.registry.limiter.acquireStream(scope.tenant);
   } catch (quotaExceeded) {
     // PF-1: the request's own errors (stage 4) come before admission (stage 6).
-    const call = { signal: scope.signal, tenant: scope.tenant };
-    const model = (await ctx.driver.listModels(call)).find((m) => m.modelId === request.modelId);
-    validatePrefillRequest(request, { capabilities, model });
+    await throwRequestError(ctx, scope, request, capabilities);
     throw quotaExceeded;
   }
   scope.onDispose(release);
   if (running) running.releaseSlot = release;
+}
+
+/**
+ * Throws the request's first error in `PF-1` stage-4 order, as the driver validates it, with the
+ * features the host adds (push, shared memory); returns when the request is valid.
+ */
+async function throwRequestError(
+  ctx: HandlerContext,
+  scope: CallScope,
+  request: PrefillRequest,
+  capabilities: DeviceCapabilities,
+): Promise<void> {
+  const call = { signal: scope.signal, tenant: scope.tenant };
+  const model = (await ctx.driver.listModels(call)).find((m) => m.modelId === request.modelId);
+  validatePrefillRequest(request, { capabilities, model });
 }
 
 /**

@@ -123,6 +123,20 @@ describe("errors over the wire (ERR-)", () => {
         );
         expect(error.fieldViolations.map((v) => v.field)).toEqual(["push_target.address"]);
       }
+      // PF-1: the push target comes after the prompt and the model in stage 4.
+      const push = { address: "", transferId: "" };
+      await expectOpalError(
+        collectPrefill(
+          client.prefill(tinyRequest({ pushTarget: push, promptTokenIds: new Uint32Array() })),
+        ),
+        Code.INVALID_ARGUMENT,
+        "PROMPT_EMPTY",
+      );
+      await expectOpalError(
+        collectPrefill(client.prefill(tinyRequest({ pushTarget: push, modelId: "no-such-model" }))),
+        Code.FAILED_PRECONDITION,
+        "MODEL_NOT_LOADED",
+      );
     } finally {
       await client.close();
     }
