@@ -196,6 +196,14 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
       const slot = await slots.acquire(signal);
       started++;
       try {
+        // MD-17: a prefill that waited for its slot while its model was unloaded fails.
+        if (models.get(request.modelId) !== model) {
+          throw new OpalError(
+            Code.FAILED_PRECONDITION,
+            `model ${JSON.stringify(request.modelId)} was unloaded while the prefill waited`,
+            { reason: Reason.MODEL_NOT_LOADED },
+          );
+        }
         const blockSize = request.kvFormat.blockSizeTokens;
         // PH-3: entries are keyed by tenant, model and the salted chain, so no hit crosses them.
         const hashes = computeOpalBlockHashes(tokens, {
@@ -223,6 +231,9 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
           numerics: profile.numerics,
         };
         throwIfAborted(signal);
+        // PF-1 stage 6: a cache that would not fit beside the leased ones is refused before any
+        // work; leased caches are never evicted for it (RT-1, RT-4).
+        if (valid.retentionSeconds > 0) store.assertFits(cacheByteLength(descriptor));
         const sampler =
           request.sampling?.mode === "seeded" ? createSeededSampler(request.sampling) : undefined;
         const output = model!.prefill(
@@ -376,7 +387,15 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
       unary("ListModels", call, (): ModelInfo[] => [...models.values()].map((m) => m.info)),
     loadModel: (request, call) => unary("LoadModel", call, () => loadMockModel(models, request)),
     unloadModel: (modelId, call) =>
-      unary("UnloadModel", call, () => ({ wasLoaded: models.delete(modelId) })),
+      unary("UnloadModel", call, () => {
+        const model = models.get(modelId);
+        models.delete(modelId);
+        // MD-18: its prefix-cache entries go, unless another loaded id has the same weights.
+        const fingerprint = model?.info.fingerprint;
+        if (fingerprint && ![...models.values()].some((m) => m.info.fingerprint === fingerprint))
+          prefixCache.dropModel(fingerprint);
+        return { wasLoaded: model !== undefined };
+      }),
     prefill,
     fetchKv,
     releaseKv: (kvHandle, call) =>

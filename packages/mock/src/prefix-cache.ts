@@ -8,6 +8,8 @@ export interface PrefixCache {
   matchBlocks(keys: readonly string[]): number;
   /** Records the blocks of a finished prefill, evicting the least recently used beyond capacity. */
   insert(keys: readonly string[]): void;
+  /** Drops every block of the model with `fingerprint` (it was unloaded, MD-18). */
+  dropModel(fingerprint: string): void;
   readonly size: number;
 }
 
@@ -34,6 +36,10 @@ export function createPrefixCache(maxBlocks: number): PrefixCache {
         blocks.add(k);
       }
       while (blocks.size > maxBlocks) blocks.delete(blocks.values().next().value as string);
+    },
+    dropModel(fingerprint) {
+      const marker = `\0${fingerprint}\0`;
+      for (const k of blocks) if (k.includes(marker)) blocks.delete(k);
     },
   };
 }

@@ -14,11 +14,20 @@ export interface RetainedKv {
   leaseExpiryUnixMs: number;
 }
 
-/** Tenant-scoped store of retained caches with leases, a byte budget and LRU eviction. */
+/**
+ * Tenant-scoped store of retained caches with leases and a byte budget. A leased cache is never
+ * evicted (RT-4): a cache that does not fit is refused instead (RT-1).
+ */
 export interface RetentionStore {
-  /** Retains `cache` under `handle` until `leaseExpiryUnixMs`, evicting least recently used caches to fit. */
+  /**
+   * Throws RESOURCE_EXHAUSTED `RETENTION_LIMIT_EXCEEDED` when `byteLength` more bytes do not fit in
+   * the budget now: with RetryInfo (the time until enough leases end) when they would fit then,
+   * without it for a cache larger than the whole budget.
+   */
+  assertFits(byteLength: number): void;
+  /** Retains `cache` under `handle` until `leaseExpiryUnixMs`; throws as {@link assertFits}. */
   retain(handle: string, entry: Omit<RetainedKv, "byteLength">): void;
-  /** The entry, or throws NOT_FOUND with KV_HANDLE_NOT_FOUND or KV_HANDLE_EXPIRED. Marks it used. */
+  /** The entry, or throws NOT_FOUND with KV_HANDLE_NOT_FOUND or KV_HANDLE_EXPIRED. */
   get(tenant: string, handle: string): RetainedKv;
   /** Frees the entry; false when unknown, expired or another tenant's. */
   release(tenant: string, handle: string): boolean;
@@ -38,7 +47,7 @@ export function handleKey(handle: string): string {
 
 /**
  * Creates a store holding at most `maxBytes`. `now` returns ms since the Unix epoch. Entries are
- * keyed by {@link handleKey}, never by the handle itself.
+ * keyed by {@link handleKey}, never by the handle itself; `get` never reorders or evicts them.
  */
 export function createRetentionStore(
   maxBytes: number,
@@ -62,25 +71,41 @@ export function createRetentionStore(
     const t = now();
     for (const [key, entry] of entries) if (entry.leaseExpiryUnixMs <= t) forget(key, entry, true);
   };
+  function assertFits(byteLength: number): void {
+    sweep();
+    if (bytes + byteLength <= maxBytes) return;
+    if (byteLength > maxBytes) {
+      throw new OpalError(
+        Code.RESOURCE_EXHAUSTED,
+        `a cache of ${byteLength} bytes exceeds the retention budget of ${maxBytes} bytes`,
+        { reason: Reason.RETENTION_LIMIT_EXCEEDED },
+      );
+    }
+    // Leases end in expiry order: wait until enough of them have ended for the cache to fit.
+    let freed = maxBytes - bytes;
+    let retryDelayMs = 0;
+    for (const entry of [...entries.values()].sort(
+      (a, b) => a.leaseExpiryUnixMs - b.leaseExpiryUnixMs,
+    )) {
+      freed += entry.byteLength;
+      retryDelayMs = Math.max(1, entry.leaseExpiryUnixMs - now());
+      if (freed >= byteLength) break;
+    }
+    throw new OpalError(
+      Code.RESOURCE_EXHAUSTED,
+      `retaining ${byteLength} more bytes would exceed the budget of ${maxBytes} bytes (${bytes} leased)`,
+      { reason: Reason.RETENTION_LIMIT_EXCEEDED, retryDelayMs },
+    );
+  }
   return {
     get byteLength() {
       sweep();
       return bytes;
     },
+    assertFits,
     retain(handle, entry) {
-      sweep();
       const byteLength = cacheByteLength(entry.cache.descriptor);
-      if (byteLength > maxBytes) {
-        throw new OpalError(
-          Code.RESOURCE_EXHAUSTED,
-          `a cache of ${byteLength} bytes exceeds the retention budget of ${maxBytes} bytes`,
-          { reason: Reason.RETENTION_LIMIT_EXCEEDED },
-        );
-      }
-      for (const [oldest, old] of entries) {
-        if (bytes + byteLength <= maxBytes) break;
-        forget(oldest, old, true);
-      }
+      assertFits(byteLength);
       entries.set(handleKey(handle), { ...entry, byteLength });
       bytes += byteLength;
     },
@@ -102,8 +127,6 @@ export function createRetentionStore(
           },
         );
       }
-      entries.delete(key);
-      entries.set(key, entry);
       return entry;
     },
     release(tenant, handle) {

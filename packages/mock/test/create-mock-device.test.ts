@@ -1,5 +1,6 @@
 import { Code, Reason } from "@opal/core";
 import type { PrefillRequest } from "@opal/driver";
+import { createPresetWeights, encodeHfCheckpoint } from "@opal/reference";
 import { collectPrefill, expectOpalError } from "@opal/testing";
 import { describe, expect, it, vi } from "vitest";
 import { createMockDevice } from "../src/create-mock-device";
@@ -239,4 +240,86 @@ describe("MockDevice.close", () => {
     expect(device.stats.retainedKvBytes).toBe(0);
     await expectOpalError(device.getInfo(), Code.UNAVAILABLE, Reason.SHUTTING_DOWN);
   }, 5_000);
+});
+
+describe("the mock's retention budget (RT-1, RT-4)", () => {
+  it("refuses a cache that does not fit beside leased ones, with RetryInfo, and never evicts a leased cache", async () => {
+    let clock = 1_000_000;
+    const probe = createMockDevice({ models: ["opal-tiny"] });
+    const cacheBytes = (await collectPrefill(probe.prefill(request()))).stats.kvTotalBytes;
+    const device = createMockDevice({
+      models: ["opal-tiny"],
+      limits: { maxRetainedBytes: Math.floor(cacheBytes * 1.5) },
+      now: () => clock,
+    });
+    const first = await collectPrefill(device.prefill(request({ retentionSeconds: 60 })));
+    clock += 10_000;
+    const refused = await expectOpalError(
+      collectPrefill(device.prefill(request({ retentionSeconds: 60 }))),
+      Code.RESOURCE_EXHAUSTED,
+      Reason.RETENTION_LIMIT_EXCEEDED,
+    );
+    // The first lease ends 50 s from now; then the second cache fits.
+    expect(refused.retryDelayMs).toBe(50_000);
+    let fetched = 0;
+    for await (const event of device.fetchKv({ kvHandle: first.kvHandle })) {
+      if (event.type === "chunk") fetched += event.chunk.data.byteLength;
+    }
+    expect(fetched).toBe(cacheBytes);
+    // A prefill without retention is not held to the budget.
+    await collectPrefill(device.prefill(request()));
+    clock += 50_000;
+    await collectPrefill(device.prefill(request({ retentionSeconds: 60 })));
+    await Promise.all([probe.close(), device.close()]);
+  });
+});
+
+describe("unloading a model (MD-17, MD-18)", () => {
+  it("fails a prefill still queued for its slot with MODEL_NOT_LOADED; an accepted one runs to its end", async () => {
+    const device = createMockDevice({
+      models: ["opal-tiny"],
+      limits: { maxConcurrentPrefills: 1 },
+    });
+    const first = device.prefill(request())[Symbol.asyncIterator]();
+    expect((await first.next()).value?.type).toBe("accepted");
+    const queued = collectPrefill(device.prefill(request()));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await device.unloadModel("opal-tiny")).toEqual({ wasLoaded: true });
+    let last: string | undefined;
+    for (let next = await first.next(); !next.done; next = await first.next())
+      last = next.value.type;
+    expect(last).toBe("completed");
+    await expectOpalError(queued, Code.FAILED_PRECONDITION, Reason.MODEL_NOT_LOADED);
+    await device.close();
+  });
+
+  it("drops the model's prefix-cache entries: the same weights loaded again start cold", async () => {
+    const device = createMockDevice({ models: [] });
+    const { configJson, safetensors } = encodeHfCheckpoint(createPresetWeights("opal-tiny"), {
+      dtype: "bf16",
+    });
+    const load = () =>
+      device.loadModel({
+        modelId: "uploaded-tiny",
+        configJson,
+        weightsByteLength: safetensors.byteLength,
+        weights: (async function* () {
+          yield safetensors;
+        })(),
+      });
+    const prompt = Uint32Array.from({ length: 48 }, (_, i) => (i * 5) % 200);
+    const hits = async () =>
+      (
+        await collectPrefill(
+          device.prefill(request({ modelId: "uploaded-tiny", promptTokenIds: prompt })),
+        )
+      ).stats.prefixCacheHitTokens;
+    await load();
+    expect(await hits()).toBe(0);
+    expect(await hits()).toBeGreaterThan(0);
+    await device.unloadModel("uploaded-tiny");
+    await load();
+    expect(await hits()).toBe(0);
+    await device.close();
+  });
 });
