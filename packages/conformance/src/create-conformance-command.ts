@@ -34,7 +34,7 @@ export function createConformanceCommand(name: string): Command {
     .description(
       "Run the OPAL device conformance suite against a device endpoint. Exit code 0: every selected test passed, was skipped, or failed as the known-failing list says; 1: not conformant; 2: usage or setup error.",
     )
-    .requiredOption("--target <host:port>", "the device's DeviceService endpoint")
+    .option("--target <host:port>", "the device's DeviceService endpoint (required unless --list)")
     .option("--token <token>", "bearer token of tenant A")
     .option("--token-b <token>", "bearer token of a second tenant (enables the isolation tests)")
     .option("--tls-ca <file>", "PEM CA bundle to verify the device (enables TLS)")
@@ -73,7 +73,7 @@ export function createConformanceCommand(name: string): Command {
 }
 
 interface Flags {
-  target: string;
+  target?: string;
   token?: string;
   tokenB?: string;
   tlsCa?: string;
@@ -99,6 +99,7 @@ async function run(o: Flags): Promise<number> {
       console.log(`${t.id} [${formatTag(t.tag)}] ${t.spec.join(" ")} — ${t.title}`);
     return 0;
   }
+  if (!o.target) throw new Error("--target <host:port> is required (except with --list)");
   const config: VendorConfig = o.config ? await readVendorConfig(o.config) : {};
   const knownFailing = [
     ...(config.knownFailing ?? []),

@@ -91,9 +91,12 @@ describe.skipIf(!built)("opal-conformance (the built executable)", () => {
     expect(unreachable.code).toBe(2);
   }, 60_000);
 
-  it("lists the tests", async () => {
-    const run = await cli(["--target", "unused:1", "--list"]);
+  it("lists the tests without a target, and needs one otherwise", async () => {
+    const run = await cli(["--list"]);
     expect(run.code).toBe(0);
+    const missing = await cli(["--quiet"]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("--target <host:port> is required (except with --list)");
     expect(run.stdout).toMatch(/^identity\.get-info \[Core\] VER-1/m);
     expect(run.stdout).toMatch(/^push\.handoff \[Optional\(push\)\]/m);
   });

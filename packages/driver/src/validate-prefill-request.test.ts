@@ -66,6 +66,15 @@ function failure(patch: Partial<PrefillRequest>, loaded: ModelInfo | null = mode
 const format = request.kvFormat;
 
 describe("validatePrefillRequest", () => {
+  it("checks decoder_prefix block hashes at decoder_prefix's PF-1 place, before retention", () => {
+    const error = failure({
+      decoderPrefix: { blockHashes: [new Uint8Array(31)] },
+      retentionSeconds: 3600,
+    });
+    expect(error.reason).toBe("INVALID_FIELD");
+    expect(error.fieldViolations.map((v) => v.field)).toEqual(["decoder_prefix.block_hashes[0]"]);
+  });
+
   it("resolves defaults for a valid request", () => {
     expect(validatePrefillRequest(request, { capabilities, model })).toEqual({
       chunkBytes: 1024,

@@ -134,6 +134,14 @@ export function validatePrefillRequest(
         `expected fewer than the ${tokens.length} prompt tokens, got ${prefix.numTokens}`,
       );
     }
+    for (const [i, hash] of (prefix.blockHashes ?? []).entries()) {
+      if (hash.byteLength !== 32) {
+        throw invalid(
+          `decoder_prefix.block_hashes[${i}]`,
+          `expected 32 bytes, got ${hash.byteLength}`,
+        );
+      }
+    }
     decoderPrefixTokens = prefix.numTokens ?? 0;
   }
   const retentionSeconds = request.retentionSeconds ?? 0;
@@ -173,14 +181,6 @@ export function validatePrefillRequest(
       throw invalid(
         "sampling.temperature",
         `expected a finite number > 0 for seeded sampling, got ${t}`,
-      );
-    }
-  }
-  for (const [i, hash] of (prefix?.blockHashes ?? []).entries()) {
-    if (hash.byteLength !== 32) {
-      throw invalid(
-        `decoder_prefix.block_hashes[${i}]`,
-        `expected 32 bytes, got ${hash.byteLength}`,
       );
     }
   }

@@ -230,7 +230,8 @@ function encodePart(
     data = q.data;
     scales = q.scales;
   } else {
-    data = fromFloat32(nhd, d.dtype);
+    // PF-22: fp8 saturates (finite values beyond the range become ±max, never NaN).
+    data = fromFloat32(nhd, d.dtype, { saturate: true });
   }
   if (d.layout === "hnd") {
     const rowBytes = data.byteLength / (t * count);

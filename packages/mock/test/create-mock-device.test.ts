@@ -1,10 +1,11 @@
 import { Code, Reason } from "@opal/core";
 import type { PrefillRequest } from "@opal/driver";
+import { toFloat32 } from "@opal/kv";
 import { createPresetWeights, encodeHfCheckpoint } from "@opal/reference";
 import { collectPrefill, expectOpalError } from "@opal/testing";
 import { describe, expect, it, vi } from "vitest";
 import { createMockDevice } from "../src/create-mock-device";
-import { createNamedMockModel, mockModelFlops } from "../src/mock-model";
+import { createNamedMockModel, createReferenceMockModel, mockModelFlops } from "../src/mock-model";
 import { type MockProfile, mockProfile, simulatedTimeUs } from "../src/mock-profile";
 
 let counter = 0;
@@ -321,5 +322,38 @@ describe("unloading a model (MD-17, MD-18)", () => {
     await load();
     expect(await hits()).toBe(0);
     await device.close();
+  });
+});
+
+describe("the mock's KV conversion (PF-22)", () => {
+  it("saturates fp8 without scales: large keys become ±max, never NaN", async () => {
+    const weights = createPresetWeights("opal-tiny");
+    // Keys far beyond fp8 range: every K projection weight times 10^6.
+    for (const layer of weights.layers)
+      for (let i = 0; i < layer.kProj.length; i++) layer.kProj[i]! *= 1e6;
+    const model = createReferenceMockModel("huge-keys", weights);
+    const tokens = Uint32Array.from({ length: 16 }, (_, i) => (i * 3) % 200);
+    for (const [dtype, max] of [
+      ["fp8_e4m3fn", 448],
+      ["fp8_e5m2", 57344],
+    ] as const) {
+      const descriptor = {
+        modelFingerprint: model.info.fingerprint,
+        numLayers: model.info.numLayers,
+        attention: model.info.attention,
+        headRange: { start: 0, count: (model.info.attention as { numKvHeads: number }).numKvHeads },
+        dtype,
+        scaleScheme: "none",
+        layout: "nhd",
+        tokenStart: 0,
+        tokenCount: tokens.length,
+        blockSizeTokens: 16,
+        numerics: mockProfile("instant").numerics,
+      } as const;
+      const { cache } = model.prefill(tokens, descriptor, () => 0, new AbortController().signal);
+      const keys = toFloat32(cache.part(0, "k"), dtype);
+      expect(keys.some(Number.isNaN), dtype).toBe(false);
+      expect(Math.max(...keys.map(Math.abs)), dtype).toBe(max);
+    }
   });
 });
