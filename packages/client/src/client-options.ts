@@ -1,3 +1,6 @@
+import { Code, OpalError, Reason } from "@opal/core";
+import { assertIntegerOption, assertOneOfOption, MAX_INT32, MAX_TIMER_MS } from "./assert-option";
+
 /** TLS for a device client; with `certChainPem` and `privateKeyPem` it presents a client certificate (mutual TLS). */
 export interface ClientTlsOptions {
   /** PEM CA bundle to verify the device; default the system roots. */
@@ -57,4 +60,47 @@ export interface DeviceClientOptions {
    * goes inline; with `dataPlane: "shared-memory"` it fails FAILED_PRECONDITION).
    */
   readonly sharedMemoryMaxBytes?: number;
+}
+
+/**
+ * Checks the options of `createDeviceClient`: channel figures integers in range
+ * (`keepaliveTimeMs` at least 10,000: clients MUST NOT ping more often, TR-4);
+ * `defaultUnaryTimeoutMs` and `sharedMemoryMaxBytes` integers >= 0; `chunkBytes` and `dataPlane`
+ * one of their values; `token` printable ASCII (it travels in a header). Throws INVALID_ARGUMENT
+ * INVALID_FIELD naming the field after `path` (`client.` in a pool's options), what it expects and
+ * what it got (never the token itself).
+ */
+export function assertDeviceClientOptions(options: DeviceClientOptions, path = ""): void {
+  const channel = options.channel ?? {};
+  const figures: [keyof ClientChannelOptions, number, number][] = [
+    ["flowControlWindowBytes", 65_535, MAX_INT32],
+    ["maxMessageBytes", 1, MAX_INT32],
+    ["keepaliveTimeMs", 10_000, MAX_TIMER_MS],
+    ["keepaliveTimeoutMs", 1, MAX_TIMER_MS],
+  ];
+  for (const [field, min, max] of figures) {
+    if (channel[field] !== undefined)
+      assertIntegerOption(`${path}channel.${field}`, channel[field], min, max);
+  }
+  if (options.defaultUnaryTimeoutMs !== undefined)
+    assertIntegerOption(
+      `${path}defaultUnaryTimeoutMs`,
+      options.defaultUnaryTimeoutMs,
+      0,
+      MAX_TIMER_MS,
+    );
+  if (options.sharedMemoryMaxBytes !== undefined)
+    assertIntegerOption(`${path}sharedMemoryMaxBytes`, options.sharedMemoryMaxBytes, 0);
+  if (options.chunkBytes !== undefined)
+    assertOneOfOption(`${path}chunkBytes`, options.chunkBytes, ["largest", "device"]);
+  if (options.dataPlane !== undefined)
+    assertOneOfOption(`${path}dataPlane`, options.dataPlane, ["auto", "inline", "shared-memory"]);
+  const token: unknown = options.token;
+  if (token !== undefined && (typeof token !== "string" || !/^[\x20-\x7e]*$/.test(token))) {
+    const description = "expected a string of printable ASCII, got another value (not shown)";
+    throw new OpalError(Code.INVALID_ARGUMENT, `${path}token: ${description}`, {
+      reason: Reason.INVALID_FIELD,
+      fieldViolations: [{ field: `${path}token`, description }],
+    });
+  }
 }

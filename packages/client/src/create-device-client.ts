@@ -7,7 +7,14 @@ import {
   Metadata,
   type ServiceError,
 } from "@grpc/grpc-js";
-import { Code, createCallSignal, OpalError, Reason, toAbortError } from "@opal/core";
+import {
+  type CallSignal,
+  Code,
+  createCallSignal,
+  OpalError,
+  Reason,
+  toAbortError,
+} from "@opal/core";
 import {
   type DeviceCapabilities,
   type DeviceInfo,
@@ -35,8 +42,10 @@ import {
   toWireFetchRequest,
   toWirePrefillRequest,
 } from "@opal/protocol";
-import type { DeviceClientOptions } from "./client-options";
+import { assertDeviceClientOptions, type DeviceClientOptions } from "./client-options";
 import { createSharedMemoryPlane } from "./create-shared-memory-plane";
+import { invalidOption } from "./sinks/sink-errors";
+import { untilAborted } from "./until-aborted";
 
 /** A remote device: the {@link PrefillDriver} interface over gRPC. */
 export interface DeviceClient extends PrefillDriver {
@@ -69,12 +78,19 @@ type Res<M extends Method> = ReturnType<M["responseDeserialize"]>;
 /**
  * Connects to a device at `target` (`host:port`, or any grpc-js target such as `dns:///name:port`).
  * The connection is made lazily on the first call. Every failure is an `OpalError` with the device's
- * code, reason and retry delay; no grpc-js type appears in the result.
+ * code, reason and retry delay; no grpc-js type appears in the result. Bad options throw
+ * INVALID_ARGUMENT naming the field (see {@link DeviceClientOptions}). `close()` ends every call in
+ * progress (so every run on this client) with CANCELLED `the client for <target> was closed`,
+ * removes the client's shared-memory regions once their calls have ended, and makes later calls
+ * fail the same way at once (not retried).
  */
 export function createDeviceClient(
   target: string,
   options: DeviceClientOptions = {},
 ): DeviceClient {
+  if (typeof target !== "string" || target.length === 0)
+    throw invalidOption("target", "a non-empty string such as host:port", target);
+  assertDeviceClientOptions(options);
   const channel = { ...DEFAULT_CHANNEL, ...options.channel };
   const channelOptions: ChannelOptions = {
     "grpc.max_receive_message_length": channel.maxMessageBytes,
@@ -97,6 +113,12 @@ export function createDeviceClient(
   const client = new Client(target, creds, channelOptions);
   const unaryTimeoutMs = options.defaultUnaryTimeoutMs ?? 30_000;
   let closed = false;
+  // Calls in progress: `close` ends each of them.
+  const running = new Set<AbortController>();
+  const closedError = () =>
+    new OpalError(Code.CANCELLED, `the client for ${target} was closed`, {
+      reason: Reason.CANCELLED,
+    });
   let capabilitiesRead: Promise<opal.device.v1.Capabilities.$Properties> | undefined;
 
   const metadata = () => {
@@ -106,7 +128,25 @@ export function createDeviceClient(
   };
 
   const assertOpen = () => {
-    if (closed) throw new OpalError(Code.UNAVAILABLE, `client for ${target} is closed`);
+    if (closed) throw closedError();
+  };
+
+  /** The signal of one call: the caller's signal, `timeoutMs` (validated), and `close`. */
+  const callScope = (call: DriverCallOptions, timeoutMs: number | undefined): CallSignal => {
+    const ended = new AbortController();
+    const scope = createCallSignal({ signal: ended.signal, timeoutMs });
+    const forward = () => ended.abort(call.signal?.reason);
+    if (call.signal?.aborted) forward();
+    else call.signal?.addEventListener("abort", forward, { once: true });
+    running.add(ended);
+    return {
+      signal: scope.signal,
+      dispose() {
+        scope.dispose();
+        call.signal?.removeEventListener("abort", forward);
+        running.delete(ended);
+      },
+    };
   };
 
   function unary<M extends Method>(
@@ -115,9 +155,12 @@ export function createDeviceClient(
     call: DriverCallOptions = {},
   ): Promise<Res<M>> {
     assertOpen();
-    const scope = createCallSignal({ ...call, timeoutMs: call.timeoutMs ?? unaryTimeoutMs });
+    const scope = callScope(call, call.timeoutMs ?? unaryTimeoutMs);
     return new Promise<Res<M>>((resolve, reject) => {
-      if (scope.signal.aborted) return reject(toAbortError(scope.signal.reason));
+      if (scope.signal.aborted) {
+        scope.dispose();
+        return reject(toAbortError(scope.signal.reason));
+      }
       const pending = client.makeUnaryRequest(
         method.path,
         method.requestSerialize as (value: Req<M>) => Buffer,
@@ -145,7 +188,7 @@ export function createDeviceClient(
     call: DriverCallOptions = {},
   ): AsyncGenerator<E> {
     assertOpen();
-    const scope = createCallSignal(call);
+    const scope = callScope(call, call.timeoutMs);
     const stream: ClientReadableStream<Res<M>> = client.makeServerStreamRequest(
       method.path,
       method.requestSerialize as (value: Req<M>) => Buffer,
@@ -218,8 +261,10 @@ export function createDeviceClient(
     async listModels(call): Promise<readonly ModelInfo[]> {
       return (await unary(D.listModels, {}, call)).models.map(fromWireModel);
     },
-    loadModel(request, call): Promise<LoadModelResult> {
-      return loadModel(client, metadata(), request, call, unaryTimeoutMs, assertOpen);
+    async loadModel(request, call = {}): Promise<LoadModelResult> {
+      assertOpen();
+      const timeoutMs = call.timeoutMs ?? unaryTimeoutMs * 10;
+      return loadModel(client, metadata(), request, callScope(call, timeoutMs), timeoutMs);
     },
     async unloadModel(modelId, call) {
       return { wasLoaded: (await unary(D.unloadModel, { modelId }, call)).wasLoaded };
@@ -262,22 +307,22 @@ export function createDeviceClient(
     },
     async close() {
       closed = true;
+      const error = closedError();
+      for (const call of running) call.abort(error);
       sharedMemory.close();
       client.close();
     },
   };
 }
 
+/** LoadModel (client streaming) under `scope`, which it disposes; `timeoutMs` is its deadline. */
 async function loadModel(
   client: Client,
   metadata: Metadata,
   request: Parameters<PrefillDriver["loadModel"]>[0],
-  call: DriverCallOptions = {},
-  unaryTimeoutMs: number,
-  assertOpen: () => void,
+  scope: CallSignal,
+  timeoutMs: number,
 ): Promise<LoadModelResult> {
-  assertOpen();
-  const scope = createCallSignal({ ...call, timeoutMs: call.timeoutMs ?? unaryTimeoutMs * 10 });
   try {
     return await new Promise<LoadModelResult>((resolve, reject) => {
       const stream = client.makeClientStreamRequest(
@@ -285,7 +330,7 @@ async function loadModel(
         D.loadModel.requestSerialize,
         D.loadModel.responseDeserialize,
         metadata,
-        grpcOptions(call, unaryTimeoutMs * 10),
+        grpcOptions({ timeoutMs }),
         (error, response) => {
           if (error)
             reject(scope.signal.aborted ? toAbortError(scope.signal.reason) : toOpalError(error));
@@ -348,15 +393,4 @@ function toOpalError(error: unknown): OpalError {
   }
   if (typeof status.code === "number") return fromGrpcStatus(status);
   return OpalError.from(error);
-}
-
-/** `promise`, or a rejection with the abort's error as soon as `signal` aborts. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(toAbortError(signal.reason));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(toAbortError(signal.reason));
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }

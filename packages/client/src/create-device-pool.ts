@@ -9,8 +9,13 @@ import type {
 import { DRIVER_API_VERSION } from "@opal/driver";
 import { computeOpalBlockHashes, toHex } from "@opal/kv";
 import { createDeviceClient, type DeviceClient } from "./create-device-client";
-import type { DevicePool, DevicePoolOptions } from "./device-pool-options";
+import {
+  assertDevicePoolOptions,
+  type DevicePool,
+  type DevicePoolOptions,
+} from "./device-pool-options";
 import { expandTarget, isDnsTarget } from "./expand-pool-target";
+import { fanOut } from "./fan-out";
 import { watchDeviceHealth } from "./watch-device-health";
 
 interface Member {
@@ -48,12 +53,14 @@ const DEVICE_FAILURES = new Set<number>([
 /**
  * Creates a pool over `targets`: `host:port` entries, and `dns:///name:port` entries that expand to
  * one device per address the name resolves to (again every `dnsRefreshMs`). Rejects UNAVAILABLE
- * when a name does not resolve at creation, INVALID_ARGUMENT when no target is given.
+ * when a name does not resolve at creation, INVALID_ARGUMENT when no target is given or an option
+ * is bad (naming it, see {@link DevicePoolOptions}).
  */
 export async function createDevicePool(
   targets: readonly string[],
   options: DevicePoolOptions = {},
 ): Promise<DevicePool> {
+  assertDevicePoolOptions(targets, options);
   const connect =
     options.connect ??
     ((target: string): DeviceClient => createDeviceClient(target, options.client));
@@ -146,17 +153,35 @@ export async function createDevicePool(
     return tied[cursor++ % tied.length]!;
   }
 
-  function record(member: Member, error: OpalError | undefined, request: PrefillRequest) {
-    if (!error) {
+  /** A retry of `request` avoids `member` (bounded: the oldest requests are forgotten). */
+  const avoidOnRetry = (member: Member, request: PrefillRequest) => {
+    failedFor.set(request.requestId, member.target);
+    if (failedFor.size > 10_000) failedFor.delete(failedFor.keys().next().value as string);
+  };
+
+  /**
+   * Counts how a prefill on `member` ended: "completed", failed with an error, or "abandoned" by
+   * its reader before `completed` (it found a chunk corrupt, its sink failed, its caller gave up):
+   * not a success, and not necessarily the device's fault, so only a retry avoids the device.
+   */
+  function record(
+    member: Member,
+    end: OpalError | "completed" | "abandoned",
+    request: PrefillRequest,
+  ) {
+    if (end === "completed") {
       member.failures = 0;
       member.circuit = "closed";
       failedFor.delete(request.requestId);
       return;
     }
-    if (!DEVICE_FAILURES.has(error.code)) return;
+    if (end === "abandoned") {
+      avoidOnRetry(member, request);
+      return;
+    }
+    if (!DEVICE_FAILURES.has(end.code)) return;
     member.failures++;
-    failedFor.set(request.requestId, member.target);
-    if (failedFor.size > 10_000) failedFor.delete(failedFor.keys().next().value as string);
+    avoidOnRetry(member, request);
     if (member.circuit === "half-open" || member.failures >= threshold) {
       member.circuit = "open";
       member.openedAt = Date.now();
@@ -267,22 +292,24 @@ export async function createDevicePool(
     request: PrefillRequest,
     call?: DriverCallOptions,
   ): AsyncGenerator<PrefillEvent> {
+    // Devices cache prefixes by model as well as by salted block hash (PH-3): so does affinity.
     const hashes =
       routing === "prefix-affinity"
         ? computeOpalBlockHashes(request.promptTokenIds, {
             blockSizeTokens: request.kvFormat.blockSizeTokens || 16,
             ...(request.cacheSalt ? { cacheSalt: request.cacheSalt } : {}),
-          }).map(toHex)
+          }).map((hash) => `${request.modelId}\n${toHex(hash)}`)
         : [];
     const member = choose(request, hashes);
     member.inFlight++;
     member.busy++;
     member.prefills++;
-    let failure: OpalError | undefined;
+    let end: OpalError | "completed" | "abandoned" = "abandoned";
     try {
       for await (const event of member.driver.prefill(request, call)) {
         if (event.type === "completed") {
           // Recorded before yielding: a consumer may stop iterating right after `completed`.
+          end = "completed";
           for (const hash of hashes) affinity.set(hash, member.target);
           if (affinity.size > 100_000)
             for (const key of [...affinity.keys()].slice(0, 10_000)) affinity.delete(key);
@@ -293,11 +320,11 @@ export async function createDevicePool(
           : event;
       }
     } catch (error) {
-      failure = OpalError.from(error);
-      throw failure;
+      end = OpalError.from(error);
+      throw end;
     } finally {
       member.inFlight--;
-      record(member, failure, request);
+      record(member, end, request);
       callEnded(member);
     }
   }
@@ -356,7 +383,16 @@ export async function createDevicePool(
     },
     listModels: (call) => first().driver.listModels(call),
     loadModel: async (request, call) => {
-      const results = await Promise.all(members.map((m) => m.driver.loadModel(request, call)));
+      // Uploaded weights are one stream: each device gets its own copy of it.
+      const weights = request.weights ? fanOut(request.weights, members.length) : [];
+      const results = await Promise.all(
+        members.map((m, i) => {
+          const upload = weights[i] ? { ...request, weights: weights[i] } : request;
+          const loading = Promise.resolve().then(() => m.driver.loadModel(upload, call));
+          // A device that is done (or failed before reading) must not hold the others' copies.
+          return loading.finally(() => weights[i]?.close());
+        }),
+      );
       return results[0]!;
     },
     unloadModel: async (modelId, call) => {

@@ -5,7 +5,14 @@ import {
   type ServerReadableStream,
   type sendUnaryData,
 } from "@grpc/grpc-js";
-import { Code, OpalError, Reason } from "@opal/core";
+import {
+  type CallSignal,
+  Code,
+  createCallSignal,
+  OpalError,
+  Reason,
+  toAbortError,
+} from "@opal/core";
 import type { PrefillStats } from "@opal/driver";
 import type { KvDescriptor } from "@opal/kv";
 import {
@@ -17,6 +24,7 @@ import {
   toGrpcStatus,
   tolerantDeserializer,
 } from "@opal/protocol";
+import { assertIntegerOption, MAX_INT32, MAX_TIMER_MS } from "./assert-option";
 import type { KvSink } from "./kv-sink";
 import { readKvStream, type StreamProgress } from "./read-kv-stream";
 import { invalidOption } from "./sinks/sink-errors";
@@ -46,18 +54,24 @@ export interface KvReceiverOptions<Receipt> {
   }) => KvSink<Receipt>;
   /** Interface to bind; default "127.0.0.1". */
   readonly host?: string;
-  /** Port; default 0 (any free port). */
+  /** Port, an integer from 0 to 65,535; default 0 (any free port). */
   readonly port?: number;
-  /** Bearer tokens devices must present (`PushTarget.authorization_token`); default none required. */
+  /**
+   * Bearer tokens devices must present (`PushTarget.authorization_token`), non-empty strings;
+   * default none required.
+   */
   readonly tokens?: readonly string[];
   /** TLS: PEM certificate chain and key of the receiver. */
   readonly tls?: {
     readonly certChainPem: string | Uint8Array;
     readonly privateKeyPem: string | Uint8Array;
   };
-  /** Transfers received at once; more fail with RESOURCE_EXHAUSTED RECEIVER_BUSY; default 16. */
+  /**
+   * Transfers received at once, an integer >= 1; more fail with RESOURCE_EXHAUSTED RECEIVER_BUSY;
+   * default 16.
+   */
   readonly maxConcurrentTransfers?: number;
-  /** Committed transfers remembered for `received()` and deduplication; default 1,024. */
+  /** Committed transfers remembered for `received()` and deduplication, an integer >= 1; default 1,024. */
   readonly maxRememberedTransfers?: number;
   /**
    * A transfer that sends nothing for this long is aborted with DEADLINE_EXCEEDED and its sink
@@ -65,7 +79,7 @@ export interface KvReceiverOptions<Receipt> {
    * recommended); default 30,000. Anything else is rejected with INVALID_ARGUMENT.
    */
   readonly idleTimeoutMs?: number;
-  /** Largest message, in bytes; default 64 MiB. */
+  /** Largest message, in bytes (an integer from 1 to 2,147,483,647); default 64 MiB. */
   readonly maxMessageBytes?: number;
 }
 
@@ -75,12 +89,18 @@ export interface KvReceiver<Receipt> {
   readonly address: string;
   /**
    * The committed cache of `transferId`, once a device pushed it; waits for it. Rejects with the
-   * abort error when `options.signal` aborts or `timeoutMs` passes first.
+   * abort error when `options.signal` aborts or `timeoutMs` passes first (CANCELLED,
+   * DEADLINE_EXCEEDED; INVALID_ARGUMENT for a bad `timeoutMs`), and with CANCELLED when the
+   * receiver closes first or is closed.
    */
   received(
     transferId: string,
     options?: { signal?: AbortSignal; timeoutMs?: number },
   ): Promise<ReceivedKv<Receipt>>;
+  /**
+   * Stops accepting pushes, rejects every `received()` still waiting (CANCELLED), and resolves once
+   * the transfers in progress have ended (each at most `idleTimeoutMs` after its last message).
+   */
   close(): Promise<void>;
 }
 
@@ -94,17 +114,17 @@ export interface KvReceiver<Receipt> {
 export async function createKvReceiver<Receipt>(
   options: KvReceiverOptions<Receipt>,
 ): Promise<KvReceiver<Receipt>> {
+  assertReceiverOptions(options);
   const maxMessageBytes = options.maxMessageBytes ?? 64 * 1024 * 1024;
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
-  if (!Number.isInteger(idleTimeoutMs) || idleTimeoutMs < 0 || idleTimeoutMs > MAX_TIMER_MS) {
-    throw invalidOption("idleTimeoutMs", `an integer from 0 to ${MAX_TIMER_MS}`, idleTimeoutMs);
-  }
   const server = new Server({
     "grpc.max_receive_message_length": maxMessageBytes,
     "grpc.max_send_message_length": maxMessageBytes,
   });
   const committed = new Map<string, ReceivedKv<Receipt>>();
-  const waiters = new Map<string, Array<(received: ReceivedKv<Receipt>) => void>>();
+  // `received()` calls waiting, by transfer id; each removes itself when it settles.
+  const waiters = new Map<string, Set<Waiter<ReceivedKv<Receipt>>>>();
+  let closed = false;
   const tokens = (options.tokens ?? []).map((t) => Buffer.from(t));
   let active = 0;
   let nextCacheId = 1;
@@ -263,8 +283,7 @@ export async function createKvReceiver<Receipt>(
       if (committed.size > (options.maxRememberedTransfers ?? 1024)) {
         committed.delete(committed.keys().next().value as string);
       }
-      for (const wake of waiters.get(header.transferId) ?? []) wake(received);
-      waiters.delete(header.transferId);
+      for (const waiter of [...(waiters.get(header.transferId) ?? [])]) waiter.resolve(received);
       callback(null, {
         transferId: received.transferId,
         committed: true,
@@ -309,30 +328,87 @@ export async function createKvReceiver<Receipt>(
     received(transferId, wait = {}) {
       const done = committed.get(transferId);
       if (done) return Promise.resolve(done);
+      if (closed) return Promise.reject(receiverClosed());
+      let scope: CallSignal;
+      try {
+        scope = createCallSignal(wait);
+      } catch (error) {
+        return Promise.reject(error);
+      }
       return new Promise((resolve, reject) => {
-        const list = waiters.get(transferId) ?? [];
-        list.push(resolve);
+        const list = waiters.get(transferId) ?? new Set();
         waiters.set(transferId, list);
-        const signals = [
-          wait.signal,
-          wait.timeoutMs !== undefined ? AbortSignal.timeout(wait.timeoutMs) : undefined,
-        ].filter((s): s is AbortSignal => s !== undefined);
-        if (signals.length > 0) {
-          const signal = AbortSignal.any(signals);
-          signal.addEventListener("abort", () => reject(OpalError.from(signal.reason)), {
-            once: true,
-          });
-        }
+        const settled = () => {
+          scope.dispose();
+          scope.signal.removeEventListener("abort", onAbort);
+          list.delete(waiter);
+          if (list.size === 0 && waiters.get(transferId) === list) waiters.delete(transferId);
+        };
+        const waiter: Waiter<ReceivedKv<Receipt>> = {
+          resolve(received) {
+            settled();
+            resolve(received);
+          },
+          reject(error) {
+            settled();
+            reject(error);
+          },
+        };
+        const onAbort = () => waiter.reject(toAbortError(scope.signal.reason));
+        list.add(waiter);
+        if (scope.signal.aborted) onAbort();
+        else scope.signal.addEventListener("abort", onAbort, { once: true });
       });
     },
-    close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+    close() {
+      closed = true;
+      for (const list of [...waiters.values()])
+        for (const waiter of [...list]) waiter.reject(receiverClosed());
+      return new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    },
   };
+}
+
+/** A `received()` call waiting for its transfer. */
+interface Waiter<T> {
+  resolve(value: T): void;
+  reject(error: OpalError): void;
+}
+
+function receiverClosed(): OpalError {
+  return new OpalError(Code.CANCELLED, "the KvReceiver was closed", { reason: Reason.CANCELLED });
+}
+
+/**
+ * Checks {@link KvReceiverOptions}: INVALID_ARGUMENT INVALID_FIELD naming the first bad field,
+ * what it expects and what it got; `undefined` fields take their defaults.
+ */
+function assertReceiverOptions(options: KvReceiverOptions<unknown>): void {
+  if (typeof options?.createSink !== "function")
+    throw invalidOption("createSink", "a function", options?.createSink);
+  if (options.host !== undefined && (typeof options.host !== "string" || options.host === ""))
+    throw invalidOption("host", "a non-empty host name or address", options.host);
+  if (options.port !== undefined) assertIntegerOption("port", options.port, 0, 65_535);
+  const tokens: unknown = options.tokens;
+  if (tokens !== undefined) {
+    if (!Array.isArray(tokens)) throw invalidOption("tokens", "an array of strings", tokens);
+    tokens.forEach((token, i) => {
+      if (typeof token !== "string" || token === "")
+        throw invalidOption(`tokens[${i}]`, "a non-empty string", token);
+    });
+  }
+  if (options.maxConcurrentTransfers !== undefined)
+    assertIntegerOption("maxConcurrentTransfers", options.maxConcurrentTransfers, 1);
+  if (options.maxRememberedTransfers !== undefined)
+    assertIntegerOption("maxRememberedTransfers", options.maxRememberedTransfers, 1);
+  if (options.idleTimeoutMs !== undefined)
+    assertIntegerOption("idleTimeoutMs", options.idleTimeoutMs, 0, MAX_TIMER_MS);
+  if (options.maxMessageBytes !== undefined)
+    assertIntegerOption("maxMessageBytes", options.maxMessageBytes, 1, MAX_INT32);
 }
 
 /** PS-9's recommended idle timeout, in ms. */
 const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
-/** The longest delay a Node timer takes (longer ones fire after 1 ms). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * `messages` whose every `next()` fails with DEADLINE_EXCEEDED when no message arrives within

@@ -7,7 +7,7 @@ import {
   recordAttemptFailure,
   startPrefillSpan,
 } from "./prefill-span";
-import { backoffMs, isRetryable, type RetryPolicy } from "./retry-policy";
+import { assertRetryPolicy, backoffMs, isRetryable, type RetryPolicy } from "./retry-policy";
 
 /** What a push-mode prefill reports once the receiver committed the cache. */
 export interface PushOutcome {
@@ -24,7 +24,8 @@ export interface PushOutcome {
  * Runs a prefill whose `pushTarget` names a KvReceiver: the device streams the cache straight to
  * the decoder, and this call follows its progress. Resolves only when the device reports that the
  * receiver committed the cache; retries like `startPrefill` (same `request_id`, so the receiver
- * deduplicates by `transfer_id`). `onProgress` sees each `push_progress`.
+ * deduplicates by `transfer_id`). `onProgress` sees each `push_progress`. Rejects with
+ * INVALID_ARGUMENT for a missing `pushTarget` or a bad `timeoutMs` or `retry` field, naming it.
  */
 export async function pushPrefill(
   device: PrefillDriver,
@@ -40,8 +41,9 @@ export async function pushPrefill(
       fieldViolations: [{ field: "push_target", description: "required for push mode" }],
     });
   }
+  assertRetryPolicy(options.retry);
   const call = createCallSignal(options);
-  const maxAttempts = Math.max(1, options.retry?.maxAttempts ?? 4);
+  const maxAttempts = options.retry?.maxAttempts ?? 4;
   const span = startPrefillSpan(request, "push");
   try {
     for (let attempt = 1; ; attempt++) {
@@ -91,7 +93,14 @@ export async function pushPrefill(
           throw error;
         }
         recordAttemptFailure(span, attempt, error, "retry");
-        await sleep(backoffMs(options.retry ?? {}, attempt, error), call.signal);
+        try {
+          await sleep(backoffMs(options.retry ?? {}, attempt, error), call.signal);
+        } catch (stopped) {
+          // The deadline or the caller ended the push during the backoff.
+          const ended = OpalError.from(stopped);
+          failPrefillSpan(span, ended);
+          throw ended;
+        }
       }
     }
   } finally {

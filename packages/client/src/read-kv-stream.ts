@@ -51,13 +51,22 @@ export interface StreamHooks {
  * the assembler, digests each completed layer, and hands it to `hooks.onLayer`. Returns
  * `completed` only when the cache is complete and its digest and size match the device's; returns
  * `broken` for a failure mid-stream (the caller may resume from `progress.position`). A fetch must
- * describe the same cache as the prefill it resumes.
+ * describe the same cache as the prefill it resumes. A hook's failure (the sink's) and the
+ * caller's abort are not breaks of the stream: they are thrown, since resuming past a layer the
+ * sink failed to take would commit a cache without it.
  */
 export async function readKvStream(
   events: AsyncIterable<PrefillEvent | FetchEvent>,
   progress: StreamProgress,
   hooks: StreamHooks,
 ): Promise<StreamOutcome> {
+  // Set while a hook runs: what it throws is the caller's failure, not the stream's.
+  let inHook = false;
+  const hook = async (run: () => Promise<void>) => {
+    inHook = true;
+    await run();
+    inHook = false;
+  };
   try {
     for await (const event of events) {
       switch (event.type) {
@@ -85,7 +94,7 @@ export async function readKvStream(
             progress.digest = createKvDigest();
             progress.position = { layer: 0, offsetBytes: 0 };
             if ("kvHandle" in event) progress.kvHandle = event.kvHandle;
-            await hooks.onAccepted(event.descriptor);
+            await hook(() => hooks.onAccepted(event.descriptor));
           }
           break;
         case "chunk": {
@@ -100,7 +109,7 @@ export async function readKvStream(
           digest.update(event.chunk.data);
           progress.bytes = (progress.bytes ?? 0) + event.chunk.data.byteLength;
           progress.position = assembler.next ?? progress.position;
-          if (layer) await hooks.onLayer(layer, descriptor);
+          if (layer) await hook(() => hooks.onLayer(layer, descriptor));
           break;
         }
         case "completed": {
@@ -141,6 +150,7 @@ export async function readKvStream(
       }),
     };
   } catch (error) {
+    if (inHook) throw OpalError.from(error);
     let opal = OpalError.from(error);
     if (STREAM_ORDER_REASONS.has(opal.reason)) {
       // A gap, overlap or reorder is a broken stream (DATA_LOSS, resumable), not a bad request.

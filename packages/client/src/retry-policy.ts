@@ -1,13 +1,29 @@
 import { Code, type OpalError } from "@opal/core";
+import { assertIntegerOption, MAX_TIMER_MS } from "./assert-option";
 
 /** How failed attempts are retried. Every field documents its default. */
 export interface RetryPolicy {
-  /** Attempts in all, the first included; default 4. */
+  /** Attempts in all, the first included: an integer >= 1; default 4. */
   readonly maxAttempts?: number;
-  /** Backoff before the second attempt, in ms; doubles each time; default 50. */
+  /** Backoff before the second attempt, in ms (an integer); doubles each time; default 50. */
   readonly initialBackoffMs?: number;
-  /** Largest backoff, in ms; default 2,000. */
+  /** Largest backoff, in ms (an integer); default 2,000. */
   readonly maxBackoffMs?: number;
+}
+
+/**
+ * Checks a caller's `retry` option: `maxAttempts` an integer >= 1, the backoffs integers of ms from
+ * 0 to 2,147,483,647. Throws INVALID_ARGUMENT INVALID_FIELD naming the field (`retry.maxAttempts`),
+ * what it expects and what it got; `undefined` fields take their defaults.
+ */
+export function assertRetryPolicy(policy: RetryPolicy | undefined): void {
+  if (policy === undefined) return;
+  if (policy.maxAttempts !== undefined)
+    assertIntegerOption("retry.maxAttempts", policy.maxAttempts, 1);
+  for (const field of ["initialBackoffMs", "maxBackoffMs"] as const) {
+    if (policy[field] !== undefined)
+      assertIntegerOption(`retry.${field}`, policy[field], 0, MAX_TIMER_MS);
+  }
 }
 
 const RETRYABLE = new Set<number>([

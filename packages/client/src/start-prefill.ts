@@ -1,4 +1,11 @@
-import { type CallOptions, createCallSignal, createChannel, OpalError, sleep } from "@opal/core";
+import {
+  type CallOptions,
+  createCallSignal,
+  createChannel,
+  OpalError,
+  sleep,
+  toAbortError,
+} from "@opal/core";
 import type { PrefillDriver, PrefillRequest, PrefillStats } from "@opal/driver";
 import type { KvDescriptor, KvLayerParts } from "@opal/kv";
 import type { KvSink } from "./kv-sink";
@@ -9,8 +16,9 @@ import {
   startPrefillSpan,
 } from "./prefill-span";
 import { readKvStream, type StreamProgress } from "./read-kv-stream";
-import { backoffMs, isRetryable, type RetryPolicy } from "./retry-policy";
+import { assertRetryPolicy, backoffMs, isRetryable, type RetryPolicy } from "./retry-policy";
 import { createMemorySink } from "./sinks/memory-sink";
+import { untilAborted } from "./until-aborted";
 
 /** How long releasing an abandoned attempt's retained cache may take, in ms. */
 const RELEASE_TIMEOUT_MS = 2_000;
@@ -70,9 +78,14 @@ export interface PrefillOptions<Receipt> extends CallOptions {
 
 /**
  * A running prefill: iterate it for layers as they become ready (optional), and await `result`.
- * The stream is driven whether or not anyone iterates. Start iterating before the first layer
- * arrives to see every layer: layers are not buffered for a consumer that has not started, and
- * while one is iterating, the stream waits for it (at most one layer is buffered).
+ * The stream is driven whether or not anyone iterates. Iterating starts with the first `next()`
+ * (taking the iterator alone, as `Readable.from(run)` does, holds nothing back): start before the
+ * first layer arrives to see every layer, since layers are not buffered for a consumer that has
+ * not started. While one is iterating, the stream waits for it (at most one layer is buffered), so
+ * a consumer that stops calling `next()` without ending its loop (`break`, `return()`) holds the
+ * run until its deadline: do not await `result` inside the loop. A retried attempt starts again
+ * from layer 0; layers of a failed attempt were verified chunk by chunk but are not part of
+ * `result`.
  */
 export interface PrefillRun<Receipt> extends AsyncIterable<LayerReady> {
   /**
@@ -88,16 +101,20 @@ export interface PrefillRun<Receipt> extends AsyncIterable<LayerReady> {
  * Offloads the prefill of `request` to `device` and hands the cache to `options.sink` layer by
  * layer. A broken stream resumes from its last verified position with FetchKv while the lease
  * holds; otherwise the prefill is retried (same `request_id`) with backoff and jitter that honours
- * the device's RetryInfo. `timeoutMs` and `signal` bound everything, retries included. With
- * `retentionSeconds > 0`, the caches devices retained for attempts whose result is not returned
- * (all of them when the run fails) are released in the background when the run ends, best
- * effort; the returned `kvHandle` stays retained for the caller.
+ * the device's RetryInfo. `timeoutMs` and `signal` bound everything, retries and sink calls
+ * included: a sink call that has not returned when they end the run is left running, and its sink
+ * is aborted once it returns (otherwise a failed attempt's sink is aborted before the run goes on
+ * or rejects). With `retentionSeconds > 0`, the caches devices retained for attempts whose result
+ * is not returned (all of them when the run fails) are released in the background when the run
+ * ends, best effort; the returned `kvHandle` stays retained for the caller. Throws INVALID_ARGUMENT
+ * at once for a bad `timeoutMs` or `retry` field, naming it.
  */
 export function startPrefill<Receipt = import("@opal/kv").KvCache>(
   device: PrefillDriver,
   request: PrefillRequest,
   options: PrefillOptions<Receipt> = {},
 ): PrefillRun<Receipt> {
+  assertRetryPolicy(options.retry);
   // Layers are delivered only to a consumer that iterates, with back-pressure (one buffered), so a
   // run nobody iterates holds no layers, and a slow consumer slows the stream instead of growing memory.
   let iterating = false;
@@ -106,7 +123,7 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
   const newSink = (options.sink ?? createMemorySink) as () => KvSink<Receipt>;
   const call = createCallSignal(options);
   const signal = call.signal;
-  const maxAttempts = Math.max(1, options.retry?.maxAttempts ?? 4);
+  const maxAttempts = options.retry?.maxAttempts ?? 4;
   const span = startPrefillSpan(request, "pull");
 
   // Handles of caches the device retains for this run's attempts: the ones nobody will use are
@@ -120,21 +137,42 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
     }
   };
 
+  // Sink calls in progress, and when the last one settles. `signal` ends the run even while one is
+  // stuck; that sink is aborted in the background once the call returns (never during it).
+  let sinkCalls = 0;
+  let sinkIdle = Promise.resolve();
+  const bySink = <T>(operation: () => T | Promise<T>): Promise<T> => {
+    if (signal.aborted) return Promise.reject(toAbortError(signal.reason));
+    sinkCalls++;
+    const running = Promise.resolve()
+      .then(operation)
+      .finally(() => {
+        sinkCalls--;
+      });
+    sinkIdle = running.then(
+      () => {},
+      () => {},
+    );
+    return untilAborted(running, signal);
+  };
+
   const result = (async (): Promise<PrefillOutcome<Receipt>> => {
     let resumes = 0;
     let firstLayerAt = 0;
     for (let attempt = 1; ; attempt++) {
       const progress: StreamProgress = { attemptStartedAt: performance.now() };
       let opened = false;
-      const sink = newSink();
+      let sink: KvSink<Receipt> | undefined;
       const onLayer = async (layer: KvLayerParts, descriptor: KvDescriptor) => {
         firstLayerAt ||= performance.now();
-        await sink.writeLayer(layer);
+        await bySink(() => sink!.writeLayer(layer));
         if (!iterating) return;
         const ready = {
           layer: layer.layer,
           descriptor,
-          parts: layer.parts,
+          // A consumer that started after `accepted` gets layers whose buffers the next layer
+          // reuses (a sink that copies): it gets copies, which stay valid as promised.
+          parts: layer.stable ? layer.parts : copyParts(layer.parts),
           elapsedMs: performance.now() - started,
         };
         // A consumer that stopped iterating makes send reject: stop delivering, keep streaming.
@@ -146,11 +184,12 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
         opened = true;
         if ((request.retentionSeconds ?? 0) > 0 && progress.kvHandle)
           retained.add(progress.kvHandle);
-        await sink.open(descriptor);
+        await bySink(() => sink!.open(descriptor));
       };
       try {
+        sink = newSink();
         // Only an iterating consumer or a sink that keeps views needs buffers nobody reuses.
-        const reuseLayerBuffers = () => !iterating && !sink.keepsLayerViews;
+        const reuseLayerBuffers = () => !iterating && !sink!.keepsLayerViews;
         // A sink that keeps the layers keeps the chunks they are made of (the memory sink).
         const keepsChunks = sink.keepsLayerViews === true;
         let outcome = await readKvStream(
@@ -204,7 +243,7 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
           if (outcome.kind === "broken" && resumes >= maxAttempts) throw outcome.error;
         }
         const { stats, descriptor } = outcome;
-        const receipt = await sink.commit(stats);
+        const receipt = await bySink(() => sink!.commit(stats));
         const done = performance.now();
         const streamSeconds = Math.max(
           ((progress.lastChunkAt ?? done) - (progress.firstChunkAt ?? done)) / 1000,
@@ -224,7 +263,13 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
         return { receipt, descriptor, kvHandle: progress.kvHandle ?? "", stats, transfer };
       } catch (caught) {
         const error = signal.aborted ? OpalError.from(signal.reason) : OpalError.from(caught);
-        if (opened) await sink.abort(error);
+        if (opened) {
+          // Waited for, unless a sink call is stuck (the signal ended the run while it ran): that
+          // sink aborts once the call returns, after the run has ended.
+          const stuck = sinkCalls > 0;
+          const aborting = sinkIdle.then(() => sink!.abort(error)).catch(() => {});
+          if (!stuck) await aborting;
+        }
         if (signal.aborted || !isRetryable(error) || attempt >= maxAttempts) {
           failPrefillSpan(span, error);
           releaseExcept();
@@ -252,8 +297,21 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
   return {
     result,
     [Symbol.asyncIterator]: () => {
-      iterating = true;
-      return layers[Symbol.asyncIterator]();
+      const consumer = layers[Symbol.asyncIterator]();
+      return {
+        next() {
+          iterating = true;
+          return consumer.next();
+        },
+        return: () => consumer.return!(),
+      };
     },
   };
+}
+
+/** Copies of a layer's parts, for a consumer that keeps them. */
+function copyParts(parts: KvLayerParts["parts"]): KvLayerParts["parts"] {
+  return Object.fromEntries(
+    Object.entries(parts).map(([name, view]) => [name, view?.slice()]),
+  ) as KvLayerParts["parts"];
 }

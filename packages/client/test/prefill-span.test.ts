@@ -7,7 +7,8 @@ import {
   InMemorySpanExporter,
   SimpleSpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { pushPrefill } from "../src/push-prefill";
 import { startPrefill } from "../src/start-prefill";
 
 const exporter = new InMemorySpanExporter();
@@ -75,6 +76,33 @@ describe("OpenTelemetry spans of a prefill", () => {
     expect(failed.status.code).toBe(2);
     expect(failed.attributes["opal.error.reason"]).toBe("DEVICE_FAULT");
     expect(failed.events).toHaveLength(1);
+  });
+
+  it("ends the span of a push whose deadline passes during a backoff", async () => {
+    const broken = createMockDevice({
+      models: ["opal-tiny"],
+      faults: { errors: { Prefill: { rate: 1 } } },
+    });
+    const random = vi.spyOn(Math, "random").mockReturnValue(1);
+    try {
+      const push = pushPrefill(
+        broken,
+        {
+          ...request("span-4"),
+          pushTarget: { address: "127.0.0.1:1", transferId: "t-4", authorizationToken: "" },
+        },
+        { timeoutMs: 200, retry: { initialBackoffMs: 10_000, maxBackoffMs: 10_000 } },
+      );
+      await expect(push).rejects.toMatchObject({ code: Code.DEADLINE_EXCEEDED });
+    } finally {
+      random.mockRestore();
+    }
+    const span = exporter
+      .getFinishedSpans()
+      .find((s) => s.attributes["opal.request_id"] === "span-4");
+    expect(span?.status.code).toBe(2);
+    expect(span?.attributes["rpc.grpc.status_code"]).toBe(Code.DEADLINE_EXCEEDED);
+    await broken.close();
   });
 });
 
