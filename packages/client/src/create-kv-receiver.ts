@@ -14,7 +14,6 @@ import {
   toAbortError,
 } from "@opal/core";
 import type { PrefillStats } from "@opal/driver";
-import type { KvDescriptor } from "@opal/kv";
 import {
   assertWellFormed,
   fromWireChunk,
@@ -25,84 +24,13 @@ import {
   tolerantDeserializer,
 } from "@opal/protocol";
 import { assertIntegerOption, MAX_INT32, MAX_TIMER_MS } from "./assert-option";
+import type { KvReceiver, KvReceiverOptions, ReceivedKv } from "./kv-receiver-options";
 import type { KvSink } from "./kv-sink";
 import { readKvStream, type StreamProgress } from "./read-kv-stream";
 import { invalidOption } from "./sinks/sink-errors";
+import { DEFAULT_IDLE_TIMEOUT_MS, withIdleTimeout } from "./with-idle-timeout";
 
 type PushMessage = InstanceType<typeof opal.device.v1.PushKvRequest>;
-
-/** A cache a device pushed and the receiver committed. */
-export interface ReceivedKv<Receipt> {
-  readonly transferId: string;
-  readonly requestId: string;
-  readonly descriptor: KvDescriptor;
-  readonly receipt: Receipt;
-  readonly firstTokenId: number;
-  readonly firstTokenLogprob: number;
-  readonly kvBytes: number;
-  /** The receiver's id of the committed cache. */
-  readonly cacheId: string;
-}
-
-/** Options of {@link createKvReceiver}. */
-export interface KvReceiverOptions<Receipt> {
-  /** A sink for each transfer; it sees the header's transfer id, request id and descriptor. */
-  readonly createSink: (transfer: {
-    transferId: string;
-    requestId: string;
-    descriptor: KvDescriptor;
-  }) => KvSink<Receipt>;
-  /** Interface to bind; default "127.0.0.1". */
-  readonly host?: string;
-  /** Port, an integer from 0 to 65,535; default 0 (any free port). */
-  readonly port?: number;
-  /**
-   * Bearer tokens devices must present (`PushTarget.authorization_token`), non-empty strings;
-   * default none required.
-   */
-  readonly tokens?: readonly string[];
-  /** TLS: PEM certificate chain and key of the receiver. */
-  readonly tls?: {
-    readonly certChainPem: string | Uint8Array;
-    readonly privateKeyPem: string | Uint8Array;
-  };
-  /**
-   * Transfers received at once, an integer >= 1; more fail with RESOURCE_EXHAUSTED RECEIVER_BUSY;
-   * default 16.
-   */
-  readonly maxConcurrentTransfers?: number;
-  /** Committed transfers remembered for `received()` and deduplication, an integer >= 1; default 1,024. */
-  readonly maxRememberedTransfers?: number;
-  /**
-   * A transfer that sends nothing for this long is aborted with DEADLINE_EXCEEDED and its sink
-   * discarded (PS-9), in ms: an integer from 1 to 2,147,483,647, or 0 for no timeout (not
-   * recommended); default 30,000. Anything else is rejected with INVALID_ARGUMENT.
-   */
-  readonly idleTimeoutMs?: number;
-  /** Largest message, in bytes (an integer from 1 to 2,147,483,647); default 64 MiB. */
-  readonly maxMessageBytes?: number;
-}
-
-/** A running KvReceiver service (the decode side of push handoff). */
-export interface KvReceiver<Receipt> {
-  /** `host:port`: what a `PushTarget.address` names. */
-  readonly address: string;
-  /**
-   * The committed cache of `transferId`, once a device pushed it; waits for it. Rejects with the
-   * abort error when `options.signal` aborts or `timeoutMs` passes first (CANCELLED,
-   * DEADLINE_EXCEEDED; INVALID_ARGUMENT for a bad `timeoutMs`), and with CANCELLED when the
-   * receiver closes first or is closed.
-   */
-  received(
-    transferId: string,
-    options?: { signal?: AbortSignal; timeoutMs?: number },
-  ): Promise<ReceivedKv<Receipt>>;
-  /**
-   * Stops accepting pushes, rejects every `received()` still waiting (CANCELLED), and resolves once
-   * the transfers in progress have ended (each at most `idleTimeoutMs` after its last message).
-   */
-  close(): Promise<void>;
-}
 
 /**
  * Hosts `opal.device.v1.KvReceiverService`: devices push caches into it (header, chunks, commit).
@@ -405,35 +333,4 @@ function assertReceiverOptions(options: KvReceiverOptions<unknown>): void {
     assertIntegerOption("idleTimeoutMs", options.idleTimeoutMs, 0, MAX_TIMER_MS);
   if (options.maxMessageBytes !== undefined)
     assertIntegerOption("maxMessageBytes", options.maxMessageBytes, 1, MAX_INT32);
-}
-
-/** PS-9's recommended idle timeout, in ms. */
-const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
-
-/**
- * `messages` whose every `next()` fails with DEADLINE_EXCEEDED when no message arrives within
- * `idleMs` (the caller's error path then answers the call, which ends it); 0: no timeout.
- */
-function withIdleTimeout<T>(
-  messages: AsyncIterator<T>,
-  idleMs: number,
-): { next(): Promise<IteratorResult<T>> } {
-  if (idleMs === 0) return messages;
-  return {
-    next() {
-      let timer: NodeJS.Timeout | undefined;
-      const idle = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          reject(
-            new OpalError(
-              Code.DEADLINE_EXCEEDED,
-              `the push sent nothing for ${idleMs} ms; transfer aborted (PS-9)`,
-              { reason: Reason.DEADLINE_EXCEEDED },
-            ),
-          );
-        }, idleMs);
-      });
-      return Promise.race([messages.next(), idle]).finally(() => clearTimeout(timer));
-    },
-  };
 }

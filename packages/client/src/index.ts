@@ -10,7 +10,6 @@ export type { ClientChannelOptions, ClientTlsOptions, DeviceClientOptions } from
 export type { DeviceClient } from "./create-device-client";
 export { createDeviceClient, DEFAULT_CHANNEL } from "./create-device-client";
 export { createDevicePool } from "./create-device-pool";
-export type { KvReceiver, KvReceiverOptions, ReceivedKv } from "./create-kv-receiver";
 export { createKvReceiver } from "./create-kv-receiver";
 export type {
   DevicePool,
@@ -18,6 +17,7 @@ export type {
   PoolDevice,
   RoutingPolicy,
 } from "./device-pool-options";
+export type { KvReceiver, KvReceiverOptions, ReceivedKv } from "./kv-receiver-options";
 export type { KvSink } from "./kv-sink";
 export type { PushOutcome } from "./push-prefill";
 export { pushPrefill } from "./push-prefill";
