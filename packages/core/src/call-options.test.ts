@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { createCallSignal, sleep, throwIfAborted } from "./call-options";
 import { Code } from "./code";
 import { OpalError } from "./opal-error";
@@ -22,8 +22,30 @@ describe("createCallSignal", () => {
     expect(createCallSignal({ signal: second.signal }).signal.reason).toBe(reason);
   });
 
-  it("rejects a negative timeout with INVALID_ARGUMENT", () => {
-    expect(() => createCallSignal({ timeoutMs: -1 })).toThrow(/timeoutMs must be/);
+  it.each([-1, Number.NaN, Number.POSITIVE_INFINITY, "5" as unknown as number])(
+    "rejects timeoutMs %s with INVALID_ARGUMENT INVALID_FIELD naming it, leaving the caller's signal alone",
+    (timeoutMs) => {
+      const caller = new AbortController();
+      const listeners = vi.spyOn(caller.signal, "addEventListener");
+      let error: unknown;
+      try {
+        createCallSignal({ timeoutMs, signal: caller.signal });
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error).toBeInstanceOf(OpalError);
+      expect((error as OpalError).code).toBe(Code.INVALID_ARGUMENT);
+      expect((error as OpalError).reason).toBe("INVALID_FIELD");
+      expect((error as OpalError).fieldViolations.map((v) => v.field)).toEqual(["timeoutMs"]);
+      expect(listeners).not.toHaveBeenCalled();
+    },
+  );
+
+  it("holds a deadline beyond Node's longest timer to that timer instead of firing at once", async () => {
+    const call = createCallSignal({ timeoutMs: 30 * 24 * 3_600_000 });
+    await sleep(20);
+    expect(call.signal.aborted).toBe(false);
+    call.dispose();
   });
 
   it("does not fire after dispose", async () => {

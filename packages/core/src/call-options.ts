@@ -1,11 +1,18 @@
 import { Code } from "./code";
 import { OpalError } from "./opal-error";
+import { Reason } from "./reason";
+
+/** The longest timer Node holds (about 24.8 days); a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Options accepted by every OPAL call that may block or stream. */
 export interface CallOptions {
   /** Aborts the call; the call rejects with CANCELLED (or the reason given, if an `OpalError`). */
   readonly signal?: AbortSignal;
-  /** Deadline relative to the start of the call, in milliseconds; DEADLINE_EXCEEDED after it. */
+  /**
+   * Deadline relative to the start of the call, in milliseconds; DEADLINE_EXCEEDED after it. A
+   * finite number >= 0; deadlines beyond about 24.8 days (2^31 - 1 ms) are held to that.
+   */
   readonly timeoutMs?: number;
 }
 
@@ -22,24 +29,35 @@ export interface CallSignal {
  * DEADLINE_EXCEEDED for the timeout.
  */
 export function createCallSignal(options: CallOptions = {}): CallSignal {
-  const controller = new AbortController();
   const { signal, timeoutMs } = options;
+  if (
+    timeoutMs !== undefined &&
+    (typeof timeoutMs !== "number" || !(timeoutMs >= 0) || timeoutMs === Infinity)
+  ) {
+    const description = `expected a finite number >= 0, got ${String(timeoutMs)}`;
+    throw new OpalError(
+      Code.INVALID_ARGUMENT,
+      `timeoutMs must be a finite number >= 0 (got ${String(timeoutMs)})`,
+      {
+        reason: Reason.INVALID_FIELD,
+        fieldViolations: [{ field: "timeoutMs", description }],
+      },
+    );
+  }
+  const controller = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   const onAbort = () => controller.abort(toAbortError(signal?.reason));
   if (signal?.aborted) onAbort();
   else signal?.addEventListener("abort", onAbort, { once: true });
   if (timeoutMs !== undefined && !controller.signal.aborted) {
-    if (!Number.isFinite(timeoutMs) || timeoutMs < 0) {
-      throw new OpalError(
-        Code.INVALID_ARGUMENT,
-        `timeoutMs must be a finite number >= 0 (got ${timeoutMs})`,
-      );
-    }
-    timer = setTimeout(() => {
-      controller.abort(
-        new OpalError(Code.DEADLINE_EXCEEDED, `deadline of ${timeoutMs} ms exceeded`),
-      );
-    }, timeoutMs);
+    timer = setTimeout(
+      () => {
+        controller.abort(
+          new OpalError(Code.DEADLINE_EXCEEDED, `deadline of ${timeoutMs} ms exceeded`),
+        );
+      },
+      Math.min(timeoutMs, MAX_TIMER_MS),
+    );
     timer.unref?.();
   }
   return {
