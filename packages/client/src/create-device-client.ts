@@ -325,6 +325,13 @@ async function loadModel(
 ): Promise<LoadModelResult> {
   try {
     return await new Promise<LoadModelResult>((resolve, reject) => {
+      // Once the call has ended (the device answered early, or failed), the upload stops: it no
+      // longer waits for a `drain` that will not come, and the weights iterator is closed.
+      let ended = false;
+      let onEnded = () => {};
+      const callEnded = new Promise<void>((settle) => {
+        onEnded = settle;
+      });
       const stream = client.makeClientStreamRequest(
         D.loadModel.path,
         D.loadModel.requestSerialize,
@@ -332,6 +339,8 @@ async function loadModel(
         metadata,
         grpcOptions({ timeoutMs }),
         (error, response) => {
+          ended = true;
+          onEnded();
           if (error)
             reject(scope.signal.aborted ? toAbortError(scope.signal.reason) : toOpalError(error));
           else
@@ -353,11 +362,20 @@ async function loadModel(
           },
         });
         for await (const chunk of request.weights ?? []) {
+          if (ended) break;
           if (!stream.write({ weightsChunk: chunk })) {
-            await new Promise((resolve) => stream.once("drain", resolve));
+            let onDrain = () => {};
+            await Promise.race([
+              new Promise<void>((drained) => {
+                onDrain = drained;
+                stream.once("drain", onDrain);
+              }),
+              callEnded,
+            ]);
+            stream.removeListener("drain", onDrain);
           }
         }
-        stream.end();
+        if (!ended) stream.end();
       })().catch((error) => {
         stream.cancel();
         reject(OpalError.from(error));

@@ -124,3 +124,38 @@ describe("createDeviceClient options", () => {
     expect(error.message).not.toContain("secret");
   });
 });
+
+describe("uploading weights", () => {
+  it("stops reading the weights once the device has answered, closing their iterator", async () => {
+    const server = await serveMockDevice({ models: [] }, { port: 0 });
+    const client = createDeviceClient(server.address);
+    let sent = 0;
+    let closed = false;
+    const weights = (async function* () {
+      try {
+        // Far more than the transport buffers: the upload must wait for `drain` on the way.
+        for (; sent < 512; sent++) yield new Uint8Array(1 << 20);
+      } finally {
+        closed = true;
+      }
+    })();
+    try {
+      await expectOpalError(
+        client.loadModel({
+          modelId: "bad",
+          configJson: "{not json",
+          weightsByteLength: 512 << 20,
+          weights,
+        }),
+        Code.INVALID_ARGUMENT,
+        Reason.MODEL_CONFIG_INVALID,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(closed).toBe(true);
+      expect(sent).toBeLessThan(512);
+    } finally {
+      await client.close();
+      await server.close({ graceMs: 0 });
+    }
+  });
+});
