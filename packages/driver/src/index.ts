@@ -35,6 +35,7 @@ export type {
 } from "./prefill-request";
 export type { StreamKvCacheOptions } from "./stream-kv-cache";
 export { streamKvCache } from "./stream-kv-cache";
+export { telemetryIntervalMs } from "./telemetry-interval-ms";
 export type { HealthCondition, TelemetrySnapshot } from "./telemetry-snapshot";
 export type { ValidatedPrefill } from "./validate-prefill-request";
 export { validatePrefillRequest } from "./validate-prefill-request";

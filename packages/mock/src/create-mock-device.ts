@@ -12,6 +12,7 @@ import {
   type PrefillStats,
   streamKvCache,
   type TelemetrySnapshot,
+  telemetryIntervalMs,
   validatePrefillRequest,
 } from "@opal/driver";
 import {
@@ -407,13 +408,4 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
       store.clear();
     },
   };
-}
-
-/**
- * The snapshot interval of a WatchTelemetry call, in ms: unset, 0 or NaN means 1,000, and values
- * are clamped to 50..60,000 (docs/protocol/telemetry.md), as the server host does, so the timer
- * never exceeds what Node can hold (above 2^31 - 1 ms it fires at once: a flood of snapshots).
- */
-function telemetryIntervalMs(requested: number | undefined): number {
-  return Math.min(60_000, Math.max(50, requested || 1000));
 }

@@ -7,6 +7,7 @@ import type {
   UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Code, OpalError, Reason, toAbortError } from "@opal/core";
+import { telemetryIntervalMs } from "@opal/driver";
 import {
   assertWellFormed,
   fromWireFetchRequest,
@@ -260,15 +261,6 @@ function fail(
 
 function unexpected(error: unknown): OpalError {
   return new OpalError(Code.INTERNAL, "internal error", { reason: Reason.INTERNAL, cause: error });
-}
-
-/**
- * The snapshot interval of a WatchTelemetry request, in ms: 0 means 1,000, and values are clamped
- * to 50..60,000 (telemetry.md), so no driver is asked for an interval its timers cannot hold
- * (above 2^31 - 1 ms, Node fires them at once: a flood of snapshots).
- */
-function telemetryIntervalMs(requested: number): number {
-  return Math.min(60_000, Math.max(50, requested || 1000));
 }
 
 /** A KV handle is 1-128 characters (retention.md); anything else is a malformed request. */
