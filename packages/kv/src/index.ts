@@ -13,12 +13,29 @@ export { allocateKvMemory, KV_MEMORY_BACKEND } from "./allocate-kv-memory";
 export type { BlockHashOptions } from "./block-hash";
 // Prefix hashing
 export {
+  blockHashByteLength,
   computeBlockHashes,
-  encodeCbor,
   hashBlockTokens,
+  kvEventBlockHash,
   noneHashOf,
-  sha256Cbor,
+  VLLM_DEFAULT_NONE_HASH_SEED,
 } from "./block-hash";
+export type { VllmBlockHashAlgorithm } from "./block-hash-algorithm";
+export {
+  encodeCbor,
+  encodeMsgpack,
+  isCryptographicBlockHash,
+  sha256Cbor,
+  VLLM_BLOCK_HASH_ALGORITHMS,
+  vllmHash,
+} from "./block-hash-algorithm";
+export type {
+  BlockExtraKeySource,
+  VllmMultimodalFeature,
+  VllmPromptEmbeds,
+} from "./block-hash-extra-keys";
+export { encodePickle } from "./block-hash-pickle";
+export type { BlockHashValue } from "./block-hash-value";
 export { CRC32C_BACKEND, crc32cOf } from "./crc32c-of";
 export type { DecodeOkvOptions, OkvDecoder, OkvEvent } from "./decode-okv";
 export { createOkvDecoder, decodeOkv, decodeOkvBytes } from "./decode-okv";
