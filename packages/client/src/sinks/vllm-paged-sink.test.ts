@@ -5,7 +5,9 @@ import {
   fromVllmPagedLayer,
   type KvCache,
   type KvDescriptor,
+  type KvLayout,
   type VllmPagedOptions,
+  type VllmPagedOrder,
 } from "@opal/kv";
 import { expectOpalError } from "@opal/testing";
 import { describe, expect, it } from "vitest";
@@ -24,8 +26,9 @@ const blockTable = Int32Array.of(9, 2, 7, 0, 5);
 function poolOptions(d: KvDescriptor, patch: Partial<VllmPagedSinkOptions> = {}) {
   const mla = d.attention.kind === "mla";
   const base = {
+    vllmVersion: "0.28",
     blockTable,
-    order: "flash_attn" as const,
+    order: "flash_attn" as VllmPagedOrder,
     layout: "nhd" as const,
     blockSizeTokens: 16,
     numBlocks: 10,
@@ -40,7 +43,7 @@ function poolOptions(d: KvDescriptor, patch: Partial<VllmPagedSinkOptions> = {})
   };
   const paged: VllmPagedOptions = {
     order: base.order,
-    physicalLayout: base.layout,
+    physicalLayout: base.layout as KvLayout,
     numBlocks: base.numBlocks,
     blockTable: base.blockTable,
     blockSizeTokens: base.blockSizeTokens,
