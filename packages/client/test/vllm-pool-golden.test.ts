@@ -273,6 +273,19 @@ describe.skipIf(skip !== undefined)(
         } catch (error) {
           failures.push(`${c.id}: its own tensor refused: ${(error as Error).message}`);
         }
+        const { kernelBlockSizeTokens, pagePaddedBytes } = c.options;
+        if (c.family === "standard" && !mla && !kernelBlockSizeTokens && !pagePaddedBytes) {
+          // Another KVCacheLayout of the same size is refused too.
+          const other = resolveLayoutName(c.options) === "LBNHC" ? "LBHNC" : "LBNHC";
+          expect(() =>
+            createVllmPagedSink({
+              ...c.options,
+              vllmVersion: undefined,
+              layout: other,
+              layerTensor,
+            }),
+          ).toThrow(/layerTensor: expected shape/);
+        }
         const wrong = wrongLayout(c);
         expect(() => createVllmPagedSink({ ...wrong, layerTensor })).toThrow(
           /layerTensor: expected shape/,

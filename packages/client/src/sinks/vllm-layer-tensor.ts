@@ -66,3 +66,16 @@ export function expectedLayerTensor(
   }
   return { shape, stride, name: `${layout.order} ${layout.physicalLayout}, vLLM <= 0.28` };
 }
+
+/**
+ * True when `got` is the tensor `expected` describes: equal shapes, and equal strides on every axis
+ * longer than 1 (torch may report any stride for an axis of size 1; it addresses nothing).
+ */
+export function sameLayerTensor(got: VllmLayerTensor, expected: VllmLayerTensor): boolean {
+  if (!Array.isArray(got?.shape) || !Array.isArray(got?.stride)) return false;
+  if (got.shape.length !== expected.shape.length || got.stride.length !== expected.stride.length)
+    return false;
+  return expected.shape.every(
+    (n, i) => got.shape[i] === n && (n === 1 || got.stride[i] === expected.stride[i]),
+  );
+}

@@ -18,7 +18,7 @@ import { assertFitsLayerTarget, checkCount } from "./check-layer-target";
 import { createGuardedSink } from "./create-guarded-sink";
 import { copyScales, layerAsCache, zeroLayer } from "./layer-as-cache";
 import { descriptorMismatch, invalidOption } from "./sink-errors";
-import { expectedLayerTensor, type VllmLayerTensor } from "./vllm-layer-tensor";
+import { expectedLayerTensor, sameLayerTensor, type VllmLayerTensor } from "./vllm-layer-tensor";
 
 export type { VllmLayerTensor } from "./vllm-layer-tensor";
 
@@ -235,10 +235,7 @@ export function createVllmPagedSink(options: VllmPagedSinkOptions): KvSink<VllmP
   if (options.layerTensor !== undefined) {
     const expected = expectedLayerTensor(layout, { ...options, ...shape, attention });
     const got = options.layerTensor;
-    if (
-      JSON.stringify([...got.shape]) !== JSON.stringify(expected.shape) ||
-      JSON.stringify([...got.stride]) !== JSON.stringify(expected.stride)
-    ) {
+    if (!sameLayerTensor(got, expected)) {
       throw invalidOption(
         "layerTensor",
         `shape [${expected.shape}] stride [${expected.stride}] (${expected.name})`,
