@@ -254,7 +254,6 @@ describe.skipIf(skip !== undefined)(
         const back =
           c.family === "standard"
             ? fromVllmStandardLayer(written, {
-                ...(c.options as Required<Pick<VllmPagedSinkOptions, "numLayers">>),
                 ...c.options,
                 layout: resolveLayoutName(c.options),
                 numLayers: d.numLayers,
