@@ -40,7 +40,11 @@ export type { SglangReceipt, SglangSinkOptions } from "./sinks/sglang-sink";
 export { createSglangSink } from "./sinks/sglang-sink";
 export type { VllmExampleReceipt, VllmExampleSinkOptions } from "./sinks/vllm-example-sink";
 export { createVllmExampleSink } from "./sinks/vllm-example-sink";
-export type { VllmPagedReceipt, VllmPagedSinkOptions } from "./sinks/vllm-paged-sink";
+export type {
+  VllmLayerTensor,
+  VllmPagedReceipt,
+  VllmPagedSinkOptions,
+} from "./sinks/vllm-paged-sink";
 export { createVllmPagedSink } from "./sinks/vllm-paged-sink";
 export type {
   LayerReady,

@@ -9,11 +9,13 @@ import {
   fromLmcacheChunks,
   fromSglangLayer,
   fromVllmPagedLayer,
+  fromVllmStandardLayer,
   type KvCache,
   type KvDescriptor,
   type KvPart,
   readVllmExampleFolder,
   vllmPoolByteLength,
+  vllmStandardGeometry,
 } from "@opal/kv";
 import { serveMockDevice } from "@opal/mock";
 import {
@@ -151,6 +153,7 @@ describe("handoff to decoders through every sink, then decoding from the handed-
         const { stats, descriptor } = await handoff(() =>
           createVllmPagedSink({
             ...geometry,
+            vllmVersion: "0.28",
             layout,
             pools,
             dtype: "f32",
@@ -166,6 +169,35 @@ describe("handoff to decoders through every sink, then decoding from the handed-
         ).toEqual(monolithic);
       });
     }
+  }
+
+  for (const layout of ["LBNHC", "BLHNC"] as const) {
+    it(`vLLM >= 0.29 allocation (${layout}, kernel blocks of 8)`, async () => {
+      const geometry = {
+        layout,
+        numLayers: layers,
+        numBlocks: 8,
+        blockTable: [5, 2, 7],
+        blockSizeTokens: 16,
+        kernelBlockSizeTokens: layout === "LBNHC" ? 8 : undefined,
+      };
+      const shape = {
+        attention: "mha" as const,
+        numKvHeads: heads,
+        headSize: dim,
+        dtype: "f32" as const,
+      };
+      const allocation = new Uint8Array(vllmStandardGeometry(shape, geometry).byteLength);
+      const { stats, descriptor } = await handoff(() =>
+        createVllmPagedSink({ ...geometry, ...shape, allocation }),
+      );
+      const parts = Array.from({ length: layers }, (_, layer) =>
+        fromVllmStandardLayer(allocation, { ...geometry, descriptor, layer }),
+      );
+      expect(
+        continueFrom(fromKvCache(config, fromKvParts(descriptor, parts)), stats.firstTokenId),
+      ).toEqual(monolithic);
+    });
   }
 
   it("vLLM ExampleConnector folder (vLLM recomputes the tokens past the last full block)", async () => {

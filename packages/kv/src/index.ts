@@ -138,5 +138,30 @@ export {
   vllmLayerName,
   writeVllmExampleFolder,
 } from "./vllm-example-connector";
+export type {
+  VllmKvCacheLayout,
+  VllmLegacyLayout,
+  VllmPoolLayout,
+  VllmPoolLayoutOptions,
+} from "./vllm-kv-cache-layout";
+export {
+  isLegacyVllmVersion,
+  resolveVllmPoolLayout,
+  VLLM_KV_CACHE_LAYOUT_ALIASES,
+  VLLM_KV_CACHE_LAYOUTS,
+  VLLM_LEGACY_LAYOUTS,
+  vllmStrideOrder,
+} from "./vllm-kv-cache-layout";
 export type { VllmPagedOptions, VllmPagedOrder } from "./vllm-paged";
 export { fromVllmPagedLayer, toVllmPagedLayer, vllmPoolByteLength } from "./vllm-paged";
+export type {
+  VllmPoolShape,
+  VllmStandardGeometry,
+  VllmStandardPoolOptions,
+} from "./vllm-standard-pool";
+export {
+  fromVllmStandardLayer,
+  toVllmStandardLayer,
+  vllmPoolShapeOf,
+  vllmStandardGeometry,
+} from "./vllm-standard-pool";

@@ -4,6 +4,7 @@ import {
   fromLmcacheChunks,
   fromSglangLayer,
   fromVllmPagedLayer,
+  fromVllmStandardLayer,
   type KvDescriptor,
   mergeKvHeads,
   partsOf,
@@ -12,7 +13,10 @@ import {
   toLmcacheChunks,
   toSglangLayer,
   toVllmPagedLayer,
+  toVllmStandardLayer,
+  VLLM_KV_CACHE_LAYOUTS,
   vllmPoolByteLength,
+  vllmStandardGeometry,
 } from "../src/index";
 import { coordinateCache, mhaDescriptor, mlaDescriptor, randomCache, sameCache } from "./fixtures";
 
@@ -81,6 +85,33 @@ describe("property: every converter round-trips (A -> B -> A is the identity)", 
             toVllmPagedLayer(cache, { ...options, layer, pool });
             const back = fromVllmPagedLayer(pool, { ...options, descriptor: d });
             for (const part of partsOf(d))
+              expect(Buffer.compare(back[part]!, cache.part(layer, part))).toBe(0);
+          }
+        },
+      ),
+      settings,
+    );
+  });
+
+  it("vLLM >= 0.29 allocations (every KVCacheLayout, all layers in one buffer) keep other layers intact", () => {
+    fc.assert(
+      fc.property(
+        arbDescriptor,
+        fc.nat(),
+        fc.constantFrom(...VLLM_KV_CACHE_LAYOUTS),
+        (d, seed, layout) => {
+          const cache = cacheOf(d, seed);
+          const blocks = Math.ceil((d.tokenStart + d.tokenCount) / d.blockSizeTokens);
+          const numBlocks = blocks + 2;
+          const blockTable = Array.from({ length: blocks }, (_, i) => (i * 5 + seed) % numBlocks);
+          if (new Set(blockTable).size !== blocks) return; // not a permutation: skip
+          const options = { layout, numLayers: d.numLayers, numBlocks, blockTable };
+          const pool = new Uint8Array(vllmStandardGeometry(d, options).byteLength);
+          for (let layer = 0; layer < d.numLayers; layer++)
+            toVllmStandardLayer(cache, { ...options, layer, pool });
+          for (let layer = 0; layer < d.numLayers; layer++) {
+            const back = fromVllmStandardLayer(pool, { ...options, descriptor: d, layer });
+            for (const part of partsOf(d).filter((p) => !p.endsWith("_scale")))
               expect(Buffer.compare(back[part]!, cache.part(layer, part))).toBe(0);
           }
         },

@@ -23,7 +23,7 @@ describe("README", () => {
       });
       expect(result.stderr).toBe("");
       expect(result.stdout).toMatch(
-        /layer 0 verified\nlayer 1 verified\ndigest [0-9a-f]{16}…\npool holds 2048 bytes\n/,
+        /layer 0 verified\nlayer 1 verified\ndigest [0-9a-f]{16}…\nallocation holds 4096 bytes\n/,
       );
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -3,9 +3,14 @@ import type { PrefillStats } from "@opal/driver";
 import {
   dtypeByteSize,
   fromVllmPagedLayer,
+  fromVllmStandardLayer,
   type KvCache,
   type KvDescriptor,
+  type KvLayout,
+  VLLM_KV_CACHE_LAYOUTS,
   type VllmPagedOptions,
+  type VllmPagedOrder,
+  vllmStandardGeometry,
 } from "@opal/kv";
 import { expectOpalError } from "@opal/testing";
 import { describe, expect, it } from "vitest";
@@ -24,8 +29,9 @@ const blockTable = Int32Array.of(9, 2, 7, 0, 5);
 function poolOptions(d: KvDescriptor, patch: Partial<VllmPagedSinkOptions> = {}) {
   const mla = d.attention.kind === "mla";
   const base = {
+    vllmVersion: "0.28",
     blockTable,
-    order: "flash_attn" as const,
+    order: "flash_attn" as VllmPagedOrder,
     layout: "nhd" as const,
     blockSizeTokens: 16,
     numBlocks: 10,
@@ -40,7 +46,7 @@ function poolOptions(d: KvDescriptor, patch: Partial<VllmPagedSinkOptions> = {})
   };
   const paged: VllmPagedOptions = {
     order: base.order,
-    physicalLayout: base.layout,
+    physicalLayout: base.layout as KvLayout,
     numBlocks: base.numBlocks,
     blockTable: base.blockTable,
     blockSizeTokens: base.blockSizeTokens,
@@ -201,5 +207,126 @@ describe("createVllmPagedSink", () => {
       expect(error.message).toBe(`[invalid_argument] ${message}`);
       expect(error.fieldViolations[0]?.field).toBe("blockTable[2]");
     }
+  });
+});
+
+describe("createVllmPagedSink, vLLM >= 0.29 allocations", () => {
+  const d = mhaDescriptor({ dtype: "bf16", tokenStart: 5 });
+  const std = {
+    numLayers: 3,
+    numBlocks: 10,
+    blockTable,
+    blockSizeTokens: 16,
+    dtype: "bf16" as const,
+    numKvHeads: 4,
+    headSize: 8,
+  };
+
+  for (const layout of VLLM_KV_CACHE_LAYOUTS) {
+    it(`${layout}: every layer reads back; bytes outside the request's slots are untouched`, async () => {
+      const cache = randomCache(d);
+      const bytes = vllmStandardGeometry(d, { ...std, layout }).byteLength;
+      const allocation = new Uint8Array(bytes).fill(SENTINEL);
+      const sink = createVllmPagedSink({ ...std, layout, allocation });
+      await feed(sink, cache, 3);
+      expect(await sink.commit(stats)).toEqual({ blocksWritten: 3, tokens: 37, scales: [] });
+      for (let layer = 0; layer < 3; layer++) {
+        const back = fromVllmStandardLayer(allocation, { ...std, layout, descriptor: d, layer });
+        expect(Buffer.compare(back.k as Uint8Array, cache.part(layer, "k"))).toBe(0);
+        expect(Buffer.compare(back.v as Uint8Array, cache.part(layer, "v"))).toBe(0);
+      }
+      const written = 3 * 37 * 4 * (8 + 8) * 2;
+      expect(allocation.reduce((n, b) => n + (b === SENTINEL ? 1 : 0), 0)).toBeGreaterThanOrEqual(
+        bytes - written,
+      );
+    });
+  }
+
+  it("abort zeroes exactly the slots written (the decoder's prefix in block 9 survives)", async () => {
+    const layout = "BLNHC";
+    const allocation = new Uint8Array(vllmStandardGeometry(d, { ...std, layout }).byteLength).fill(
+      SENTINEL,
+    );
+    const sink = createVllmPagedSink({ ...std, layout, allocation });
+    await feed(sink, randomCache(d), 2);
+    await sink.abort(new Error("stream failed"));
+    for (let layer = 0; layer < 2; layer++) {
+      const back = fromVllmStandardLayer(allocation, { ...std, layout, descriptor: d, layer });
+      expect((back.k as Uint8Array).every((b) => b === 0)).toBe(true);
+      expect((back.v as Uint8Array).every((b) => b === 0)).toBe(true);
+    }
+    const prefix = { ...d, tokenStart: 0, tokenCount: 5 };
+    const kept = fromVllmStandardLayer(allocation, {
+      ...std,
+      layout,
+      descriptor: prefix,
+      layer: 0,
+    });
+    expect((kept.k as Uint8Array).every((b) => b === SENTINEL)).toBe(true);
+    const zeroed = allocation.reduce((n, b) => n + (b === 0 ? 1 : 0), 0);
+    expect(zeroed).toBe(2 * 37 * 4 * 16 * 2);
+  });
+
+  it("refuses a layout it would have to guess, a contradiction, or memory of the other family", () => {
+    const allocation = new Uint8Array(
+      vllmStandardGeometry(d, { ...std, layout: "LBNHC" }).byteLength,
+    );
+    const cases: [Partial<VllmPagedSinkOptions>, string][] = [
+      [{}, "layout: required"],
+      [{ layout: "NHD" }, 'vllmVersion: required with layout "NHD"'],
+      [{ layout: "LBNHC", vllmVersion: "0.28" }, "layout: LBNHC is a vLLM >= 0.29 KVCacheLayout"],
+      [{ vllmVersion: "0.29" }, "layout: required with vllmVersion 0.29"],
+      [{ layout: "LBNHC", pools: [allocation] }, "pools: expected no per-layer pools for LBNHC"],
+      [{ layout: "LBNHC", allocation: allocation.subarray(2) }, "allocation: expected 61440 bytes"],
+      [
+        { layout: "flash_attn_nhd" },
+        "allocation: expected no allocation for a vLLM <= 0.28 layout",
+      ],
+      [
+        {
+          layout: "LBNHC",
+          layerTensor: { shape: [2, 10, 16, 4, 8], stride: [5120, 512, 32, 8, 1] },
+        },
+        "layerTensor: expected shape [10,4,16,16] stride [1024,16,64,1] (LBNHC, vLLM >= 0.29)",
+      ],
+      [
+        {
+          layout: "flash_attn_nhd",
+          allocation: undefined,
+          pools: [allocation, allocation, allocation].map((a) => a.subarray(0, 20480)),
+          layerTensor: { shape: [10, 4, 16, 16], stride: [1024, 16, 64, 1] },
+        },
+        "layerTensor: expected shape [2,10,16,4,8] stride [5120,512,32,8,1] (flash_attn nhd, vLLM <= 0.28)",
+      ],
+    ];
+    for (const [patch, message] of cases) {
+      expect(() => createVllmPagedSink({ ...std, allocation, ...patch })).toThrow(message);
+    }
+    const ok = { shape: [10, 4, 16, 16], stride: [1024, 16, 64, 1] };
+    expect(() =>
+      createVllmPagedSink({
+        ...std,
+        allocation,
+        layout: "NHD",
+        vllmVersion: "0.29",
+        layerTensor: ok,
+      }),
+    ).not.toThrow();
+  });
+
+  it("refuses per-token scales at open: vLLM's fp8 caches have static per-layer k_scale/v_scale", async () => {
+    const fp8 = mhaDescriptor({ dtype: "fp8_e4m3fn", scaleScheme: "per_token" });
+    const geometry = { ...std, dtype: "fp8_e4m3fn" as const, layout: "LBNHC" as const };
+    const allocation = new Uint8Array(vllmStandardGeometry(fp8, geometry).byteLength);
+    const sink = createVllmPagedSink({ ...geometry, allocation });
+    const error = await expectOpalError(
+      Promise.resolve(sink.open(fp8)),
+      Code.FAILED_PRECONDITION,
+      Reason.DESCRIPTOR_MISMATCH,
+    );
+    expect(error.message).toContain(
+      "scales: vLLM's fp8 KV caches have static per-layer k_scale/v_scale",
+    );
+    expect(allocation.every((b) => b === 0)).toBe(true);
   });
 });
