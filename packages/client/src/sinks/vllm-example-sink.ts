@@ -10,6 +10,7 @@ import {
   type KvPart,
   transposeKvPart,
   VLLM_EXAMPLE_VERSIONS,
+  type VllmExampleFolderNames,
   type VllmExampleVersion,
   type VllmFp8Cache,
   vllmExampleFolders,
@@ -77,98 +78,15 @@ export interface VllmExampleReceipt {
  * options.
  */
 export function createVllmExampleSink(options: VllmExampleSinkOptions): KvSink<VllmExampleReceipt> {
-  const { directory, promptTokenIds: prompt, layerNames, vllmVersion, fp8 } = options;
-  if (typeof directory !== "string" || directory.length === 0)
-    throw invalidOption("directory", "a non-empty folder path", directory);
-  if (!prompt || typeof prompt.length !== "number")
-    throw invalidOption("promptTokenIds", "an array of token ids", prompt);
-  for (let i = 0; i < prompt.length; i++) {
-    const id = prompt[i];
-    if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0)
-      throw invalidOption(`promptTokenIds[${i}]`, "an integer >= 0", id);
-  }
-  layerNames?.forEach((name, i) => {
-    // A layer name becomes a file name: no separators, no "." or "..".
-    if (typeof name !== "string" || !/^[\w.-]+$/.test(name) || name === "." || name === "..")
-      throw invalidOption(`layerNames[${i}]`, "a file name of letters, digits, _ . -", name);
-  });
-  const given = options.blockSizeTokens;
-  if (given !== undefined && (!Number.isSafeInteger(given) || given < 1))
-    throw invalidOption("blockSizeTokens", "an integer >= 1", given);
-  if (vllmVersion !== undefined && !VLLM_EXAMPLE_VERSIONS.includes(vllmVersion))
-    throw invalidOption("vllmVersion", VLLM_EXAMPLE_VERSIONS.join(" or "), vllmVersion);
-  const tp = options.tensorParallelSize ?? 1;
-  if (!Number.isSafeInteger(tp) || tp < 1)
-    throw invalidOption("tensorParallelSize", "an integer >= 1", options.tensorParallelSize);
-  if (fp8 !== undefined) {
-    if (fp8.dtype !== "fp8_e4m3fn" && fp8.dtype !== "fp8_e5m2")
-      throw invalidOption("fp8.dtype", "fp8_e4m3fn or fp8_e5m2", fp8.dtype);
-    for (const key of ["kScale", "vScale"] as const) {
-      const scale = fp8[key];
-      const count = typeof scale === "number" ? 1 : scale.length;
-      for (let l = 0; l < count; l++) {
-        try {
-          vllmStaticScale(scale, l, key);
-        } catch {
-          throw invalidOption(`fp8.${key}`, "finite numbers > 0 (one, or one per layer)", scale);
-        }
-      }
-    }
-  }
+  assertSinkOptions(options);
+  const { directory, layerNames, vllmVersion, fp8 } = options;
 
   let descriptor: KvDescriptor | undefined;
   const folders: { folder: string; partial: string; stored: KvDescriptor }[] = [];
 
   return createGuardedSink<VllmExampleReceipt>({
     async open(d) {
-      if (d.scaleScheme !== "none")
-        throw descriptorMismatch(
-          "scaleScheme",
-          "the ExampleConnector file carries no scales (vLLM's fp8 cache has static per-layer scales: pass fp8)",
-          `the cache has ${d.scaleScheme} scales`,
-        );
-      if (d.dtype === "int8" || (fp8 && d.dtype.startsWith("fp8")))
-        throw descriptorMismatch(
-          "dtype",
-          fp8 ? "an f32, f16 or bf16 cache to quantise to fp8" : "f32, f16, bf16 or fp8",
-          `the cache is ${d.dtype}`,
-        );
-      try {
-        assertVllmExampleTensorParallel(d, tp);
-      } catch (error) {
-        throw descriptorMismatch("tensorParallelSize", (error as Error).message, `${tp}`);
-      }
-      if (fp8) {
-        for (const key of ["kScale", "vScale"] as const) {
-          const scale = fp8[key];
-          if (typeof scale !== "number" && scale.length !== d.numLayers)
-            throw descriptorMismatch(
-              "fp8",
-              `${scale.length} ${key}s were given`,
-              `the cache has ${d.numLayers} layers`,
-            );
-        }
-      }
-      const blockSize = given ?? d.blockSizeTokens;
-      if (vllmExampleTokenCount(prompt.length, blockSize) === 0)
-        throw descriptorMismatch(
-          "tokens",
-          `vLLM stores no tokens for a prompt of ${prompt.length} at block size ${blockSize}`,
-          `the cache holds ${d.tokenCount}`,
-        );
-      const names = vllmExampleFolders(prompt, blockSize, { mmHashes: options.mmHashes });
-      if (d.tokenStart !== 0 || d.tokenCount < names.loadTokens)
-        throw descriptorMismatch(
-          "tokens",
-          `vLLM loads tokens [0, ${names.loadTokens}) of the ${prompt.length}-token prompt`,
-          `the cache holds tokens [${d.tokenStart}, ${d.tokenStart + d.tokenCount})`,
-        );
-      if (layerNames !== undefined && layerNames.length !== d.numLayers)
-        throw descriptorMismatch(
-          "layers",
-          `${layerNames.length} layer names were given`,
-          `the cache has ${d.numLayers} layers`,
-        );
+      const names = checkDescriptor(d, options);
       descriptor = d;
       await mkdir(directory, { recursive: true });
       // The folder the worker loads first: commit renames in this order.
@@ -242,6 +160,103 @@ export function createVllmExampleSink(options: VllmExampleSinkOptions): KvSink<V
       for (const { partial } of folders) await rm(partial, { recursive: true, force: true });
     },
   });
+}
+
+/** INVALID_ARGUMENT INVALID_FIELD for options no decoder could use. */
+function assertSinkOptions(options: VllmExampleSinkOptions): void {
+  const { directory, promptTokenIds: prompt, layerNames, vllmVersion, fp8 } = options;
+  if (typeof directory !== "string" || directory.length === 0)
+    throw invalidOption("directory", "a non-empty folder path", directory);
+  if (!prompt || typeof prompt.length !== "number")
+    throw invalidOption("promptTokenIds", "an array of token ids", prompt);
+  for (let i = 0; i < prompt.length; i++) {
+    const id = prompt[i];
+    if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0)
+      throw invalidOption(`promptTokenIds[${i}]`, "an integer >= 0", id);
+  }
+  layerNames?.forEach((name, i) => {
+    // A layer name becomes a file name: no separators, no "." or "..".
+    if (typeof name !== "string" || !/^[\w.-]+$/.test(name) || name === "." || name === "..")
+      throw invalidOption(`layerNames[${i}]`, "a file name of letters, digits, _ . -", name);
+  });
+  const given = options.blockSizeTokens;
+  if (given !== undefined && (!Number.isSafeInteger(given) || given < 1))
+    throw invalidOption("blockSizeTokens", "an integer >= 1", given);
+  if (vllmVersion !== undefined && !VLLM_EXAMPLE_VERSIONS.includes(vllmVersion))
+    throw invalidOption("vllmVersion", VLLM_EXAMPLE_VERSIONS.join(" or "), vllmVersion);
+  const tp = options.tensorParallelSize ?? 1;
+  if (!Number.isSafeInteger(tp) || tp < 1)
+    throw invalidOption("tensorParallelSize", "an integer >= 1", options.tensorParallelSize);
+  if (fp8 !== undefined) {
+    if (fp8.dtype !== "fp8_e4m3fn" && fp8.dtype !== "fp8_e5m2")
+      throw invalidOption("fp8.dtype", "fp8_e4m3fn or fp8_e5m2", fp8.dtype);
+    for (const key of ["kScale", "vScale"] as const) {
+      const scale = fp8[key];
+      const count = typeof scale === "number" ? 1 : scale.length;
+      for (let l = 0; l < count; l++) {
+        try {
+          vllmStaticScale(scale, l, key);
+        } catch {
+          throw invalidOption(`fp8.${key}`, "finite numbers > 0 (one, or one per layer)", scale);
+        }
+      }
+    }
+  }
+}
+
+/** The folders to write for a cache of `d`; FAILED_PRECONDITION DESCRIPTOR_MISMATCH when vLLM could not load it. */
+function checkDescriptor(d: KvDescriptor, options: VllmExampleSinkOptions): VllmExampleFolderNames {
+  const { promptTokenIds: prompt, layerNames, fp8 } = options;
+  const tp = options.tensorParallelSize ?? 1;
+  if (d.scaleScheme !== "none")
+    throw descriptorMismatch(
+      "scaleScheme",
+      "the ExampleConnector file carries no scales (vLLM's fp8 cache has static per-layer scales: pass fp8)",
+      `the cache has ${d.scaleScheme} scales`,
+    );
+  if (d.dtype === "int8" || (fp8 && d.dtype.startsWith("fp8")))
+    throw descriptorMismatch(
+      "dtype",
+      fp8 ? "an f32, f16 or bf16 cache to quantise to fp8" : "f32, f16, bf16 or fp8",
+      `the cache is ${d.dtype}`,
+    );
+  try {
+    assertVllmExampleTensorParallel(d, tp);
+  } catch (error) {
+    throw descriptorMismatch("tensorParallelSize", (error as Error).message, `${tp}`);
+  }
+  if (fp8) {
+    for (const key of ["kScale", "vScale"] as const) {
+      const scale = fp8[key];
+      if (typeof scale !== "number" && scale.length !== d.numLayers)
+        throw descriptorMismatch(
+          "fp8",
+          `${scale.length} ${key}s were given`,
+          `the cache has ${d.numLayers} layers`,
+        );
+    }
+  }
+  const blockSize = options.blockSizeTokens ?? d.blockSizeTokens;
+  if (vllmExampleTokenCount(prompt.length, blockSize) === 0)
+    throw descriptorMismatch(
+      "tokens",
+      `vLLM stores no tokens for a prompt of ${prompt.length} at block size ${blockSize}`,
+      `the cache holds ${d.tokenCount}`,
+    );
+  const names = vllmExampleFolders(prompt, blockSize, { mmHashes: options.mmHashes });
+  if (d.tokenStart !== 0 || d.tokenCount < names.loadTokens)
+    throw descriptorMismatch(
+      "tokens",
+      `vLLM loads tokens [0, ${names.loadTokens}) of the ${prompt.length}-token prompt`,
+      `the cache holds tokens [${d.tokenStart}, ${d.tokenStart + d.tokenCount})`,
+    );
+  if (layerNames !== undefined && layerNames.length !== d.numLayers)
+    throw descriptorMismatch(
+      "layers",
+      `${layerNames.length} layer names were given`,
+      `the cache has ${d.numLayers} layers`,
+    );
+  return names;
 }
 
 /** The first `tokens` tokens of a data part, token-major (`[tokens][heads][dim]`). */
