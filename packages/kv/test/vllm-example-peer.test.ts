@@ -39,6 +39,7 @@ interface Case {
   readonly mla: boolean;
   readonly promptTokens: number;
   readonly layout?: string;
+  readonly mmHashes?: readonly string[];
 }
 
 const cases: Case[] = [];
@@ -66,6 +67,18 @@ for (const layout of ["LBHNC", "BHLNC", "BLNHC"])
       promptTokens: 32,
       layout,
     });
+
+// Multimodal hashes are part of the folder name (md5 of the token bytes, then "-".join(hashes)).
+for (const direction of ["load", "save"] as const)
+  cases.push({
+    id: `${direction} 0.29 bf16 gqa with multimodal hashes`,
+    direction,
+    version: "0.29",
+    dtype: "bf16",
+    mla: false,
+    promptTokens: 48,
+    mmHashes: ["7f3a-image", "b2c1-audio"],
+  });
 
 function descriptorOf(c: Case, tokenCount: number, dtype: KvDtype): KvDescriptor {
   return mhaDescriptor({
@@ -121,6 +134,7 @@ describe.skipIf(skip)(
             storagePath: storage,
             promptTokenIds: prompt,
             vllmVersion: c.version,
+            ...(c.mmHashes ? { mmHashes: c.mmHashes } : {}),
             ...(c.dtype === "fp8_e4m3fn"
               ? { fp8: { dtype: "fp8_e4m3fn" as const, ...SCALES } }
               : {}),
@@ -145,6 +159,7 @@ describe.skipIf(skip)(
           storage,
           reference,
           ...(c.layout ? { layout: c.layout } : {}),
+          ...(c.mmHashes ? { mmHashes: c.mmHashes } : {}),
         });
       }
       const run = spawnSync(PYTHON, [PEER], {
@@ -169,7 +184,8 @@ describe.skipIf(skip)(
         const r = results[i]!;
         const prompt = jobs[i]!.promptTokenIds;
         const storage = jobs[i]!.storage;
-        const names = vllmExampleFolders(prompt, BLOCK);
+        const mm = c.mmHashes ? { mmHashes: c.mmHashes } : {};
+        const names = vllmExampleFolders(prompt, BLOCK, mm);
         if (c.direction === "load") {
           // vLLM checked one folder and loaded the other; both are the ones OPAL wrote.
           expect(r.checkFolder).toBe(join(storage, names.checkName));
@@ -180,12 +196,13 @@ describe.skipIf(skip)(
         // vLLM's store path saved the first align_to_block_size(n) tokens; OPAL reads them back.
         expect(r.tokens).toBe(names.checkTokens);
         expect(r.folder).toBe(
-          join(storage, vllmExampleFolderName(prompt.slice(0, names.checkTokens))),
+          join(storage, vllmExampleFolderName(prompt.slice(0, names.checkTokens), mm)),
         );
         const d = descriptorOf(c, names.checkTokens, c.dtype);
         const back = await readVllmExampleFolder(d, {
           storagePath: storage,
           tokenIds: prompt.slice(0, names.checkTokens),
+          ...mm,
         });
         const cache = caches.get(c.id)!;
         for (let layer = 0; layer < 2; layer++)
