@@ -329,7 +329,7 @@ function firstTokens(cache: KvCache, tokens: number): KvCache {
  */
 export async function readVllmExampleFolder(
   descriptor: KvDescriptor,
-  options: Omit<VllmExampleFolderOptions, "fp8">,
+  options: Omit<VllmExampleFolderOptions, "fp8" | "tensorParallelSize">,
 ): Promise<KvCache> {
   assertValidDescriptor(descriptor);
   const names = layerFileNames(descriptor.numLayers, options.layerNames);
