@@ -385,7 +385,7 @@ describe.skipIf(!built)("opal mock, prefill, inspect, convert and bench", () => 
         () => prefill("--target", "localhost", "--prompt", "x", "--timeout", "2000"),
         "hint: is a device running at localhost?\n",
       ],
-      [() => opalCli(["inspect", dir]), `[invalid_argument] ${dir} is not a file`],
+      [() => opalCli(["inspect", dir]), `[invalid_argument] ${dir} is a folder but not a KV cache`],
       [
         () => opalCli(["inspect", random]),
         `${random} is neither a .okv file (no OKV magic) nor a safetensors file:`,

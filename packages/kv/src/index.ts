@@ -128,16 +128,36 @@ export { toFloat32 } from "./to-float32";
 export type { TransposeKvPartOptions } from "./to-kv-layout";
 // Layouts and decoder formats
 export { rowBytesOf, toKvLayout, transposeKvPart } from "./to-kv-layout";
-export type { VllmExampleFolderOptions } from "./vllm-example-connector";
+export type {
+  VllmExampleFolderNames,
+  VllmExampleFolderOptions,
+  VllmExampleHandoffOptions,
+} from "./vllm-example-connector";
 export {
-  decodeVllmExampleLayer,
-  encodeVllmExampleLayer,
+  assertVllmExampleTensorParallel,
   readVllmExampleFolder,
   vllmExampleFolderName,
+  vllmExampleFolders,
   vllmExampleTokenCount,
   vllmLayerName,
   writeVllmExampleFolder,
+  writeVllmExampleHandoff,
 } from "./vllm-example-connector";
+export type {
+  VllmExampleDecodeOptions,
+  VllmExampleFit,
+  VllmExampleLayerOptions,
+  VllmExampleVersion,
+  VllmFp8Cache,
+} from "./vllm-example-layer";
+export {
+  decodeVllmExampleLayer,
+  encodeVllmExampleLayer,
+  VLLM_EXAMPLE_DEFAULT_VERSION,
+  VLLM_EXAMPLE_VERSIONS,
+  vllmExampleFits,
+  vllmStaticScale,
+} from "./vllm-example-layer";
 export type {
   VllmKvCacheLayout,
   VllmLegacyLayout,

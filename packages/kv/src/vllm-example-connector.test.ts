@@ -15,13 +15,16 @@ import {
   decodeSafetensors,
   decodeVllmExampleLayer,
   encodeVllmExampleLayer,
+  fromFloat32,
   type KvCache,
   KvFormatError,
   readVllmExampleFolder,
   toFloat32View,
   vllmExampleFolderName,
+  vllmExampleFolders,
   vllmExampleTokenCount,
   writeVllmExampleFolder,
+  writeVllmExampleHandoff,
 } from "./index";
 
 describe("vLLM ExampleConnector handoff", () => {
@@ -63,20 +66,118 @@ describe("vLLM ExampleConnector handoff", () => {
     );
   });
 
-  it("writes [2, tokens, heads*dim] kv_cache tensors token-major, from nhd and hnd caches", () => {
+  it("writes vLLM >= 0.29's [tokens, heads, K||V] by default and <= 0.28's [2, tokens, heads*dim] on request", () => {
     const d = mhaDescriptor({ layout: "hnd", tokenCount: 32 });
     const cache = coordinateCache(d);
-    const file = decodeSafetensors(encodeVllmExampleLayer(cache, 1));
-    const t = file.tensors.get("kv_cache")!;
-    expect(t.dtype).toBe("F32");
-    expect(t.shape).toEqual([2, 32, 32]);
-    const values = toFloat32View(t.data.slice());
     const nhd = coordinateCache({ ...d, layout: "nhd" });
-    expect(Buffer.compare(t.data.subarray(0, 32 * 32 * 4), nhd.part(1, "k"))).toBe(0);
-    expect(values[32 * 32 + 5 * 32 + 2 * 8 + 1]).toBe(
-      toFloat32View(nhd.part(1, "v"))[5 * 32 + 2 * 8 + 1],
+    const k = toFloat32View(nhd.part(1, "k"));
+    const v = toFloat32View(nhd.part(1, "v"));
+    const now = decodeSafetensors(encodeVllmExampleLayer(cache, 1)).tensors.get("kv_cache")!;
+    expect(now.dtype).toBe("F32");
+    expect(now.shape).toEqual([32, 4, 16]);
+    const nowValues = toFloat32View(now.data.slice());
+    // token 5, head 2, element 1: K at [5, 2, 1], V at [5, 2, 8 + 1].
+    expect(nowValues[(5 * 4 + 2) * 16 + 1]).toBe(k[5 * 32 + 2 * 8 + 1]);
+    expect(nowValues[(5 * 4 + 2) * 16 + 8 + 1]).toBe(v[5 * 32 + 2 * 8 + 1]);
+    const old = decodeSafetensors(
+      encodeVllmExampleLayer(cache, 1, { vllmVersion: "0.28" }),
+    ).tensors.get("kv_cache")!;
+    expect(old.shape).toEqual([2, 32, 32]);
+    expect(Buffer.compare(old.data.subarray(0, 32 * 32 * 4), nhd.part(1, "k"))).toBe(0);
+    expect(toFloat32View(old.data.slice())[32 * 32 + 5 * 32 + 2 * 8 + 1]).toBe(
+      v[5 * 32 + 2 * 8 + 1],
     );
-    expect(sameCache(cache, cache)).toBe(true);
+    for (const vllmVersion of ["0.28", "0.29"] as const) {
+      const bytes = encodeVllmExampleLayer(cache, 1, { vllmVersion });
+      const back = decodeVllmExampleLayer(bytes, { ...d, layout: "nhd" });
+      expect(Buffer.compare(back.k!, nhd.part(1, "k"))).toBe(0);
+      expect(Buffer.compare(back.v!, nhd.part(1, "v"))).toBe(0);
+      const other = vllmVersion === "0.28" ? "0.29" : "0.28";
+      expect(() => decodeVllmExampleLayer(bytes, d, { vllmVersion: other })).toThrow(/SHAPE|shape/);
+    }
+  });
+
+  it("fp8: quantises with the decoder's static per-layer scales and writes U8; reads U8 back", () => {
+    const d = mhaDescriptor({ dtype: "f32", tokenCount: 16 });
+    const cache = randomCache(d, 3);
+    const fp8 = { dtype: "fp8_e4m3fn" as const, kScale: [1, 0.5, 2], vScale: 0.25 };
+    const file = decodeSafetensors(encodeVllmExampleLayer(cache, 1, { fp8 }));
+    const t = file.tensors.get("kv_cache")!;
+    expect(t.dtype).toBe("U8");
+    expect(t.shape).toEqual([16, 4, 16]);
+    const k = toFloat32View(cache.part(1, "k"));
+    const v = toFloat32View(cache.part(1, "v"));
+    const q = decodeVllmExampleLayer(encodeVllmExampleLayer(cache, 1, { fp8 }), {
+      ...d,
+      dtype: "fp8_e4m3fn",
+    });
+    expect(Buffer.from(q.k!)).toEqual(
+      Buffer.from(
+        fromFloat32(
+          k.map((x) => x / 0.5),
+          "fp8_e4m3fn",
+          { saturate: true },
+        ),
+      ),
+    );
+    expect(Buffer.from(q.v!)).toEqual(
+      Buffer.from(
+        fromFloat32(
+          v.map((x) => x / 0.25),
+          "fp8_e4m3fn",
+          { saturate: true },
+        ),
+      ),
+    );
+    expect(() => encodeVllmExampleLayer(cache, 1, { fp8: { ...fp8, kScale: [1] } })).toThrow(
+      /kScale for layer 1/,
+    );
+    const already = randomCache(mhaDescriptor({ dtype: "fp8_e4m3fn", tokenCount: 16 }));
+    expect(
+      decodeSafetensors(encodeVllmExampleLayer(already, 0)).tensors.get("kv_cache")!.dtype,
+    ).toBe("U8");
+    expect(() => encodeVllmExampleLayer(already, 0, { fp8 })).toThrow(/already fp8_e4m3fn/);
+  });
+
+  it("writes the folder vLLM checks and the folder it loads (they differ when n is a multiple of the block)", async () => {
+    const storagePath = mkdtempSync(join(dir, "handoff-"));
+    const d = mhaDescriptor({ tokenCount: 32 });
+    const cache = randomCache(d, 9);
+    const prompt = Array.from({ length: 32 }, (_, i) => 500 + i);
+    const out = await writeVllmExampleHandoff(cache, {
+      storagePath,
+      promptTokenIds: prompt,
+      blockSizeTokens: 16,
+    });
+    expect(out.checkTokens).toBe(16);
+    expect(out.loadTokens).toBe(32);
+    expect(out.checkFolder).toBe(join(storagePath, vllmExampleFolderName(prompt.slice(0, 16))));
+    expect(out.loadFolder).toBe(join(storagePath, vllmExampleFolderName(prompt)));
+    expect(readdirSync(storagePath).sort()).toEqual([out.checkName, out.loadName].sort());
+    const back = await readVllmExampleFolder(d, { storagePath, tokenIds: prompt });
+    expect(sameCache(back, cache)).toBe(true);
+    const odd = vllmExampleFolders(prompt.slice(0, 20), 16);
+    expect(odd.checkName).toBe(odd.loadName);
+    expect(odd.loadTokens).toBe(16);
+    expect(() => vllmExampleFolders(prompt.slice(0, 16), 16)).toThrow(/stores no tokens/);
+  });
+
+  it("refuses tensor parallelism > 1 for non-MLA caches, saying why", async () => {
+    const storagePath = mkdtempSync(join(dir, "tp-"));
+    const tokenIds = Array.from({ length: 16 }, (_, i) => i);
+    await expect(
+      writeVllmExampleFolder(randomCache(mhaDescriptor({ tokenCount: 16 })), {
+        storagePath,
+        tokenIds,
+        tensorParallelSize: 2,
+      }),
+    ).rejects.toThrow(/no TP rank.*only MLA/);
+    await writeVllmExampleFolder(randomCache(mlaDescriptor({ tokenCount: 16 })), {
+      storagePath,
+      tokenIds,
+      tensorParallelSize: 2,
+    });
+    expect(readdirSync(storagePath)).toEqual([vllmExampleFolderName(tokenIds)]);
   });
 
   for (const [name, d] of [
@@ -103,15 +204,16 @@ describe("vLLM ExampleConnector handoff", () => {
 
   it("rejects mismatching files and caches", async () => {
     const d = mhaDescriptor({ tokenCount: 16 });
+    const ids17 = Array.from({ length: 17 }, (_, i) => i);
     const bytes = encodeVllmExampleLayer(randomCache(d), 0);
     expect(() => decodeVllmExampleLayer(bytes, { ...d, tokenCount: 17 })).toThrow(
-      /shape \[2,16,32\], expected \[2,17,32\]/,
+      /shape \[16,4,16\], expected \[17,4,16\] \(vLLM >= 0.29\) or \[2,17,32\] \(vLLM <= 0.28\)/,
     );
     expect(() => decodeVllmExampleLayer(bytes, { ...d, dtype: "f16" })).toThrow(/dtype F32/);
     await expect(
-      writeVllmExampleFolder(randomCache(d), { storagePath: dir, tokenIds: [1, 2] }),
-    ).rejects.toThrow(/expected \[0, 2\)/);
-    expect(existsSync(join(dir, vllmExampleFolderName([1, 2])))).toBe(false);
+      writeVllmExampleFolder(randomCache(d), { storagePath: dir, tokenIds: ids17 }),
+    ).rejects.toThrow(/expected \[0, 17\)/);
+    expect(existsSync(join(dir, vllmExampleFolderName(ids17)))).toBe(false);
   });
 
   it("a failed folder write leaves nothing under the prompt's name (vLLM reads existence as done)", async () => {

@@ -9,16 +9,16 @@ import {
   type KvDescriptor,
   type KvPart,
   partByteLength,
+  partsOf,
 } from "./descriptor";
 import { fromKvParts, type KvCache } from "./kv-cache";
 import { KvFormatError } from "./kv-format-error";
-import {
-  decodeSafetensors,
-  encodeSafetensors,
-  fromSafetensorsDtype,
-  toSafetensorsDtype,
-} from "./safetensors";
 import { transposeKvPart } from "./to-kv-layout";
+import {
+  decodeVllmExampleLayer,
+  encodeVllmExampleLayer,
+  type VllmExampleLayerOptions,
+} from "./vllm-example-layer";
 
 /**
  * Tokens vLLM's ExampleConnector stores for a prompt of `promptTokenCount` tokens:
@@ -77,90 +77,80 @@ export function vllmLayerName(layer: number): string {
   return `model.layers.${layer}.self_attn.attn`;
 }
 
-/**
- * One layer as the ExampleConnector's `<layer_name>.safetensors`: tensor `kv_cache` of shape
- * `[2, num_tokens, num_kv_heads * head_size]` (mha) or `[num_tokens, latent + rope]` (mla), in the
- * cache dtype, token-major. Scales are not stored (vLLM's file has none); quantised caches with
- * scales are rejected (UNSUPPORTED_LAYOUT).
- */
-export function encodeVllmExampleLayer(cache: KvCache, layer: number): Uint8Array {
-  const d = cache.descriptor;
-  if (d.scaleScheme !== "none") {
-    throw new KvFormatError(
-      "UNSUPPORTED_LAYOUT",
-      `the ExampleConnector file carries no scales (scaleScheme ${d.scaleScheme})`,
-    );
-  }
-  const dtype = toSafetensorsDtype(d.dtype);
-  const t = d.tokenCount;
-  const width = headCountOf(d) * headDimOf(d);
-  const nhd = (part: KvPart) => {
-    const src = cache.part(layer, part);
-    if (d.layout === "nhd") return src;
-    return transposeKvPart(src, {
-      tokenCount: t,
-      headCount: headCountOf(d),
-      rowBytes: headDimOf(d) * dtypeByteSize(d.dtype),
-      from: "hnd",
-      to: "nhd",
-    });
-  };
-  if (d.attention.kind === "mla") {
-    return encodeSafetensors([["kv_cache", { dtype, shape: [t, width], data: nhd("latent") }]]);
-  }
-  const k = nhd("k");
-  const data = new Uint8Array(k.byteLength * 2);
-  data.set(k, 0);
-  data.set(nhd("v"), k.byteLength);
-  return encodeSafetensors([["kv_cache", { dtype, shape: [2, t, width], data }]]);
+/** The two folders a decoder's ExampleConnector uses for one prompt (see {@link vllmExampleFolders}). */
+export interface VllmExampleFolderNames {
+  /** Tokens in the folder the scheduler checks for (`align_to_block_size(L - 1)`, L = n + 1). */
+  readonly checkTokens: number;
+  /** Its name (md5 of the first `checkTokens` ids [+ mm hashes]). */
+  readonly checkName: string;
+  /** Tokens in the folder the worker loads (`make_meta`: `align_to_block_size(L)`). */
+  readonly loadTokens: number;
+  /** Its name; equals `checkName` unless n is a multiple of the block size. */
+  readonly loadName: string;
 }
 
 /**
- * Parses one ExampleConnector layer file into parts of `descriptor` (its layout; token count,
- * heads and dtype must match: SHAPE_MISMATCH / UNSUPPORTED_DTYPE). Accepts `kv_cache` shaped
- * `[2, T, H*D]` or `[2, T, H, D]` (mha) and `[T, L+R]` or `[T, 1, L+R]` (mla).
+ * The folders vLLM's ExampleConnector uses when the decoder is given the `n`-token prompt plus the
+ * one token the prefill generated (L = n + 1 tokens, as its comments assume): the scheduler checks
+ * that the folder of the first `align_to_block_size(L - 1)` tokens exists, the worker then loads
+ * the folder of the first `align_to_block_size(L)` tokens. When n is a multiple of the block size
+ * these differ (n - block vs n tokens) and both must exist. OUT_OF_RANGE when n holds less than
+ * one block plus one token (vLLM stores nothing then) or for bad ids.
  */
-export function decodeVllmExampleLayer(
-  bytes: Uint8Array,
+export function vllmExampleFolders(
+  promptTokenIds: ArrayLike<number>,
+  blockSizeTokens: number,
+  options: { mmHashes?: readonly string[] } = {},
+): VllmExampleFolderNames {
+  const n = promptTokenIds.length;
+  const checkTokens = vllmExampleTokenCount(n, blockSizeTokens);
+  if (checkTokens === 0) {
+    throw new KvFormatError(
+      "OUT_OF_RANGE",
+      `vLLM's ExampleConnector stores no tokens of a ${n}-token prompt at block size ${blockSizeTokens}`,
+      { field: "promptTokenIds" },
+    );
+  }
+  const loadTokens = vllmExampleTokenCount(n + 1, blockSizeTokens);
+  const name = (tokens: number) =>
+    vllmExampleFolderName(Array.prototype.slice.call(promptTokenIds, 0, tokens), options);
+  return { checkTokens, checkName: name(checkTokens), loadTokens, loadName: name(loadTokens) };
+}
+
+/**
+ * Refuses a cache a tensor-parallel decoder could not load: the file names carry no TP rank and
+ * every rank loads the same `<layer>.safetensors` into its own slice of the heads, so only MLA
+ * (one latent head, replicated on every rank) works with TP > 1; a non-MLA cache must also hold
+ * every KV head. UNSUPPORTED_LAYOUT naming why; OUT_OF_RANGE for a bad size.
+ */
+export function assertVllmExampleTensorParallel(
   descriptor: KvDescriptor,
-): Partial<Record<KvPart, Uint8Array>> {
-  assertValidDescriptor(descriptor);
-  const file = decodeSafetensors(bytes);
-  const tensor = file.tensors.get("kv_cache");
-  if (!tensor) throw new KvFormatError("SHAPE_MISMATCH", "file has no tensor kv_cache");
-  if (fromSafetensorsDtype(tensor.dtype) !== descriptor.dtype) {
+  tensorParallelSize = 1,
+): void {
+  if (!Number.isSafeInteger(tensorParallelSize) || tensorParallelSize < 1) {
     throw new KvFormatError(
-      "UNSUPPORTED_DTYPE",
-      `kv_cache dtype ${tensor.dtype}, expected ${toSafetensorsDtype(descriptor.dtype)}`,
+      "OUT_OF_RANGE",
+      `tensorParallelSize ${tensorParallelSize}, expected an integer >= 1`,
+      { field: "tensorParallelSize" },
     );
   }
-  const t = descriptor.tokenCount;
-  const heads = headCountOf(descriptor);
-  const dim = headDimOf(descriptor);
-  const mla = descriptor.attention.kind === "mla";
-  const shape = tensor.shape.join(",");
-  const accepted = mla
-    ? [`${t},${dim}`, `${t},1,${dim}`]
-    : [`2,${t},${heads * dim}`, `2,${t},${heads},${dim}`];
-  if (!accepted.includes(shape)) {
+  const a = descriptor.attention;
+  if (a.kind === "mla") return;
+  const whole = descriptor.headRange.start === 0 && descriptor.headRange.count === a.numKvHeads;
+  if (tensorParallelSize > 1) {
     throw new KvFormatError(
-      "SHAPE_MISMATCH",
-      `kv_cache shape [${shape}], expected [${accepted[0]}]`,
+      "UNSUPPORTED_LAYOUT",
+      `vLLM's ExampleConnector names files by layer only, with no TP rank: every rank of a decoder with tensor parallelism ${tensorParallelSize} would load the same file of all ${a.numKvHeads} KV heads into its ${a.numKvHeads / tensorParallelSize}-head slice, which fails; only MLA models (one latent head on every rank) can take this folder with TP > 1`,
+      { field: "tensorParallelSize" },
     );
   }
-  const toLayout = (src: Uint8Array) =>
-    descriptor.layout === "nhd"
-      ? src.slice()
-      : transposeKvPart(src, {
-          tokenCount: t,
-          headCount: heads,
-          rowBytes: dim * dtypeByteSize(descriptor.dtype),
-          from: "nhd",
-          to: "hnd",
-        });
-  if (mla) return { latent: toLayout(tensor.data) };
-  const half = partByteLength(descriptor, "k");
-  return { k: toLayout(tensor.data.subarray(0, half)), v: toLayout(tensor.data.subarray(half)) };
+  if (!whole) {
+    throw new KvFormatError(
+      "UNSUPPORTED_LAYOUT",
+      `the cache holds KV heads [${descriptor.headRange.start}, ${descriptor.headRange.start + descriptor.headRange.count}) of ${a.numKvHeads}; vLLM's ExampleConnector file holds a layer's heads and a TP-1 decoder loads all ${a.numKvHeads}`,
+      { field: "headRange" },
+    );
+  }
 }
 
 /**
@@ -209,11 +199,11 @@ async function writeSynced(path: string, bytes: Uint8Array): Promise<void> {
   }
 }
 
-/** Options of the ExampleConnector folder functions. */
-export interface VllmExampleFolderOptions {
+/** Options of {@link writeVllmExampleFolder} and {@link readVllmExampleFolder}. */
+export interface VllmExampleFolderOptions extends VllmExampleLayerOptions {
   /** vLLM's `shared_storage_path` (kv_connector_extra_config); vLLM's default is "/tmp". */
   readonly storagePath: string;
-  /** The token ids the folder is named by (already truncated, see {@link vllmExampleTokenCount}). */
+  /** The token ids the folder is named by (already truncated, see {@link vllmExampleFolders}). */
   readonly tokenIds: ArrayLike<number>;
   /** Multimodal hashes of the request; default none. */
   readonly mmHashes?: readonly string[];
@@ -221,11 +211,14 @@ export interface VllmExampleFolderOptions {
    * Attention layer names, one per layer, each a plain file name; default {@link vllmLayerName}.
    */
   readonly layerNames?: readonly string[];
+  /** The decoder's tensor-parallel size; default 1 (see {@link assertVllmExampleTensorParallel}). */
+  readonly tensorParallelSize?: number;
 }
 
 /**
- * Writes `cache` as vLLM's ExampleConnector disk handoff: `<storagePath>/<md5>/<layer_name>.safetensors`.
- * The cache must start at token 0 and carry exactly `tokenIds.length` tokens. Returns the folder.
+ * Writes the first `tokenIds.length` tokens of `cache` as one ExampleConnector folder,
+ * `<storagePath>/<md5>/<layer_name>.safetensors`, in `vllmVersion`'s layout (fp8 as `U8`). The
+ * cache must start at token 0 and hold at least those tokens. Returns the folder.
  *
  * vLLM takes the folder's existence as "this prompt's KV is stored", so the folder appears only
  * complete: the files are written and flushed in a sibling `<md5>.partial-<random>`, which is
@@ -237,20 +230,23 @@ export async function writeVllmExampleFolder(
   options: VllmExampleFolderOptions,
 ): Promise<string> {
   const d = cache.descriptor;
-  if (d.tokenStart !== 0 || d.tokenCount !== options.tokenIds.length) {
+  const tokens = options.tokenIds.length;
+  if (d.tokenStart !== 0 || d.tokenCount < tokens || tokens === 0) {
     throw new KvFormatError(
       "SHAPE_MISMATCH",
-      `cache holds tokens [${d.tokenStart}, ${d.tokenStart + d.tokenCount}), expected [0, ${options.tokenIds.length})`,
+      `cache holds tokens [${d.tokenStart}, ${d.tokenStart + d.tokenCount}), expected [0, ${tokens}) (at least one token)`,
     );
   }
+  assertVllmExampleTensorParallel(d, options.tensorParallelSize);
   const names = layerFileNames(d.numLayers, options.layerNames);
+  const stored = d.tokenCount === tokens ? cache : firstTokens(cache, tokens);
   const folder = join(options.storagePath, vllmExampleFolderName(options.tokenIds, options));
   await mkdir(options.storagePath, { recursive: true });
   const partial = `${folder}.partial-${randomBytes(6).toString("hex")}`;
   await mkdir(partial);
   try {
     for (let layer = 0; layer < d.numLayers; layer++) {
-      const bytes = encodeVllmExampleLayer(cache, layer);
+      const bytes = encodeVllmExampleLayer(stored, layer, options);
       await writeSynced(join(partial, `${names[layer]}.safetensors`), bytes);
     }
     const old = await stat(folder).then(
@@ -267,10 +263,73 @@ export async function writeVllmExampleFolder(
   return folder;
 }
 
-/** Reads an ExampleConnector folder back into a cache of `descriptor`. */
+/** Options of {@link writeVllmExampleHandoff}. */
+export interface VllmExampleHandoffOptions extends Omit<VllmExampleFolderOptions, "tokenIds"> {
+  /** The whole prompt (n tokens) the prefill ran; the decoder gets it plus one generated token. */
+  readonly promptTokenIds: ArrayLike<number>;
+  /** The decoder's block size in tokens; default the cache's `blockSizeTokens`. */
+  readonly blockSizeTokens?: number;
+}
+
+/**
+ * Writes everything a stock vLLM decoder's ExampleConnector needs to load this prompt: the folder
+ * its load path opens, then (when different) the folder its scheduler checks for, each complete
+ * before it appears (see {@link vllmExampleFolders}, {@link writeVllmExampleFolder}). The cache
+ * must start at token 0 and hold `loadTokens` tokens (all n when n is a multiple of the block).
+ */
+export async function writeVllmExampleHandoff(
+  cache: KvCache,
+  options: VllmExampleHandoffOptions,
+): Promise<VllmExampleFolderNames & { checkFolder: string; loadFolder: string }> {
+  const { promptTokenIds, blockSizeTokens, ...rest } = options;
+  const names = vllmExampleFolders(
+    promptTokenIds,
+    blockSizeTokens ?? cache.descriptor.blockSizeTokens,
+    options,
+  );
+  const ids = (tokens: number) => Array.prototype.slice.call(promptTokenIds, 0, tokens) as number[];
+  const loadFolder = await writeVllmExampleFolder(cache, {
+    ...rest,
+    tokenIds: ids(names.loadTokens),
+  });
+  const checkFolder =
+    names.checkName === names.loadName
+      ? loadFolder
+      : await writeVllmExampleFolder(cache, { ...rest, tokenIds: ids(names.checkTokens) });
+  return { ...names, checkFolder, loadFolder };
+}
+
+/** The first `tokens` tokens of `cache` (token 0 on), in its layout. */
+function firstTokens(cache: KvCache, tokens: number): KvCache {
+  const d = cache.descriptor;
+  const small: KvDescriptor = { ...d, layout: "nhd", tokenCount: tokens };
+  const layers = Array.from({ length: d.numLayers }, (_, layer) => {
+    const parts: Partial<Record<KvPart, Uint8Array>> = {};
+    for (const part of partsOf(d)) {
+      const src =
+        d.layout === "nhd"
+          ? cache.part(layer, part)
+          : transposeKvPart(cache.part(layer, part), {
+              tokenCount: d.tokenCount,
+              headCount: headCountOf(d),
+              rowBytes: headDimOf(d) * dtypeByteSize(d.dtype),
+              from: "hnd",
+              to: "nhd",
+            });
+      parts[part] = src.subarray(0, partByteLength(small, part));
+    }
+    return parts;
+  });
+  return fromKvParts(small, layers);
+}
+
+/**
+ * Reads an ExampleConnector folder (vLLM's or OPAL's, any version; `vllmVersion` to require one)
+ * back into a cache of `descriptor`, whose `tokenCount` must equal `tokenIds.length`.
+ */
 export async function readVllmExampleFolder(
   descriptor: KvDescriptor,
-  options: VllmExampleFolderOptions,
+  options: Omit<VllmExampleFolderOptions, "fp8" | "tensorParallelSize">,
 ): Promise<KvCache> {
   assertValidDescriptor(descriptor);
   const names = layerFileNames(descriptor.numLayers, options.layerNames);
@@ -282,6 +341,7 @@ export async function readVllmExampleFolder(
       decodeVllmExampleLayer(
         new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
         descriptor,
+        options,
       ),
     );
   }

@@ -7,20 +7,33 @@ import {
   toHex,
 } from "@opal/kv";
 import { Command } from "commander";
+import { inspectForeign } from "../inspect-foreign";
 import { readKvFile } from "../read-kv-file";
 
-/** `opal inspect FILE`: the descriptor, per-layer sizes and checksum verification of a KV file. */
+/**
+ * `opal inspect PATH`: the descriptor, per-layer sizes and checksum verification of an OPAL KV
+ * file; for other systems' outputs (vLLM ExampleConnector folders, vLLM pools saved as
+ * safetensors, SGLang buffers, LMCache chunks) what they hold and which vLLM version and layout
+ * they fit.
+ */
 export function createInspectCommand(): Command {
   return new Command("inspect")
     .description(
-      "Show a KV file's descriptor and per-layer sizes, verifying it (.okv: every checksum; OPAL safetensors: tensor sizes).",
+      "Show a KV file's descriptor and per-layer sizes, verifying it (.okv: every checksum; OPAL safetensors: tensor sizes); for vLLM ExampleConnector folders, vLLM pools, SGLang and LMCache outputs, what they hold and which vLLM version and layout they fit.",
     )
     .argument(
       "<file>",
-      "a .okv file or a safetensors file written by `opal prefill --format safetensors`",
+      "a .okv or OPAL safetensors file, a vLLM ExampleConnector folder (or its storage path, or a layer file), a vLLM pool or SGLang safetensors file, or an LMCache folder",
     )
     .option("--json", "print the result as JSON")
     .action(async (file: string, o: { json?: boolean }) => {
+      const foreign = await inspectForeign(file);
+      if (foreign) {
+        if (o.json) console.log(JSON.stringify(foreign, null, 2));
+        else
+          for (const line of [...foreign.lines, `verified ${foreign.verified}`]) console.log(line);
+        return;
+      }
       const { cache, format, byteLength } = await readKvFile(file);
       const d = cache.descriptor;
       const layers = Array.from({ length: d.numLayers }, (_, layer) => ({

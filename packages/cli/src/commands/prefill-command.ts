@@ -6,15 +6,23 @@ import {
   createVllmExampleSink,
   type KvSink,
   startPrefill,
+  type VllmExampleReceipt,
 } from "@opal/client";
 import { Code, OpalError } from "@opal/core";
 import type { ModelInfo } from "@opal/driver";
-import type { KvDtype, KvLayout } from "@opal/kv";
+import {
+  type KvDtype,
+  type KvLayout,
+  VLLM_EXAMPLE_DEFAULT_VERSION,
+  VLLM_EXAMPLE_VERSIONS,
+  type VllmExampleVersion,
+} from "@opal/kv";
 import { createByteTokenizer } from "@opal/reference";
 import { SingleBar } from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { createLmcacheFolderSink, createSglangFileSink } from "../decoder-file-sinks";
 import { parsePositiveInteger } from "../parse-positive-integer";
+import { parseStaticScales } from "../parse-static-scales";
 import { addTargetOptions, connectTarget, explain, type TargetFlags } from "../target-options";
 
 interface PrefillFlags extends TargetFlags {
@@ -26,6 +34,10 @@ interface PrefillFlags extends TargetFlags {
   dtype: KvDtype;
   layout: KvLayout;
   blockSize: number;
+  vllmVersion: VllmExampleVersion;
+  kScale?: number[];
+  vScale?: number[];
+  tensorParallelSize: number;
   timeout: number;
   json?: boolean;
 }
@@ -60,6 +72,30 @@ export function createPrefillCommand(): Command {
       parsePositiveInteger("--block-size"),
       16,
     )
+    .addOption(
+      new Option(
+        "--vllm-version <version>",
+        "vllm-example: the decoder's vLLM (0.29 = 0.29 and later, [T, H, K|V] files; 0.28 = every release before, [2, T, H*D])",
+      )
+        .choices([...VLLM_EXAMPLE_VERSIONS])
+        .default(VLLM_EXAMPLE_DEFAULT_VERSION),
+    )
+    .option(
+      "--k-scale <scales>",
+      "vllm-example with an fp8 --dtype: the decoder's static k_scale, one or one per layer (comma-separated; default 1.0)",
+      parseStaticScales("--k-scale"),
+    )
+    .option(
+      "--v-scale <scales>",
+      "vllm-example with an fp8 --dtype: the decoder's static v_scale, one or one per layer (default 1.0)",
+      parseStaticScales("--v-scale"),
+    )
+    .option(
+      "--tensor-parallel-size <n>",
+      "vllm-example: the decoder's tensor-parallel size (above 1 only MLA models can load the folder)",
+      parsePositiveInteger("--tensor-parallel-size"),
+      1,
+    )
     .option(
       "--timeout <ms>",
       "deadline for the whole prefill, in ms",
@@ -72,6 +108,13 @@ export function createPrefillCommand(): Command {
     if ((o.format === "sglang" || o.format === "lmcache") && o.dtype.startsWith("fp8")) {
       throw new InvalidArgumentError(
         `--format ${o.format} takes f32, f16 or bf16 (got --dtype ${o.dtype})`,
+      );
+    }
+    const vllm = o.format === "vllm-example";
+    const fp8 = o.dtype === "fp8_e4m3fn" || o.dtype === "fp8_e5m2" ? o.dtype : undefined;
+    if ((o.kScale || o.vScale) && !(vllm && fp8)) {
+      throw new InvalidArgumentError(
+        "--k-scale and --v-scale are the static scales of vLLM's fp8 cache: give them with --format vllm-example and --dtype fp8_e4m3fn or fp8_e5m2",
       );
     }
     const tokens = await readTokens(o);
@@ -88,6 +131,11 @@ export function createPrefillCommand(): Command {
             directory: o.out,
             promptTokenIds: tokens,
             blockSizeTokens: o.blockSize,
+            vllmVersion: o.vllmVersion,
+            tensorParallelSize: o.tensorParallelSize,
+            ...(fp8
+              ? { fp8: { dtype: fp8, kScale: oneOrAll(o.kScale), vScale: oneOrAll(o.vScale) } }
+              : {}),
           });
         case "sglang":
           return createSglangFileSink(o.out, model!, tokens.length, o.dtype);
@@ -114,9 +162,12 @@ export function createPrefillCommand(): Command {
           requestId: randomUUID(),
           modelId: o.model,
           promptTokenIds: tokens,
+          // vLLM's fp8 cache has static per-layer scales, not per-token ones: the device sends
+          // bf16 (the model's dtype) and the sink quantises with the decoder's scales, as vLLM's
+          // cache write does.
           kvFormat: {
-            dtype: o.dtype,
-            scaleScheme: o.dtype.startsWith("fp8") ? "per_token" : "none",
+            dtype: vllm && fp8 ? "bf16" : o.dtype,
+            scaleScheme: fp8 && !vllm ? "per_token" : "none",
             layout: o.layout,
             blockSizeTokens: o.blockSize,
           },
@@ -142,6 +193,7 @@ export function createPrefillCommand(): Command {
         firstTokenId: outcome.stats.firstTokenId,
         attempts: outcome.transfer.attempts,
         resumes: outcome.transfer.resumes,
+        ...(vllm ? { vllm: vllmSummary(o, outcome.receipt as VllmExampleReceipt) } : {}),
       };
       if (o.json) console.log(JSON.stringify(summary, null, 2));
       else {
@@ -149,6 +201,15 @@ export function createPrefillCommand(): Command {
           `wrote ${o.out} (${o.format}): ${summary.promptTokens} tokens, ${summary.kvBytes} bytes of KV in ${summary.layers} layers, ` +
             `${summary.gigabytesPerSecond} GB/s, first layer after ${summary.timeToFirstLayerMs} ms, device ${summary.deviceTimeUs} µs / ${summary.energyJoules.toFixed(4)} J, first token ${summary.firstTokenId}`,
         );
+        if (summary.vllm) {
+          const v = summary.vllm;
+          console.log(
+            `vLLM ${v.vllmVersion === "0.28" ? "<= 0.28" : ">= 0.29"} ExampleConnector: ${v.shape}, ${v.dtype}; checks ${v.checkFolder} (${v.checkTokens} tokens)` +
+              (v.loadFolder === v.checkFolder
+                ? ""
+                : `, loads ${v.loadFolder} (${v.loadTokens} tokens)`),
+          );
+        }
       }
     } catch (error) {
       bar?.stop();
@@ -157,6 +218,27 @@ export function createPrefillCommand(): Command {
       await device.close();
     }
   });
+}
+
+/** What the vllm-example sink wrote, for the summary. */
+function vllmSummary(o: PrefillFlags, receipt: VllmExampleReceipt) {
+  return {
+    vllmVersion: o.vllmVersion,
+    shape: o.vllmVersion === "0.28" ? "[2, T, H*D] (MLA [T, 576])" : "[T, H, K|V] (MLA [T, 576])",
+    dtype: o.dtype.startsWith("fp8")
+      ? `${o.dtype} as U8, k_scale ${(o.kScale ?? [1]).join(",")}, v_scale ${(o.vScale ?? [1]).join(",")}`
+      : o.dtype,
+    checkFolder: receipt.folder,
+    checkTokens: receipt.tokens,
+    loadFolder: receipt.loadFolder,
+    loadTokens: receipt.loadTokens,
+  };
+}
+
+/** A scale list of one entry stands for every layer; none is vLLM's default 1.0. */
+function oneOrAll(scales: number[] | undefined): number | number[] {
+  if (!scales) return 1;
+  return scales.length === 1 ? (scales[0] as number) : scales;
 }
 
 /**

@@ -45,7 +45,8 @@ describe("createVllmExampleSink", () => {
       const receipt = await sink.commit(stats);
       // vLLM stores (37 - 1) // 16 * 16 = 32 tokens, in a folder named by their md5.
       const ids = prompt.slice(0, 32);
-      expect(receipt).toEqual({ folder: join(storage, vllmExampleFolderName(ids)), tokens: 32 });
+      const folder = join(storage, vllmExampleFolderName(ids));
+      expect(receipt).toEqual({ folder, tokens: 32, loadFolder: folder, loadTokens: 32 });
       expect(await readdir(storage)).toEqual([vllmExampleFolderName(ids)]);
       const stored = { ...d, tokenCount: 32 };
       const expected = coordinateCache(stored);
@@ -63,6 +64,44 @@ describe("createVllmExampleSink", () => {
       }
     });
   }
+
+  it("n a multiple of the block: writes the folder vLLM checks (n - block tokens) and the one it loads (n)", async () => {
+    const d = mhaDescriptor({ dtype: "f32", tokenCount: 32 });
+    const cache = randomCache(d, 4);
+    const ids = prompt.slice(0, 32);
+    const fp8 = { dtype: "fp8_e4m3fn" as const, kScale: 0.5, vScale: [1, 2, 4] };
+    for (const vllmVersion of ["0.28", "0.29"] as const) {
+      const storage = join(dir, vllmVersion);
+      const sink = createVllmExampleSink({
+        directory: storage,
+        promptTokenIds: ids,
+        vllmVersion,
+        fp8,
+      });
+      await sink.open(d);
+      for (let layer = 0; layer < d.numLayers; layer++) await sink.writeLayer(cache.layer(layer));
+      const receipt = await sink.commit(stats);
+      const check = vllmExampleFolderName(ids.slice(0, 16));
+      const load = vllmExampleFolderName(ids);
+      expect(receipt).toEqual({
+        folder: join(storage, check),
+        tokens: 16,
+        loadFolder: join(storage, load),
+        loadTokens: 32,
+      });
+      expect((await readdir(storage)).sort()).toEqual([check, load].sort());
+      const reference = join(dir, `reference-${vllmVersion}`);
+      for (const tokenIds of [ids, ids.slice(0, 16)]) {
+        await writeVllmExampleFolder(cache, { storagePath: reference, tokenIds, vllmVersion, fp8 });
+        const name = vllmExampleFolderName(tokenIds);
+        for (let layer = 0; layer < d.numLayers; layer++) {
+          const file = `${name}/${vllmLayerName(layer)}.safetensors`;
+          const ours = await readFile(join(storage, file));
+          expect(Buffer.compare(ours, await readFile(join(reference, file)))).toBe(0);
+        }
+      }
+    }
+  });
 
   it("replaces an existing folder of the same prompt on commit", async () => {
     const cache = randomCache(mhaDescriptor({ dtype: "bf16", numLayers: 1 }));
@@ -102,12 +141,12 @@ describe("createVllmExampleSink", () => {
       [
         { directory: dir, promptTokenIds: prompt },
         mhaDescriptor({ dtype: "fp8_e4m3fn", scaleScheme: "per_tensor" }),
-        "scaleScheme: the ExampleConnector file carries no scales, the cache has per_tensor scales",
+        "scaleScheme: the ExampleConnector file carries no scales (vLLM's fp8 cache has static per-layer scales: pass fp8), the cache has per_tensor scales",
       ],
       [
         { directory: dir, promptTokenIds: prompt },
         mhaDescriptor({ tokenStart: 16, tokenCount: 21 }),
-        "tokens: vLLM stores tokens [0, 32) of the 37-token prompt, the cache holds tokens [16, 37)",
+        "tokens: vLLM loads tokens [0, 32) of the 37-token prompt, the cache holds tokens [16, 37)",
       ],
       [
         { directory: dir, promptTokenIds: prompt.slice(0, 16) },
@@ -115,13 +154,35 @@ describe("createVllmExampleSink", () => {
         "tokens: vLLM stores no tokens for a prompt of 16 at block size 16, the cache holds 16",
       ],
     ];
+    cases.push(
+      [
+        { directory: dir, promptTokenIds: prompt.slice(0, 32) },
+        mhaDescriptor({ tokenCount: 31 }),
+        "tokens: vLLM loads tokens [0, 32) of the 32-token prompt, the cache holds tokens [0, 31)",
+      ],
+      [
+        { directory: dir, promptTokenIds: prompt, tensorParallelSize: 2 },
+        mhaDescriptor(),
+        "tensorParallelSize: ",
+      ],
+      [
+        {
+          directory: dir,
+          promptTokenIds: prompt,
+          fp8: { dtype: "fp8_e4m3fn", kScale: 1, vScale: 1 },
+        },
+        mhaDescriptor({ dtype: "fp8_e4m3fn" }),
+        "dtype: an f32, f16 or bf16 cache to quantise to fp8, the cache is fp8_e4m3fn",
+      ],
+    );
     for (const [options, d, message] of cases) {
       const error = await expectOpalError(
         Promise.resolve(createVllmExampleSink(options).open(d)),
         Code.FAILED_PRECONDITION,
         Reason.DESCRIPTOR_MISMATCH,
       );
-      expect(error.message).toBe(`[failed_precondition] ${message}`);
+      if (message.endsWith(": ")) expect(error.message).toMatch(/no TP rank/);
+      else expect(error.message).toBe(`[failed_precondition] ${message}`);
     }
     expect(await readdir(dir)).toEqual([]);
     expect(() => createVllmExampleSink({ directory: "", promptTokenIds: prompt })).toThrow(
