@@ -15,7 +15,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Code } from "@opal/core";
 import type { PrefillRequest } from "@opal/driver";
-import { digestKvCache, partsOf, toHex } from "@opal/kv";
+import { digestKvCache, FILE_LOCKS_AVAILABLE, partsOf, toHex, tryLockFile } from "@opal/kv";
 import { type MockServer, serveMockDevice } from "@opal/mock";
 import { expectOpalError, startListeningProcess } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -215,6 +215,31 @@ describe.skipIf(process.platform !== "linux")("shared-memory data plane in the S
       for (const path of [left, other]) rmSync(path, { force: true });
     }
   });
+
+  // The lock addon is built by `npm run build` (@opal/kv); CI always has it.
+  it.skipIf(!FILE_LOCKS_AVAILABLE && !process.env.CI)(
+    "keeps a live region whose owner's PID it cannot see (another PID namespace): liveness is the owner's lock (issue #18)",
+    async () => {
+      // A sidecar's region: its PID means nothing here (no such process in this namespace), but its
+      // owner holds the region's lock. The lock is per open file, so holding it here acts like another process.
+      const unseen = spawnSync(process.execPath, ["-e", ""]).pid!;
+      const live = `/dev/shm/opal-${unseen}-${"cd".repeat(12)}`;
+      const owner = openSync(live, "w", 0o600);
+      let held = true;
+      try {
+        expect(tryLockFile(owner)).toBe(true);
+        await withClient(shm, {}, (client) => startPrefill(client, request()).result);
+        expect(existsSync(live)).toBe(true);
+        closeSync(owner); // the owner ends: the kernel drops its lock
+        held = false;
+        await withClient(shm, {}, (client) => startPrefill(client, request()).result);
+        expect(existsSync(live)).toBe(false);
+      } finally {
+        if (held) closeSync(owner);
+        rmSync(live, { force: true });
+      }
+    },
+  );
 
   it('stays inline with dataPlane "inline"', async () => {
     await withClient(shm, { dataPlane: "inline" }, async (client) => {

@@ -1,4 +1,4 @@
-import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import {
   dtypeByteSize,
@@ -16,6 +16,7 @@ import type { KvSink } from "../kv-sink";
 import { partialSuffix, syncDirectory } from "./create-atomic-file";
 import { createGuardedSink } from "./create-guarded-sink";
 import { layerAsCache } from "./layer-as-cache";
+import { assertFreeOutput, publishFolder } from "./publish-output";
 import { descriptorMismatch, invalidOption, sinkCancelled } from "./sink-errors";
 
 /** Options of {@link createVllmExampleSink}. */
@@ -30,6 +31,11 @@ export interface VllmExampleSinkOptions {
   readonly layerNames?: readonly string[];
   /** Multimodal hashes of the request (mixed into the folder name); default none. */
   readonly mmHashes?: readonly string[];
+  /**
+   * Replace an existing non-empty `<hash>` folder at `commit` (moved aside, then deleted once the
+   * new one is in place); default false: ALREADY_EXISTS at `open` and atomically at `commit`.
+   */
+  readonly replace?: boolean;
 }
 
 /** What {@link createVllmExampleSink} committed. */
@@ -45,8 +51,8 @@ export interface VllmExampleReceipt {
  * `<directory>/<hash>/<layer_name>.safetensors`, tensor `kv_cache`, holding the first
  * `vllmExampleTokenCount(promptTokenIds.length, blockSizeTokens)` tokens, as vLLM's store side does.
  * Layer files are written (and fsynced) as layers arrive into a temporary sibling folder
- * `<hash>.partial-<random>`, renamed to `<hash>` on `commit` (an existing folder of the same prompt
- * is replaced); `abort` deletes the temporary folder. Memory: about one layer.
+ * `<hash>.partial-<random>` (created exclusively), renamed to `<hash>` on `commit` (an existing
+ * non-empty folder of the same prompt only with `replace`); `abort` deletes the temporary folder. Memory: about one layer.
  *
  * `open` rejects with FAILED_PRECONDITION DESCRIPTOR_MISMATCH when the cache has scales (the file
  * has none), does not start at token 0, holds fewer tokens than vLLM stores, or when the prompt is
@@ -68,6 +74,8 @@ export function createVllmExampleSink(options: VllmExampleSinkOptions): KvSink<V
     if (typeof name !== "string" || !/^[\w.-]+$/.test(name) || name === "." || name === "..")
       throw invalidOption(`layerNames[${i}]`, "a file name of letters, digits, _ . -", name);
   });
+  const replace = options.replace ?? false;
+  if (typeof replace !== "boolean") throw invalidOption("replace", "a boolean", replace);
   const given = options.blockSizeTokens;
   if (given !== undefined && (!Number.isSafeInteger(given) || given < 1))
     throw invalidOption("blockSizeTokens", "an integer >= 1", given);
@@ -110,6 +118,7 @@ export function createVllmExampleSink(options: VllmExampleSinkOptions): KvSink<V
       const ids = Array.from({ length: tokens }, (_, i) => prompt[i] as number);
       folder = join(directory, vllmExampleFolderName(ids, { mmHashes: options.mmHashes }));
       await mkdir(directory, { recursive: true });
+      await assertFreeOutput(folder, replace);
       partial = `${folder}${partialSuffix()}`;
       await mkdir(partial);
     },
@@ -137,14 +146,9 @@ export function createVllmExampleSink(options: VllmExampleSinkOptions): KvSink<V
     async commit(_stats, signal) {
       await syncDirectory(partial);
       if (signal.aborted) throw sinkCancelled("commit");
-      const old = await stat(folder).then(
-        () => `${folder}${partialSuffix()}.old`,
-        () => undefined,
-      );
-      if (old) await rename(folder, old);
-      await rename(partial, folder);
+      await publishFolder(partial, folder, replace);
+      partial = "";
       await syncDirectory(directory);
-      if (old) await rm(old, { recursive: true, force: true });
       return { folder, tokens: (stored as KvDescriptor).tokenCount };
     },
 
