@@ -2,6 +2,7 @@ import { type ChildProcess, spawnSync } from "node:child_process";
 import {
   closeSync,
   existsSync,
+  linkSync,
   mkdtempSync,
   openSync,
   readdirSync,
@@ -20,6 +21,7 @@ import { type MockServer, serveMockDevice } from "@opal/mock";
 import { expectOpalError, startListeningProcess } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDeviceClient, type DeviceClient } from "../src/create-device-client";
+import { createSharedMemoryRegions } from "../src/shared-memory-regions";
 import { startPrefill } from "../src/start-prefill";
 
 let n = 0;
@@ -240,6 +242,24 @@ describe.skipIf(process.platform !== "linux")("shared-memory data plane in the S
       }
     },
   );
+
+  it("does not reuse a region someone hard-linked elsewhere (nlink must stay 1, issue #18)", () => {
+    const regions = createSharedMemoryRegions();
+    const link = `/dev/shm/linked-${process.pid}`;
+    try {
+      const first = regions.acquire(4096)!;
+      regions.release(first, true);
+      linkSync(`/dev/shm${first.name}`, link);
+      const second = regions.acquire(4096)!;
+      expect(second.name).not.toBe(first.name);
+      expect(existsSync(`/dev/shm${first.name}`)).toBe(false); // our name removed, theirs kept
+      expect(existsSync(link)).toBe(true);
+      regions.release(second, false);
+    } finally {
+      regions.close();
+      rmSync(link, { force: true });
+    }
+  });
 
   it('stays inline with dataPlane "inline"', async () => {
     await withClient(shm, { dataPlane: "inline" }, async (client) => {
