@@ -40,38 +40,40 @@ async function opalCli(args: string[]) {
   }
 }
 
-describe.skipIf(!built)(
-  "opal inspect and convert on hostile OPAL safetensors files (issue #18)",
-  () => {
-    const dir = mkdtempSync(join(tmpdir(), "opal-hostile-"));
-    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+describe.skipIf(!built)("opal inspect and convert on hostile KV files (issue #18)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "opal-hostile-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-    const cases: [string, RegExp][] = [
-      [
-        "safetensors-kv-descriptor-30m-layers.INVALID_DESCRIPTOR.bin",
-        /\[invalid_argument\] .*descriptor\.numLayers: expected an integer in \[1, 65536\], got 30000000/,
-      ],
-      [
-        "safetensors-kv-descriptor-null.INVALID_DESCRIPTOR.bin",
-        /\[invalid_argument\] .*descriptor: expected an object, got null/,
-      ],
-    ];
-    for (const [file, message] of cases) {
-      it(`${file}: a clear error and exit 1, no heap exhaustion or TypeError`, async () => {
-        const path = join(corpus, file);
-        const inspect = await opalCli(["inspect", path]);
-        const out = join(dir, `${file}.okv`);
-        const convert = await opalCli(["convert", path, out, "--to", "okv"]);
-        for (const result of [inspect, convert]) {
-          expect(result.code, result.stderr).toBe(1);
-          expect(result.stderr).toMatch(message);
-          expect(result.stderr).not.toMatch(/TypeError|heap|^\s+at /m);
-        }
-        expect(existsSync(out)).toBe(false);
-      });
-    }
-  },
-);
+  const cases: [string, RegExp][] = [
+    [
+      "safetensors-kv-descriptor-30m-layers.INVALID_DESCRIPTOR.bin",
+      /\[invalid_argument\] .*descriptor\.numLayers: expected an integer in \[1, 65536\], got 30000000/,
+    ],
+    [
+      "safetensors-kv-descriptor-null.INVALID_DESCRIPTOR.bin",
+      /\[invalid_argument\] .*descriptor: expected an object, got null/,
+    ],
+    [
+      "okv-descriptor-30m-layers.INVALID_DESCRIPTOR.bin",
+      /\[invalid_argument\] .*descriptor\.numLayers: expected an integer in \[1, 65536\], got 30000000/,
+    ],
+    ["okv-descriptor-null.INVALID_HEADER.bin", /\[invalid_argument\] .*descriptor/],
+  ];
+  for (const [file, message] of cases) {
+    it(`${file}: a clear error and exit 1, no heap exhaustion or TypeError`, async () => {
+      const path = join(corpus, file);
+      const inspect = await opalCli(["inspect", path]);
+      const out = join(dir, `${file}.okv`);
+      const convert = await opalCli(["convert", path, out, "--to", "okv"]);
+      for (const result of [inspect, convert]) {
+        expect(result.code, result.stderr).toBe(1);
+        expect(result.stderr).toMatch(message);
+        expect(result.stderr).not.toMatch(/TypeError|heap|^\s+at /m);
+      }
+      expect(existsSync(out)).toBe(false);
+    });
+  }
+});
 
 describe.skipIf(!built)(
   "opal prefill and convert never delete what OPAL did not create (issue #18)",

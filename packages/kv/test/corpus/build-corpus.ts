@@ -134,6 +134,16 @@ export function buildCorpus(): CorpusCase[] {
     "INVALID_DESCRIPTOR",
     withHeader(headerJson({ numLayers: -1 })),
   );
+  okv(
+    "descriptor-null",
+    "INVALID_HEADER",
+    withHeader(JSON.stringify({ descriptor: null, maxFrameBytes: 48 })),
+  );
+  okv(
+    "descriptor-30m-layers",
+    "INVALID_DESCRIPTOR",
+    withHeader(headerJson({ numLayers: 30_000_000 })),
+  );
   okv("descriptor-bad-dtype", "UNSUPPORTED_DTYPE", withHeader(headerJson({ dtype: "f64" })));
   okv(
     "descriptor-huge-shape",
