@@ -40,7 +40,8 @@ export async function assertFreeOutput(path: string, replace: boolean): Promise<
  * `path`. `replace`: `rename`, which atomically replaces whatever entry `path` names (a symbolic
  * link itself, never its target). Otherwise `link` + `unlink`, which fails atomically when `path`
  * exists: only an empty regular file is then replaced; anything else is left untouched and
- * ALREADY_EXISTS is thrown (the caller discards `partial`).
+ * ALREADY_EXISTS is thrown (the caller discards `partial`). On a file system without hard links,
+ * `path` is checked and then renamed over.
  */
 export async function publishFile(partial: string, path: string, replace: boolean): Promise<void> {
   if (replace) {
@@ -50,7 +51,14 @@ export async function publishFile(partial: string, path: string, replace: boolea
   try {
     await link(partial, path);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "EPERM" || code === "ENOTSUP" || code === "EOPNOTSUPP" || code === "EMLINK") {
+      // A file system without hard links: check, then rename (not atomic against a racing writer).
+      if (!(await isFreeOutput(path))) throw outputExists(path);
+      await rename(partial, path);
+      return;
+    }
+    if (code !== "EEXIST") throw error;
     const stats = await lstat(path);
     if (!stats.isFile() || stats.size !== 0) throw outputExists(path);
     await rename(partial, path);
