@@ -1,21 +1,28 @@
-import { mkdir, rename, rm, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
-import { createLmcacheSink, createSglangSink, type KvSink } from "@opal/client";
-import { Code, OpalError } from "@opal/core";
+import {
+  assertFreeOutput,
+  createLmcacheSink,
+  createSglangSink,
+  type KvSink,
+  writeAtomicFile,
+  writeAtomicFolder,
+} from "@opal/client";
 import type { ModelInfo } from "@opal/driver";
 import { dtypeByteSize, encodeSafetensors, type KvDtype, toSafetensorsDtype } from "@opal/kv";
 
 /**
  * SGLang's per-layer token-major buffers as one safetensors file: tensors `k_buffer.{layer}` and
  * `v_buffer.{layer}` (MLA: `kv_buffer.{layer}`) of shape `[tokens + 1, heads, head_dim]`, slot 0
- * being SGLang's padding slot and the prompt's tokens in slots 1..tokens. Written to a temporary
- * file and renamed on commit.
+ * being SGLang's padding slot and the prompt's tokens in slots 1..tokens. Written on commit to a
+ * temporary file created exclusively in the same folder, then published (`writeAtomicFile`): an
+ * existing non-empty `path` is refused (ALREADY_EXISTS, at `open` and atomically at commit) unless
+ * `replace`.
  */
 export function createSglangFileSink(
   path: string,
   model: ModelInfo,
   tokenCount: number,
   dtype: KvDtype,
+  replace = false,
 ): KvSink<{ path: string }> {
   const a = model.attention;
   const headNum = a.kind === "mha" ? a.numKvHeads : 1;
@@ -36,7 +43,10 @@ export function createSglangFileSink(
     ...(a.kind === "mla" ? { attention: "mla" as const } : {}),
   });
   return {
-    open: (descriptor) => inner.open(descriptor),
+    async open(descriptor) {
+      await assertFreeOutput(path, replace);
+      await inner.open(descriptor);
+    },
     writeLayer: (layer) => inner.writeLayer(layer),
     async commit(stats) {
       await inner.commit(stats);
@@ -51,11 +61,12 @@ export function createSglangFileSink(
         };
         if (vBuffers) tensors[`v_buffer.${l}`] = { dtype: st, shape, data: vBuffers[l]! };
       }
-      await atomicWrite(
+      await writeAtomicFile(
         path,
         encodeSafetensors(tensors, {
           metadata: { format: "sglang-token-major", padding_slot: "0" },
         }),
+        { replace },
       );
       return { path };
     },
@@ -66,58 +77,43 @@ export function createSglangFileSink(
 /**
  * LMCache's 256-token chunks as a folder: `chunk-00000.bin`… (each LMCache v1's `KV_2LTD`,
  * `[2, layers, tokens, heads * head_dim]`, raw little-endian in the cache's dtype) and
- * `manifest.json` describing them. The folder is written under a temporary name and renamed on
- * commit.
+ * `manifest.json` describing them. The folder is written on commit under a temporary name created
+ * exclusively beside it, then renamed (`writeAtomicFolder`): an existing non-empty `folder` is
+ * refused (ALREADY_EXISTS, at `open` and atomically at commit) unless `replace`, which replaces it
+ * whole; nothing else is ever deleted.
  */
 export function createLmcacheFolderSink(
   folder: string,
+  replace = false,
 ): KvSink<{ folder: string; chunks: number }> {
   const inner = createLmcacheSink();
   return {
     keepsLayerViews: true,
-    open: (descriptor) => inner.open(descriptor),
+    async open(descriptor) {
+      await assertFreeOutput(folder, replace);
+      await inner.open(descriptor);
+    },
     writeLayer: (layer) => inner.writeLayer(layer),
     async commit(stats) {
       const receipt = await inner.commit(stats);
-      const partial = `${folder}.partial-${process.pid}-${Date.now()}`;
-      await mkdir(partial, { recursive: true });
-      try {
-        const files = receipt.chunks.map((_, i) => `chunk-${String(i).padStart(5, "0")}.bin`);
-        await Promise.all(
-          receipt.chunks.map((chunk, i) => writeFile(join(partial, files[i]!), chunk)),
-        );
-        const manifest = {
-          format: "lmcache KV_2LTD",
-          chunkSizeTokens: receipt.chunkSizeTokens,
-          tokenStart: receipt.tokenStart,
-          descriptor: receipt.descriptor,
-          files,
-        };
-        await writeFile(join(partial, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
-        await rm(folder, { recursive: true, force: true });
-        await rename(partial, folder);
-      } catch (error) {
-        await rm(partial, { recursive: true, force: true });
-        throw new OpalError(Code.INTERNAL, `cannot write ${folder}: ${(error as Error).message}`, {
-          cause: error,
-        });
-      }
+      const files = receipt.chunks.map((_, i) => `chunk-${String(i).padStart(5, "0")}.bin`);
+      const manifest = {
+        format: "lmcache KV_2LTD",
+        chunkSizeTokens: receipt.chunkSizeTokens,
+        tokenStart: receipt.tokenStart,
+        descriptor: receipt.descriptor,
+        files,
+      };
+      await writeAtomicFolder(
+        folder,
+        [
+          ...receipt.chunks.map((chunk, i) => [files[i]!, chunk] as const),
+          ["manifest.json", `${JSON.stringify(manifest, null, 2)}\n`] as const,
+        ],
+        { replace },
+      );
       return { folder, chunks: receipt.chunks.length };
     },
     abort: (reason) => inner.abort(reason),
   };
-}
-
-async function atomicWrite(path: string, bytes: Uint8Array): Promise<void> {
-  const partial = `${path}.partial-${process.pid}-${Date.now()}`;
-  await mkdir(dirname(path), { recursive: true });
-  try {
-    await writeFile(partial, bytes);
-    await rename(partial, path);
-  } catch (error) {
-    await rm(partial, { force: true });
-    throw new OpalError(Code.INTERNAL, `cannot write ${path}: ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
 }

@@ -1,16 +1,15 @@
 import { createReadStream } from "node:fs";
 import { open, readFile, stat } from "node:fs/promises";
-import { SAFETENSORS_DESCRIPTOR_KEY } from "@opal/client";
 import { Code, OpalError } from "@opal/core";
 import {
   decodeOkv,
   decodeSafetensors,
+  decodeSafetensorsKv,
   fromKvParts,
   type KvCache,
   type KvDescriptor,
   type KvPart,
   OKV_MAGIC,
-  partsOf,
 } from "@opal/kv";
 
 /** The file formats `opal inspect` and `opal convert` read. */
@@ -60,9 +59,9 @@ export async function readKvFile(
     }
     return { cache: fromKvParts(descriptor!, layers), format, byteLength };
   }
-  let file: ReturnType<typeof decodeSafetensors>;
+  const bytes = new Uint8Array(await readFile(path));
   try {
-    file = decodeSafetensors(new Uint8Array(await readFile(path)));
+    decodeSafetensors(bytes);
   } catch (error) {
     const opal = OpalError.from(error);
     throw new OpalError(
@@ -71,26 +70,14 @@ export async function readKvFile(
       { cause: error },
     );
   }
-  const json = file.metadata[SAFETENSORS_DESCRIPTOR_KEY];
-  if (!json) {
-    throw new OpalError(
-      Code.INVALID_ARGUMENT,
-      `${path} is a safetensors file without an OPAL descriptor in __metadata__`,
-    );
-  }
-  let descriptor: KvDescriptor;
   try {
-    descriptor = JSON.parse(json) as KvDescriptor;
+    // The descriptor is checked before anything is allocated for the layers it claims.
+    return { cache: decodeSafetensorsKv(bytes), format, byteLength };
   } catch (error) {
-    throw new OpalError(
-      Code.INVALID_ARGUMENT,
-      `${path}: the OPAL descriptor in __metadata__ is not JSON: ${(error as Error).message}`,
-    );
+    const opal = OpalError.from(error);
+    throw new OpalError(opal.code, `${path}: ${opal.rawMessage}`, {
+      reason: opal.reason,
+      cause: error,
+    });
   }
-  const layers = Array.from({ length: descriptor.numLayers }, (_, l) =>
-    Object.fromEntries(
-      partsOf(descriptor).map((part) => [part, file.tensors.get(`layers.${l}.${part}`)?.data]),
-    ),
-  );
-  return { cache: fromKvParts(descriptor, layers), format, byteLength };
 }

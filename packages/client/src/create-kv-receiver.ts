@@ -13,11 +13,8 @@ import {
   Reason,
   toAbortError,
 } from "@opal/core";
-import type { PrefillStats } from "@opal/driver";
+import { cacheByteLength, layerByteLength, toHex } from "@opal/kv";
 import {
-  assertWellFormed,
-  fromWireChunk,
-  fromWireDescriptor,
   KvReceiverServiceDefinition,
   type opal,
   toGrpcStatus,
@@ -26,7 +23,8 @@ import {
 import { assertIntegerOption, MAX_INT32, MAX_TIMER_MS } from "./assert-option";
 import type { KvReceiver, KvReceiverOptions, ReceivedKv } from "./kv-receiver-options";
 import type { KvSink } from "./kv-sink";
-import { readKvStream, type StreamProgress } from "./read-kv-stream";
+import { confirmRepeat, readHeader, receive } from "./receive-push";
+import { type Admission, createReceiverAdmission, senderOf } from "./receiver-admission";
 import { invalidOption } from "./sinks/sink-errors";
 import { DEFAULT_IDLE_TIMEOUT_MS, withIdleTimeout } from "./with-idle-timeout";
 
@@ -36,8 +34,12 @@ type PushMessage = InstanceType<typeof opal.device.v1.PushKvRequest>;
  * Hosts `opal.device.v1.KvReceiverService`: devices push caches into it (header, chunks, commit).
  * Each transfer goes to a fresh sink layer by layer; the receiver verifies every chunk's CRC32C,
  * the order, the size and the whole-cache digest before the sink commits, and aborts the sink on
- * any failure, so a broken push leaves nothing visible. A transfer id already committed is
- * acknowledged again without a second commit (devices may retry a push).
+ * any failure, so a broken push leaves nothing visible. A transfer id is single-use (PS-13): a
+ * second push under an id being received is refused, and a push under a committed id is
+ * acknowledged with the earlier cache id only when it verifies as the same cache (devices may retry
+ * a push); anything else fails ABORTED PUSH_REJECTED. Idle means no KV bytes: only the header,
+ * chunks with data and the commit extend the idle timeout (PS-9). Transfers and buffered bytes are
+ * bounded per sender (the token it presented, or its host) and in total, checked before buffering.
  */
 export async function createKvReceiver<Receipt>(
   options: KvReceiverOptions<Receipt>,
@@ -54,16 +56,30 @@ export async function createKvReceiver<Receipt>(
   const waiters = new Map<string, Set<Waiter<ReceivedKv<Receipt>>>>();
   let closed = false;
   const tokens = (options.tokens ?? []).map((t) => Buffer.from(t));
-  let active = 0;
+  const maxConcurrentTransfers = options.maxConcurrentTransfers ?? 16;
+  const maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
   let nextCacheId = 1;
 
-  const authorized = (header: string | undefined) => {
-    if (tokens.length === 0) return true;
+  const admission = createReceiverAdmission({
+    maxConcurrentTransfers,
+    maxTransfersPerSender: options.maxTransfersPerSender ?? Math.ceil(maxConcurrentTransfers / 2),
+    maxBufferedBytes,
+    maxBufferedBytesPerSender: options.maxBufferedBytesPerSender ?? Math.ceil(maxBufferedBytes / 2),
+  });
+  // Transfer ids being received now: a second push under one of them is refused (PS-13).
+  const receiving = new Set<string>();
+  // The whole-cache digest (hex) of each remembered committed transfer.
+  const digests = new Map<string, string>();
+
+  /** The index of the token presented, -1 when none is required, undefined when refused. */
+  const matchToken = (header: string | undefined): number | undefined => {
+    if (tokens.length === 0) return -1;
     const given = Buffer.from(/^Bearer (.+)$/i.exec(header ?? "")?.[1] ?? "");
-    let ok = false;
-    for (const token of tokens)
-      if (token.length === given.length && timingSafeEqual(token, given)) ok = true;
-    return ok;
+    let match: number | undefined;
+    tokens.forEach((token, i) => {
+      if (token.length === given.length && timingSafeEqual(token, given)) match = i;
+    });
+    return match;
   };
 
   async function pushKv(
@@ -72,7 +88,8 @@ export async function createKvReceiver<Receipt>(
   ) {
     let sink: KvSink<Receipt> | undefined;
     let opened = false;
-    active++;
+    let admitted: Admission | undefined;
+    let claimed: string | undefined;
     // A device that gives up cancels the call; end our read of it so the sink is aborted.
     call.on("cancelled", () =>
       call.destroy(
@@ -82,51 +99,42 @@ export async function createKvReceiver<Receipt>(
       ),
     );
     try {
-      if (!authorized(call.metadata.get("authorization")[0] as string | undefined)) {
+      const token = matchToken(call.metadata.get("authorization")[0] as string | undefined);
+      if (token === undefined) {
         throw new OpalError(Code.UNAUTHENTICATED, "invalid or missing bearer token", {
           reason: Reason.TOKEN_INVALID,
         });
       }
-      if (active > (options.maxConcurrentTransfers ?? 16)) {
-        throw new OpalError(Code.RESOURCE_EXHAUSTED, "too many transfers in progress", {
-          reason: Reason.RECEIVER_BUSY,
-          retryDelayMs: 50,
-        });
-      }
+      admitted = admission.admit(senderOf(token, call.getPeer()));
+      // Idle means no KV bytes (PS-9): only the header, chunks with data and the commit count.
+      let headerSeen = false;
       const messages = withIdleTimeout(
         call[Symbol.asyncIterator]() as AsyncIterator<PushMessage>,
         idleTimeoutMs,
+        (m) => {
+          if (m.header && !headerSeen) {
+            headerSeen = true;
+            return true;
+          }
+          return (m.chunk?.data?.byteLength ?? 0) > 0 || Boolean(m.commit);
+        },
       );
-      const first = await messages.next();
-      if (!first.done) assertWellFormed(first.value);
-      const header = first.done ? undefined : first.value.header;
-      if (!header?.transferId || !header.descriptor) {
+      const { header, descriptor } = await readHeader(messages);
+      const transferId = header.transferId as string;
+      if (receiving.has(transferId)) {
         throw new OpalError(
-          Code.INVALID_ARGUMENT,
-          "the first PushKv message must be a header with transfer_id and descriptor",
-          {
-            reason: Reason.INVALID_FIELD,
-            fieldViolations: [{ field: "header", description: "required as the first message" }],
-          },
+          Code.ABORTED,
+          `transfer ${transferId} is being received by another push; a transfer id is single-use (PS-13)`,
+          { reason: Reason.PUSH_REJECTED },
         );
       }
-      const descriptor = fromWireDescriptor(header.descriptor, "header.descriptor");
-      const again = committed.get(header.transferId);
+      receiving.add(transferId);
+      claimed = transferId;
+      const again = committed.get(transferId);
       if (again) {
-        // A device may retry a push; anything else under a committed id is refused (PS-13).
-        const sameCache =
-          again.requestId === (header.requestId ?? "") &&
-          JSON.stringify(again.descriptor) === JSON.stringify(descriptor);
-        if (!sameCache) {
-          throw new OpalError(
-            Code.ABORTED,
-            `transfer ${header.transferId} was already committed with another cache`,
-            {
-              reason: Reason.PUSH_REJECTED,
-            },
-          );
-        }
-        for (;;) if ((await messages.next()).done) break;
+        // A device may retry a push: the same cache, verified again, gets the earlier cache id.
+        admitted.reserve(layerByteLength(descriptor));
+        await confirmRepeat(again, descriptor, digests.get(transferId) ?? "", messages);
         callback(null, {
           transferId: again.transferId,
           committed: true,
@@ -135,69 +143,30 @@ export async function createKvReceiver<Receipt>(
         });
         return;
       }
-      sink = options.createSink({
-        transferId: header.transferId,
+      const created = options.createSink({
+        transferId,
         requestId: header.requestId ?? "",
         descriptor,
       });
-      let commit: opal.device.v1.PushKvCommit.$Properties | undefined;
-      // The push as the event stream readKvStream checks: accepted, chunks, completed.
-      async function* events() {
-        yield {
-          type: "accepted" as const,
-          descriptor,
-          kvHandle: "",
-          leaseExpiryUnixMs: 0,
-          queueTimeUs: 0,
-        };
-        for (;;) {
-          const next = await messages.next();
-          if (next.done) return;
-          assertWellFormed(next.value);
-          if (next.value.chunk)
-            yield { type: "chunk" as const, chunk: fromWireChunk(next.value.chunk) };
-          else if (next.value.commit) {
-            const c = next.value.commit;
-            commit = c;
-            const stats: PrefillStats = {
-              ...{
-                promptTokens: 0,
-                prefixCacheHitTokens: 0,
-                decoderPrefixTokens: 0,
-                deviceTimeUs: 0,
-              },
-              ...{ queueTimeUs: 0, energyJoules: 0, leaseExpiryUnixMs: 0, timeToFirstChunkUs: 0 },
-              firstTokenId: c.firstTokenId ?? 0,
-              firstTokenLogprob: c.firstTokenLogprob ?? 0,
-              kvTotalBytes: Number(c.kvTotalBytes ?? 0),
-              kvDigest: c.kvDigest ?? new Uint8Array(),
-            };
-            yield { type: "completed" as const, stats };
-            return;
-          }
-        }
-      }
-      const progress: StreamProgress = { attemptStartedAt: performance.now() };
-      const outcome = await readKvStream(events(), progress, {
+      // Reserved before any chunk is read: a layer being assembled, or the whole cache when the
+      // sink keeps the layers' views.
+      admitted.reserve(
+        created.keepsLayerViews ? cacheByteLength(descriptor) : layerByteLength(descriptor),
+      );
+      sink = created;
+      const { outcome, commit } = await receive(descriptor, messages, {
         onAccepted: async (d) => {
           opened = true;
-          await sink!.open(d);
+          await created.open(d);
         },
         onLayer: async (layer) => {
-          await sink!.writeLayer(layer);
+          await created.writeLayer(layer);
         },
-        reuseLayerBuffers: () => !sink!.keepsLayerViews,
-        // Chunks are this server's freshly received messages.
-        ownsChunks: true,
+        reuseLayerBuffers: () => !created.keepsLayerViews,
       });
-      if (outcome.kind === "broken") throw outcome.error;
-      if (!commit)
-        throw new OpalError(Code.DATA_LOSS, "the push ended without a commit", {
-          reason: Reason.STREAM_INCOMPLETE,
-        });
-      const receipt = await sink.commit(outcome.stats);
+      const receipt = await created.commit(outcome.stats);
       const received: ReceivedKv<Receipt> = {
-        transferId: header.transferId,
+        transferId,
         requestId: header.requestId ?? "",
         descriptor,
         receipt,
@@ -206,12 +175,15 @@ export async function createKvReceiver<Receipt>(
         kvBytes: outcome.stats.kvTotalBytes,
         cacheId: `cache-${nextCacheId++}`,
       };
-      committed.set(header.transferId, received);
+      committed.set(transferId, received);
+      digests.set(transferId, toHex(outcome.stats.kvDigest));
       // Bounded: the oldest receipts are dropped (their transfers can no longer be deduplicated).
       if (committed.size > (options.maxRememberedTransfers ?? 1024)) {
-        committed.delete(committed.keys().next().value as string);
+        const oldest = committed.keys().next().value as string;
+        committed.delete(oldest);
+        digests.delete(oldest);
       }
-      for (const waiter of [...(waiters.get(header.transferId) ?? [])]) waiter.resolve(received);
+      for (const waiter of [...(waiters.get(transferId) ?? [])]) waiter.resolve(received);
       callback(null, {
         transferId: received.transferId,
         committed: true,
@@ -222,7 +194,8 @@ export async function createKvReceiver<Receipt>(
       if (opened && sink) await sink.abort(error);
       callback(toGrpcStatus(OpalError.from(error)));
     } finally {
-      active--;
+      admitted?.release();
+      if (claimed !== undefined) receiving.delete(claimed);
     }
   }
 
@@ -297,6 +270,9 @@ export async function createKvReceiver<Receipt>(
   };
 }
 
+/** 2 GiB: the default of `KvReceiverOptions.maxBufferedBytes`. */
+const DEFAULT_MAX_BUFFERED_BYTES = 2 ** 31;
+
 /** A `received()` call waiting for its transfer. */
 interface Waiter<T> {
   resolve(value: T): void;
@@ -327,6 +303,12 @@ function assertReceiverOptions(options: KvReceiverOptions<unknown>): void {
   }
   if (options.maxConcurrentTransfers !== undefined)
     assertIntegerOption("maxConcurrentTransfers", options.maxConcurrentTransfers, 1);
+  if (options.maxTransfersPerSender !== undefined)
+    assertIntegerOption("maxTransfersPerSender", options.maxTransfersPerSender, 1);
+  if (options.maxBufferedBytes !== undefined)
+    assertIntegerOption("maxBufferedBytes", options.maxBufferedBytes, 1);
+  if (options.maxBufferedBytesPerSender !== undefined)
+    assertIntegerOption("maxBufferedBytesPerSender", options.maxBufferedBytesPerSender, 1);
   if (options.maxRememberedTransfers !== undefined)
     assertIntegerOption("maxRememberedTransfers", options.maxRememberedTransfers, 1);
   if (options.idleTimeoutMs !== undefined)

@@ -23,11 +23,13 @@ export type { PushOutcome } from "./push-prefill";
 export { pushPrefill } from "./push-prefill";
 export type { RetryPolicy } from "./retry-policy";
 export { backoffMs, isRetryable } from "./retry-policy";
+export { writeAtomicFile } from "./sinks/create-atomic-file";
 export type { LmcacheReceipt, LmcacheSinkOptions } from "./sinks/lmcache-sink";
 export { createLmcacheSink } from "./sinks/lmcache-sink";
 export { createMemorySink } from "./sinks/memory-sink";
 export type { OkvFileReceipt, OkvFileSinkOptions } from "./sinks/okv-file-sink";
 export { createOkvFileSink } from "./sinks/okv-file-sink";
+export { assertFreeOutput, writeAtomicFolder } from "./sinks/publish-output";
 export type {
   SafetensorsFileReceipt,
   SafetensorsFileSinkOptions,

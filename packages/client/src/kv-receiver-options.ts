@@ -41,11 +41,27 @@ export interface KvReceiverOptions<Receipt> {
    * default 16.
    */
   readonly maxConcurrentTransfers?: number;
+  /**
+   * Transfers received at once from one sender, an integer >= 1; more fail with RESOURCE_EXHAUSTED
+   * RECEIVER_BUSY; default half of `maxConcurrentTransfers` (rounded up), so that one sender cannot
+   * hold every slot. A sender is the bearer token it presented or, without `tokens`, its host.
+   */
+  readonly maxTransfersPerSender?: number;
+  /**
+   * Bytes all transfers may buffer at once, an integer >= 1; default 2 GiB. A transfer reserves, as
+   * soon as its header arrives and before any chunk is read, one layer's bytes, or the whole cache's
+   * when its sink keeps the layers' views (e.g. the memory sink); a reservation that does not fit
+   * fails RESOURCE_EXHAUSTED RECEIVER_BUSY (with a retry delay unless it can never fit).
+   */
+  readonly maxBufferedBytes?: number;
+  /** Bytes one sender's transfers may buffer at once, an integer >= 1; default half of `maxBufferedBytes`. */
+  readonly maxBufferedBytesPerSender?: number;
   /** Committed transfers remembered for `received()` and deduplication, an integer >= 1; default 1,024. */
   readonly maxRememberedTransfers?: number;
   /**
-   * A transfer that sends nothing for this long is aborted with DEADLINE_EXCEEDED and its sink
-   * discarded (PS-9), in ms: an integer from 1 to 2,147,483,647, or 0 for no timeout (not
+   * A transfer that sends no KV bytes for this long (counting from the call's start, the header,
+   * and each chunk with data; empty messages and empty chunks do not count) is aborted with
+   * DEADLINE_EXCEEDED and its sink discarded (PS-9), in ms: an integer from 1 to 2,147,483,647, or 0 for no timeout (not
    * recommended); default 30,000. Anything else is rejected with INVALID_ARGUMENT.
    */
   readonly idleTimeoutMs?: number;

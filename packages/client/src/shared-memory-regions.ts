@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
 import {
   closeSync,
+  constants,
+  fstatSync,
   ftruncateSync,
   lstatSync,
   openSync,
@@ -10,6 +12,7 @@ import {
   unlinkSync,
 } from "node:fs";
 import { promisify } from "node:util";
+import { FILE_LOCKS_AVAILABLE, tryLockFile } from "@opal/kv";
 import { SHARED_MEMORY_DIRECTORY } from "@opal/protocol";
 
 /** A region this process created in `/dev/shm` for a device to write a cache into (PF-43). */
@@ -56,10 +59,14 @@ let exitHookInstalled = false;
 /**
  * Creates the region set of a device client. Each region is a file `/dev/shm/opal-<pid>-<random>`
  * created exclusively with mode 0600 and sized (sparsely) to the cache it is for, and only when
- * the shared-memory file system has that much free. A region is kept for the next prefill (a
- * device writes twice as fast into pages it wrote before; it grows when a larger cache needs it),
- * up to two free ones, and removed by `close` or at process exit. A process killed outright leaves
- * its files behind: a region set's first region removes those of this user's dead processes.
+ * the shared-memory file system has that much free. The process holds an exclusive advisory lock
+ * (`flock`, `tryLockFile` of `@opal/kv`) on each of its regions for as long as it keeps it. A
+ * region is kept for the next prefill (a device writes twice as fast into pages it wrote before;
+ * it grows when a larger cache needs it) while it still has a single link, up to two free ones,
+ * and removed by `close` or at process exit. A process killed outright leaves its files behind: a
+ * region set's first region removes this user's regions whose lock nobody holds. Liveness is the
+ * lock, never the PID in the name, so a process in another PID namespace sharing `/dev/shm` (a
+ * sidecar) never removes a live region. Where the lock addon is not built, nothing is swept.
  */
 export function createSharedMemoryRegions(): SharedMemoryRegions {
   const idle: Region[] = [];
@@ -82,7 +89,12 @@ export function createSharedMemoryRegions(): SharedMemoryRegions {
         swept = true;
         removeRegionsOfDeadProcesses();
       }
-      const reused = idle.pop();
+      let reused = idle.pop();
+      if (reused && !singleLink(reused)) {
+        // Someone linked our region elsewhere: it is no longer ours alone; start afresh.
+        remove(reused);
+        reused = undefined;
+      }
       const grow = reused ? bytes - reused.lengthBytes : bytes;
       if (grow > 0 && freeBytes() < grow) {
         if (reused) idle.push(reused);
@@ -125,10 +137,45 @@ function freeBytes(): number {
   return stats.bavail * stats.bsize;
 }
 
+/** The region's file still has only the name we gave it. */
+function singleLink(region: Region): boolean {
+  return fstatSync(region.fd).nlink === 1;
+}
+
+/**
+ * Creates a region file exclusively and takes its lock. A sweep in another process may take the
+ * lock between the two and remove the name: then the name no longer leads to our file, and we
+ * start over with a new name.
+ */
 function createRegion(): Region {
-  const base = `opal-${process.pid}-${randomBytes(12).toString("hex")}`;
-  const path = `${SHARED_MEMORY_DIRECTORY}/${base}`;
-  const fd = openSync(path, "wx+", 0o600);
+  for (;;) {
+    const base = `opal-${process.pid}-${randomBytes(12).toString("hex")}`;
+    const path = `${SHARED_MEMORY_DIRECTORY}/${base}`;
+    const fd = openSync(path, "wx+", 0o600);
+    if (!FILE_LOCKS_AVAILABLE) return regionOf(base, path, fd);
+    let locked: boolean;
+    try {
+      locked = tryLockFile(fd);
+    } catch (error) {
+      closeSync(fd);
+      unlinkSync(path);
+      throw error;
+    }
+    if (locked && namesFile(path, fd)) return regionOf(base, path, fd);
+    closeSync(fd);
+  }
+}
+
+/** `path` still leads to the open file `fd` (not removed or replaced meanwhile). */
+function namesFile(path: string, fd: number): boolean {
+  try {
+    return lstatSync(path).ino === fstatSync(fd).ino;
+  } catch {
+    return false;
+  }
+}
+
+function regionOf(base: string, path: string, fd: number): Region {
   live.add(path);
   installExitHook();
   return {
@@ -146,28 +193,30 @@ function createRegion(): Region {
   };
 }
 
-/** Removes region files left by this user's processes that no longer run (killed outright). */
+/**
+ * Removes region files this user's processes left behind (killed outright): a region whose lock
+ * nobody holds. Taking the lock ourselves proves the owner is gone in every PID namespace; we keep
+ * it while removing the name, which is removed only if it still leads to the file we locked.
+ * Anything but a regular file of this user with a single link is left alone.
+ */
 function removeRegionsOfDeadProcesses() {
+  if (!FILE_LOCKS_AVAILABLE) return;
   const uid = process.getuid?.();
   for (const name of readdirSync(SHARED_MEMORY_DIRECTORY)) {
-    const pid = Number(/^opal-(\d+)-[0-9a-f]{24}$/.exec(name)?.[1]);
-    if (!pid || pid === process.pid || isRunning(pid)) continue;
+    if (!/^opal-\d+-[0-9a-f]{24}$/.test(name)) continue;
     const path = `${SHARED_MEMORY_DIRECTORY}/${name}`;
+    let fd: number | undefined;
     try {
-      const stat = lstatSync(path);
-      if (stat.isFile() && stat.uid === uid) unlinkSync(path);
+      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      const stat = fstatSync(fd);
+      if (!stat.isFile() || stat.uid !== uid || stat.nlink !== 1) continue;
+      if (!tryLockFile(fd)) continue; // its owner lives
+      if (namesFile(path, fd)) unlinkSync(path);
     } catch {
-      // Gone meanwhile, or not ours to remove.
+      // Gone meanwhile, or not ours to open or remove.
+    } finally {
+      if (fd !== undefined) closeSync(fd);
     }
-  }
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

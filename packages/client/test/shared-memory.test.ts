@@ -2,6 +2,7 @@ import { type ChildProcess, spawnSync } from "node:child_process";
 import {
   closeSync,
   existsSync,
+  linkSync,
   mkdtempSync,
   openSync,
   readdirSync,
@@ -15,11 +16,12 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Code } from "@opal/core";
 import type { PrefillRequest } from "@opal/driver";
-import { digestKvCache, partsOf, toHex } from "@opal/kv";
+import { digestKvCache, FILE_LOCKS_AVAILABLE, partsOf, toHex, tryLockFile } from "@opal/kv";
 import { type MockServer, serveMockDevice } from "@opal/mock";
 import { expectOpalError, startListeningProcess } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDeviceClient, type DeviceClient } from "../src/create-device-client";
+import { createSharedMemoryRegions } from "../src/shared-memory-regions";
 import { startPrefill } from "../src/start-prefill";
 
 let n = 0;
@@ -213,6 +215,49 @@ describe.skipIf(process.platform !== "linux")("shared-memory data plane in the S
       expect(existsSync(other)).toBe(true); // not a name the SDK makes: left alone
     } finally {
       for (const path of [left, other]) rmSync(path, { force: true });
+    }
+  });
+
+  // The lock addon is built by `npm run build` (@opal/kv); CI always has it.
+  it.skipIf(!FILE_LOCKS_AVAILABLE && !process.env.CI)(
+    "keeps a live region whose owner's PID it cannot see (another PID namespace): liveness is the owner's lock (issue #18)",
+    async () => {
+      // A sidecar's region: its PID means nothing here (no such process in this namespace), but its
+      // owner holds the region's lock. The lock is per open file, so holding it here acts like another process.
+      const unseen = spawnSync(process.execPath, ["-e", ""]).pid!;
+      const live = `/dev/shm/opal-${unseen}-${"cd".repeat(12)}`;
+      const owner = openSync(live, "w", 0o600);
+      let held = true;
+      try {
+        expect(tryLockFile(owner)).toBe(true);
+        await withClient(shm, {}, (client) => startPrefill(client, request()).result);
+        expect(existsSync(live)).toBe(true);
+        closeSync(owner); // the owner ends: the kernel drops its lock
+        held = false;
+        await withClient(shm, {}, (client) => startPrefill(client, request()).result);
+        expect(existsSync(live)).toBe(false);
+      } finally {
+        if (held) closeSync(owner);
+        rmSync(live, { force: true });
+      }
+    },
+  );
+
+  it("does not reuse a region someone hard-linked elsewhere (nlink must stay 1, issue #18)", () => {
+    const regions = createSharedMemoryRegions();
+    const link = `/dev/shm/linked-${process.pid}`;
+    try {
+      const first = regions.acquire(4096)!;
+      regions.release(first, true);
+      linkSync(`/dev/shm${first.name}`, link);
+      const second = regions.acquire(4096)!;
+      expect(second.name).not.toBe(first.name);
+      expect(existsSync(`/dev/shm${first.name}`)).toBe(false); // our name removed, theirs kept
+      expect(existsSync(link)).toBe(true);
+      regions.release(second, false);
+    } finally {
+      regions.close();
+      rmSync(link, { force: true });
     }
   });
 

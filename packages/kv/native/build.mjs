@@ -3,7 +3,9 @@
 // - crc32c.c into native/build/crc32c.node (x86-64; otherwise @opal/kv uses @node-rs/crc32, same
 //   results, about a quarter of the speed);
 // - large-memory.c into native/build/large-memory.node (huge-page cache memory on Linux; otherwise
-//   @opal/kv allocates ordinary buffers).
+//   @opal/kv allocates ordinary buffers);
+// - file-lock.c into native/build/file-lock.node (flock for shared-memory region liveness on Linux
+//   and macOS; otherwise stale regions of killed processes are not swept).
 // When there is no compiler or no headers it says so and exits 0: the fallbacks take over.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, rmSync } from "node:fs";
@@ -56,6 +58,14 @@ if (process.platform === "linux") {
   if (memorySkipped) {
     console.warn(
       `@opal/kv: huge-page cache memory not built (${memorySkipped}); using ordinary buffers`,
+    );
+  }
+}
+if (process.platform === "linux" || process.platform === "darwin") {
+  const lockSkipped = build("file-lock");
+  if (lockSkipped) {
+    console.warn(
+      `@opal/kv: file locks not built (${lockSkipped}); stale shared-memory regions are not swept`,
     );
   }
 }

@@ -176,10 +176,13 @@ export function cacheByteLength(descriptor: KvShape): number {
 }
 
 const fail = (field: string, expected: string, actual: unknown): never => {
+  const name = field === "" ? "descriptor" : `descriptor.${field}`;
   throw new KvFormatError(
     "INVALID_DESCRIPTOR",
-    `descriptor.${field}: expected ${expected}, got ${stringify(actual)}`,
-    { field: `descriptor.${field}` },
+    `${name}: expected ${expected}, got ${stringify(actual)}`,
+    {
+      field: name,
+    },
   );
 };
 

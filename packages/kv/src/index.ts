@@ -39,6 +39,8 @@ export type { BlockHashValue } from "./block-hash-value";
 export { CRC32C_BACKEND, crc32cOf } from "./crc32c-of";
 export type { DecodeOkvOptions, OkvDecoder, OkvEvent } from "./decode-okv";
 export { createOkvDecoder, decodeOkv, decodeOkvBytes } from "./decode-okv";
+// safetensors and vLLM ExampleConnector
+export { decodeSafetensorsKv, SAFETENSORS_KV_DESCRIPTOR_KEY } from "./decode-safetensors-kv";
 export type {
   KvAttention,
   KvDescriptor,
@@ -109,7 +111,6 @@ export type {
   SafetensorsInput,
   SafetensorsTensor,
 } from "./safetensors";
-// safetensors and vLLM ExampleConnector
 export {
   decodeSafetensors,
   encodeSafetensors,
@@ -128,6 +129,7 @@ export { toFloat32 } from "./to-float32";
 export type { TransposeKvPartOptions } from "./to-kv-layout";
 // Layouts and decoder formats
 export { rowBytesOf, toKvLayout, transposeKvPart } from "./to-kv-layout";
+export { FILE_LOCKS_AVAILABLE, tryLockFile } from "./try-lock-file";
 export type {
   VllmExampleFolderNames,
   VllmExampleFolderOptions,

@@ -240,12 +240,16 @@ describe("vLLM ExampleConnector handoff", () => {
       /layer 1/,
     );
     expect(readdirSync(storagePath)).toEqual([]);
-    // A successful write replaces an existing folder of the same prompt as a whole.
+    // An existing folder of the same prompt is refused unless replace, which replaces it whole.
     await writeVllmExampleFolder(randomCache(mhaDescriptor({ tokenCount: 16 }), 2), {
       storagePath,
       tokenIds,
     });
-    await writeVllmExampleFolder(cache, { storagePath, tokenIds });
+    await expect(writeVllmExampleFolder(cache, { storagePath, tokenIds })).rejects.toMatchObject({
+      code: Code.ALREADY_EXISTS,
+    });
+    expect(readdirSync(storagePath)).toEqual([name]);
+    await writeVllmExampleFolder(cache, { storagePath, tokenIds, replace: true });
     expect(readdirSync(storagePath)).toEqual([name]);
     const back = await readVllmExampleFolder(cache.descriptor, { storagePath, tokenIds });
     expect(sameCache(back, cache)).toBe(true);

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
-import { type FileHandle, mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { Code, OpalError } from "@opal/core";
 import {
   assertValidDescriptor,
   dtypeByteSize,
@@ -213,6 +214,11 @@ export interface VllmExampleFolderOptions extends VllmExampleLayerOptions {
   readonly layerNames?: readonly string[];
   /** The decoder's tensor-parallel size; default 1 (see {@link assertVllmExampleTensorParallel}). */
   readonly tensorParallelSize?: number;
+  /**
+   * `writeVllmExampleFolder` only: replace an existing non-empty `<md5>` folder (set aside, then
+   * deleted once the new one is in place); default false: ALREADY_EXISTS, the folder untouched.
+   */
+  readonly replace?: boolean;
 }
 
 /**
@@ -222,8 +228,9 @@ export interface VllmExampleFolderOptions extends VllmExampleLayerOptions {
  *
  * vLLM takes the folder's existence as "this prompt's KV is stored", so the folder appears only
  * complete: the files are written and flushed in a sibling `<md5>.partial-<random>`, which is
- * renamed to `<md5>` at the end (a folder already there is replaced). On any failure the partial
- * folder is removed and the error rethrown; nothing appears under `<md5>`.
+ * renamed to `<md5>` at the end. An existing non-empty `<md5>` folder is replaced only with
+ * `replace` (otherwise ALREADY_EXISTS, and it is left as it was). On any failure the partial folder
+ * is removed and the error rethrown; nothing appears under `<md5>`.
  */
 export async function writeVllmExampleFolder(
   cache: KvCache,
@@ -249,13 +256,7 @@ export async function writeVllmExampleFolder(
       const bytes = encodeVllmExampleLayer(stored, layer, options);
       await writeSynced(join(partial, `${names[layer]}.safetensors`), bytes);
     }
-    const old = await stat(folder).then(
-      () => `${partial}.old`,
-      () => undefined,
-    );
-    if (old) await rename(folder, old);
-    await rename(partial, folder);
-    if (old) await rm(old, { recursive: true, force: true });
+    await publishFolder(partial, folder, options.replace ?? false);
   } catch (error) {
     await rm(partial, { recursive: true, force: true });
     throw error;
@@ -321,6 +322,29 @@ function firstTokens(cache: KvCache, tokens: number): KvCache {
     return parts;
   });
   return fromKvParts(small, layers);
+}
+
+/**
+ * Renames the finished `partial` to `folder`, which the OS refuses onto a non-empty folder: then
+ * ALREADY_EXISTS unless `replace`, which sets the old folder aside first and deletes it after.
+ */
+async function publishFolder(partial: string, folder: string, replace: boolean): Promise<void> {
+  try {
+    await rename(partial, folder);
+    return;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "";
+    if (!["ENOTEMPTY", "EEXIST", "ENOTDIR", "EISDIR"].includes(code)) throw error;
+    if (!replace)
+      throw new OpalError(
+        Code.ALREADY_EXISTS,
+        `${folder} already exists and is not empty (pass replace: true to replace it)`,
+      );
+  }
+  const old = `${partial}.old`;
+  await rename(folder, old);
+  await rename(partial, folder);
+  await rm(old, { recursive: true, force: true });
 }
 
 /**

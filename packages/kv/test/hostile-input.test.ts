@@ -9,6 +9,7 @@ import {
   createOkvDecoder,
   decodeOkvBytes,
   decodeSafetensors,
+  decodeSafetensorsKv,
   encodeOkvBytes,
   encodeSafetensors,
   KV_FORMAT_REASONS,
@@ -65,7 +66,10 @@ describe("hostile-input corpus", () => {
         expect(outcome(() => streamDecode(bytes, 7))).toBe(reason);
         outcome(() => readOkvLayer(bytes, 1)); // may or may not notice; never crashes
       } else {
-        expect(outcome(() => decodeSafetensors(bytes))).toBe(reason);
+        // kv-* files are valid safetensors whose OPAL KV content (descriptor, tensors) is hostile.
+        const kvOnly = file.startsWith("safetensors-kv-");
+        expect(outcome(() => decodeSafetensors(bytes))).toBe(kvOnly ? "ok" : reason);
+        expect(outcome(() => decodeSafetensorsKv(bytes))).toBe(reason);
       }
     });
   }

@@ -41,7 +41,8 @@ const UNOPENABLE = new Set(["ENOENT", "EACCES", "EPERM", "ELOOP", "EISDIR", "ENX
 /**
  * Opens the region a prefill offers (PF-43), before the driver runs. The host never creates a
  * region: the name must start with `/opal-`, the file must exist, be a regular file (symbolic
- * links are not followed) owned by this process's user, and hold `offset_bytes + length_bytes`
+ * links are not followed) owned by this process's user with a single link (no hard link to
+ * another file), and hold `offset_bytes + length_bytes`
  * bytes, and `length_bytes` must cover `leastBytes` (the smallest cache the request can produce).
  * Those failures are INVALID_ARGUMENT INVALID_FIELD naming `data_plane.shared_memory.name` or
  * `.length_bytes`; a host out of file descriptors or memory is RESOURCE_EXHAUSTED DEVICE_BUSY with
@@ -94,6 +95,14 @@ export async function openSharedMemoryRegion(
     const uid = process.getuid?.();
     if (uid !== undefined && stat.uid !== uid) {
       throw invalidField(NAME, `${JSON.stringify(name)} belongs to another user`);
+    }
+    // A second name (a hard link, e.g. /opal-x made a link to another program's /dev/shm file)
+    // means the file is not the caller's region alone: writing into it could write into that file.
+    if (stat.nlink !== 1) {
+      throw invalidField(
+        NAME,
+        `${JSON.stringify(name)} has ${stat.nlink} links, expected 1 (a region is one file of its own)`,
+      );
     }
     if (stat.size < offsetBytes + lengthBytes) {
       throw invalidField(

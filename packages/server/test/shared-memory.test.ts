@@ -1,5 +1,13 @@
 import { execFileSync } from "node:child_process";
-import { closeSync, ftruncateSync, openSync, readFileSync, symlinkSync, unlinkSync } from "node:fs";
+import {
+  closeSync,
+  ftruncateSync,
+  linkSync,
+  openSync,
+  readFileSync,
+  symlinkSync,
+  unlinkSync,
+} from "node:fs";
 import {
   Client,
   type ClientReadableStream,
@@ -177,6 +185,29 @@ describe.skipIf(!linux)("shared-memory data plane (PF-41..43)", () => {
       lengthBytes: 1 << 20,
     });
     expect(violation(error).field).toBe("data_plane.shared_memory.name");
+  });
+
+  it("does not write into a hard link to another program's shared memory (nlink must be 1, issue #18)", async () => {
+    // Another program's file in /dev/shm, same user; the caller names an /opal-* link to it.
+    const victim = `${SHARED_MEMORY_DIRECTORY}/other-program-${process.pid}`;
+    const fd = openSync(victim, "w+", 0o600);
+    ftruncateSync(fd, 1 << 20);
+    closeSync(fd);
+    created.push(victim);
+    const link = `${SHARED_MEMORY_DIRECTORY}/opal-server-test-${process.pid}-hardlink`;
+    linkSync(victim, link);
+    created.push(link);
+    const { messages, error } = await rawPrefill(server.address, {
+      name: `/opal-server-test-${process.pid}-hardlink`,
+      lengthBytes: 1 << 20,
+    });
+    expect(messages).toEqual([]);
+    expect(violation(error)).toEqual({
+      code: Code.INVALID_ARGUMENT,
+      field: "data_plane.shared_memory.name",
+    });
+    expect(error?.details).toMatch(/has 2 links, expected 1/);
+    expect(readFileSync(victim).every((byte) => byte === 0)).toBe(true);
   });
 
   it("rejects a region smaller than its offer, and an offer smaller than the cache (length_bytes)", async () => {

@@ -36,12 +36,20 @@ export function createConvertCommand(): Command {
       new Option("--dtype <dtype>", "convert between float dtypes").choices(["f32", "f16", "bf16"]),
     )
     .option("--json", "print the result as JSON")
+    .option("--force", "replace an existing non-empty OUT (atomically; without it, opal refuses)")
     .action(
       async (
         input: string,
         output: string,
-        o: { to: "okv" | "safetensors"; layout?: KvLayout; dtype?: KvDtype; json?: boolean },
+        o: {
+          to: "okv" | "safetensors";
+          layout?: KvLayout;
+          dtype?: KvDtype;
+          json?: boolean;
+          force?: boolean;
+        },
       ) => {
+        const replace = o.force === true;
         let { cache, format: inFormat } = await readKvFile(input);
         if (o.layout && o.layout !== cache.descriptor.layout) cache = toKvLayout(cache, o.layout);
         if (o.dtype && o.dtype !== cache.descriptor.dtype) {
@@ -68,8 +76,8 @@ export function createConvertCommand(): Command {
         }
         const sink: KvSink<{ byteLength: number }> =
           o.to === "okv"
-            ? createOkvFileSink({ path: output })
-            : createSafetensorsFileSink({ path: output });
+            ? createOkvFileSink({ path: output, replace })
+            : createSafetensorsFileSink({ path: output, replace });
         await sink.open(cache.descriptor);
         for (let layer = 0; layer < cache.descriptor.numLayers; layer++)
           await sink.writeLayer(cache.layer(layer));

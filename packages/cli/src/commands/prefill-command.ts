@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import {
+  assertFreeOutput,
   createOkvFileSink,
   createSafetensorsFileSink,
   createVllmExampleSink,
@@ -40,6 +41,7 @@ interface PrefillFlags extends TargetFlags {
   tensorParallelSize: number;
   timeout: number;
   json?: boolean;
+  force?: boolean;
 }
 
 /** `opal prefill`: offload a prompt's prefill to a device and write the KV cache to a file. */
@@ -103,6 +105,10 @@ export function createPrefillCommand(): Command {
       120_000,
     )
     .option("--json", "print the summary as JSON")
+    .option(
+      "--force",
+      "replace an existing non-empty --out (atomically; without it, opal refuses to touch it)",
+    )
     .showHelpAfterError();
   return addTargetOptions(command).action(async (o: PrefillFlags) => {
     if ((o.format === "sglang" || o.format === "lmcache") && o.dtype.startsWith("fp8")) {
@@ -118,14 +124,17 @@ export function createPrefillCommand(): Command {
       );
     }
     const tokens = await readTokens(o);
+    // Refused before the device does any work; the sinks check again, atomically, at commit.
+    if (o.format !== "vllm-example") await assertFreeOutput(o.out, o.force === true);
     const device = connectTarget(o);
     let model: ModelInfo | undefined;
+    const replace = o.force === true;
     const sink = (): KvSink<unknown> => {
       switch (o.format) {
         case "okv":
-          return createOkvFileSink({ path: o.out });
+          return createOkvFileSink({ path: o.out, replace });
         case "safetensors":
-          return createSafetensorsFileSink({ path: o.out });
+          return createSafetensorsFileSink({ path: o.out, replace });
         case "vllm-example":
           return createVllmExampleSink({
             directory: o.out,
@@ -136,11 +145,12 @@ export function createPrefillCommand(): Command {
             ...(fp8
               ? { fp8: { dtype: fp8, kScale: oneOrAll(o.kScale), vScale: oneOrAll(o.vScale) } }
               : {}),
+            replace,
           });
         case "sglang":
-          return createSglangFileSink(o.out, model!, tokens.length, o.dtype);
+          return createSglangFileSink(o.out, model!, tokens.length, o.dtype, replace);
         case "lmcache":
-          return createLmcacheFolderSink(o.out);
+          return createLmcacheFolderSink(o.out, replace);
       }
     };
     const bar =

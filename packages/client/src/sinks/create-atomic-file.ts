@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { type FileHandle, open, rename, rm } from "node:fs/promises";
+import { type FileHandle, open, rm } from "node:fs/promises";
 import { dirname } from "node:path";
-import { Code, OpalError } from "@opal/core";
+import { assertFreeOutput, missingDirectory, publishFile } from "./publish-output";
 
 /**
  * A file written under `<path>.partial-<random>` and made visible at `path` only by `commit`
- * (fsync, close, rename, fsync of the folder). `discard` closes and deletes the temporary file.
+ * (fsync, close, publish, fsync of the folder). `discard` closes and deletes the temporary file.
  */
 export interface AtomicFile {
   /** The temporary path being written. */
@@ -14,7 +14,10 @@ export interface AtomicFile {
   readonly byteLength: number;
   /** Appends `bytes` (or writes them at `position`); resolves once the OS took all of them. */
   write(bytes: Uint8Array, position?: number): Promise<void>;
-  /** fsync + rename to the final path; resolves with the file's byte length. */
+  /**
+   * fsync + publish at the final path (see `createAtomicFile`); resolves with the file's byte
+   * length. On ALREADY_EXISTS the temporary file is deleted.
+   */
   commit(): Promise<number>;
   /** Closes and deletes the temporary file; never throws. */
   discard(): Promise<void>;
@@ -26,11 +29,22 @@ export function partialSuffix(): string {
 }
 
 /**
- * Creates the temporary file exclusively (`wx`) next to `path`. The folder of `path` must exist (it
- * is not created): otherwise FAILED_PRECONDITION naming the folder, and nothing is written. Other
- * file-system errors are thrown as Node reports them.
+ * Creates the temporary file exclusively (`wx`: `O_CREAT | O_EXCL`, so never through an existing
+ * entry or symbolic link) under a random name next to `path`. The folder of `path` must exist (it
+ * is not created): otherwise FAILED_PRECONDITION naming the folder, and nothing is written.
+ * Unless `replace`, `path` must be free (absent, an empty file or an empty folder): ALREADY_EXISTS
+ * here and, atomically, at `commit` (nothing OPAL did not create is ever replaced or deleted). With
+ * `replace`, `commit` renames over `path` (atomic replacement). Other file-system errors are thrown
+ * as Node reports them.
  */
-export async function createAtomicFile(path: string): Promise<AtomicFile> {
+export async function createAtomicFile(
+  path: string,
+  options: { readonly replace?: boolean } = {},
+): Promise<AtomicFile> {
+  const replace = options.replace ?? false;
+  await assertFreeOutput(path, replace).catch((error: unknown) => {
+    throw missingDirectory(path, error) ?? error;
+  });
   const partialPath = `${path}${partialSuffix()}`;
   let handle: FileHandle | undefined = await open(partialPath, "wx").catch((error: unknown) => {
     throw missingDirectory(path, error) ?? error;
@@ -62,7 +76,12 @@ export async function createAtomicFile(path: string): Promise<AtomicFile> {
       await handle.close();
       handle = undefined;
       closed = true;
-      await rename(partialPath, path);
+      try {
+        await publishFile(partialPath, path, replace);
+      } catch (error) {
+        await rm(partialPath, { force: true }).catch(() => {});
+        throw error;
+      }
       await syncDirectory(dirname(path));
       return end;
     },
@@ -78,23 +97,6 @@ export async function createAtomicFile(path: string): Promise<AtomicFile> {
   };
 }
 
-/**
- * FAILED_PRECONDITION when opening a file next to `path` failed because its folder does not exist
- * (ENOENT) or a component of it is not a folder (ENOTDIR); `undefined` for any other error.
- */
-function missingDirectory(path: string, error: unknown): OpalError | undefined {
-  const errno = (error as { code?: unknown } | null)?.code;
-  const directory = dirname(path);
-  const problem =
-    errno === "ENOENT" ? "does not exist" : errno === "ENOTDIR" ? "is not a directory" : undefined;
-  if (problem === undefined) return undefined;
-  return new OpalError(
-    Code.FAILED_PRECONDITION,
-    `cannot write ${path}: its directory ${directory} ${problem} (expected an existing directory; create it first)`,
-    { cause: error },
-  );
-}
-
 /** fsync of a folder so a rename survives a crash; ignored where folders cannot be opened (Windows). */
 export async function syncDirectory(directory: string): Promise<void> {
   let handle: FileHandle | undefined;
@@ -105,5 +107,26 @@ export async function syncDirectory(directory: string): Promise<void> {
     // best effort
   } finally {
     await handle?.close().catch(() => {});
+  }
+}
+
+/**
+ * Writes `bytes` as the file `path`, all or nothing, through {@link createAtomicFile}: a temporary
+ * file created exclusively under a random name in `path`'s folder (which must exist), fsynced and
+ * published; ALREADY_EXISTS for an existing non-empty `path` unless `replace`. On failure the
+ * temporary file is deleted and `path` is as before. Resolves with the byte length.
+ */
+export async function writeAtomicFile(
+  path: string,
+  bytes: Uint8Array,
+  options: { readonly replace?: boolean } = {},
+): Promise<number> {
+  const file = await createAtomicFile(path, options);
+  try {
+    await file.write(bytes);
+    return await file.commit();
+  } catch (error) {
+    await file.discard();
+    throw error;
   }
 }

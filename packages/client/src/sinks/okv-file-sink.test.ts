@@ -60,9 +60,9 @@ describe("createOkvFileSink", () => {
     await expectOpalError(Promise.resolve(sink.commit(stats)), Code.CANCELLED);
     expect(await readdir(dir)).toEqual([]);
 
-    // An existing file at `path` survives an aborted sink unchanged.
+    // An existing file at `path` survives an aborted sink unchanged (it may be replaced only with replace).
     await writeFile(path, "previous");
-    const again = createOkvFileSink({ path });
+    const again = createOkvFileSink({ path, replace: true });
     await again.open(cache.descriptor);
     await again.writeLayer(cache.layer(0));
     await again.abort(new Error("stop"));

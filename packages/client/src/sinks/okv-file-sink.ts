@@ -7,8 +7,14 @@ import { invalidOption, sinkCancelled } from "./sink-errors";
 
 /** Options of {@link createOkvFileSink}. */
 export interface OkvFileSinkOptions {
-  /** Where the `.okv` file appears on commit; its folder must exist. An existing file is replaced. */
+  /**
+   * Where the `.okv` file appears on commit; its folder must exist. It must be free (absent, an
+   * empty file or an empty folder) unless `replace`: ALREADY_EXISTS at `open`, and atomically at
+   * `commit`.
+   */
   readonly path: string;
+  /** Atomically replace whatever `path` holds at `commit`; default false. */
+  readonly replace?: boolean;
   /** Largest DATA frame payload, 1 byte to 64 MiB; default 16 MiB (as `encodeOkv`). */
   readonly maxFrameBytes?: number;
 }
@@ -25,7 +31,8 @@ export interface OkvFileReceipt {
  * A sink that records the cache as an `.okv` file (docs/formats/okv.md, with INDEX and XXH3-128
  * digest) while layers arrive: memory stays at about one layer (each layer's frames are written
  * before `writeLayer` resolves). The bytes go to `<path>.partial-<random>`; `commit` fsyncs and
- * renames it to `path`, so `path` holds either nothing new or the complete file. `abort` (or any
+ * publishes it at `path` (refusing an existing non-empty `path` unless `replace`), so `path` holds either
+ * nothing new or the complete file. `abort` (or any
  * failure) deletes the partial file. Accepts any valid descriptor.
  */
 export function createOkvFileSink(options: OkvFileSinkOptions): KvSink<OkvFileReceipt> {
@@ -33,6 +40,8 @@ export function createOkvFileSink(options: OkvFileSinkOptions): KvSink<OkvFileRe
   if (typeof path !== "string" || path.length === 0) {
     throw invalidOption("path", "a non-empty file path", path);
   }
+  const replace = options.replace ?? false;
+  if (typeof replace !== "boolean") throw invalidOption("replace", "a boolean", replace);
   const max = options.maxFrameBytes;
   if (max !== undefined && (!Number.isInteger(max) || max < 1 || max > MAX_CHUNK_BYTES)) {
     throw invalidOption("maxFrameBytes", `an integer from 1 to ${MAX_CHUNK_BYTES}`, max);
@@ -45,7 +54,7 @@ export function createOkvFileSink(options: OkvFileSinkOptions): KvSink<OkvFileRe
 
   return createGuardedSink<OkvFileReceipt>({
     async open(descriptor) {
-      file = await createAtomicFile(path);
+      file = await createAtomicFile(path, { replace });
       const target = file;
       const layers = createChannel<KvLayerParts>({ capacity: 1 });
       inbox = layers;

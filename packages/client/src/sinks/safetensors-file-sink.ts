@@ -7,6 +7,7 @@ import {
   type KvPart,
   partByteLength,
   partsOf,
+  SAFETENSORS_KV_DESCRIPTOR_KEY,
   scaleCountOf,
   toSafetensorsDtype,
 } from "@opal/kv";
@@ -17,8 +18,14 @@ import { invalidOption, sinkCancelled } from "./sink-errors";
 
 /** Options of {@link createSafetensorsFileSink}. */
 export interface SafetensorsFileSinkOptions {
-  /** Where the file appears on commit; its folder must exist. An existing file is replaced. */
+  /**
+   * Where the file appears on commit; its folder must exist. It must be free (absent, an
+   * empty file or an empty folder) unless `replace`: ALREADY_EXISTS at `open`, and atomically at
+   * `commit`.
+   */
   readonly path: string;
+  /** Atomically replace whatever `path` holds at `commit`; default false. */
+  readonly replace?: boolean;
 }
 
 /** What {@link createSafetensorsFileSink} committed. */
@@ -29,8 +36,11 @@ export interface SafetensorsFileReceipt {
   readonly byteLength: number;
 }
 
-/** Key of `__metadata__` holding the cache's `KvDescriptor` as JSON. */
-export const SAFETENSORS_DESCRIPTOR_KEY = "descriptor";
+/**
+ * Key of `__metadata__` holding the cache's `KvDescriptor` as JSON (`decodeSafetensorsKv` of
+ * `@opal/kv` reads such files back).
+ */
+export const SAFETENSORS_DESCRIPTOR_KEY = SAFETENSORS_KV_DESCRIPTOR_KEY;
 
 /** The safetensors shape of one part: data `[T, H, D]` (nhd) or `[H, T, D]` (hnd), scales `[n]`. */
 function shapeOf(d: KvDescriptor, part: KvPart): number[] {
@@ -67,7 +77,8 @@ function encodeHeader(d: KvDescriptor): Uint8Array {
  * scales `[1]` / `[tokens]` / `[heads]`; `__metadata__.descriptor` holds the `KvDescriptor` as JSON.
  * Tensors are stored in layer order so the file streams: the header is written at `open` and each
  * layer is appended as it arrives (memory: none beyond the caller's layer). Written to
- * `<path>.partial-<random>`; `commit` fsyncs and renames to `path`; `abort` deletes the partial file.
+ * `<path>.partial-<random>`; `commit` fsyncs and publishes at `path` (an existing non-empty `path` only
+ * with `replace`); `abort` deletes the partial file.
  * Accepts any valid descriptor.
  */
 export function createSafetensorsFileSink(
@@ -77,12 +88,14 @@ export function createSafetensorsFileSink(
   if (typeof path !== "string" || path.length === 0) {
     throw invalidOption("path", "a non-empty file path", path);
   }
+  const replace = options.replace ?? false;
+  if (typeof replace !== "boolean") throw invalidOption("replace", "a boolean", replace);
   let file: AtomicFile | undefined;
   let descriptor: KvDescriptor | undefined;
   return createGuardedSink<SafetensorsFileReceipt>({
     async open(given) {
       descriptor = given;
-      file = await createAtomicFile(path);
+      file = await createAtomicFile(path, { replace });
       await file.write(encodeHeader(given));
     },
     async writeLayer(layer) {

@@ -103,7 +103,29 @@ describe("createVllmExampleSink", () => {
     }
   });
 
-  it("replaces an existing folder of the same prompt on commit", async () => {
+  it("refuses an existing non-empty folder of the same prompt unless replace (issue #18)", async () => {
+    const cache = randomCache(mhaDescriptor({ dtype: "bf16", numLayers: 1 }));
+    const folder = join(dir, vllmExampleFolderName(prompt.slice(0, 32)));
+    await mkdir(folder);
+    await writeFile(join(folder, "operator.txt"), "not OPAL's");
+    const options = { directory: dir, promptTokenIds: prompt, layerNames: ["attn0"] };
+    await expectOpalError(
+      Promise.resolve(createVllmExampleSink(options).open(cache.descriptor)),
+      Code.ALREADY_EXISTS,
+    );
+    // Created between open and commit: the commit's rename refuses it atomically.
+    await rm(folder, { recursive: true });
+    const sink = createVllmExampleSink(options);
+    await sink.open(cache.descriptor);
+    await sink.writeLayer(cache.layer(0));
+    await mkdir(folder);
+    await writeFile(join(folder, "operator.txt"), "not OPAL's");
+    await expectOpalError(Promise.resolve(sink.commit(stats)), Code.ALREADY_EXISTS);
+    expect(await readdir(dir)).toEqual([vllmExampleFolderName(prompt.slice(0, 32))]);
+    expect(await readFile(join(folder, "operator.txt"), "utf8")).toBe("not OPAL's");
+  });
+
+  it("replaces an existing folder of the same prompt on commit with replace", async () => {
     const cache = randomCache(mhaDescriptor({ dtype: "bf16", numLayers: 1 }));
     const folder = join(dir, vllmExampleFolderName(prompt.slice(0, 32)));
     await mkdir(folder);
@@ -112,6 +134,7 @@ describe("createVllmExampleSink", () => {
       directory: dir,
       promptTokenIds: prompt,
       layerNames: ["attn0"],
+      replace: true,
     });
     await sink.open(cache.descriptor);
     await sink.writeLayer(cache.layer(0));

@@ -1,4 +1,4 @@
-import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import {
   assertVllmExampleTensorParallel,
@@ -22,6 +22,7 @@ import type { KvSink } from "../kv-sink";
 import { partialSuffix, syncDirectory } from "./create-atomic-file";
 import { createGuardedSink } from "./create-guarded-sink";
 import { layerAsCache } from "./layer-as-cache";
+import { assertFreeOutput, publishFolder } from "./publish-output";
 import { descriptorMismatch, invalidOption, sinkCancelled } from "./sink-errors";
 
 /** Options of {@link createVllmExampleSink}. */
@@ -45,6 +46,11 @@ export interface VllmExampleSinkOptions {
   readonly fp8?: VllmFp8Cache;
   /** The decoder's tensor-parallel size; default 1. Above 1 only MLA caches are accepted. */
   readonly tensorParallelSize?: number;
+  /**
+   * Replace an existing non-empty `<hash>` folder at `commit` (moved aside, then deleted once the
+   * new one is in place); default false: ALREADY_EXISTS at `open` and atomically at `commit`.
+   */
+  readonly replace?: boolean;
 }
 
 /** What {@link createVllmExampleSink} committed. */
@@ -67,8 +73,8 @@ export interface VllmExampleReceipt {
  * multiple of the block size, also the folder its worker then loads (all n tokens), so a stock
  * vLLM finds and loads the cache. Layer files are written (and fsynced) as layers arrive into
  * temporary sibling folders `<hash>.partial-<random>`, renamed on `commit` (the load folder first,
- * so the checked folder never appears before the one loaded; an existing folder of the same
- * prompt is replaced); `abort` deletes them. Memory: about one layer.
+ * so the checked folder never appears before the one loaded; an existing non-empty folder of
+ * the same prompt only with `replace`, otherwise ALREADY_EXISTS at `open` and atomically at `commit`); `abort` deletes them. Memory: about one layer.
  *
  * `open` rejects with FAILED_PRECONDITION DESCRIPTOR_MISMATCH when the cache has scales (vLLM's
  * fp8 cache has static scales: use `fp8`), is int8, is fp8 while `fp8` asks to quantise, does not
@@ -80,6 +86,7 @@ export interface VllmExampleReceipt {
 export function createVllmExampleSink(options: VllmExampleSinkOptions): KvSink<VllmExampleReceipt> {
   assertSinkOptions(options);
   const { directory, layerNames, vllmVersion, fp8 } = options;
+  const replace = options.replace ?? false;
 
   let descriptor: KvDescriptor | undefined;
   const folders: { folder: string; partial: string; stored: KvDescriptor }[] = [];
@@ -94,6 +101,7 @@ export function createVllmExampleSink(options: VllmExampleSinkOptions): KvSink<V
       if (names.checkName !== names.loadName) wanted.push([names.checkName, names.checkTokens]);
       for (const [name, tokens] of wanted) {
         const folder = join(directory, name);
+        await assertFreeOutput(folder, replace);
         const partial = `${folder}${partialSuffix()}`;
         folders.push({
           folder,
@@ -137,14 +145,8 @@ export function createVllmExampleSink(options: VllmExampleSinkOptions): KvSink<V
       for (const { partial } of folders) await syncDirectory(partial);
       if (signal.aborted) throw sinkCancelled("commit");
       for (const { folder, partial } of folders) {
-        const old = await stat(folder).then(
-          () => `${folder}${partialSuffix()}.old`,
-          () => undefined,
-        );
-        if (old) await rename(folder, old);
-        await rename(partial, folder);
+        await publishFolder(partial, folder, replace);
         await syncDirectory(directory);
-        if (old) await rm(old, { recursive: true, force: true });
       }
       const load = folders[0] as (typeof folders)[number];
       const check = folders[folders.length - 1] as (typeof folders)[number];
@@ -179,6 +181,8 @@ function assertSinkOptions(options: VllmExampleSinkOptions): void {
     if (typeof name !== "string" || !/^[\w.-]+$/.test(name) || name === "." || name === "..")
       throw invalidOption(`layerNames[${i}]`, "a file name of letters, digits, _ . -", name);
   });
+  if (options.replace !== undefined && typeof options.replace !== "boolean")
+    throw invalidOption("replace", "a boolean", options.replace);
   const given = options.blockSizeTokens;
   if (given !== undefined && (!Number.isSafeInteger(given) || given < 1))
     throw invalidOption("blockSizeTokens", "an integer >= 1", given);

@@ -134,6 +134,16 @@ export function buildCorpus(): CorpusCase[] {
     "INVALID_DESCRIPTOR",
     withHeader(headerJson({ numLayers: -1 })),
   );
+  okv(
+    "descriptor-null",
+    "INVALID_HEADER",
+    withHeader(JSON.stringify({ descriptor: null, maxFrameBytes: 48 })),
+  );
+  okv(
+    "descriptor-30m-layers",
+    "INVALID_DESCRIPTOR",
+    withHeader(headerJson({ numLayers: 30_000_000 })),
+  );
   okv("descriptor-bad-dtype", "UNSUPPORTED_DTYPE", withHeader(headerJson({ dtype: "f64" })));
   okv(
     "descriptor-huge-shape",
@@ -270,5 +280,17 @@ export function buildCorpus(): CorpusCase[] {
   st("bad-dtype", "UNSUPPORTED_DTYPE", safetensors({ a: t(0, 8, [1], "C128") }, 8));
   st("negative-dim", "INVALID_HEADER", safetensors({ a: t(0, 0, [-1]) }, 0));
   st("metadata-not-string", "INVALID_HEADER", safetensors({ __metadata__: { a: 5 } }, 0));
+  // Valid safetensors whose OPAL descriptor (read by decodeSafetensorsKv, `opal inspect`) is hostile:
+  // 30 million layers in a 1 KB file must fail before the layer table is allocated (issue #18).
+  const kvFile = (metadata: string) =>
+    safetensors({ __metadata__: { descriptor: metadata }, "layers.0.k": t(0, 4, [1]) }, 4);
+  st(
+    "kv-descriptor-30m-layers",
+    "INVALID_DESCRIPTOR",
+    kvFile(JSON.stringify({ ...descriptor, numLayers: 30_000_000 })),
+  );
+  st("kv-descriptor-null", "INVALID_DESCRIPTOR", kvFile("null"));
+  st("kv-descriptor-missing", "INVALID_HEADER", safetensors({ "layers.0.k": t(0, 4, [1]) }, 4));
+  st("kv-descriptor-too-few-tensors", "SHAPE_MISMATCH", kvFile(JSON.stringify(descriptor)));
   return cases;
 }
