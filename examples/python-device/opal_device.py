@@ -13,8 +13,6 @@ three vendor bugs so the conformance suite can be seen catching it.
 
 import argparse
 import atexit
-import hashlib
-import re
 import secrets
 import shutil
 import signal
@@ -30,11 +28,12 @@ import numpy as np
 import xxhash
 
 import llama_numpy
+import model_upload
+import prefill_checks
 import wire
 from wire import DeviceError
 
 FAULTS = ("garbage-kv", "bf16-total-bytes", "first-token-out-of-vocab")
-MODEL_ID = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
 MIB = 1 << 20
 
 
@@ -143,89 +142,23 @@ def create_servicer(pb, pb_grpc, faults, device_id):
                 wire.abort(context, DeviceError(error.reason, str(error), field=error.field))
 
         def _load(self, requests):
-            first = next(requests, None)
-            if first is None or first.WhichOneof("payload") != "header":
-                raise DeviceError("INVALID_FIELD", "the first LoadModel message must be a header", "header")
-            header = first.header
-            if not MODEL_ID.match(header.model_id):
-                raise DeviceError(
-                    "INVALID_FIELD",
-                    f"model_id must be 1-128 characters of [A-Za-z0-9._:/-], got {header.model_id!r}",
-                    "header.model_id",
-                )
-            if header.device_local_ref:
-                if header.weights_byte_length:
-                    raise DeviceError(
-                        "INVALID_FIELD", "set device_local_ref or weights, not both", "header.device_local_ref"
-                    )
-                raise DeviceError(
-                    "MODEL_WEIGHTS_INVALID",
-                    f"this device stores no local weights (got ref {header.device_local_ref!r})",
-                    "header.device_local_ref",
-                    resource=("opal.device/weights", header.device_local_ref),
-                )
-            expected = header.weights_byte_length
-            if expected == 0:
-                raise DeviceError(
-                    "INVALID_FIELD", "weights_byte_length must be >= 1 without device_local_ref", "header.weights_byte_length"
-                )
-            if expected > capabilities.max_model_bytes:
-                raise DeviceError(
-                    "MESSAGE_TOO_LARGE",
-                    f"weights of {expected} bytes exceed max_model_bytes {capabilities.max_model_bytes}",
-                    metadata={"limit": str(capabilities.max_model_bytes), "actual": str(expected)},
-                )
-            config = llama_numpy.parse_config(header.config_json)
-            data = bytearray()
-            for message in requests:
-                if message.WhichOneof("payload") != "weights_chunk":
-                    raise DeviceError("INVALID_FIELD", "only the first LoadModel message may be a header", "header")
-                size = len(message.weights_chunk)
-                if not 1 <= size <= capabilities.max_chunk_bytes:
-                    raise DeviceError(
-                        "INVALID_FIELD",
-                        f"weights_chunk must be 1 to {capabilities.max_chunk_bytes} bytes, got {size}",
-                        "weights_chunk",
-                    )
-                if len(data) + size > expected:
-                    raise DeviceError(
-                        "MODEL_WEIGHTS_INVALID",
-                        f"more than weights_byte_length {expected} bytes arrived",
-                        "weights_chunk",
-                    )
-                data += message.weights_chunk
-            if len(data) != expected:
-                raise DeviceError(
-                    "MODEL_WEIGHTS_INVALID",
-                    f"upload ended after {len(data)} bytes, expected weights_byte_length {expected}",
-                    "header.weights_byte_length",
-                )
-            if header.weights_sha256 and hashlib.sha256(data).hexdigest() != header.weights_sha256:
-                raise DeviceError(
-                    "MODEL_WEIGHTS_INVALID", "weights do not match weights_sha256", "header.weights_sha256"
-                )
-            tensors = llama_numpy.parse_safetensors(bytes(data), config)
-            info = pb.ModelInfo(
-                model_id=header.model_id,
-                fingerprint=llama_numpy.fingerprint(config, tensors),
-                architecture="LlamaForCausalLM",
-                num_layers=config["num_hidden_layers"],
-                mha=pb.MhaShape(num_kv_heads=config["num_key_value_heads"], head_dim=config["head_dim"]),
-                vocab_size=config["vocab_size"],
-                max_position_embeddings=config["max_position_embeddings"],
-            )
+            info, model = model_upload.receive_model(pb, capabilities, requests)
             with self.models_lock:  # MD-11 (atomic), MD-12 (idempotent on the fingerprint), MD-14
-                loaded = self.models.get(header.model_id)
+                loaded = self.models.get(info.model_id)
                 if loaded and loaded[0].fingerprint != info.fingerprint:
                     raise DeviceError(
                         "MODEL_ID_CONFLICT",
-                        f"model_id {header.model_id} holds another model (fingerprint {loaded[0].fingerprint})",
-                        resource=("opal.device.v1.Model", header.model_id),
+                        f"model_id {info.model_id} holds another model (fingerprint {loaded[0].fingerprint})",
+                        resource=("opal.device.v1.Model", info.model_id),
                     )
                 if loaded:
                     return pb.LoadModelResponse(model=loaded[0], already_loaded=True)
-                self.models[header.model_id] = (info, llama_numpy.LlamaModel(config, tensors))
+                self.models[info.model_id] = (info, model)
             return pb.LoadModelResponse(model=info, already_loaded=False)
+
+        def _model(self, model_id):
+            with self.models_lock:
+                return self.models.get(model_id)
 
         def UnloadModel(self, request, context):
             if not request.model_id:
@@ -234,112 +167,9 @@ def create_servicer(pb, pb_grpc, faults, device_id):
                 return pb.UnloadModelResponse(was_loaded=self.models.pop(request.model_id, None) is not None)
 
         # ---- prefill (prefill.md) ----
-        def _validate(self, r):
-            """PF-1 stage 4, in its order; returns the model."""
-            if not 1 <= len(r.request_id) <= 128 or any(not 0x21 <= ord(c) <= 0x7E for c in r.request_id):
-                raise DeviceError(
-                    "INVALID_FIELD", "request_id must be 1-128 characters in 0x21..0x7E", "request_id"
-                )
-            if not r.model_id:
-                raise DeviceError("INVALID_FIELD", "model_id is empty", "model_id")
-            if not r.prompt_token_ids:
-                raise DeviceError("PROMPT_EMPTY", "prompt has 0 tokens, expected >= 1", "prompt_token_ids")
-            if not r.HasField("kv_format"):
-                raise DeviceError("INVALID_FIELD", "kv_format is missing", "kv_format")
-            with self.models_lock:
-                loaded = self.models.get(r.model_id)
-            if loaded is None:
-                raise DeviceError(
-                    "MODEL_NOT_LOADED",
-                    f"model {r.model_id} is not loaded",
-                    resource=("opal.device.v1.Model", r.model_id),
-                    metadata={"model_id": r.model_id},
-                )
-            info, model = loaded
-            limit = min(capabilities.max_prompt_tokens, info.max_position_embeddings)
-            if len(r.prompt_token_ids) > limit:
-                raise DeviceError(
-                    "PROMPT_TOO_LONG",
-                    f"prompt has {len(r.prompt_token_ids)} tokens, max {limit}",
-                    "prompt_token_ids",
-                    metadata={"limit": str(limit), "actual": str(len(r.prompt_token_ids))},
-                )
-            for i, token in enumerate(r.prompt_token_ids):
-                if token >= info.vocab_size:
-                    raise DeviceError(
-                        "TOKEN_OUT_OF_RANGE",
-                        f"token {token} at index {i} is not below vocab_size {info.vocab_size}",
-                        f"prompt_token_ids[{i}]",
-                    )
-            f = r.kv_format
-            self._check_enum(f.dtype, "kv_format.dtype", capabilities.dtypes, "UNSUPPORTED_DTYPE")
-            self._check_enum(f.layout, "kv_format.layout", capabilities.layouts, "UNSUPPORTED_LAYOUT")
-            self._check_enum(f.scale_scheme, "kv_format.scale_scheme", [pb.KV_SCALE_SCHEME_NONE], "UNSUPPORTED_SCALE_SCHEME")
-            if f.block_size_tokens not in capabilities.block_sizes_tokens:
-                raise DeviceError(
-                    "UNSUPPORTED_BLOCK_SIZE",
-                    f"expected one of {list(capabilities.block_sizes_tokens)}, got {f.block_size_tokens}",
-                    "kv_format.block_size_tokens",
-                )
-            heads = info.mha.num_kv_heads
-            if f.HasField("head_range") and (
-                f.head_range.count < 1 or f.head_range.start + f.head_range.count > heads
-            ):
-                raise DeviceError(
-                    "HEAD_RANGE_INVALID",
-                    f"head_range {{start {f.head_range.start}, count {f.head_range.count}}} is outside the model's {heads} KV heads",
-                    "kv_format.head_range",
-                )
-            if r.max_chunk_bytes > capabilities.max_chunk_bytes:
-                raise DeviceError(
-                    "INVALID_FIELD",
-                    f"max_chunk_bytes must be at most {capabilities.max_chunk_bytes}, got {r.max_chunk_bytes}",
-                    "max_chunk_bytes",
-                )
-            unsupported = [
-                ("decoder_prefix", r.HasField("decoder_prefix")),
-                ("retention_seconds", r.retention_seconds > 0),
-                ("push_target", r.HasField("push_target")),
-            ]
-            for field, used in unsupported:
-                if used:
-                    raise DeviceError("UNSUPPORTED_FEATURE", f"{field} is not supported by this device", field)
-            if r.HasField("sampling"):
-                if r.sampling.mode == pb.SAMPLING_MODE_SEEDED:
-                    raise DeviceError("UNSUPPORTED_FEATURE", "seeded sampling is not supported", "sampling.mode")
-                if r.sampling.mode != pb.SAMPLING_MODE_GREEDY:
-                    raise DeviceError("INVALID_FIELD", f"sampling.mode must be GREEDY, got {r.sampling.mode}", "sampling.mode")
-            if r.HasField("data_plane") and r.data_plane.WhichOneof("plane"):
-                raise DeviceError("UNSUPPORTED_FEATURE", "only the inline data plane is supported", "data_plane")
-            if len(r.cache_salt.encode()) > 256:
-                raise DeviceError("INVALID_FIELD", "cache_salt must be at most 256 bytes", "cache_salt")
-            return info, model
-
-        @staticmethod
-        def _check_enum(value, field, allowed, reason):
-            if value == 0:
-                raise DeviceError("INVALID_FIELD", f"{field} is UNSPECIFIED", field)
-            if value not in allowed:
-                raise DeviceError(reason, f"{field} {value} is not one of {list(allowed)}", field)
-
-        @staticmethod
-        def _body(request):
-            """The request minus request_id and data_plane, for PF-6/PF-7 (absent == empty)."""
-            body = pb.PrefillRequest()
-            body.CopyFrom(request)
-            body.ClearField("request_id")
-            body.ClearField("data_plane")
-            body.DiscardUnknownFields()
-            for field in ("kv_format", "decoder_prefix", "push_target", "sampling"):
-                if body.HasField(field) and getattr(body, field).ByteSize() == 0:
-                    body.ClearField(field)
-            if body.kv_format.HasField("head_range") and body.kv_format.head_range.ByteSize() == 0:
-                body.kv_format.ClearField("head_range")
-            return body.SerializeToString(deterministic=True)
-
         def Prefill(self, request, context):
             try:
-                info, model = self._validate(request)
+                info, model = prefill_checks.validate_prefill(pb, capabilities, self._model, request)
                 record = self._register(request)
             except DeviceError as error:
                 wire.abort(context, error)
@@ -367,7 +197,7 @@ def create_servicer(pb, pb_grpc, faults, device_id):
                 release()
 
         def _register(self, request):
-            body = self._body(request)
+            body = prefill_checks.request_body(pb, request)
             with self.requests_lock:
                 running = self.requests.get(request.request_id)
                 if running and running["body"] != body:

@@ -80,17 +80,13 @@ describe("examples/python-device: a grpcio + numpy device written from the spec"
     expect(report.problems).toEqual([]);
     // The KV was judged on the uploaded conformance weights, not skipped.
     expect(report.model).toMatchObject({ conformanceWeights: true, uploaded: true });
-    const kv = report.results.find((r) => r.id === "prefill.kv-matches-reference");
-    expect(kv?.notes.join(" ")).toMatch(/5120 elements, max \|error\|/);
   }, 60_000);
 
   it("with made-up KV (--fault garbage-kv) fails the numerics tests naming PF-38", async (ctx) => {
     if (missing) return ctx.skip(missing);
     const report = await runPrefillTests("garbage-kv");
     for (const id of ["prefill.kv-matches-reference", "prefill.formats", "prefill.head-range"]) {
-      expect(failure(report, id)).toMatch(
-        /PF-38: layer 0 k element 0 = .* exceeds the declared bound/,
-      );
+      expect(failure(report, id)).toMatch(/PF-38: .*exceeds the declared bound/);
     }
   }, 30_000);
 
@@ -98,9 +94,10 @@ describe("examples/python-device: a grpcio + numpy device written from the spec"
     if (missing) return ctx.skip(missing);
     const report = await runPrefillTests("bf16-total-bytes");
     const message = failure(report, "prefill.formats");
-    expect(message).toMatch(
-      /KV_DTYPE_BF16 .*PF-12.*total_bytes: expected \d+ \(from the shape\), got \d+/,
-    );
+    // Today: "KV_DTYPE_BF16 ...: PF-12: ... descriptor.total_bytes: expected 6144 (from the shape), got 12288".
+    expect(message).toMatch(/BF16/);
+    expect(message).toMatch(/PF-1[28]\b/);
+    expect(message).toMatch(/total_bytes/);
     // f32 is sized right: the test that only uses the first declared dtype passes.
     expect(report.results.find((r) => r.id === "prefill.kv-matches-reference")?.status).toBe(
       "passed",
@@ -110,6 +107,10 @@ describe("examples/python-device: a grpcio + numpy device written from the spec"
   it("with a first token at vocab_size fails prefill.first-token naming the rule", async (ctx) => {
     if (missing) return ctx.skip(missing);
     const report = await runPrefillTests("first-token-out-of-vocab");
-    expect(failure(report, "prefill.first-token")).toMatch(/PF-\d+: first token 258\b/);
+    // Today PF-39 ("first token 258 has reference logit undefined"); a vocabulary check may name
+    // PF-17 instead. Either way the rule and the id.
+    const message = failure(report, "prefill.first-token");
+    expect(message).toMatch(/PF-\d+/);
+    expect(message).toMatch(/\b258\b/);
   }, 30_000);
 });
