@@ -272,7 +272,8 @@ def create_servicer(pb, pb_grpc, faults, device_id):
                 first = info.vocab_size  # planted bug: an id one past the vocabulary
             device_us = int((time.monotonic() - started) * 1e6)
             energy = device_us * 1e-6 * 50.0  # a modelled 50 W while computing
-            self.energy_joules += energy
+            with self.slots.condition:  # the lock telemetry reads under
+                self.energy_joules += energy
             yield pb.PrefillResponse(
                 completed=pb.PrefillCompleted(
                     prompt_tokens=len(tokens),
@@ -307,7 +308,7 @@ def create_servicer(pb, pb_grpc, faults, device_id):
             context.add_callback(done.set)
             while True:
                 with self.slots.condition:
-                    running, waiting = self.slots.running, self.slots.waiting
+                    running, waiting, energy = self.slots.running, self.slots.waiting, self.energy_joules
                 yield pb.WatchTelemetryResponse(
                     snapshot=pb.TelemetrySnapshot(
                         timestamp_unix_ms=int(time.time() * 1000),
@@ -315,7 +316,7 @@ def create_servicer(pb, pb_grpc, faults, device_id):
                         queue_depth=waiting,
                         active_prefills=running,
                         power_watts=10.0 + 50.0 * running,
-                        energy_joules_total=10.0 * (time.time() - self.started) + self.energy_joules,
+                        energy_joules_total=10.0 * (time.time() - self.started) + energy,
                         temperature_celsius=40.0,
                     )
                 )
