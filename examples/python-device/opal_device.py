@@ -29,6 +29,7 @@ import xxhash
 
 import llama_numpy
 import model_upload
+from auth import TokenAuth
 import prefill_checks
 import wire
 from wire import DeviceError
@@ -96,7 +97,7 @@ class Slots:
             self.condition.notify_all()
 
 
-def create_servicer(pb, pb_grpc, faults, device_id):
+def create_servicer(pb, pb_grpc, faults, device_id, auth):
     dtype_names = {pb.KV_DTYPE_F32: "f32", pb.KV_DTYPE_BF16: "bf16"}
     capabilities = build_capabilities(pb)
     numerics = capabilities.numerics
@@ -105,7 +106,7 @@ def create_servicer(pb, pb_grpc, faults, device_id):
         def __init__(self):
             self.models = {}  # model_id -> (ModelInfo, LlamaModel), in load order
             self.models_lock = threading.Lock()
-            self.requests = {}  # request_id -> the running call's record (PF-5)
+            self.requests = {}  # (tenant, request_id) -> the running call's record (PF-4, PF-5)
             self.requests_lock = threading.Lock()
             self.slots = Slots(capabilities.max_concurrent_prefills, capabilities.max_queued_prefills)
             self.started = time.time()
@@ -170,15 +171,16 @@ def create_servicer(pb, pb_grpc, faults, device_id):
         def Prefill(self, request, context):
             try:
                 info, model = prefill_checks.validate_prefill(pb, capabilities, self._model, request)
-                record = self._register(request)
+                key = (auth.tenant_of(context.invocation_metadata()), request.request_id)
+                record = self._register(key, request)
             except DeviceError as error:
                 wire.abort(context, error)
             released = threading.Event()
 
             def release():
                 with self.requests_lock:
-                    if self.requests.get(request.request_id) is record:
-                        del self.requests[request.request_id]
+                    if self.requests.get(key) is record:
+                        del self.requests[key]
 
             context.add_callback(release)
             enqueued = time.monotonic()
@@ -196,17 +198,17 @@ def create_servicer(pb, pb_grpc, faults, device_id):
                     self.slots.release()
                 release()
 
-        def _register(self, request):
+        def _register(self, key, request):
             body = prefill_checks.request_body(pb, request)
             with self.requests_lock:
-                running = self.requests.get(request.request_id)
+                running = self.requests.get(key)
                 if running and running["body"] != body:
                     raise DeviceError("REQUEST_ID_CONFLICT", f"request_id {request.request_id} is running with another body")
                 self.slots.admit()
                 if running:  # PF-7: the retry takes over; the older call ends CANCELLED
                     running["superseded"] = True
                 record = {"body": body, "superseded": False}
-                self.requests[request.request_id] = record
+                self.requests[key] = record
                 return record
 
         def _stream(self, request, context, info, model, record, enqueued):
@@ -337,7 +339,22 @@ def main(argv=None):
     parser.add_argument("--device-id", default="python-device-0")
     parser.add_argument("--stubs-dir", help="where to generate the stubs (default: a temporary folder)")
     parser.add_argument("--fault", action="append", default=[], choices=FAULTS, help="plant a vendor bug")
+    parser.add_argument(
+        "--token", action="append", default=[], metavar="TOKEN=TENANT", help="require bearer tokens (SEC-4)"
+    )
+    parser.add_argument("--tls-cert", help="PEM certificate chain: serve TLS (SEC-1)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args(argv)
+    tokens = {}
+    for pair in args.token:
+        token, sep, tenant = pair.rpartition("=")
+        if not sep or not token or not tenant:
+            parser.error(f"--token expects TOKEN=TENANT, got {pair!r}")
+        tokens[token] = tenant
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    if tokens and not args.tls_cert and args.host not in ("127.0.0.1", "::1", "localhost"):
+        parser.error("bearer tokens over plaintext need a loopback --host, or --tls-cert and --tls-key (SEC-2)")
 
     stubs = wire.generate_stubs(args.stubs_dir)
     if not args.stubs_dir:
@@ -354,8 +371,12 @@ def main(argv=None):
 
     capabilities = build_capabilities(pb)
     limit = capabilities.max_message_bytes
+    auth = TokenAuth(tokens)
+    if not auth.enforced:
+        print("no --token: callers are not authenticated, all in one default tenant (SEC-5)", file=sys.stderr)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=64),
+        interceptors=[auth],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
@@ -364,9 +385,14 @@ def main(argv=None):
         ],
     )
     stopping = threading.Event()
-    pb_grpc.add_DeviceServiceServicer_to_server(create_servicer(pb, pb_grpc, set(args.fault), args.device_id), server)
+    pb_grpc.add_DeviceServiceServicer_to_server(create_servicer(pb, pb_grpc, set(args.fault), args.device_id, auth), server)
     side_services.add_side_services(server, stopping)
-    port = server.add_insecure_port(f"{args.host}:{args.port}")
+    address = f"{args.host}:{args.port}"
+    if args.tls_cert:
+        with open(args.tls_key, "rb") as key, open(args.tls_cert, "rb") as cert:
+            port = server.add_secure_port(address, grpc.ssl_server_credentials([(key.read(), cert.read())]))
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         sys.exit(f"cannot listen on {args.host}:{args.port}")
     server.start()

@@ -1,8 +1,10 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { type ConformanceReport, formatResultLine, runConformance } from "@opal/conformance";
-import { PYTHON } from "@opal/testing";
+import { createTestCertificates, PYTHON } from "@opal/testing";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 
 const DEVICE = fileURLToPath(new URL("./opal_device.py", import.meta.url));
@@ -27,14 +29,18 @@ afterEach(() => {
   for (const child of children.splice(0)) child.kill();
 });
 
-/** Starts the device on a free port and resolves with its address (the line it prints). */
-function startDevice(faults: readonly string[] = []): Promise<string> {
-  const child = spawn(PYTHON, [DEVICE, "--port", "0", ...faults.flatMap((f) => ["--fault", f])], {
-    stdio: ["ignore", "pipe", "inherit"],
+/** Starts the device on a free port with `args` and resolves with the address it prints. */
+function startDevice(args: readonly string[] = []): Promise<string> {
+  const child = spawn(PYTHON, [DEVICE, "--port", "0", ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
   });
   children.push(child);
+  let out = "";
+  let err = "";
+  child.stderr!.on("data", (data: Buffer) => {
+    err += data.toString("utf8");
+  });
   return new Promise((resolve, reject) => {
-    let out = "";
     const onData = (data: Buffer) => {
       out += data.toString("utf8");
       const match = /listening on (\S+)/.exec(out);
@@ -44,7 +50,9 @@ function startDevice(faults: readonly string[] = []): Promise<string> {
       }
     };
     child.stdout!.on("data", onData);
-    child.once("exit", (code) => reject(new Error(`opal_device.py exited with ${code}: ${out}`)));
+    child.once("exit", (code) =>
+      reject(new Error(`opal_device.py exited with ${code}: ${out}${err}`)),
+    );
   });
 }
 
@@ -56,7 +64,7 @@ const NOT_APPLICABLE = new Set(["models.uploads-unsupported"]);
 
 /** Runs the prefill tests (the ones that judge KV, first token and formats) against a faulty device. */
 async function runPrefillTests(fault: string): Promise<ConformanceReport> {
-  const target = await startDevice([fault]);
+  const target = await startDevice(["--fault", fault]);
   return runConformance({ target, focus: /^prefill\./ });
 }
 
@@ -67,16 +75,46 @@ function failure(report: ConformanceReport, id: string): string {
 }
 
 describe("examples/python-device: a grpcio + numpy device written from the spec", () => {
-  it("passes every Core test of the conformance suite", async (ctx) => {
+  it("passes every Core test of the conformance suite, over TLS with two tenants' tokens", async (ctx) => {
     if (missing) return ctx.skip(missing);
-    const target = await startDevice();
-    const report = await runConformance({ target });
+    const certs = await createTestCertificates();
+    let report: ConformanceReport;
+    try {
+      const cert = join(certs.dir, "device.crt");
+      const key = join(certs.dir, "device.key");
+      writeFileSync(cert, certs.serverCertPem);
+      writeFileSync(key, certs.serverKeyPem);
+      const target = await startDevice([
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--token",
+        "ta=tenant-a",
+        "--token",
+        "tb=tenant-b",
+      ]);
+      report = await runConformance({
+        target,
+        token: "ta",
+        tokenB: "tb",
+        tls: { caPem: certs.caPem, serverNameOverride: "localhost" },
+      });
+    } finally {
+      await certs.cleanup();
+    }
     const core = report.results.filter((r) => r.tag === "Core");
     const notPassed = core
       .filter((r) => r.status !== "passed" && !NOT_APPLICABLE.has(r.id))
       .map(formatResultLine);
     expect(notPassed).toEqual([]);
     expect(core.length).toBeGreaterThan(50);
+    // Bearer tokens (SEC-4) and tenant-scoped request ids (PF-4) are checked too.
+    const optional = ["auth.token-required", "tenants.request-ids-scoped"];
+    expect(report.results.filter((r) => optional.includes(r.id)).map((r) => r.status)).toEqual([
+      "passed",
+      "passed",
+    ]);
     expect(report.problems).toEqual([]);
     // The KV was judged on the uploaded conformance weights, not skipped.
     expect(report.model).toMatchObject({ conformanceWeights: true, uploaded: true });
