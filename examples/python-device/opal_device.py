@@ -7,8 +7,9 @@ proto/ alone, as a vendor would; requirement ids (PF-1, MD-5, ...) point at the 
 
 It declares F32 and BF16 in NHD and HND layouts, block size 16, model uploads (LoadModel of a
 safetensors checkpoint), two slots and a queue of two; no retention, push, prefix cache, decoder
-prefix or seeded sampling (those requests are refused as the spec says). `--fault` plants one of
-three vendor bugs so the conformance suite can be seen catching it.
+prefix or seeded sampling (those requests are refused as the spec says). `--token` requires bearer
+tokens (auth.py), `--tls-cert`/`--tls-key` serve TLS. `--fault` plants one of three vendor bugs so
+the conformance suite can be seen catching it.
 """
 
 import argparse
