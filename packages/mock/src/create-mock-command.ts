@@ -1,7 +1,7 @@
 import { constants } from "node:os";
 import { Command, InvalidArgumentError } from "commander";
 import { toMockModelNames } from "./mock-model";
-import { toMockProfileNames } from "./mock-profile";
+import { opticalMockProfile, toMockProfileNames } from "./mock-profile";
 import { readFaultConfig, serveMockDevice } from "./serve-mock-device";
 
 /** A commander parser of whole numbers in `min..max` (digits only), naming the flag in its error. */
@@ -16,6 +16,15 @@ const wholeNumber =
     return n;
   };
 
+/** A commander parser of a number strictly between 0 and 1, naming the flag in its error. */
+const fraction = (flag: string) => (value: string) => {
+  const n = /^\d*\.?\d+(e-?\d+)?$/i.test(value) ? Number(value) : Number.NaN;
+  if (!(n > 0 && n < 1)) {
+    throw new InvalidArgumentError(`${flag} must be a number between 0 and 1 (got ${value})`);
+  }
+  return n;
+};
+
 interface MockFlags {
   host: string;
   port: number;
@@ -28,6 +37,8 @@ interface MockFlags {
   metricsPort?: number;
   maxConcurrent?: number;
   maxQueued?: number;
+  errorBound?: number;
+  noiseSeed?: number;
 }
 
 /**
@@ -84,13 +95,34 @@ export function createMockCommand(name: string): Command {
       "queue places before DEVICE_BUSY (default: 16)",
       wholeNumber("--max-queued", 0),
     )
+    .option(
+      "--error-bound <x>",
+      "optical profile: declared error bound (absolute and relative) the noise is sized to (default: 0.02)",
+      fraction("--error-bound"),
+    )
+    .option(
+      "--noise-seed <n>",
+      "optical profile: seed of the K and V noise (default: 0)",
+      wholeNumber("--noise-seed", 0, 0xffff_ffff),
+    )
     .showHelpAfterError()
     .action(async (o: MockFlags) => {
+      if ((o.errorBound !== undefined || o.noiseSeed !== undefined) && o.profile !== "optical") {
+        throw new InvalidArgumentError(
+          `--error-bound and --noise-seed apply to --profile optical (got --profile ${o.profile})`,
+        );
+      }
       const tokens = o.token?.length ? Object.fromEntries(o.token.map(parseTokenPair)) : undefined;
       for (const target of o.pushTarget ?? []) assertHostPort(target);
       const mock = await serveMockDevice(
         {
-          profile: o.profile as never,
+          profile:
+            o.profile === "optical"
+              ? opticalMockProfile({
+                  ...(o.errorBound !== undefined ? { maxRelError: o.errorBound } : {}),
+                  ...(o.noiseSeed !== undefined ? { seed: o.noiseSeed } : {}),
+                })
+              : (o.profile as never),
           models: o.model,
           ...(o.faults ? { faults: await readFaultConfig(o.faults) } : {}),
           limits: {

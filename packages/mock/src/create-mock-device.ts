@@ -242,6 +242,7 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
           descriptor,
           (l) => (sampler ? sampler.sample(l) : sampleGreedy(l)),
           signal,
+          profile.noise,
         );
         const deviceTimeUs = simulatedTimeUs(
           profile,

@@ -15,7 +15,15 @@ export { createFaultInjector } from "./fault-injector";
 export type { MockDeviceLimits } from "./mock-capabilities";
 export type { MockDevice, MockDeviceOptions } from "./mock-device";
 export { mockModelFlops, toMockModelNames } from "./mock-model";
-export type { MockProfile, MockProfileName } from "./mock-profile";
-export { mockProfile, simulatedTimeUs, toMockProfileNames } from "./mock-profile";
+export type { MockProfile, MockProfileName, OpticalProfileOptions } from "./mock-profile";
+export {
+  mockProfile,
+  OPTICAL_DEFAULT_BOUND,
+  opticalMockProfile,
+  simulatedTimeUs,
+  toMockProfileNames,
+} from "./mock-profile";
+export type { ErrorBound, NoiseSite, OpticalNoise } from "./optical-noise";
+export { applyOpticalNoise, opticalNoiseForBound } from "./optical-noise";
 export type { MockServer } from "./serve-mock-device";
 export { readFaultConfig, serveMockDevice } from "./serve-mock-device";

@@ -24,6 +24,7 @@ import {
   toPresetNames,
   toSyntheticShapeNames,
 } from "@opal/reference";
+import { applyOpticalNoise, type OpticalNoise } from "./optical-noise";
 
 /** What one prefill computed: the cache in the requested format and the first token. */
 export interface MockPrefillOutput {
@@ -39,13 +40,16 @@ export interface MockModel {
   flops(numTokens: number, pastTokens: number): number;
   /**
    * Computes the KV of `tokens[tokenStart..]` for `descriptor` (whose model fields this model
-   * filled) and the first generated token (greedy, or seeded with `sample`).
+   * filled) and the first generated token (greedy, or seeded with `sample`). With `noise`, K and V
+   * carry that analog noise within the descriptor's declared bound; the first token comes from the
+   * exact logits.
    */
   prefill(
     tokens: Uint32Array,
     descriptor: KvDescriptor,
     sample: (logits: Float32Array) => number,
     signal: AbortSignal,
+    noise?: OpticalNoise,
   ): MockPrefillOutput;
 }
 
@@ -117,12 +121,17 @@ export function createReferenceMockModel(modelId: string, weights: ModelWeights)
       maxPositionEmbeddings: config.maxPositionEmbeddings,
     },
     flops: (numTokens, pastTokens) => prefillFlops(config, numTokens, { pastTokens }),
-    prefill(tokens, descriptor, sample, signal) {
+    prefill(tokens, descriptor, sample, signal, noise) {
       const { cache, logits } = model.prefill(tokens, { signal });
       const heads = config.numKeyValueHeads;
       const dim = config.headDim;
       const layers: Partial<Record<KvPart, Uint8Array>>[] = [];
       for (let layer = 0; layer < config.numHiddenLayers; layer++) {
+        if (noise) {
+          const site = { layer, numTokens: cache.numTokens, rowLength: heads * dim };
+          applyOpticalNoise(cache.keys[layer]!, { ...site, part: 0 }, noise, descriptor.numerics);
+          applyOpticalNoise(cache.values[layer]!, { ...site, part: 1 }, noise, descriptor.numerics);
+        }
         layers.push({
           ...encodePart(cache.keys[layer]!, "k", descriptor, heads, dim),
           ...encodePart(cache.values[layer]!, "v", descriptor, heads, dim),

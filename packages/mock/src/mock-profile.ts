@@ -1,5 +1,6 @@
 import { Code, OpalError } from "@opal/core";
 import type { KvNumerics } from "@opal/kv";
+import { type OpticalNoise, opticalNoiseForBound } from "./optical-noise";
 
 /**
  * How a simulated device computes: effective throughput, power and numerics. The figures are
@@ -15,12 +16,51 @@ export interface MockProfile {
   readonly idlePowerWatts: number;
   /** Numerics provenance copied into every descriptor. */
   readonly numerics: KvNumerics;
+  /**
+   * Analog matmul noise added to the K and V of reference-model prefills (synthetic shapes are
+   * not computed, so they stay noiseless); absent: exact values.
+   */
+  readonly noise?: OpticalNoise;
 }
 
 /** Names of the built-in profiles. */
-export type MockProfileName = "iris-nova" | "h100" | "instant";
+export type MockProfileName = "iris-nova" | "h100" | "instant" | "optical";
 
-const PROFILES: Readonly<Record<MockProfileName, MockProfile>> = {
+/** The `optical` profile's declared relative error bound by default. */
+export const OPTICAL_DEFAULT_BOUND = 0.02;
+
+/** Options of {@link opticalMockProfile}. */
+export interface OpticalProfileOptions {
+  /** Declared relative error bound, in (0, 1); the absolute bound equals it; default 0.02. */
+  readonly maxRelError?: number;
+  /** Noise seed, 0..2^32-1; default 0. */
+  readonly seed?: number;
+}
+
+/**
+ * The `optical` profile: iris-nova's timing and power with noisy numerics. It declares
+ * `max_abs_error = max_rel_error = bound` and produces K and V perturbed by
+ * {@link opticalNoiseForBound}(bound, seed): readout and shot noise and an ADC sized to the bound,
+ * clipped to it. INVALID_ARGUMENT for a bound outside (0, 1) or a bad seed.
+ */
+export function opticalMockProfile(options: OpticalProfileOptions = {}): MockProfile {
+  const bound = options.maxRelError ?? OPTICAL_DEFAULT_BOUND;
+  const noise = opticalNoiseForBound(bound, options.seed ?? 0);
+  return {
+    ...PROFILES["iris-nova"],
+    name: "optical",
+    numerics: {
+      deviceKind: "optical",
+      precisionPath: `optical matmul, ${noise.adcBits}-bit ADC per row, f32 digital accumulate`,
+      bitExact: false,
+      maxAbsError: bound,
+      maxRelError: bound,
+    },
+    noise,
+  };
+}
+
+const PROFILES: Readonly<Record<Exclude<MockProfileName, "optical">, MockProfile>> = {
   // An optical prefill server in the style of Lumai's Iris Nova: matrix multiplication in free-space
   // optics with digital accumulation. Assumed: 2,000 effective TFLOP/s on prefill at 1,200 W,
   // 250 W idle, and a declared error bound of 2e-2 absolute / 5e-2 relative against an exact
@@ -71,11 +111,12 @@ const PROFILES: Readonly<Record<MockProfileName, MockProfile>> = {
 
 /** The names of the built-in profiles. */
 export function toMockProfileNames(): MockProfileName[] {
-  return Object.keys(PROFILES) as MockProfileName[];
+  return [...(Object.keys(PROFILES) as MockProfileName[]), "optical"];
 }
 
 /** A built-in profile by name; INVALID_ARGUMENT for an unknown name. */
 export function mockProfile(name: string): MockProfile {
+  if (name === "optical") return opticalMockProfile();
   const profile = (PROFILES as Record<string, MockProfile>)[name];
   if (!profile) {
     throw new OpalError(

@@ -6,7 +6,8 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { createDeviceClient } from "@opal/client";
 import { Code } from "@opal/core";
-import { expectOpalError } from "@opal/testing";
+import { createPresetWeights, createReferenceModel } from "@opal/reference";
+import { collectPrefill, expectOpalError } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
@@ -100,6 +101,74 @@ describe("opal-mock, as its users run it", () => {
       expect(result.stderr, args.join(" ")).toContain(message);
       expect(result.stderr, args.join(" ")).not.toMatch(/^\s+at /m);
       expect(result.stdout, args.join(" ")).not.toContain("listening on");
+    }
+  });
+
+  it("rejects an error bound outside (0, 1) and the optical flags with another profile", async () => {
+    const cases: [string[], string][] = [
+      [["--error-bound", "1.5"], "--error-bound must be a number between 0 and 1 (got 1.5)"],
+      [
+        ["--port", "0", "--noise-seed", "7"],
+        "--error-bound and --noise-seed apply to --profile optical (got --profile iris-nova)",
+      ],
+    ];
+    for (const [args, message] of cases) {
+      const result = await runOpalMock(args);
+      expect(result.code, args.join(" ")).toBe(1);
+      expect(result.stderr, args.join(" ")).toContain(message);
+      expect(result.stdout, args.join(" ")).not.toContain("listening on");
+    }
+  });
+
+  it("--profile optical declares its bound and serves seeded K and V noise within it", async () => {
+    const mock = await startOpalMock([
+      "--port",
+      "0",
+      "--profile",
+      "optical",
+      "--error-bound",
+      "0.05",
+      "--noise-seed",
+      "7",
+    ]);
+    const client = createDeviceClient(mock.address);
+    try {
+      expect((await client.getCapabilities()).numerics).toEqual({
+        deviceKind: "optical",
+        precisionPath: "optical matmul, 6-bit ADC per row, f32 digital accumulate",
+        bitExact: false,
+        maxAbsError: 0.05,
+        maxRelError: 0.05,
+      });
+      const tokens = Uint32Array.of(256, ...Buffer.from("noisy optical prefill"));
+      const request = {
+        modelId: "opal-tiny",
+        promptTokenIds: tokens,
+        kvFormat: { dtype: "f32", scaleScheme: "none", layout: "nhd", blockSizeTokens: 16 },
+      } as const;
+      const a = await collectPrefill(client.prefill({ ...request, requestId: "a" }));
+      const b = await collectPrefill(client.prefill({ ...request, requestId: "b" }));
+      expect(b.stats.kvDigest).toEqual(a.stats.kvDigest); // seeded: the same bytes again
+      const exact = createReferenceModel(createPresetWeights("opal-tiny")).prefill(tokens).cache;
+      let largest = 0;
+      for (const { layer, parts } of a.layers) {
+        for (const [part, rows] of [
+          ["k", exact.keys[layer]!],
+          ["v", exact.values[layer]!],
+        ] as const) {
+          const got = new Float32Array(parts[part]!.slice().buffer);
+          got.forEach((x, i) => {
+            const error = Math.abs(x - rows[i]!);
+            expect(error).toBeLessThanOrEqual(0.05 + 0.05 * Math.abs(rows[i]!) + 1e-6);
+            largest = Math.max(largest, error);
+          });
+        }
+      }
+      expect(largest).toBeGreaterThan(0.025);
+    } finally {
+      await client.close();
+      mock.child.kill("SIGTERM");
+      expect(await exitCode(mock.child)).toBe(0);
     }
   });
 
