@@ -92,9 +92,10 @@ beforeEach(() => {
 });
 
 /** Settles `promise`, returning its error and how long it took. */
-async function timed(promise: Promise<unknown>): Promise<{ error: unknown; ms: number }> {
+/** Times `call` from before it starts (its deadline is set when it is made) until it settles. */
+async function timed(call: () => Promise<unknown>): Promise<{ error: unknown; ms: number }> {
   const started = performance.now();
-  const error = await promise.then(
+  const error = await call().then(
     () => undefined,
     (e: unknown) => e,
   );
@@ -117,7 +118,7 @@ describe("unary calls honour timeoutMs", () => {
       const client = connect();
       await client.probe(); // connected, so the timing measures the call only
       mock.setFaults({ latencyMs: 300 });
-      const { error, ms } = await timed(callUnary(client, rpc, { timeoutMs: 50 }));
+      const { error, ms } = await timed(() => callUnary(client, rpc, { timeoutMs: 50 }));
       expect((error as OpalError | undefined)?.code).toBe(Code.DEADLINE_EXCEEDED);
       expect(ms).toBeLessThan(250);
       expect(ms).toBeGreaterThanOrEqual(45);
@@ -145,7 +146,7 @@ describe("unary calls honour timeoutMs", () => {
     const client = connect({ defaultUnaryTimeoutMs: 50 });
     await client.probe();
     mock.setFaults({ latencyMs: 300 });
-    const { error, ms } = await timed(client.getInfo());
+    const { error, ms } = await timed(() => client.getInfo());
     expect((error as OpalError | undefined)?.code).toBe(Code.DEADLINE_EXCEEDED);
     expect(ms).toBeLessThan(250);
   });
@@ -177,7 +178,7 @@ describe("unary calls honour signal", () => {
       seen.length = 0;
       mock.setFaults({ latencyMs: 300 });
       const controller = new AbortController();
-      const pending = timed(callUnary(client, rpc, { signal: controller.signal }));
+      const pending = timed(() => callUnary(client, rpc, { signal: controller.signal }));
       await eventually(() => seen.length === 1);
       controller.abort();
       const { error, ms } = await pending;
