@@ -20,7 +20,7 @@ export async function loadConformanceModel(
   a: WireClient,
   capabilities: opal.device.v1.ICapabilities,
   conformanceModel: ReturnType<typeof createConformanceModel>,
-  options: Pick<ConformanceOptions, "modelId" | "conformanceWeights">,
+  options: Pick<ConformanceOptions, "modelId" | "conformanceWeights" | "checkpoint">,
   shared: Map<string, unknown>,
 ): Promise<{ model?: ConformanceModelRef; problem: string }> {
   try {
@@ -35,7 +35,8 @@ export async function loadConformanceModel(
         model: {
           modelId: options.modelId,
           info,
-          conformanceWeights: options.conformanceWeights ?? false,
+          // A named checkpoint is the reference the KV is checked against.
+          conformanceWeights: (options.conformanceWeights ?? false) || !!options.checkpoint,
           uploaded: false,
         },
         problem: "",

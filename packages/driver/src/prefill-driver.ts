@@ -53,6 +53,13 @@ export interface PrefillDriver {
    * received messages). Absent or false: views are valid only until the next event.
    */
   readonly yieldsOwnedChunks?: boolean;
+  /**
+   * True when the driver admits prefills itself: it holds `maxConcurrentPrefills` slots and a queue
+   * of `maxQueuedPrefills`, answers DEVICE_BUSY, and frees a slot when a call ends, is cancelled or
+   * its deadline passes. Absent or false (the usual case): the server host does all of that for it,
+   * and the driver's `prefill` is called only once the call holds a slot.
+   */
+  readonly queuesPrefills?: boolean;
   getInfo(options?: DriverCallOptions): Promise<DeviceInfo>;
   getCapabilities(options?: DriverCallOptions): Promise<DeviceCapabilities>;
   /** Resolves with the readiness; rejects when the device is unhealthy. */

@@ -1,7 +1,20 @@
-import { cacheByteLength, toHex } from "@opal/kv";
-import { assertConformance, CORE, type ConformanceTest } from "../conformance-test";
+import { cacheByteLength } from "@opal/kv";
+import {
+  assertConformance,
+  assertNoViolations,
+  CORE,
+  type ConformanceTest,
+} from "../conformance-test";
 import { describeWireStatus } from "../wire-status";
-import { assertCompleted, baselinePrefill } from "./prefill-checks";
+import {
+  assertCompleted,
+  baselinePrefill,
+  declaredFormats,
+  describeFormat,
+  digestViolations,
+  firstTokenViolations,
+  sizeViolations,
+} from "./prefill-checks";
 
 /** Stream rules: canonical order, CRCs, digest, descriptor and `completed`. */
 export function toStreamSuite(): ConformanceTest[] {
@@ -39,11 +52,28 @@ export function toStreamSuite(): ConformanceTest[] {
           total === cacheByteLength(done.descriptor),
           `PF-17: kv_total_bytes ${total}, descriptor arithmetic ${cacheByteLength(done.descriptor)}`,
         );
-        const digest = toHex(done.completed.kvDigest ?? new Uint8Array());
-        assertConformance(
-          digest === done.digestHex,
-          `PF-25: kv_digest ${digest}, XXH3-128 of the bytes received ${done.digestHex}`,
-        );
+        assertNoViolations(digestViolations(done, "the baseline prefill"));
+      },
+    },
+    {
+      id: "stream.every-format",
+      title:
+        "Every declared dtype, layout, scale scheme and block size streams with exact sizes (total_bytes, kv_total_bytes), digest, finite values and an in-vocabulary first token",
+      tag: CORE,
+      spec: ["PF-12", "PF-17", "PF-18", "PF-20", "PF-22", "PF-25", "PF-26"],
+      needs: ["model"],
+      timeoutMs: 120_000,
+      async run(ctx) {
+        const formats = declaredFormats(ctx);
+        const tokens = ctx.prompt(24, 7);
+        for (const kvFormat of formats) {
+          const done = assertCompleted(
+            await ctx.prefill(ctx.prefillRequest({ promptTokenIds: tokens, kvFormat })),
+            describeFormat(kvFormat),
+          );
+          assertNoViolations(sizeViolations(ctx, kvFormat, done));
+        }
+        ctx.note(`${formats.length} formats`);
       },
     },
     {
@@ -114,6 +144,7 @@ export function toStreamSuite(): ConformanceTest[] {
           );
         if ((c.decoderPrefixTokens ?? 0) !== Number(a.descriptor?.tokenStart ?? 0))
           problems.push("PF-17: decoder_prefix_tokens differs from descriptor.token_start");
+        problems.push(...firstTokenViolations(ctx, c.firstTokenId ?? 0, "the baseline prefill"));
         const logprob = c.firstTokenLogprob ?? 0;
         if (!(Number.isFinite(logprob) && logprob <= 0))
           problems.push(`PF-17: first_token_logprob ${logprob} (must be finite and <= 0)`);
