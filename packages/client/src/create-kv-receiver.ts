@@ -89,7 +89,7 @@ export async function createKvReceiver<Receipt>(
       }
       if (active > (options.maxConcurrentTransfers ?? 16)) {
         throw new OpalError(Code.RESOURCE_EXHAUSTED, "too many transfers in progress", {
-          reason: Reason.RECEIVER_BUSY,
+          reason: Reason.DEVICE_BUSY,
           retryDelayMs: 50,
         });
       }

@@ -37,7 +37,7 @@ export interface KvReceiverOptions<Receipt> {
     readonly privateKeyPem: string | Uint8Array;
   };
   /**
-   * Transfers received at once, an integer >= 1; more fail with RESOURCE_EXHAUSTED RECEIVER_BUSY;
+   * Transfers received at once, an integer >= 1; more fail with RESOURCE_EXHAUSTED DEVICE_BUSY;
    * default 16.
    */
   readonly maxConcurrentTransfers?: number;

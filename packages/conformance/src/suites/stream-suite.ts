@@ -148,6 +148,10 @@ export function toStreamSuite(): ConformanceTest[] {
         const logprob = c.firstTokenLogprob ?? 0;
         if (!(Number.isFinite(logprob) && logprob <= 0))
           problems.push(`PF-17: first_token_logprob ${logprob} (must be finite and <= 0)`);
+        if (Number(c.leaseExpiryUnixMs ?? 0) !== Number(a.leaseExpiryUnixMs ?? 0))
+          problems.push(
+            "PF-17: completed.lease_expiry_unix_ms differs from accepted.lease_expiry_unix_ms",
+          );
         if (Number(c.queueTimeUs ?? 0) !== Number(a.queueTimeUs ?? 0))
           problems.push("PF-17: completed.queue_time_us differs from accepted.queue_time_us");
         if (Number(a.leaseExpiryUnixMs ?? 0) !== 0)
