@@ -325,6 +325,17 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
   ): AsyncGenerator<FetchEvent> {
     const { scope, tenant } = await enter("FetchKv", call);
     try {
+      // RT-11's order: the handle's own check, then a device without retention.
+      if (!request.kvHandle || request.kvHandle.length > 128)
+        throw new OpalError(Code.INVALID_ARGUMENT, "kv_handle: expected 1-128 characters", {
+          reason: Reason.INVALID_FIELD,
+          fieldViolations: [{ field: "kv_handle", description: "expected 1-128 characters" }],
+        });
+      if (capabilities.retention.maxRetentionSeconds === 0)
+        throw new OpalError(Code.UNIMPLEMENTED, "kv_handle: this device retains no caches", {
+          reason: Reason.UNSUPPORTED_FEATURE,
+          fieldViolations: [{ field: "kv_handle", description: "max_retention_seconds = 0" }],
+        });
       const entry = store.get(tenant, request.kvHandle);
       yield* streamRetainedKv(entry, { request, capabilities, signal: scope.signal });
     } finally {
