@@ -84,6 +84,26 @@ describe("a device that breaks one MUST fails the conformance tests that check i
   );
 });
 
+describe("a stream-rule violation is reported under the test that checks it, once", () => {
+  it("a bad CRC32C fails stream.canonical-order; the tests reading the same stream check their own rules", async () => {
+    const crc = STREAM_MUTANTS.find((m) => m.name.includes("CRC32C over all but its last byte"))!;
+    const report = await runAgainst(
+      crc,
+      /^(stream\.(canonical-order|digest|descriptor)|prefill\.kv-matches-reference)$/,
+    );
+    // As errors.md §6 writes CRCs: 0x and 8 hex digits.
+    expect(resultOf(report, "stream.canonical-order").message).toMatch(
+      /PF-15: chunk 1 .*CRC32C 0x[0-9a-f]{8} does not match its bytes \(0x[0-9a-f]{8}\)/,
+    );
+    for (const id of ["stream.digest", "stream.descriptor", "prefill.kv-matches-reference"]) {
+      expect(resultOf(report, id).status, `${id}\n${summarise(report)}`).toBe("passed");
+      expect(resultOf(report, id).notes.join("\n")).toMatch(
+        /reported under stream\.canonical-order: PF-15/,
+      );
+    }
+  }, 30_000);
+});
+
 /** A device that cannot load the conformance model (no uploads) and serves `opal-tiny` preloaded. */
 async function withPreloadedDevice<T>(
   rewrite: (mock: MockDevice) => PrefillDriver,

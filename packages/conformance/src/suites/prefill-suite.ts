@@ -12,6 +12,7 @@ import {
 } from "../conformance-test";
 import { expectPrefillFailure } from "../expect-prefill-failure";
 import {
+  assertBaseline,
   assertCompleted,
   baselinePrefill,
   declaredFormats,
@@ -34,7 +35,7 @@ export function toPrefillSuite(): ConformanceTest[] {
       needs: ["conformance-weights"],
       async run(ctx) {
         const { request, collected } = await baselinePrefill(ctx);
-        const done = assertCompleted(collected, "the baseline prefill");
+        const done = assertBaseline(ctx, collected);
         const reference = referenceOf(ctx, request.promptTokenIds!);
         const result = compareKvWithReference(done.descriptor, done.parts, reference.cache);
         assertNoViolations(result.violations);
@@ -50,7 +51,7 @@ export function toPrefillSuite(): ConformanceTest[] {
       needs: ["conformance-weights"],
       async run(ctx) {
         const { request, collected } = await baselinePrefill(ctx);
-        const done = assertCompleted(collected, "the baseline prefill");
+        const done = assertBaseline(ctx, collected);
         const { logits } = referenceOf(ctx, request.promptTokenIds!);
         let best = 0;
         for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;

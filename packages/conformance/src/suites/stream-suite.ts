@@ -7,6 +7,7 @@ import {
 } from "../conformance-test";
 import { describeWireStatus } from "../wire-status";
 import {
+  assertBaseline,
   assertCompleted,
   baselinePrefill,
   declaredFormats,
@@ -39,10 +40,7 @@ export function toStreamSuite(): ConformanceTest[] {
       spec: ["PF-17", "PF-25", "PF-26", "PF-18"],
       needs: ["model"],
       async run(ctx) {
-        const done = assertCompleted(
-          (await baselinePrefill(ctx)).collected,
-          "the baseline prefill",
-        );
+        const done = assertBaseline(ctx, (await baselinePrefill(ctx)).collected);
         const total = Number(done.completed.kvTotalBytes ?? 0);
         assertConformance(
           total === done.receivedBytes,
@@ -84,7 +82,7 @@ export function toStreamSuite(): ConformanceTest[] {
       needs: ["model"],
       async run(ctx) {
         const { request, collected } = await baselinePrefill(ctx);
-        const done = assertCompleted(collected, "the baseline prefill");
+        const done = assertBaseline(ctx, collected);
         const w = done.accepted.descriptor!;
         const m = ctx.model!.info;
         const f = request.kvFormat!;
@@ -134,7 +132,7 @@ export function toStreamSuite(): ConformanceTest[] {
       needs: ["model"],
       async run(ctx) {
         const { request, collected } = await baselinePrefill(ctx);
-        const done = assertCompleted(collected, "the baseline prefill");
+        const done = assertBaseline(ctx, collected);
         const c = done.completed;
         const a = done.accepted;
         const problems: string[] = [];
