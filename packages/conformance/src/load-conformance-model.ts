@@ -46,7 +46,7 @@ export async function loadConformanceModel(
     if (maxModelBytes === 0) {
       return {
         problem:
-          "the device accepts no model uploads (max_model_bytes = 0) and no preloaded model is configured (--config: model)",
+          "the device accepts no model uploads (max_model_bytes = 0), so it cannot load the conformance model, and no preloaded model is configured (--config: model, with its checkpoint: --checkpoint): the device cannot be certified",
       };
     }
     const modelId = toConformanceModelId(conformanceModel.weightsSha256);

@@ -189,7 +189,18 @@ export function firstTokenViolations(
     : [`PF-17: ${what}: first_token_id ${token} is not below the model's vocab_size ${vocab}`];
 }
 
-/** The reference model's prefill of `tokens`: what a correct device's KV is compared with. */
-export function referenceOf(ctx: ConformanceContext, tokens: readonly number[]) {
-  return ctx.conformanceModel.reference.prefill(tokens);
+/**
+ * The reference model's prefill of `tokens`: what a correct device's KV is compared with. Memoised
+ * per prompt for the run (a vendor's checkpoint may be a large model on the CPU).
+ */
+export function referenceOf(
+  ctx: ConformanceContext,
+  tokens: readonly number[],
+): ReturnType<ConformanceContext["conformanceModel"]["reference"]["prefill"]> {
+  const key = `reference:${tokens.join(",")}`;
+  const cached = ctx.shared.get(key) as ReturnType<typeof referenceOf> | undefined;
+  if (cached) return cached;
+  const result = ctx.conformanceModel.reference.prefill(tokens);
+  ctx.shared.set(key, result);
+  return result;
 }
