@@ -34,6 +34,13 @@ export interface DriverCallOptions {
    * driver yields or their order, only how they are cut into chunks and allocated.
    */
   readonly keepsChunks?: boolean;
+  /**
+   * `prefill` only: the `prefillBodyDigest` of the request as its caller sent it, set by the server
+   * host when the request it passes on differs (it strips a push target it handles itself). A
+   * driver that remembers request bodies (`PF-5`..`PF-7`) uses it instead of digesting the request
+   * it received, so that it and the host agree on what "the same body" is.
+   */
+  readonly bodyDigest?: string;
 }
 
 /**

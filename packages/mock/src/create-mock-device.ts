@@ -173,7 +173,7 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
       const valid = validatePrefillRequest(request, { capabilities, model: model?.info });
       const tokens = request.promptTokenIds;
       const idKey = `${tenant}\0${request.requestId}`;
-      const bodyHash = prefillBodyDigest(request);
+      const bodyHash = call?.bodyDigest ?? prefillBodyDigest(request);
       const prior = requests.get(idKey);
       if (prior && prior.bodyHash !== bodyHash) {
         throw new OpalError(

@@ -54,14 +54,21 @@ export async function hostPrefill(
     await admit();
     return driver.prefill(request, call);
   }
-  // The host pushes for drivers that do not: the driver streams as usual, the host forwards.
+  // The host pushes for drivers that do not: the driver streams as usual, the host forwards. The
+  // driver sees the request without its push target, and the whole request's body digest (PF-5).
   const { pushTarget, ...inline } = request;
   // The driver never sees the push target, so the host checks it, at its PF-1 place.
   if (!pushTarget.address || !pushTarget.transferId) {
     await throwRequestError(ctx, scope, request, capabilities);
   }
   await admit();
-  return pushKv(pushTarget, request.requestId, driver.prefill(inline, call), scope.signal);
+  const bodyDigest = prefillBodyDigest(request);
+  return pushKv(
+    pushTarget,
+    request.requestId,
+    driver.prefill(inline, { ...call, bodyDigest }),
+    scope.signal,
+  );
 }
 
 /**
