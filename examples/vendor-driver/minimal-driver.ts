@@ -1,6 +1,9 @@
 // A complete minimal vendor driver: one model, bf16/f32 KV in NHD layout, no retention. Replace
 // the step marked "The computation" with calls into your hardware; everything else is the
-// contract. Serve it with `createDeviceServer(createMinimalDriver(), { port: 50051 })`.
+// contract. Serve it with `createDeviceServer(createMinimalDriver(), { port: 50051 })`: the host
+// holds the prefill slots and queue, request identity (PF-5..7), cancellation and deadlines, and
+// refuses what the capabilities leave out (uploads, FetchKv without retention), so those stubs
+// below are never called over gRPC.
 import { randomBytes } from "node:crypto";
 import { Code, OpalError, Reason, sleep } from "@opal/core";
 import {
@@ -36,13 +39,8 @@ export function createMinimalDriver(): PrefillDriver {
   return {
     driverApiVersion: DRIVER_API_VERSION,
     getInfo: async () => ({
-      protocolVersion: "1.0.0",
-      vendor: "Example",
-      product: "Minimal",
-      firmwareVersion: "1",
-      driverVersion: "1",
-      deviceId: "minimal-0",
-      extensions: [],
+      ...{ protocolVersion: "1.0.0", vendor: "Example", product: "Minimal", deviceId: "minimal-0" },
+      ...{ firmwareVersion: "1", driverVersion: "1", extensions: [] },
     }),
     getCapabilities: async () => capabilities,
     probe: async () => "ready",
@@ -61,9 +59,14 @@ export function createMinimalDriver(): PrefillDriver {
       };
       // The computation: K (after rotary) and V per layer, [tokens][kvHeads][headDim] f32.
       const { cache, logits } = model.prefill(tokens, { signal: options?.signal });
-      const rowLength = tokens.length * config.numKeyValueHeads * config.headDim;
+      // Only the requested heads (head_range) of each token's row.
+      const [{ start, count }, H, D] = [valid.headRange, config.numKeyValueHeads, config.headDim];
+      const at = (i: number) => (Math.floor(i / (count * D)) * H + start) * D + (i % (count * D));
       const part = (rows: Float32Array) =>
-        fromFloat32(rows.subarray(0, rowLength), descriptor.dtype);
+        fromFloat32(
+          Float32Array.from({ length: tokens.length * count * D }, (_, i) => rows[at(i)]!),
+          descriptor.dtype,
+        );
       const layers = cache.keys.map((k, l) => ({ k: part(k), v: part(cache.values[l]!) }));
       yield* streamKvCache(fromKvParts(descriptor, layers), {
         kvHandle: randomBytes(16).toString("base64url"),

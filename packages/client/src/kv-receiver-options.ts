@@ -37,13 +37,13 @@ export interface KvReceiverOptions<Receipt> {
     readonly privateKeyPem: string | Uint8Array;
   };
   /**
-   * Transfers received at once, an integer >= 1; more fail with RESOURCE_EXHAUSTED RECEIVER_BUSY;
+   * Transfers received at once, an integer >= 1; more fail with RESOURCE_EXHAUSTED DEVICE_BUSY;
    * default 16.
    */
   readonly maxConcurrentTransfers?: number;
   /**
    * Transfers received at once from one sender, an integer >= 1; more fail with RESOURCE_EXHAUSTED
-   * RECEIVER_BUSY; default half of `maxConcurrentTransfers` (rounded up), so that one sender cannot
+   * DEVICE_BUSY; default half of `maxConcurrentTransfers` (rounded up), so that one sender cannot
    * hold every slot. A sender is the bearer token it presented or, without `tokens`, its host.
    */
   readonly maxTransfersPerSender?: number;
@@ -51,7 +51,7 @@ export interface KvReceiverOptions<Receipt> {
    * Bytes all transfers may buffer at once, an integer >= 1; default 2 GiB. A transfer reserves, as
    * soon as its header arrives and before any chunk is read, one layer's bytes, or the whole cache's
    * when its sink keeps the layers' views (e.g. the memory sink); a reservation that does not fit
-   * fails RESOURCE_EXHAUSTED RECEIVER_BUSY (with a retry delay unless it can never fit).
+   * fails RESOURCE_EXHAUSTED DEVICE_BUSY (with a retry delay unless it can never fit).
    */
   readonly maxBufferedBytes?: number;
   /** Bytes one sender's transfers may buffer at once, an integer >= 1; default half of `maxBufferedBytes`. */

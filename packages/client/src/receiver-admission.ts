@@ -12,7 +12,7 @@ export interface ReceiverLimits {
 export interface Admission {
   /**
    * Reserves `bytes` the transfer will buffer, before it buffers them: RESOURCE_EXHAUSTED
-   * RECEIVER_BUSY (with a retry delay, or without one when `bytes` can never fit) when the sender's
+   * DEVICE_BUSY (with a retry delay, or without one when `bytes` can never fit) when the sender's
    * or the receiver's budget has not that much left.
    */
   reserve(bytes: number): void;
@@ -87,7 +87,7 @@ export function createReceiverAdmission(limits: ReceiverLimits): {
 
 function busy(message: string, retry: boolean): OpalError {
   return new OpalError(Code.RESOURCE_EXHAUSTED, message, {
-    reason: Reason.RECEIVER_BUSY,
+    reason: Reason.DEVICE_BUSY,
     ...(retry ? { retryDelayMs: 50 } : {}),
   });
 }

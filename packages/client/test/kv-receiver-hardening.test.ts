@@ -159,7 +159,7 @@ describe("KvReceiver under trickling senders (PS-9)", () => {
       for (const o of busy)
         expect(reasonOf(o as { error?: OpalError })).toEqual({
           code: Code.RESOURCE_EXHAUSTED,
-          reason: "RECEIVER_BUSY",
+          reason: "DEVICE_BUSY",
         });
       // A real device pushing with device-b's token gets in and commits.
       const outcome = await pushPrefill(
@@ -198,7 +198,7 @@ describe("KvReceiver under trickling senders (PS-9)", () => {
       [{ header: { ...header.header, transferId: "b-2" } }],
       "device-a",
     );
-    expect(reasonOf(second)).toEqual({ code: Code.RESOURCE_EXHAUSTED, reason: "RECEIVER_BUSY" });
+    expect(reasonOf(second)).toEqual({ code: Code.RESOURCE_EXHAUSTED, reason: "DEVICE_BUSY" });
     expect(second.error?.retryDelayMs).toBeGreaterThan(0);
     // device-b has its own budget.
     const other = await push(
@@ -230,7 +230,7 @@ describe("KvReceiver under trickling senders (PS-9)", () => {
       },
     });
     const whole = await push(small.address, [header, ...chunks, commit]);
-    expect(reasonOf(whole)).toEqual({ code: Code.RESOURCE_EXHAUSTED, reason: "RECEIVER_BUSY" });
+    expect(reasonOf(whole)).toEqual({ code: Code.RESOURCE_EXHAUSTED, reason: "DEVICE_BUSY" });
     expect(whole.error?.retryDelayMs).toBeUndefined();
     expect(opened).toBe(0);
   });

@@ -15,6 +15,11 @@ import { toWireStatus, type WireStatus } from "./wire-status";
 type PrefillResponse = opal.device.v1.PrefillResponse;
 type FetchKvResponse = opal.device.v1.FetchKvResponse;
 
+/** A CRC32C as errors.md §6 writes it: `0x` and 8 lower-case hex digits. */
+function hex32(value: number): string {
+  return `0x${(value >>> 0).toString(16).padStart(8, "0")}`;
+}
+
 /** Where a stream starts: layer, index into the descriptor's parts, byte offset. */
 export interface StreamStart {
   readonly layer: number;
@@ -165,7 +170,7 @@ export async function collectKvStream(
         }
         if (crc32cOf(data) >>> 0 !== (chunk.crc32c ?? 0) >>> 0) {
           violate(
-            `PF-15: chunk ${chunkCount} (layer ${chunk.layer} part ${chunk.part} offset ${chunk.offsetBytes}) CRC32C 0x${((chunk.crc32c ?? 0) >>> 0).toString(16)} does not match its bytes (0x${crc32cOf(data).toString(16)})`,
+            `PF-15: chunk ${chunkCount} (layer ${chunk.layer} part ${chunk.part} offset ${chunk.offsetBytes}) CRC32C ${hex32(chunk.crc32c ?? 0)} does not match its bytes (${hex32(crc32cOf(data))})`,
           );
         }
         if (!descriptor) continue;

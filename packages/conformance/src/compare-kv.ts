@@ -47,7 +47,8 @@ function ulpAt(dtype: KvDtype, x: number): number {
  * element. Bit-exact devices with an unquantised dtype must match the reference rounded to the dtype
  * byte for byte (`PF-36`); otherwise each element must satisfy
  * `|x − r| ≤ max_abs_error + max_rel_error·|r| + ulp` with one unit in the last place of the dtype at
- * `|r|` (one quantisation step for fp8/int8), as `PF-37` defines. NaN or infinity fails (`PF-22`).
+ * `|r|` (for fp8/int8: one ulp of the quantised value `|r| / scale`, times the scale), as `PF-37`
+ * defines. NaN or infinity fails (`PF-22`).
  */
 export function compareKvWithReference(
   descriptor: KvDescriptor,

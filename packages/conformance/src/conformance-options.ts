@@ -16,6 +16,13 @@ export interface ConformanceOptions {
   readonly modelId?: string;
   /** `modelId` holds the conformance weights (seeded `opal-tiny`); default false. */
   readonly conformanceWeights?: boolean;
+  /**
+   * A local Hugging Face checkpoint folder (`config.json` and `model.safetensors`, or the shards of
+   * `model.safetensors.index.json`) holding the weights of `modelId`, which is then required. The
+   * suite loads it into the CPU reference and checks the device's K and V (and first token) against
+   * it, for a device that cannot load the conformance model. Default none.
+   */
+  readonly checkpoint?: string;
   /** Run only tests whose id matches; default all. */
   readonly focus?: RegExp;
   /** Leave out tests whose id matches; default none. */

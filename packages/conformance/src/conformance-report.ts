@@ -32,6 +32,14 @@ export interface ConformanceSummary {
   readonly unexpectedPasses: number;
 }
 
+/**
+ * What a run says about the device: `conformant` only when every Core test of the suite ran and
+ * passed (and nothing else went wrong); `incomplete` when none failed unexpectedly but a Core test
+ * was skipped, failed as listed, or was not selected (`focus`/`skip`), so the device cannot be
+ * certified; `not-conformant` when a test failed unexpectedly or the run had problems.
+ */
+export type ConformanceVerdict = "conformant" | "incomplete" | "not-conformant";
+
 /** The result of a conformance run, as `runConformance` returns it and `--json` writes it. */
 export interface ConformanceReport {
   readonly suiteVersion: string;
@@ -48,13 +56,24 @@ export interface ConformanceReport {
   /** The model tests prefilled with. */
   readonly model?: {
     readonly modelId: string;
+    /** True when KV was checked against a reference: the conformance weights, or `checkpoint`. */
     readonly conformanceWeights: boolean;
     readonly uploaded: boolean;
+    /** The Hugging Face checkpoint folder the reference was computed from, when one was named. */
+    readonly checkpoint?: string;
   };
   readonly results: readonly ConformanceResult[];
   readonly summary: ConformanceSummary;
   /** Run-level problems: setup failures, stale or unknown known-failing entries. */
   readonly problems: readonly string[];
-  /** True when every selected, non-skipped test passed or failed as listed, and `problems` is empty. */
+  /** The verdict; see {@link ConformanceVerdict}. */
+  readonly verdict: ConformanceVerdict;
+  /** Why the verdict is not `conformant` short of a failure: each skipped, listed or unselected Core test. */
+  readonly incomplete: readonly string[];
+  /**
+   * True when the run went as expected: every selected test passed, failed as listed or was an
+   * Optional test skipped, no selected Core test was skipped, and `problems` is empty. A focused
+   * run can be `ok` without being `conformant`.
+   */
   readonly ok: boolean;
 }

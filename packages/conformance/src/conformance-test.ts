@@ -52,7 +52,10 @@ export interface ConformanceModelRef {
   readonly modelId: string;
   /** As the device lists it. */
   readonly info: opal.device.v1.IModelInfo;
-  /** True when the model holds the conformance weights, so caches can be checked against them. */
+  /**
+   * True when the suite has the model's weights (the conformance weights, or a named checkpoint), so
+   * caches can be checked against the reference.
+   */
   readonly conformanceWeights: boolean;
   /** True when the suite uploaded it in this run (and unloads it at the end). */
   readonly uploaded: boolean;
@@ -109,12 +112,22 @@ export interface ConformanceContext {
   ): Promise<CollectedKv>;
   /** Adds a line to the test's report (what was measured). */
   note(text: string): void;
-  /** Skips the test with `reason`. */
+  /**
+   * Skips the test with `reason`: it could not run. A skipped Core test makes the run's verdict
+   * "incomplete" (no certification).
+   */
   skip(reason: string): never;
+  /**
+   * Ends the test as passed because the rule it checks does not apply to this device (e.g. the
+   * upload refusal on a device that accepts uploads); `reason` is reported as its message.
+   */
+  notApplicable(reason: string): never;
 }
 
 /** Reason of the `OpalError` that marks a skipped test. */
 export const SKIP_REASON = "CONFORMANCE_SKIPPED";
+/** Reason of the `OpalError` that marks a test whose rule does not apply to the device. */
+export const NOT_APPLICABLE_REASON = "CONFORMANCE_NOT_APPLICABLE";
 /** Reason of the `OpalError` that marks a failed check. */
 export const FAILURE_REASON = "CONFORMANCE_VIOLATION";
 
@@ -138,6 +151,11 @@ export function assertNoViolations(violations: readonly string[], context = ""):
 /** Skips the running test with `reason`. */
 export function skipTest(reason: string): never {
   throw new OpalError(Code.UNIMPLEMENTED, reason, { reason: SKIP_REASON });
+}
+
+/** Ends the running test as passed: its rule does not apply to the device (`reason`). */
+export function notApplicable(reason: string): never {
+  throw new OpalError(Code.UNIMPLEMENTED, reason, { reason: NOT_APPLICABLE_REASON });
 }
 
 /** `Core` or `Optional(feature)`. */

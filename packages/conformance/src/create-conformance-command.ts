@@ -26,13 +26,16 @@ const positive = (flag: string) => (value: string) => {
 
 /**
  * The conformance command (`opal-conformance`, and `opal conformance`). Sets the exit code: 0 when
- * every selected test passed, was skipped, or failed as the known-failing list says; 1 when the
- * device is not conformant; 2 for a usage or setup error.
+ * the run went as expected (`report.ok`: every selected test passed, failed as the known-failing
+ * list says, or was an Optional test skipped; the verdict line says whether that certifies the
+ * device); 1 when a test failed unexpectedly or the run had problems (not conformant); 2 for a
+ * usage or setup error; 3 when nothing failed but a Core test was skipped (incomplete: the device
+ * cannot be certified, e.g. it can neither load the conformance model nor name its checkpoint).
  */
 export function createConformanceCommand(name: string): Command {
   return new Command(name)
     .description(
-      "Run the OPAL device conformance suite against a device endpoint. Exit code 0: every selected test passed, was skipped, or failed as the known-failing list says; 1: not conformant; 2: usage or setup error.",
+      "Run the OPAL device conformance suite against a device endpoint. Exit code 0: every selected test passed, failed as the known-failing list says, or was an Optional test skipped (the verdict line says whether the device is CONFORMANT: every Core test ran and passed); 1: not conformant; 2: usage or setup error; 3: incomplete, a Core test was skipped.",
     )
     .option("--target <host:port>", "the device's DeviceService endpoint (required unless --list)")
     .option("--token <token>", "bearer token of tenant A")
@@ -43,7 +46,11 @@ export function createConformanceCommand(name: string): Command {
     .option("--tls-server-name <name>", "expected server name when it differs from the target host")
     .option(
       "--config <file>",
-      "vendor config (YAML/JSON): model, conformanceWeights, tokens, timeouts, knownFailing",
+      "vendor config (YAML/JSON): model, conformanceWeights, checkpoint, tokens, timeouts, knownFailing",
+    )
+    .option(
+      "--checkpoint <dir>",
+      "Hugging Face checkpoint folder (config.json + safetensors) of the configured model: KV is checked against the reference computed from it",
     )
     .option("--focus <regex>", "run only tests whose id matches", regex("--focus"))
     .option("--skip <regex>", "leave out tests whose id matches", regex("--skip"))
@@ -82,6 +89,7 @@ interface Flags {
   tlsServerName?: string;
   receiverHost: string;
   config?: string;
+  checkpoint?: string;
   focus?: RegExp;
   skip?: RegExp;
   knownFailing?: string;
@@ -116,6 +124,7 @@ async function run(o: Flags): Promise<number> {
         }
       : undefined;
   const token = o.token ?? config.token;
+  const checkpoint = o.checkpoint ?? config.checkpoint;
   const tokenB = o.tokenB ?? config.tokenB;
   const report = await runConformance({
     target: o.target,
@@ -124,6 +133,7 @@ async function run(o: Flags): Promise<number> {
     ...(tls ? { tls } : {}),
     receiverHost: o.receiverHost,
     ...(config.model ? { modelId: config.model } : {}),
+    ...(checkpoint ? { checkpoint } : {}),
     ...(config.conformanceWeights !== undefined
       ? { conformanceWeights: config.conformanceWeights }
       : {}),
@@ -142,5 +152,6 @@ async function run(o: Flags): Promise<number> {
   if (o.json) await writeFile(o.json, toJsonReport(report));
   console.log(`\n${formatConsoleReport(report)}`);
   if (!report.info) return 2;
-  return report.ok ? 0 : 1;
+  if (report.ok) return 0;
+  return report.verdict === "not-conformant" ? 1 : 3;
 }

@@ -6,6 +6,7 @@ import {
   type ConformanceContext,
   type ConformanceFeature,
   type ConformanceModelRef,
+  notApplicable,
   skipTest,
 } from "./conformance-test";
 import { createWireClient, type WireClient, type WireClientOptions } from "./wire-client";
@@ -131,6 +132,7 @@ export function createRunContext(
         },
         note: (text) => notes.push(text),
         skip: skipTest,
+        notApplicable,
       };
       return context;
     },

@@ -6,6 +6,13 @@ function mark(result: ConformanceResult): string {
   return result.knownFailing ? "xfail" : "FAIL ";
 }
 
+const VERDICT_LINES = {
+  conformant: "CONFORMANT: every Core test ran and passed.",
+  incomplete:
+    "INCOMPLETE: no unexpected failure, but not every Core test ran and passed (see above): the device cannot be certified by this run.",
+  "not-conformant": "NOT CONFORMANT: see the failures above.",
+} as const;
+
 /** One line per test as it finishes: `pass  identity.get-info [Core] (12 ms)`. */
 export function formatResultLine(result: ConformanceResult): string {
   const why = result.message ? `\n        ${result.message}` : "";
@@ -28,7 +35,7 @@ export function formatConsoleReport(report: ConformanceReport): string {
     );
   if (report.model) {
     lines.push(
-      `model: ${report.model.modelId}${report.model.conformanceWeights ? " (conformance weights)" : ""}${report.model.uploaded ? ", uploaded by the suite" : ""}`,
+      `model: ${report.model.modelId}${report.model.checkpoint ? ` (checked against checkpoint ${report.model.checkpoint})` : report.model.conformanceWeights ? " (conformance weights)" : ""}${report.model.uploaded ? ", uploaded by the suite" : ""}`,
     );
   }
   const s = report.summary;
@@ -58,11 +65,10 @@ export function formatConsoleReport(report: ConformanceReport): string {
     lines.push("", "Problems:");
     for (const p of report.problems) lines.push(`  ${p}`);
   }
-  lines.push(
-    "",
-    report.ok
-      ? "CONFORMANT: every selected test passed (or failed as listed)."
-      : "NOT CONFORMANT: see the failures above.",
-  );
+  if (report.incomplete.length > 0 && report.verdict !== "not-conformant") {
+    lines.push("", "Incomplete:");
+    for (const reason of report.incomplete) lines.push(`  ${reason}`);
+  }
+  lines.push("", VERDICT_LINES[report.verdict]);
   return lines.join("\n");
 }

@@ -18,6 +18,7 @@ export type {
   ConformanceResult,
   ConformanceStatus,
   ConformanceSummary,
+  ConformanceVerdict,
 } from "./conformance-report";
 export { toConformanceTests } from "./suites/index";
 

@@ -20,7 +20,7 @@ export async function loadConformanceModel(
   a: WireClient,
   capabilities: opal.device.v1.ICapabilities,
   conformanceModel: ReturnType<typeof createConformanceModel>,
-  options: Pick<ConformanceOptions, "modelId" | "conformanceWeights">,
+  options: Pick<ConformanceOptions, "modelId" | "conformanceWeights" | "checkpoint">,
   shared: Map<string, unknown>,
 ): Promise<{ model?: ConformanceModelRef; problem: string }> {
   try {
@@ -35,7 +35,8 @@ export async function loadConformanceModel(
         model: {
           modelId: options.modelId,
           info,
-          conformanceWeights: options.conformanceWeights ?? false,
+          // A named checkpoint is the reference the KV is checked against.
+          conformanceWeights: (options.conformanceWeights ?? false) || !!options.checkpoint,
           uploaded: false,
         },
         problem: "",
@@ -45,7 +46,7 @@ export async function loadConformanceModel(
     if (maxModelBytes === 0) {
       return {
         problem:
-          "the device accepts no model uploads (max_model_bytes = 0) and no preloaded model is configured (--config: model)",
+          "the device accepts no model uploads (max_model_bytes = 0), so it cannot load the conformance model, and no preloaded model is configured (--config: model, with its checkpoint: --checkpoint): the device cannot be certified",
       };
     }
     const modelId = toConformanceModelId(conformanceModel.weightsSha256);

@@ -8,6 +8,11 @@ export interface VendorConfig {
   readonly model?: string;
   /** True when `model` holds the conformance weights (seeded `opal-tiny`), so KV is checked against the reference. */
   readonly conformanceWeights?: boolean;
+  /**
+   * A local Hugging Face checkpoint folder with the weights of `model` (the `--checkpoint` flag
+   * wins): the suite checks the device's KV against the reference computed from it.
+   */
+  readonly checkpoint?: string;
   /** Tenant A's bearer token (the `--token` flag wins). */
   readonly token?: string;
   /** Tenant B's bearer token (the `--token-b` flag wins). */
@@ -23,6 +28,7 @@ export interface VendorConfig {
 const FIELDS: Readonly<Record<keyof VendorConfig, string>> = {
   model: "string",
   conformanceWeights: "boolean",
+  checkpoint: "string",
   token: "string",
   tokenB: "string",
   prefillTimeoutMs: "number",

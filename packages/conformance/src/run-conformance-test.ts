@@ -2,7 +2,13 @@ import { setMaxListeners } from "node:events";
 import { Code, OpalError } from "@opal/core";
 import type { ConformanceOptions } from "./conformance-options";
 import type { ConformanceResult } from "./conformance-report";
-import { type ConformanceTest, FAILURE_REASON, formatTag, SKIP_REASON } from "./conformance-test";
+import {
+  type ConformanceTest,
+  FAILURE_REASON,
+  formatTag,
+  NOT_APPLICABLE_REASON,
+  SKIP_REASON,
+} from "./conformance-test";
 import type { RunContext } from "./create-run-context";
 import type { WireClient } from "./wire-client";
 import { describeWireStatus, toWireStatus } from "./wire-status";
@@ -44,7 +50,7 @@ export async function runConformanceTest(
     return result(
       "skipped",
       run.model
-        ? `model ${run.model.modelId} is not declared to hold the conformance weights (--config: conformanceWeights)`
+        ? `no reference for model ${run.model.modelId}: the device did not load the conformance model, and neither a checkpoint of its weights (--checkpoint, --config: checkpoint) nor conformanceWeights was given, so its KV cannot be checked`
         : modelProblem,
     );
   }
@@ -73,6 +79,8 @@ export async function runConformanceTest(
   } catch (error) {
     if (error instanceof OpalError && error.reason === SKIP_REASON)
       return result("skipped", error.rawMessage);
+    if (error instanceof OpalError && error.reason === NOT_APPLICABLE_REASON)
+      return result("passed", `not applicable: ${error.rawMessage}`);
     if (error instanceof OpalError && error.reason === FAILURE_REASON)
       return result("failed", error.rawMessage);
     const status = toWireStatus(error);

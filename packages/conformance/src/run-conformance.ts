@@ -1,9 +1,14 @@
 import { Code, OpalError } from "@opal/core";
 import { type opal, PROTOCOL_VERSION } from "@opal/protocol";
-import { createConformanceModel } from "./conformance-model";
+import { createReferenceModel, loadHfCheckpoint } from "@opal/reference";
+import { type ConformanceModel, createConformanceModel } from "./conformance-model";
 import type { ConformanceOptions } from "./conformance-options";
-import type { ConformanceReport, ConformanceResult } from "./conformance-report";
-import type { ConformanceModelRef } from "./conformance-test";
+import type {
+  ConformanceReport,
+  ConformanceResult,
+  ConformanceVerdict,
+} from "./conformance-report";
+import type { ConformanceModelRef, ConformanceTest } from "./conformance-test";
 import { createRunContext } from "./create-run-context";
 import { loadConformanceModel } from "./load-conformance-model";
 import { runConformanceTest } from "./run-conformance-test";
@@ -19,7 +24,9 @@ export const SUITE_VERSION = "0.1.0";
  * Runs the conformance suite against the device at `options.target`, test by test, sequentially,
  * and resolves with the report (it rejects only for invalid options). The device is seen only
  * through the wire. The suite uploads the conformance model when the device accepts uploads and
- * unloads it at the end.
+ * unloads it at the end. With `options.checkpoint` the reference is computed from that checkpoint
+ * instead, for the configured `modelId` (an unreadable checkpoint rejects, INVALID_ARGUMENT or
+ * NOT_FOUND).
  */
 export async function runConformance(options: ConformanceOptions): Promise<ConformanceReport> {
   const started = Date.now();
@@ -34,6 +41,14 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
         `known-failing list names ${JSON.stringify(id)}, which is not a test id (stale entry?)`,
       );
   }
+  if (options.checkpoint && !options.modelId)
+    throw new OpalError(
+      Code.INVALID_ARGUMENT,
+      "checkpoint needs the id of the model the device serves it as (--config: model)",
+    );
+  const checkpoint = options.checkpoint
+    ? createReferenceModel(await loadHfCheckpoint(options.checkpoint))
+    : undefined;
   const selected = all.filter(
     (t) => (!options.focus || options.focus.test(t.id)) && !options.skip?.test(t.id),
   );
@@ -61,7 +76,9 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
       );
     }
     if (info && capabilities) {
-      const conformanceModel = createConformanceModel();
+      const conformanceModel: ConformanceModel = checkpoint
+        ? { ...createConformanceModel(), reference: checkpoint }
+        : createConformanceModel();
       const shared = new Map<string, unknown>();
       // Only runs that need a model upload one (a focused run of identity tests stays light).
       const needsModel = selected.some(
@@ -71,6 +88,13 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
         ? await loadConformanceModel(a, capabilities, conformanceModel, options, shared)
         : { problem: "no selected test needs a model" };
       model = setup.model;
+      if (model && checkpoint) {
+        const mismatch = checkpointMismatch(model.info, checkpoint.config);
+        if (mismatch)
+          problems.push(
+            `the checkpoint ${options.checkpoint} does not describe model ${model.modelId}: ${mismatch}`,
+          );
+      }
       const run = createRunContext(
         options,
         a,
@@ -109,6 +133,14 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
   for (const r of unexpected) {
     problems.push(`${r.id} is listed as known-failing but passed: remove it from the list`);
   }
+  const incomplete = toIncomplete(all, results, info !== undefined && capabilities !== undefined);
+  const coreSkipped = results.some((r) => r.tag === "Core" && r.status === "skipped");
+  const verdict: ConformanceVerdict =
+    failed > 0 || problems.length > 0
+      ? "not-conformant"
+      : incomplete.length > 0
+        ? "incomplete"
+        : "conformant";
   return {
     suiteVersion: SUITE_VERSION,
     protocolVersion: PROTOCOL_VERSION,
@@ -122,6 +154,7 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
           model: {
             modelId: model.modelId,
             conformanceWeights: model.conformanceWeights,
+            ...(options.checkpoint ? { checkpoint: options.checkpoint } : {}),
             uploaded: model.uploaded,
           },
         }
@@ -136,6 +169,47 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
       unexpectedPasses: unexpected.length,
     },
     problems,
-    ok: failed === 0 && problems.length === 0,
+    verdict,
+    incomplete,
+    ok: failed === 0 && problems.length === 0 && !coreSkipped,
   };
+}
+
+/** How the device's model and a checkpoint's config differ, or "" when their shapes agree. */
+function checkpointMismatch(
+  info: opal.device.v1.IModelInfo,
+  config: ReturnType<typeof createReferenceModel>["config"],
+): string {
+  const device = `${info.numLayers} layers, ${info.mha?.numKvHeads}x${info.mha?.headDim} KV heads, vocab ${info.vocabSize}`;
+  const named = `${config.numHiddenLayers} layers, ${config.numKeyValueHeads}x${config.headDim} KV heads, vocab ${config.vocabSize}`;
+  return device === named ? "" : `the device lists ${device}, the checkpoint has ${named}`;
+}
+
+/**
+ * Why a run cannot certify the device although nothing failed unexpectedly: each Core test that
+ * was skipped (with its reason), failed as the known-failing list says, or was not selected.
+ */
+function toIncomplete(
+  all: readonly ConformanceTest[],
+  results: readonly ConformanceResult[],
+  ran: boolean,
+): string[] {
+  if (!ran) return ["the suite could not read the device's GetInfo/GetCapabilities"];
+  const byId = new Map(results.map((r) => [r.id, r]));
+  const reasons: string[] = [];
+  const unselected: string[] = [];
+  for (const test of all) {
+    if (test.tag.kind !== "core") continue;
+    const r = byId.get(test.id);
+    if (!r) unselected.push(test.id);
+    else if (r.status === "skipped")
+      reasons.push(`Core test ${r.id} was skipped: ${r.message ?? "no reason given"}`);
+    else if (r.status === "failed")
+      reasons.push(`Core test ${r.id} failed (listed as known-failing): ${r.message ?? ""}`);
+  }
+  if (unselected.length > 0)
+    reasons.push(
+      `${unselected.length} Core test${unselected.length === 1 ? " was" : "s were"} not selected (--focus/--skip): ${unselected.slice(0, 5).join(", ")}${unselected.length > 5 ? ", …" : ""}`,
+    );
+  return reasons;
 }

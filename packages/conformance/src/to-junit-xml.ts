@@ -1,4 +1,9 @@
-import type { ConformanceReport } from "./conformance-report";
+import type { ConformanceReport, ConformanceResult } from "./conformance-report";
+
+/** A Core test that did not run: the run cannot certify the device. */
+function coreSkipped(r: ConformanceResult): boolean {
+  return r.tag === "Core" && r.status === "skipped";
+}
 
 /** True for characters XML 1.0 allows (tab, newline, carriage return, and U+0020 up). */
 function isXmlChar(ch: string): boolean {
@@ -22,7 +27,10 @@ function escapeXml(text: string): string {
  * The report as JUnit XML: one `<testsuite>` per suite prefix (`identity`, `stream`, …), one
  * `<testcase>` per test with `classname` = suite and `name` = `id [tag]`, `<failure>` for failed
  * tests (known failures are reported as `<skipped>` with the reason "known failing"), `<skipped>`
- * for skipped ones, and the requirement ids as properties.
+ * for skipped Optional tests, `<failure type="incomplete">` for a skipped Core test (the device
+ * cannot be certified without it), and the requirement ids as properties. A last `<testsuite
+ * name="verdict">` holds one test case, `conformance verdict`, with the verdict as a property and
+ * a `<failure>` listing why unless the device is conformant.
  */
 export function toJunitXml(report: ConformanceReport): string {
   const suites = new Map<string, (typeof report.results)[number][]>();
@@ -31,18 +39,19 @@ export function toJunitXml(report: ConformanceReport): string {
     suites.set(suite, [...(suites.get(suite) ?? []), r]);
   }
   const out: string[] = ['<?xml version="1.0" encoding="UTF-8"?>'];
-  const failed = report.results.filter((r) => r.status === "failed" && !r.knownFailing).length;
-  const skippedAll = report.results.filter(
-    (r) => r.status === "skipped" || (r.status === "failed" && r.knownFailing),
-  ).length;
+  const failing = (r: ConformanceResult) =>
+    (r.status === "failed" && !r.knownFailing) || coreSkipped(r);
+  const skipping = (r: ConformanceResult) =>
+    (r.status === "skipped" && !coreSkipped(r)) || (r.status === "failed" && r.knownFailing);
+  const verdictFails = report.verdict === "conformant" ? 0 : 1;
+  const failed = report.results.filter(failing).length + verdictFails;
+  const skippedAll = report.results.filter(skipping).length;
   out.push(
-    `<testsuites name="opal-conformance" tests="${report.results.length}" failures="${failed}" errors="0" skipped="${skippedAll}" time="${(report.durationMs / 1000).toFixed(3)}">`,
+    `<testsuites name="opal-conformance" tests="${report.results.length + 1}" failures="${failed}" errors="0" skipped="${skippedAll}" time="${(report.durationMs / 1000).toFixed(3)}">`,
   );
   for (const [suite, results] of suites) {
-    const f = results.filter((r) => r.status === "failed" && !r.knownFailing).length;
-    const s = results.filter(
-      (r) => r.status === "skipped" || (r.status === "failed" && r.knownFailing),
-    ).length;
+    const f = results.filter(failing).length;
+    const s = results.filter(skipping).length;
     const time = results.reduce((t, r) => t + r.durationMs, 0) / 1000;
     out.push(
       `  <testsuite name="${escapeXml(suite)}" tests="${results.length}" failures="${f}" errors="0" skipped="${s}" time="${time.toFixed(3)}">`,
@@ -60,6 +69,11 @@ export function toJunitXml(report: ConformanceReport): string {
         );
       } else if (r.status === "failed") {
         out.push(`      <skipped message="${escapeXml(`known failing: ${r.message ?? ""}`)}"/>`);
+      } else if (coreSkipped(r)) {
+        const why = `Core test skipped, the device cannot be certified: ${r.message ?? ""}`;
+        out.push(
+          `      <failure message="${escapeXml(why)}" type="incomplete">${escapeXml(`${r.title}\n${why}`)}</failure>`,
+        );
       } else if (r.status === "skipped") {
         out.push(`      <skipped message="${escapeXml(r.message ?? "skipped")}"/>`);
       }
@@ -72,6 +86,19 @@ export function toJunitXml(report: ConformanceReport): string {
     }
     out.push("  </testsuite>");
   }
+  const why = [...report.incomplete, ...report.problems].join("\n");
+  out.push(
+    `  <testsuite name="verdict" tests="1" failures="${verdictFails}" errors="0" skipped="0" time="0.000">`,
+    `    <testcase classname="verdict" name="conformance verdict" time="0.000">`,
+    `      <properties><property name="verdict" value="${report.verdict}"/></properties>`,
+    ...(verdictFails
+      ? [
+          `      <failure message="${escapeXml(`verdict: ${report.verdict}`)}" type="${report.verdict}">${escapeXml(why)}</failure>`,
+        ]
+      : []),
+    "    </testcase>",
+    "  </testsuite>",
+  );
   out.push("</testsuites>");
   return `${out.join("\n")}\n`;
 }

@@ -15,12 +15,30 @@ const bodyKey = (r: PrefillRequest) =>
 /** Mutants of request_id idempotence, tenancy, cancellation and retention. */
 export const LIFECYCLE_MUTANTS: readonly Mutant[] = [
   {
-    name: "keys its request table by request_id and body (a new body is a new request)",
-    mutation: (mock) =>
-      overrideDriver(mock, {
-        prefill: (r, o) =>
-          mock.prefill(r.requestId ? { ...r, requestId: `${r.requestId}.${bodyKey(r)}` } : r, o),
-      }),
+    // The server host answers PF-6 for running calls, so the mutant sits in front of it.
+    name: "keys its request table by request_id and body (wire proxy renames a new body)",
+    proxy: () => {
+      const running = new Map<string, string>();
+      let renamed = 0;
+      return {
+        request(method, bytes) {
+          if (method !== "prefill") return { bytes };
+          const request = opal.device.v1.PrefillRequest.decode(bytes);
+          const id = request.requestId;
+          const body = Buffer.from(
+            opal.device.v1.PrefillRequest.encode({ ...request, requestId: "" }).finish(),
+          ).toString("hex");
+          const earlier = running.get(id);
+          if (earlier !== undefined && earlier !== body) {
+            request.requestId = `${id}.body-${++renamed}`;
+            return { bytes: Buffer.from(opal.device.v1.PrefillRequest.encode(request).finish()) };
+          }
+          if (earlier !== undefined) return { bytes };
+          running.set(id, body);
+          return { bytes, onEnd: () => running.delete(id) };
+        },
+      };
+    },
     fails: ["idempotence.conflict"],
     cites: /PF-6/,
   },

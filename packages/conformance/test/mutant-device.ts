@@ -17,6 +17,7 @@ export function overrideDriver(
 ): PrefillDriver {
   return {
     driverApiVersion: inner.driverApiVersion,
+    ...(inner.queuesPrefills ? { queuesPrefills: true } : {}),
     getInfo: inner.getInfo.bind(inner),
     getCapabilities: inner.getCapabilities.bind(inner),
     probe: inner.probe.bind(inner),

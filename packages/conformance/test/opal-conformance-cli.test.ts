@@ -1,9 +1,9 @@
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { MockServer } from "@opal/mock";
+import { type MockServer, serveMockDevice } from "@opal/mock";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MOCK_KNOWN_FAILING_FILE, serveConformanceMock, TOKEN_A, TOKEN_B } from "./mock-device";
 
@@ -60,10 +60,13 @@ describe.skipIf(!built)("opal-conformance (the built executable)", () => {
     expect(run.code, run.stdout + run.stderr).toBe(0);
     expect(run.stdout).toMatch(/pass {2}identity\.get-info \[Core\]/);
     expect(run.stdout).toMatch(/pass {2}idempotence\.supersede-running \[Core\]/);
-    expect(run.stdout).toMatch(/CONFORMANT/);
+    // A focused run passes what it ran (exit 0) but cannot certify the device.
+    expect(run.stdout).toMatch(/^INCOMPLETE: /m);
+    expect(run.stdout).toMatch(/Core tests were not selected/);
     expect(readFileSync(junit, "utf8")).toMatch(/<testsuites name="opal-conformance"/);
     const report = JSON.parse(readFileSync(json, "utf8"));
     expect(report.ok).toBe(true);
+    expect(report.verdict).toBe("incomplete");
     expect(report.info.protocolVersion).toBe("1.0.0");
     expect(report.capabilities.layouts).toEqual(["KV_LAYOUT_NHD", "KV_LAYOUT_HND"]);
   }, 60_000);
@@ -89,6 +92,27 @@ describe.skipIf(!built)("opal-conformance (the built executable)", () => {
     expect(failing.stdout).toMatch(/identity\.probe \[Core\]/);
     const unreachable = await cli(["--target", "127.0.0.1:1", "--quiet"]);
     expect(unreachable.code).toBe(2);
+  }, 60_000);
+
+  it("exits 3 (incomplete) when a Core test is skipped: a preloaded model without the conformance weights", async () => {
+    const preloaded = await serveMockDevice({ profile: "instant", models: ["opal-tiny"] });
+    try {
+      const config = join(dir, "vendor.yaml");
+      writeFileSync(config, "model: opal-tiny\n");
+      const junit = join(dir, "incomplete.xml");
+      const run = await cli([
+        ...["--target", preloaded.address, "--config", config, "--junit", junit, "--quiet"],
+        ...["--focus", "^(prefill\\.kv-matches-reference|stream\\.digest)$"],
+      ]);
+      expect(run.code, run.stdout + run.stderr).toBe(3);
+      expect(run.stdout).toMatch(/^INCOMPLETE: /m);
+      expect(run.stdout).toMatch(/Core test prefill\.kv-matches-reference was skipped: /);
+      expect(readFileSync(junit, "utf8")).toMatch(
+        /<failure message="Core test skipped[^"]*" type="incomplete">/,
+      );
+    } finally {
+      await preloaded.close({ graceMs: 0 });
+    }
   }, 60_000);
 
   it("lists the tests without a target, and needs one otherwise", async () => {

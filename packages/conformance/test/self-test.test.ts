@@ -60,12 +60,13 @@ describe("the mock passes the suite", () => {
   it("passes every Core and declared Optional test, except its listed departures", () => {
     const unexpected = baseline.results.filter((r) => r.status === "failed" && !r.knownFailing);
     expect(unexpected, formatConsoleReport(baseline)).toEqual([]);
-    // The only skip: the test for devices without uploads (the mock accepts uploads).
-    expect(baseline.results.filter((r) => r.status === "skipped").map((r) => r.id)).toEqual([
-      "models.uploads-unsupported",
-    ]);
+    // No skip: the test for devices without uploads does not apply (the mock accepts uploads).
+    expect(baseline.results.filter((r) => r.status === "skipped").map((r) => r.id)).toEqual([]);
+    expect(statusOf(baseline, "models.uploads-unsupported").message).toMatch(/^not applicable: /);
     expect(baseline.problems).toEqual([]);
     expect(baseline.ok).toBe(true);
+    expect(baseline.verdict, baseline.incomplete.join("\n")).toBe("conformant");
+    expect(formatConsoleReport(baseline)).toMatch(/^CONFORMANT: every Core test ran and passed/m);
   });
 
   it("runs every registered test, each tagged and citing requirement ids", () => {
@@ -110,7 +111,9 @@ describe("the mock passes the suite", () => {
     expect(stack).toEqual([]);
     const stripped = xml.replace(/<\?xml[^>]*\?>/, "").replace(/<[^>]+>/g, "");
     expect(stripped).not.toMatch(/[<>]|&(?!(amp|lt|gt|quot|apos);)/);
-    expect(xml.match(/<testcase /g)).toHaveLength(baseline.results.length);
+    // One test case per test, and the verdict.
+    expect(xml.match(/<testcase /g)).toHaveLength(baseline.results.length + 1);
+    expect(xml).toContain('<property name="verdict" value="conformant"/>');
     expect(xml.match(/<failure /g) ?? []).toHaveLength(0);
     expect(xml).toContain('name="stream.canonical-order [Core]"');
   });

@@ -28,6 +28,11 @@ export interface WireProxyHooks {
    * e.g. `prefill`); `onEnd` runs when the call ends, however it ends.
    */
   request?(method: string, bytes: Buffer): { readonly bytes: Buffer; readonly onEnd?: () => void };
+  /**
+   * Rewrites each response message of a server-streaming call to `method` (a device that encodes a
+   * field wrongly); `request` is the request as the device received it.
+   */
+  response?(method: string, message: Buffer, request: Buffer): Buffer;
   /** Rewrites the error status the device ended a call with. */
   status?(status: ProxyStatus): ProxyStatus;
 }
@@ -151,7 +156,8 @@ function serverStream(client: Client, name: string, path: string, hooks: WirePro
     call.on("cancelled", () => {
       if (end()) upstream.cancel();
     });
-    upstream.on("data", (message: Buffer) => {
+    upstream.on("data", (received: Buffer) => {
+      const message = hooks.response ? hooks.response(name, received, bytes) : received;
       if (!call.write(message)) {
         upstream.pause();
         call.once("drain", () => upstream.resume());

@@ -8,6 +8,8 @@
 
 export { assertDriverApiVersion } from "./assert-driver-api-version";
 export { createCapabilities } from "./create-capabilities";
+export type { DeviceSlots } from "./create-device-slots";
+export { createDeviceSlots } from "./create-device-slots";
 export type {
   DataPlaneKind,
   DeviceCapabilities,
@@ -16,6 +18,7 @@ export type {
 } from "./device-capabilities";
 export type { DeviceInfo, ProbeState } from "./device-info";
 export type { LoadModelRequest, LoadModelResult, ModelInfo } from "./model-info";
+export { prefillBodyDigest } from "./prefill-body-digest";
 export { prefillCacheByteLength } from "./prefill-cache-byte-length";
 export type { DriverCallOptions, PrefillDriver } from "./prefill-driver";
 export { DRIVER_API_VERSION } from "./prefill-driver";

@@ -34,6 +34,13 @@ export interface DriverCallOptions {
    * driver yields or their order, only how they are cut into chunks and allocated.
    */
   readonly keepsChunks?: boolean;
+  /**
+   * `prefill` only: the `prefillBodyDigest` of the request as its caller sent it, set by the server
+   * host when the request it passes on differs (it strips a push target it handles itself). A
+   * driver that remembers request bodies (`PF-5`..`PF-7`) uses it instead of digesting the request
+   * it received, so that it and the host agree on what "the same body" is.
+   */
+  readonly bodyDigest?: string;
 }
 
 /**
@@ -53,6 +60,13 @@ export interface PrefillDriver {
    * received messages). Absent or false: views are valid only until the next event.
    */
   readonly yieldsOwnedChunks?: boolean;
+  /**
+   * True when the driver admits prefills itself: it holds `maxConcurrentPrefills` slots and a queue
+   * of `maxQueuedPrefills`, answers DEVICE_BUSY, and frees a slot when a call ends, is cancelled or
+   * its deadline passes. Absent or false (the usual case): the server host does all of that for it,
+   * and the driver's `prefill` is called only once the call holds a slot.
+   */
+  readonly queuesPrefills?: boolean;
   getInfo(options?: DriverCallOptions): Promise<DeviceInfo>;
   getCapabilities(options?: DriverCallOptions): Promise<DeviceCapabilities>;
   /** Resolves with the readiness; rejects when the device is unhealthy. */

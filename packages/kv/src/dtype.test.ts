@@ -206,3 +206,40 @@ describe("int8 and f32", () => {
     expect(() => toFloat32(new Uint8Array(3), "f16")).toThrow(/not a whole number/);
   });
 });
+
+describe("saturating f16 and bf16 (PF-22: no infinity for a finite input)", () => {
+  const narrow = (values: number[], dtype: "f16" | "bf16", saturate: boolean) =>
+    Array.from(toFloat32(fromFloat32(Float32Array.from(values), dtype, { saturate }), dtype));
+
+  it("clamps finite f16 values beyond ±65504 to ±65504, keeps infinities and NaN", () => {
+    const values = [65504, 65519, 65520, 1e6, -1e30, f32(0x7f7fffff), Infinity, -Infinity];
+    expect(narrow(values, "f16", false)).toEqual([
+      65504,
+      65504,
+      Infinity,
+      Infinity,
+      -Infinity,
+      Infinity,
+      Infinity,
+      -Infinity,
+    ]);
+    expect(narrow(values, "f16", true)).toEqual([
+      65504,
+      65504,
+      65504,
+      65504,
+      -65504,
+      65504,
+      Infinity,
+      -Infinity,
+    ]);
+    expect(narrow([Number.NaN], "f16", true)[0]).toBeNaN();
+  });
+
+  it("clamps finite bf16 values that would round to infinity to ±max", () => {
+    const max = f32(0x7f7f0000);
+    const values = [max, f32(0x7f7f7fff), f32(0x7f7fffff), -f32(0x7f7fffff), Infinity];
+    expect(narrow(values, "bf16", false)).toEqual([max, max, Infinity, -Infinity, Infinity]);
+    expect(narrow(values, "bf16", true)).toEqual([max, max, max, -max, Infinity]);
+  });
+});

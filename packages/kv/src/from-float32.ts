@@ -6,10 +6,11 @@ export interface FromFloat32Options {
   /** Destination with room for every element's bytes; default a new Uint8Array. */
   readonly into?: Uint8Array;
   /**
-   * fp8 only. false (default) follows PyTorch's `tensor.to(float8_*)`: e4m3fn turns magnitudes
-   * above 464 (past the midpoint after 448) and ±inf into NaN, e5m2 turns magnitudes at or above
-   * 61440 into ±inf.
-   * true follows the OCP "saturate" mode: finite values and ±inf clamp to ±max (448 / 57344);
+   * false (default) follows PyTorch's casts: f16 and bf16 round finite values beyond their range
+   * to ±inf; fp8 as `tensor.to(float8_*)`: e4m3fn turns magnitudes above 464 (past the midpoint
+   * after 448) and ±inf into NaN, e5m2 turns magnitudes at or above 61440 into ±inf.
+   * true is what a device must do (PF-22): finite values beyond the range clamp to ±max (f16
+   * 65504, bf16 0x7F7F ≈ 3.39e38; fp8 also clamps ±inf, the OCP "saturate" mode: 448 / 57344);
    * NaN stays NaN.
    */
   readonly saturate?: boolean;
@@ -41,10 +42,10 @@ export function fromFloat32(
       out.set(new Uint8Array(src.buffer, src.byteOffset, n * 4));
       break;
     case "f16":
-      encodeF16(bits, writableU16(out, n), n);
+      encodeF16(bits, writableU16(out, n), n, options.saturate ?? false);
       break;
     case "bf16":
-      encodeBf16(bits, writableU16(out, n), n);
+      encodeBf16(bits, writableU16(out, n), n, options.saturate ?? false);
       break;
     case "fp8_e4m3fn":
       encodeE4m3fn(bits, out, n, options.saturate ?? false);
@@ -87,16 +88,16 @@ function subnormal(a: number, k: number): number {
   return r;
 }
 
-/** f32 bits -> f16 bits, RNE. */
-export function encodeF16(bits: Uint32Array, out: Uint16Array, n: number): void {
+/** f32 bits -> f16 bits, RNE; with `saturate`, finite values beyond ±65504 become ±65504. */
+export function encodeF16(bits: Uint32Array, out: Uint16Array, n: number, saturate = false): void {
   for (let i = 0; i < n; i++) {
     const x = bits[i] as number;
     const sign = (x >>> 16) & 0x8000;
     const a = x & 0x7fffffff;
     let h: number;
     if (a >= 0x477ff000) {
-      // >= 65520 rounds to infinity; NaN -> quiet NaN 0x7E00.
-      h = a > 0x7f800000 ? 0x7e00 : 0x7c00;
+      // >= 65520 rounds to infinity (65504 when saturating a finite value); NaN -> 0x7E00.
+      h = a > 0x7f800000 ? 0x7e00 : saturate && a < 0x7f800000 ? 0x7bff : 0x7c00;
     } else if (a >= 0x38800000) {
       h = (a - 0x38000000 + 0xfff + ((a >>> 13) & 1)) >>> 13;
     } else {
@@ -106,11 +107,16 @@ export function encodeF16(bits: Uint32Array, out: Uint16Array, n: number): void 
   }
 }
 
-/** f32 bits -> bf16 bits, RNE; any NaN -> 0x7FC0 (as c10::BFloat16). */
-export function encodeBf16(bits: Uint32Array, out: Uint16Array, n: number): void {
+/**
+ * f32 bits -> bf16 bits, RNE; any NaN -> 0x7FC0 (as c10::BFloat16); with `saturate`, a finite value
+ * that would round to ±inf becomes ±0x7F7F.
+ */
+export function encodeBf16(bits: Uint32Array, out: Uint16Array, n: number, saturate = false): void {
   for (let i = 0; i < n; i++) {
     const x = bits[i] as number;
-    if ((x & 0x7fffffff) > 0x7f800000) out[i] = 0x7fc0;
+    const a = x & 0x7fffffff;
+    if (a > 0x7f800000) out[i] = 0x7fc0;
+    else if (saturate && a >= 0x7f7f8000 && a < 0x7f800000) out[i] = ((x >>> 16) & 0x8000) | 0x7f7f;
     else out[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
   }
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { Code, createCallSignal, OpalError, Reason, sleep, throwIfAborted } from "@opal/core";
 import {
+  createDeviceSlots,
   type DeviceInfo,
   DRIVER_API_VERSION,
   type DriverCallOptions,
@@ -10,6 +11,7 @@ import {
   type PrefillEvent,
   type PrefillRequest,
   type PrefillStats,
+  prefillBodyDigest,
   streamKvCache,
   type TelemetrySnapshot,
   telemetryIntervalMs,
@@ -24,10 +26,8 @@ import {
 } from "@opal/kv";
 import { createSeededSampler, sampleGreedy } from "@opal/reference";
 import { decoderPrefixTokens } from "./decoder-prefix-tokens";
-import { createDeviceSlots } from "./device-slots";
 import type { FaultConfig } from "./fault-config";
 import { createFaultInjector, type FaultInjector } from "./fault-injector";
-import { hashBody } from "./hash-prefill-body";
 import { loadMockModel } from "./load-mock-model";
 import { mockCapabilities } from "./mock-capabilities";
 import type { MockDevice, MockDeviceOptions } from "./mock-device";
@@ -173,7 +173,7 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
       const valid = validatePrefillRequest(request, { capabilities, model: model?.info });
       const tokens = request.promptTokenIds;
       const idKey = `${tenant}\0${request.requestId}`;
-      const bodyHash = hashBody(request);
+      const bodyHash = call?.bodyDigest ?? prefillBodyDigest(request);
       const prior = requests.get(idKey);
       if (prior && prior.bodyHash !== bodyHash) {
         throw new OpalError(
@@ -326,6 +326,17 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
   ): AsyncGenerator<FetchEvent> {
     const { scope, tenant } = await enter("FetchKv", call);
     try {
+      // RT-11's order: the handle's own check, then a device without retention.
+      if (!request.kvHandle || request.kvHandle.length > 128)
+        throw new OpalError(Code.INVALID_ARGUMENT, "kv_handle: expected 1-128 characters", {
+          reason: Reason.INVALID_FIELD,
+          fieldViolations: [{ field: "kv_handle", description: "expected 1-128 characters" }],
+        });
+      if (capabilities.retention.maxRetentionSeconds === 0)
+        throw new OpalError(Code.UNIMPLEMENTED, "kv_handle: this device retains no caches", {
+          reason: Reason.UNSUPPORTED_FEATURE,
+          fieldViolations: [{ field: "kv_handle", description: "max_retention_seconds = 0" }],
+        });
       const entry = store.get(tenant, request.kvHandle);
       yield* streamRetainedKv(entry, { request, capabilities, signal: scope.signal });
     } finally {
@@ -369,6 +380,8 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
 
   return {
     driverApiVersion: DRIVER_API_VERSION,
+    // The mock admits prefills itself: its telemetry reports its slots and queue.
+    queuesPrefills: true,
     profile,
     get stats() {
       return {

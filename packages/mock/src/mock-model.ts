@@ -239,7 +239,7 @@ function encodePart(
     data = q.data;
     scales = q.scales;
   } else {
-    // PF-22: fp8 saturates (finite values beyond the range become ±max, never NaN).
+    // PF-22: narrowing saturates (finite values beyond the range become ±max, never NaN or inf).
     data = fromFloat32(nhd, d.dtype, { saturate: true });
   }
   if (d.layout === "hnd") {

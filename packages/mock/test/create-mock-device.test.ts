@@ -357,3 +357,19 @@ describe("the mock's KV conversion (PF-22)", () => {
     }
   });
 });
+
+describe("request identity (PF-5..7) with the body digest the server host passes", () => {
+  it("replays a retained request for the same digest and refuses another (a push target the host stripped)", async () => {
+    const device = createMockDevice({ models: ["opal-tiny"] });
+    const retained = request({ retentionSeconds: 60 });
+    const first = await collectPrefill(device.prefill(retained, { bodyDigest: "push-to-a" }));
+    const replay = await collectPrefill(device.prefill(retained, { bodyDigest: "push-to-a" }));
+    expect(replay.kvHandle).toBe(first.kvHandle);
+    await expectOpalError(
+      collectPrefill(device.prefill(retained, { bodyDigest: "push-to-b" })),
+      Code.ALREADY_EXISTS,
+      Reason.REQUEST_ID_CONFLICT,
+    );
+    await device.close();
+  });
+});

@@ -136,8 +136,10 @@ describe("serveMockDevice", () => {
         client.loadModel({
           modelId: "bad",
           configJson: "{not json",
-          weightsByteLength: 0,
-          weights: (async function* () {})(),
+          weightsByteLength: 1,
+          weights: (async function* () {
+            yield Uint8Array.of(0);
+          })(),
         }),
         Code.INVALID_ARGUMENT,
         "MODEL_CONFIG_INVALID",

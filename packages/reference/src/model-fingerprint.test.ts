@@ -1,6 +1,9 @@
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
 import { createPresetWeights } from "./create-preset-weights";
 import { toModelFingerprint } from "./model-fingerprint";
+import { toNamedWeights } from "./model-weights";
 import { createReferenceModel } from "./reference-model";
 
 describe("toModelFingerprint", () => {
@@ -29,5 +32,49 @@ describe("createReferenceModel", () => {
     expect(() => createReferenceModel({ ...weights, layers: layers.slice(0, 1) })).toThrow(
       /weights have 1 layers \(config says 2\)/,
     );
+  });
+});
+
+describe("the fingerprint as docs/protocol/models.md specifies it, byte for byte", () => {
+  it("reproduces the worked example from the document's text alone", async () => {
+    const doc = await readFile(
+      new URL("../../../docs/protocol/models.md", import.meta.url),
+      "utf8",
+    );
+    const example = doc.slice(doc.indexOf("_Worked example_"));
+    const [config, list] = [...example.matchAll(/```text\n([\s\S]+?)\n```/g)].map((m) => m[1]!);
+    const tensors = list!.split("\n");
+    const expected = /its fingerprint is `([0-9a-f]{64})`/.exec(example)![1]!;
+    const prefix =
+      /hashed as the bytes `([0-9a-f]{16})` `([^`]+)`\s+`([0-9a-f]{16})` and those (\d+) bytes/.exec(
+        example,
+      )!;
+    // An implementation written from the text: length-prefixed items, tensors in the listed order.
+    const weights = createPresetWeights("opal-tiny");
+    const byName = new Map(toNamedWeights(weights).map((t) => [t.name, t]));
+    const hash = createHash("sha256");
+    const item = (bytes: Uint8Array) => {
+      const length = Buffer.alloc(8);
+      length.writeBigUInt64LE(BigInt(bytes.byteLength));
+      hash.update(length).update(bytes);
+    };
+    item(Buffer.from(prefix[2]!, "ascii"));
+    item(Buffer.from(config!, "utf8"));
+    expect(Buffer.from(prefix[1]!, "hex").readBigUInt64LE()).toBe(BigInt(prefix[2]!.length));
+    expect(Buffer.from(prefix[3]!, "hex").readBigUInt64LE()).toBe(BigInt(config!.length));
+    expect(Number(prefix[4])).toBe(config!.length);
+    expect(tensors).toHaveLength(byName.size);
+    for (const line of tensors) {
+      const [name, shape] = line.split(" ") as [string, string];
+      const tensor = byName.get(name)!;
+      expect(JSON.stringify(tensor.shape), name).toBe(shape);
+      item(Buffer.from(name, "ascii"));
+      item(Buffer.from(shape, "ascii"));
+      item(new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength));
+    }
+    expect(hash.digest("hex")).toBe(expected);
+    expect(toModelFingerprint(weights)).toBe(expected);
+    // The canonical config is the document's, number formatting included (0.00001, not 1e-05).
+    expect(config).toContain('"rmsNormEps":0.00001');
   });
 });

@@ -5,7 +5,7 @@ import { type ChannelOptions, Server, ServerCredentials } from "@grpc/grpc-js";
 import { loadFileDescriptorSetFromBuffer, loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { Code, OpalError, Reason } from "@opal/core";
-import { assertDriverApiVersion, type PrefillDriver } from "@opal/driver";
+import { assertDriverApiVersion, createDeviceSlots, type PrefillDriver } from "@opal/driver";
 import {
   DeviceServiceDefinition,
   encodeChunkResponse,
@@ -143,6 +143,9 @@ export async function createDeviceServer(
       running: new Map(),
       pushTargets: options.pushTargets ? new Set(options.pushTargets) : undefined,
       sharedMemory: sharedMemoryEnabled(options.sharedMemory),
+      slots: driver.queuesPrefills
+        ? undefined
+        : createDeviceSlots(capabilities.maxConcurrentPrefills, capabilities.maxQueuedPrefills),
     }),
   );
   const health = createDeviceHealth(

@@ -57,6 +57,8 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
     }),
     releaseKv: unary(ctx, "ReleaseKv", async (req: Msg<"ReleaseKvRequest">, s) => {
       assertHandle(req.kvHandle);
+      // RT-17: a device without retention holds no lease to end.
+      if (!retains(ctx)) return { released: false };
       return driver.releaseKv(req.kvHandle, opts(s));
     }),
     loadModel: loadModelHandler(ctx),
@@ -71,6 +73,7 @@ export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImpleme
       "FetchKv",
       (req: Msg<"FetchKvRequest">, s) => {
         assertHandle(req.kvHandle);
+        assertFetchable(ctx, req);
         // FetchKv streams share the tenant's concurrency limit with prefills.
         s.onDispose(ctx.registry.limiter.acquireStream(s.tenant));
         return driver.fetchKv(fromWireFetchRequest(req), opts(s));
@@ -187,11 +190,36 @@ function loadModelHandler(ctx: HandlerContext) {
       const header = first.done ? undefined : first.value.header;
       if (!header)
         throw invalidField("header", "the first LoadModel message must carry the header");
+      // The check order of models.md ("LoadModel checks, in order"): header, model_id, config,
+      // one weight source (MD-5), uploads supported and within max_model_bytes (MD-6).
       if (!header.modelId) throw invalidField("header.model_id", "required, got an empty string");
+      if (!MODEL_ID.test(header.modelId))
+        throw invalidField(
+          "header.model_id",
+          `expected 1-128 characters of [A-Za-z0-9._:/-], got ${JSON.stringify(header.modelId)}`,
+        );
       if (!header.configJson)
         throw invalidField("header.config_json", "required, got an empty string");
       const byteLength = Number(header.weightsByteLength ?? 0);
+      if (header.deviceLocalRef ? byteLength !== 0 : byteLength < 1)
+        throw invalidField(
+          "header.weights_byte_length",
+          header.deviceLocalRef
+            ? `expected 0 with device_local_ref, got ${byteLength}`
+            : "expected >= 1 with uploaded weights (or a device_local_ref), got 0",
+        );
       const maxModelBytes = ctx.capabilities.maxModelBytes;
+      if (!header.deviceLocalRef && maxModelBytes === 0) {
+        throw new OpalError(Code.UNIMPLEMENTED, "this device accepts no model uploads", {
+          reason: Reason.UNSUPPORTED_FEATURE,
+          fieldViolations: [
+            {
+              field: "header.weights_byte_length",
+              description: "uploads unsupported (capabilities.max_model_bytes = 0)",
+            },
+          ],
+        });
+      }
       if (!header.deviceLocalRef && byteLength > maxModelBytes) {
         throw new OpalError(
           Code.RESOURCE_EXHAUSTED,
@@ -261,6 +289,34 @@ function fail(
 
 function unexpected(error: unknown): OpalError {
   return new OpalError(Code.INTERNAL, "internal error", { reason: Reason.INTERNAL, cause: error });
+}
+
+/** A model id (models.md, MD-5). */
+const MODEL_ID = /^[A-Za-z0-9._:/-]{1,128}$/;
+
+/** The device declares retention (`max_retention_seconds > 0`). */
+function retains(ctx: HandlerContext): boolean {
+  return ctx.capabilities.retention.maxRetentionSeconds > 0;
+}
+
+/**
+ * RT-11 and the FetchKv error table, after the handle's own check: a device without retention
+ * answers every FetchKv UNIMPLEMENTED UNSUPPORTED_FEATURE naming `kv_handle`, and `resume_from`
+ * without `features.resume` is UNSUPPORTED_FEATURE naming it; the driver never sees either.
+ */
+function assertFetchable(ctx: HandlerContext, request: Msg<"FetchKvRequest">): void {
+  const unsupported = (field: string, description: string) =>
+    new OpalError(Code.UNIMPLEMENTED, `${field}: ${description}`, {
+      reason: Reason.UNSUPPORTED_FEATURE,
+      fieldViolations: [{ field, description }],
+    });
+  if (!retains(ctx))
+    throw unsupported(
+      "kv_handle",
+      "this device retains no caches (capabilities.retention.max_retention_seconds = 0)",
+    );
+  if (request.resumeFrom && !ctx.capabilities.features.resume)
+    throw unsupported("resume_from", "resume is not declared (capabilities.features.resume)");
 }
 
 /** A KV handle is 1-128 characters (retention.md); anything else is a malformed request. */

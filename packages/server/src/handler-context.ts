@@ -1,4 +1,4 @@
-import type { DeviceCapabilities, PrefillDriver } from "@opal/driver";
+import type { DeviceCapabilities, DeviceSlots, PrefillDriver } from "@opal/driver";
 import type { Logger } from "pino";
 import type { CallScope, ScopeRegistry } from "./call-scope";
 import type { ServerMetrics } from "./server-metrics";
@@ -19,6 +19,11 @@ export interface HandlerContext {
   readonly pushTargets: ReadonlySet<string> | undefined;
   /** The host offers the shared-memory data plane (PF-43). */
   readonly sharedMemory: boolean;
+  /**
+   * The device's prefill slots and queue, held by the host for a driver that does not queue
+   * prefills itself (`PrefillDriver.queuesPrefills`); undefined when it does.
+   */
+  readonly slots: DeviceSlots | undefined;
 }
 
 /** Prefill calls in progress, by tenant and request id (PF-7). */
@@ -26,9 +31,9 @@ export type RunningPrefills = Map<string, RunningPrefill>;
 
 /** A prefill call in progress. */
 export interface RunningPrefill {
-  /** SHA-256 of the request body (the request without `request_id` and `data_plane`). */
+  /** `prefillBodyDigest` of the request (its body: without `request_id` and `data_plane`). */
   readonly body: string;
   readonly scope: CallScope;
-  /** Gives the call's tenant slot back (idempotent); a no-op until the call is admitted. */
+  /** Gives the call's tenant and device slots back (idempotent); a no-op until it is admitted. */
   releaseSlot: () => void;
 }

@@ -9,7 +9,7 @@ import {
   optional,
 } from "../conformance-test";
 import { expectPrefillFailure } from "../expect-prefill-failure";
-import { assertCompleted, baselinePrefill } from "./prefill-checks";
+import { assertBaseline, assertCompleted, baselinePrefill } from "./prefill-checks";
 
 const NAME_FIELD = "data_plane.shared_memory.name";
 
@@ -24,10 +24,7 @@ export function toDataPlaneSuite(): ConformanceTest[] {
       spec: ["PF-42", "PF-43", "PF-25"],
       needs: ["model"],
       async run(ctx) {
-        const inline = assertCompleted(
-          (await baselinePrefill(ctx)).collected,
-          "the baseline prefill",
-        );
+        const inline = assertBaseline(ctx, (await baselinePrefill(ctx)).collected);
         const total = cacheByteLength(inline.descriptor);
         // Not at offset 0, so a device that ignores region.offset_bytes is caught.
         const offsetBytes = 4096;

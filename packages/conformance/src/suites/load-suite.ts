@@ -57,6 +57,7 @@ async function admittedAfter(
   ctx: ConformanceContext,
   waiting: HeldPrefill | undefined,
   release: () => Promise<void>,
+  how: { readonly rule: string; readonly ended: string },
 ): Promise<number> {
   await release();
   const released = performance.now();
@@ -64,7 +65,7 @@ async function admittedAfter(
     const admitted = await settlesWithin(waiting.first, 5_000);
     assertConformance(
       admitted,
-      "PF-31: no queued prefill was admitted within 5 s after every running prefill ended",
+      `${how.rule}: the slots were not freed: no queued prefill was admitted within 5 s after every running prefill ${how.ended}`,
     );
     const ms = performance.now() - released;
     const { completed, status } = await waiting.finish();
@@ -83,7 +84,7 @@ async function admittedAfter(
     }
     assertConformance(
       performance.now() - released < 5_000,
-      "PF-31: still DEVICE_BUSY 5 s after every running prefill ended",
+      `${how.rule}: the slots were not freed: still DEVICE_BUSY 5 s after every running prefill ${how.ended}`,
     );
     await sleep(50, ctx.signal);
   }
@@ -106,9 +107,14 @@ export function toLoadSuite(): ConformanceTest[] {
         const waiting = queued ? startHeldPrefill(ctx, ctx.connect()) : undefined;
         try {
           if (waiting) await assertSaturated(waiting);
-          const ms = await admittedAfter(ctx, waiting, async () => {
-            for (const h of held) h.cancel();
-          });
+          const ms = await admittedAfter(
+            ctx,
+            waiting,
+            async () => {
+              for (const h of held) h.cancel();
+            },
+            { rule: "PF-30", ended: "was cancelled by its caller" },
+          );
           assertConformance(
             ms <= 1_500,
             `PF-30: the freed slot was reused only after ${ms.toFixed(0)} ms (SHOULD within 1 s)`,
@@ -138,20 +144,25 @@ export function toLoadSuite(): ConformanceTest[] {
           // Read nothing until the deadline has passed: the device must end the calls by itself.
           await sleep(Math.max(0, deadlineMs + 300 - (performance.now() - started)), ctx.signal);
           let endedMs = 0;
-          await admittedAfter(ctx, waiting, async () => {
-            for (const [i, h] of held.entries()) {
-              const { status, completed } = await h.finish();
-              assertConformance(
-                !completed,
-                `PF-29: held prefill ${i + 1} completed although its reader never read before the deadline`,
-              );
-              assertConformance(
-                status?.code === Code.DEADLINE_EXCEEDED,
-                `PF-29: held prefill ${i + 1} ended ${status ? describeWireStatus(status) : "OK"}, expected DEADLINE_EXCEEDED`,
-              );
-            }
-            endedMs = performance.now() - started;
-          });
+          await admittedAfter(
+            ctx,
+            waiting,
+            async () => {
+              for (const [i, h] of held.entries()) {
+                const { status, completed } = await h.finish();
+                assertConformance(
+                  !completed,
+                  `PF-29: held prefill ${i + 1} completed although its reader never read before the deadline`,
+                );
+                assertConformance(
+                  status?.code === Code.DEADLINE_EXCEEDED,
+                  `PF-29: held prefill ${i + 1} ended ${status ? describeWireStatus(status) : "OK"}, expected DEADLINE_EXCEEDED`,
+                );
+              }
+              endedMs = performance.now() - started;
+            },
+            { rule: "PF-29", ended: "passed its deadline" },
+          );
           ctx.note(`deadline ${deadlineMs} ms; streams ended after ${endedMs.toFixed(0)} ms`);
         } finally {
           for (const h of held) h.cancel();

@@ -282,7 +282,7 @@ export function toModelsSuite(): ConformanceTest[] {
       spec: ["MD-6"],
       async run(ctx) {
         if (Number(ctx.capabilities.maxModelBytes ?? 0) > 0)
-          ctx.skip("the device accepts uploads (max_model_bytes > 0)");
+          ctx.notApplicable("the device accepts uploads (max_model_bytes > 0)");
         await expectFailure(
           () =>
             ctx.a.loadModel([header(ctx, "opal-conformance/no-uploads")], { timeoutMs: 10_000 }),

@@ -184,7 +184,12 @@ export function toRetentionSuite(): ConformanceTest[] {
           () => drain(fetch(ctx, done.accepted.kvHandle ?? "")),
           retention
             ? notFound("RT-6")
-            : { code: Code.UNIMPLEMENTED, reasons: ["UNSUPPORTED_FEATURE"], spec: "RT-6" },
+            : {
+                code: Code.UNIMPLEMENTED,
+                reasons: ["UNSUPPORTED_FEATURE"],
+                field: "kv_handle",
+                spec: "RT-11",
+              },
           "FetchKv of an unretained cache",
         );
       },

@@ -1,7 +1,21 @@
-import { cacheByteLength, toHex } from "@opal/kv";
-import { assertConformance, CORE, type ConformanceTest } from "../conformance-test";
+import { cacheByteLength } from "@opal/kv";
+import {
+  assertConformance,
+  assertNoViolations,
+  CORE,
+  type ConformanceTest,
+} from "../conformance-test";
 import { describeWireStatus } from "../wire-status";
-import { assertCompleted, baselinePrefill } from "./prefill-checks";
+import {
+  assertBaseline,
+  assertCompleted,
+  baselinePrefill,
+  declaredFormats,
+  describeFormat,
+  digestViolations,
+  firstTokenViolations,
+  sizeViolations,
+} from "./prefill-checks";
 
 /** Stream rules: canonical order, CRCs, digest, descriptor and `completed`. */
 export function toStreamSuite(): ConformanceTest[] {
@@ -26,10 +40,7 @@ export function toStreamSuite(): ConformanceTest[] {
       spec: ["PF-17", "PF-25", "PF-26", "PF-18"],
       needs: ["model"],
       async run(ctx) {
-        const done = assertCompleted(
-          (await baselinePrefill(ctx)).collected,
-          "the baseline prefill",
-        );
+        const done = assertBaseline(ctx, (await baselinePrefill(ctx)).collected);
         const total = Number(done.completed.kvTotalBytes ?? 0);
         assertConformance(
           total === done.receivedBytes,
@@ -39,11 +50,28 @@ export function toStreamSuite(): ConformanceTest[] {
           total === cacheByteLength(done.descriptor),
           `PF-17: kv_total_bytes ${total}, descriptor arithmetic ${cacheByteLength(done.descriptor)}`,
         );
-        const digest = toHex(done.completed.kvDigest ?? new Uint8Array());
-        assertConformance(
-          digest === done.digestHex,
-          `PF-25: kv_digest ${digest}, XXH3-128 of the bytes received ${done.digestHex}`,
-        );
+        assertNoViolations(digestViolations(done, "the baseline prefill"));
+      },
+    },
+    {
+      id: "stream.every-format",
+      title:
+        "Every declared dtype, layout, scale scheme and block size streams with exact sizes (total_bytes, kv_total_bytes), digest, finite values and an in-vocabulary first token",
+      tag: CORE,
+      spec: ["PF-12", "PF-17", "PF-18", "PF-20", "PF-22", "PF-25", "PF-26"],
+      needs: ["model"],
+      timeoutMs: 120_000,
+      async run(ctx) {
+        const formats = declaredFormats(ctx);
+        const tokens = ctx.prompt(24, 7);
+        for (const kvFormat of formats) {
+          const done = assertCompleted(
+            await ctx.prefill(ctx.prefillRequest({ promptTokenIds: tokens, kvFormat })),
+            describeFormat(kvFormat),
+          );
+          assertNoViolations(sizeViolations(ctx, kvFormat, done));
+        }
+        ctx.note(`${formats.length} formats`);
       },
     },
     {
@@ -54,7 +82,7 @@ export function toStreamSuite(): ConformanceTest[] {
       needs: ["model"],
       async run(ctx) {
         const { request, collected } = await baselinePrefill(ctx);
-        const done = assertCompleted(collected, "the baseline prefill");
+        const done = assertBaseline(ctx, collected);
         const w = done.accepted.descriptor!;
         const m = ctx.model!.info;
         const f = request.kvFormat!;
@@ -104,7 +132,7 @@ export function toStreamSuite(): ConformanceTest[] {
       needs: ["model"],
       async run(ctx) {
         const { request, collected } = await baselinePrefill(ctx);
-        const done = assertCompleted(collected, "the baseline prefill");
+        const done = assertBaseline(ctx, collected);
         const c = done.completed;
         const a = done.accepted;
         const problems: string[] = [];
@@ -114,9 +142,14 @@ export function toStreamSuite(): ConformanceTest[] {
           );
         if ((c.decoderPrefixTokens ?? 0) !== Number(a.descriptor?.tokenStart ?? 0))
           problems.push("PF-17: decoder_prefix_tokens differs from descriptor.token_start");
+        problems.push(...firstTokenViolations(ctx, c.firstTokenId ?? 0, "the baseline prefill"));
         const logprob = c.firstTokenLogprob ?? 0;
         if (!(Number.isFinite(logprob) && logprob <= 0))
           problems.push(`PF-17: first_token_logprob ${logprob} (must be finite and <= 0)`);
+        if (Number(c.leaseExpiryUnixMs ?? 0) !== Number(a.leaseExpiryUnixMs ?? 0))
+          problems.push(
+            "PF-17: completed.lease_expiry_unix_ms differs from accepted.lease_expiry_unix_ms",
+          );
         if (Number(c.queueTimeUs ?? 0) !== Number(a.queueTimeUs ?? 0))
           problems.push("PF-17: completed.queue_time_us differs from accepted.queue_time_us");
         if (Number(a.leaseExpiryUnixMs ?? 0) !== 0)

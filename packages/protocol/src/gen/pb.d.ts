@@ -5124,15 +5124,6 @@ export namespace opal {
                 /** ERROR_REASON_INTERNAL value */
                 ERROR_REASON_INTERNAL = 38,
 
-                /** ERROR_REASON_MODEL_CAPACITY_EXCEEDED value */
-                ERROR_REASON_MODEL_CAPACITY_EXCEEDED = 39,
-
-                /** ERROR_REASON_MODEL_TOO_LARGE value */
-                ERROR_REASON_MODEL_TOO_LARGE = 40,
-
-                /** ERROR_REASON_RECEIVER_BUSY value */
-                ERROR_REASON_RECEIVER_BUSY = 41,
-
                 /** ERROR_REASON_INVALID_STATUS_DETAILS value */
                 ERROR_REASON_INVALID_STATUS_DETAILS = 42
             }

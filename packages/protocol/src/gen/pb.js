@@ -12126,9 +12126,6 @@ export const opal = $root.opal = (() => {
              * @property {number} ERROR_REASON_DEADLINE_EXCEEDED=36 ERROR_REASON_DEADLINE_EXCEEDED value
              * @property {number} ERROR_REASON_CANCELLED=37 ERROR_REASON_CANCELLED value
              * @property {number} ERROR_REASON_INTERNAL=38 ERROR_REASON_INTERNAL value
-             * @property {number} ERROR_REASON_MODEL_CAPACITY_EXCEEDED=39 ERROR_REASON_MODEL_CAPACITY_EXCEEDED value
-             * @property {number} ERROR_REASON_MODEL_TOO_LARGE=40 ERROR_REASON_MODEL_TOO_LARGE value
-             * @property {number} ERROR_REASON_RECEIVER_BUSY=41 ERROR_REASON_RECEIVER_BUSY value
              * @property {number} ERROR_REASON_INVALID_STATUS_DETAILS=42 ERROR_REASON_INVALID_STATUS_DETAILS value
              */
             v1.ErrorReason = (function() {
@@ -12172,9 +12169,6 @@ export const opal = $root.opal = (() => {
                 values[valuesById[36] = "ERROR_REASON_DEADLINE_EXCEEDED"] = 36;
                 values[valuesById[37] = "ERROR_REASON_CANCELLED"] = 37;
                 values[valuesById[38] = "ERROR_REASON_INTERNAL"] = 38;
-                values[valuesById[39] = "ERROR_REASON_MODEL_CAPACITY_EXCEEDED"] = 39;
-                values[valuesById[40] = "ERROR_REASON_MODEL_TOO_LARGE"] = 40;
-                values[valuesById[41] = "ERROR_REASON_RECEIVER_BUSY"] = 41;
                 values[valuesById[42] = "ERROR_REASON_INVALID_STATUS_DETAILS"] = 42;
                 return values;
             })();
