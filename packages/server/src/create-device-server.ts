@@ -20,6 +20,7 @@ import { type ScopeRegistry, shuttingDownError } from "./call-scope";
 import { createAuthenticator, DEFAULT_TENANT } from "./caller-auth";
 import { createDeviceHandlers } from "./device-handlers";
 import { createDeviceHealth } from "./device-health";
+import { keepRepeatedHeaders } from "./keep-repeated-headers";
 import { createServerMetrics } from "./server-metrics";
 import type { DeviceServerOptions } from "./server-options";
 import { createTenantLimiter } from "./tenant-limiter";
@@ -79,7 +80,7 @@ export interface DeviceServer {
   readonly address: string;
   /** The bound TCP port; 0 on a unix socket. */
   readonly port: number;
-  /** `http://host:port/metrics` when metrics are served (on 127.0.0.1 for a unix socket). */
+  /** `http://host:port/metrics` when metrics are served (`metricsHost`, default 127.0.0.1). */
   readonly metricsUrl: string | undefined;
   /**
    * Graceful shutdown: health turns NOT_SERVING, new calls fail with UNAVAILABLE SHUTTING_DOWN,
@@ -169,15 +170,22 @@ export async function createDeviceServer(
   ).addToServer(server);
 
   const host = options.host ?? "127.0.0.1";
-  // A unix socket (`unix:/path`) has no port; its metrics, if any, are served on loopback.
   const unix = host.startsWith("unix:");
-  const metricsHost = unix ? "127.0.0.1" : host;
+  // Metrics are unauthenticated: on loopback unless the operator names another interface.
+  const metricsHost = options.metricsHost ?? "127.0.0.1";
   const bound = await bind(
     server,
     unix ? host : `${formatHost(host)}:${options.port ?? 0}`,
     credentials(options),
   );
   const port = unix ? 0 : bound;
+  // Two `authorization` headers are refused by the authenticator, which must see both.
+  try {
+    keepRepeatedHeaders(server, ["authorization"]);
+  } catch (error) {
+    server.forceShutdown();
+    throw error;
+  }
   let metricsPort: number | undefined;
   try {
     metricsPort = metrics ? await metrics.listen(metricsHost, options.metricsPort!) : undefined;

@@ -84,7 +84,7 @@ export interface DeviceServerOptions {
   /**
    * Interface to bind; default "127.0.0.1". `unix:/path` listens on a unix socket instead (clients
    * dial the same address; its callers count as on this host, as for `sharedMemory`); `port` is
-   * then ignored, `DeviceServer.port` is 0 and metrics are served on 127.0.0.1.
+   * then ignored and `DeviceServer.port` is 0.
    */
   readonly host?: string;
   /** Port to bind; default 0 (any free port, see `DeviceServer.port`). */
@@ -105,6 +105,12 @@ export interface DeviceServerOptions {
   readonly healthPollIntervalMs?: number;
   /** Serve Prometheus metrics over HTTP at `/metrics` on this port (0 = any free port); default off. */
   readonly metricsPort?: number;
+  /**
+   * Interface the metrics endpoint binds; default "127.0.0.1", whatever `host` is. Metrics are
+   * served without authentication and name methods, tenants' call counts and device load, so they
+   * stay on loopback unless the operator exposes them (e.g. to a scraper on a private network).
+   */
+  readonly metricsHost?: string;
   /**
    * Push handoff for drivers that do not push themselves: the host streams the driver's chunks to
    * the request's KvReceiver and declares `features.push`; default true.
