@@ -26,8 +26,12 @@ interface MockFlags {
   pushTarget?: string[];
   sharedMemory?: boolean;
   metricsPort?: number;
+  metricsHost: string;
   maxConcurrent?: number;
   maxQueued?: number;
+  maxConcurrentPerTenant?: number;
+  ratePerTenant?: number;
+  stallTimeoutMs: number;
 }
 
 /**
@@ -75,6 +79,11 @@ export function createMockCommand(name: string): Command {
       wholeNumber("--metrics-port", 0, 65_535),
     )
     .option(
+      "--metrics-host <host>",
+      "interface of the metrics endpoint (it has no authentication)",
+      "127.0.0.1",
+    )
+    .option(
       "--max-concurrent <n>",
       "prefill slots (default: 4)",
       wholeNumber("--max-concurrent", 1),
@@ -83,6 +92,22 @@ export function createMockCommand(name: string): Command {
       "--max-queued <n>",
       "queue places before DEVICE_BUSY (default: 16)",
       wholeNumber("--max-queued", 0),
+    )
+    .option(
+      "--max-concurrent-per-tenant <n>",
+      "prefills and fetches one tenant may run at once (default: unlimited)",
+      wholeNumber("--max-concurrent-per-tenant", 1),
+    )
+    .option(
+      "--rate-per-tenant <n>",
+      "requests per second one tenant may make (default: unlimited)",
+      wholeNumber("--rate-per-tenant", 1),
+    )
+    .option(
+      "--stall-timeout-ms <ms>",
+      "end a Prefill or FetchKv stream whose caller read nothing for this long",
+      wholeNumber("--stall-timeout-ms", 1),
+      30_000,
     )
     .showHelpAfterError()
     .action(async (o: MockFlags) => {
@@ -104,13 +129,27 @@ export function createMockCommand(name: string): Command {
           ...(tokens ? { auth: { tokens } } : {}),
           ...(o.pushTarget?.length ? { pushTargets: o.pushTarget } : {}),
           ...(o.sharedMemory ? { sharedMemory: true } : {}),
-          ...(o.metricsPort !== undefined ? { metricsPort: o.metricsPort } : {}),
+          ...(o.metricsPort !== undefined
+            ? { metricsPort: o.metricsPort, metricsHost: o.metricsHost }
+            : {}),
+          limits: {
+            streamStallTimeoutMs: o.stallTimeoutMs,
+            ...(o.maxConcurrentPerTenant !== undefined
+              ? { maxConcurrentPrefillsPerTenant: o.maxConcurrentPerTenant }
+              : {}),
+            ...(o.ratePerTenant !== undefined
+              ? { requestsPerSecondPerTenant: o.ratePerTenant }
+              : {}),
+          },
         },
       );
       console.log(
         `${name} listening on ${mock.address} (profile ${o.profile}, models ${o.model.join(", ")})`,
       );
       if (mock.server.metricsUrl) console.log(`metrics at ${mock.server.metricsUrl}`);
+      console.log(
+        `per tenant: ${o.maxConcurrentPerTenant ?? "unlimited"} concurrent prefills, ${o.ratePerTenant ?? "unlimited"} requests/s; streams not read for ${o.stallTimeoutMs} ms end`,
+      );
       let stopping = false;
       const stop = (signal: "SIGTERM" | "SIGINT") => {
         if (stopping) {

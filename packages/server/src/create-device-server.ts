@@ -64,6 +64,9 @@ const HEALTH_PROBE_TIMEOUT_MS = 1_000;
 /** After a forced shutdown aborts the open calls, how long they get to send their status, in ms. */
 const ABORTED_CALLS_GRACE_MS = 250;
 
+/** Default of `limits.streamStallTimeoutMs`, in ms. */
+const DEFAULT_STREAM_STALL_TIMEOUT_MS = 30_000;
+
 /** Defaults of {@link DeviceServerOptions.transport}. */
 export const DEFAULT_TRANSPORT = {
   flowControlWindowBytes: 16 * 1024 * 1024,
@@ -144,6 +147,7 @@ export async function createDeviceServer(
       running: new Map(),
       pushTargets: options.pushTargets ? new Set(options.pushTargets) : undefined,
       sharedMemory: sharedMemoryEnabled(options.sharedMemory),
+      stallTimeoutMs: options.limits?.streamStallTimeoutMs ?? DEFAULT_STREAM_STALL_TIMEOUT_MS,
     }),
   );
   const health = createDeviceHealth(

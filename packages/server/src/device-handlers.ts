@@ -1,4 +1,3 @@
-import { once } from "node:events";
 import type {
   ServerReadableStream,
   ServerUnaryCall,
@@ -27,6 +26,7 @@ import type { HandlerContext } from "./handler-context";
 import { hostPrefill } from "./host-prefill";
 import { invalidField } from "./invalid-field";
 import { toWireHostPrefillEvent } from "./prefill-through-region";
+import { waitForDrain } from "./wait-for-drain";
 import { withHostFeatures } from "./with-host-features";
 
 type V1 = typeof opal.device.v1;
@@ -149,8 +149,9 @@ function serverStream<Req, Ev, Wire>(
         };
         const chunkBytes = carried.chunk?.data.byteLength || carried.dataRef?.lengthBytes;
         if (chunkBytes) ctx.metrics?.addKvBytes(chunkBytes);
-        // Back-pressure: a slow reader stops us here instead of growing the write buffer.
-        if (!call.write(wire)) await once(call, "drain", { signal });
+        // Back-pressure: a slow reader stops us here instead of growing the write buffer; one
+        // that stops reading is ended after the stall timeout, freeing its slots.
+        if (!call.write(wire)) await waitForDrain(call, signal, ctx.stallTimeoutMs);
       }
       finish(ctx, method, started, Code.OK);
       call.end();

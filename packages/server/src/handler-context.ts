@@ -17,6 +17,8 @@ export interface HandlerContext {
   readonly running: RunningPrefills;
   /** Push targets the operator allows (PS-1); undefined: any. */
   readonly pushTargets: ReadonlySet<string> | undefined;
+  /** How long a stream may wait for its caller to read before it ends (`limits.streamStallTimeoutMs`). */
+  readonly stallTimeoutMs: number;
   /** The host offers the shared-memory data plane (PF-43). */
   readonly sharedMemory: boolean;
 }

@@ -56,6 +56,14 @@ export interface ServerLimits {
   readonly requestsPerSecondPerTenant?: number;
   /** Burst above the sustained rate, at least 1; default one second of rate, at least 1 request. */
   readonly burstRequests?: number;
+  /**
+   * How long a Prefill or FetchKv stream may wait for its caller to read, in ms, an integer >= 1;
+   * default 30,000. A caller that stops reading fills its HTTP/2 window and the server's write
+   * buffer; when the buffer has not drained for this long the call ends with DEADLINE_EXCEEDED
+   * `DEADLINE_EXCEEDED` (message "stalled: …") and frees its device and tenant slots, so streams
+   * that are never read cannot hold the device. A retained cache stays fetchable (FetchKv).
+   */
+  readonly streamStallTimeoutMs?: number;
 }
 
 /**

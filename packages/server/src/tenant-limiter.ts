@@ -86,6 +86,10 @@ function assertLimits(limits: ServerLimits): void {
       `expected a number > 0 (or 0: unlimited), got ${rate}`,
     );
   }
+  const stall = limits.streamStallTimeoutMs;
+  if (stall !== undefined && !(Number.isSafeInteger(stall) && stall >= 1)) {
+    throw invalidField("limits.streamStallTimeoutMs", `expected an integer >= 1, got ${stall}`);
+  }
   const burst = limits.burstRequests;
   if (burst !== undefined && !(burst >= 1 && Number.isFinite(burst))) {
     throw invalidField("limits.burstRequests", `expected a number >= 1, got ${burst}`);

@@ -1,0 +1,95 @@
+import { createDeviceClient } from "@opal/client";
+import { Code } from "@opal/core";
+import { MIN_CHUNK_BYTES } from "@opal/driver";
+import { createMockDevice } from "@opal/mock";
+import { collectPrefill, expectOpalError } from "@opal/testing";
+import { describe, expect, it } from "vitest";
+import { createDeviceServer } from "../src/index";
+import { openUnreadPrefill } from "./attackers";
+import { tinyRequest } from "./fixtures";
+
+const TOKENS = { "t-a": "tenant-a", "t-b": "tenant-b" };
+
+/** A 32 MiB cache: far more than grpc-js and HTTP/2 buffer for a caller that does not read. */
+const bigRequest = () =>
+  tinyRequest({
+    modelId: "llama-3-8b",
+    promptTokenIds: Uint32Array.from({ length: 256 }, (_, i) => i % 1000),
+    kvFormat: { dtype: "bf16", scaleScheme: "none", layout: "nhd", blockSizeTokens: 16 },
+    maxChunkBytes: 64 * 1024,
+  });
+
+async function until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const started = Date.now();
+  while (!condition()) {
+    if (Date.now() - started > timeoutMs) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe("readers that stop reading (issue #18 item 1)", () => {
+  it("ends a stream its caller stopped reading after streamStallTimeoutMs with DEADLINE_EXCEEDED, freeing its device slot", async () => {
+    const device = createMockDevice({
+      models: ["opal-tiny", "llama-3-8b"],
+      limits: { maxConcurrentPrefills: 2, maxQueuedPrefills: 0 },
+    });
+    const server = await createDeviceServer(device, {
+      auth: { tokens: TOKENS },
+      limits: { streamStallTimeoutMs: 1_000 },
+    });
+    const b = createDeviceClient(server.address, { token: "t-b" });
+    const stalled = [0, 1].map(() => openUnreadPrefill(server.address, "t-a", bigRequest()));
+    try {
+      await until(() => device.stats.activePrefills === 2);
+      // Both device slots are held by streams nobody reads, which do not end by themselves.
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      expect(device.stats.activePrefills).toBe(2);
+      // Before the fix they held the slots for as long as their connections stayed open.
+      await until(() => device.stats.activePrefills === 0, 3_000);
+      const served = await collectPrefill(b.prefill(tinyRequest()));
+      expect(served.stats.promptTokens).toBe(32);
+      for (const stream of stalled) {
+        const { bytes, code, details } = await stream.readAll();
+        expect(bytes).toBeGreaterThan(0);
+        expect({ code, stalled: details.startsWith("stalled") }).toEqual({
+          code: Code.DEADLINE_EXCEEDED,
+          stalled: true,
+        });
+      }
+    } finally {
+      for (const stream of stalled) stream.close();
+      await b.close();
+      await server.shutdown({ graceMs: 0 });
+    }
+  });
+
+  it("refuses chunks below MIN_CHUNK_BYTES over the wire, for Prefill and FetchKv", async () => {
+    const server = await createDeviceServer(createMockDevice({ models: ["opal-tiny"] }));
+    const client = createDeviceClient(server.address);
+    try {
+      // Before the fix a 2-byte chunk size was accepted: 32 KiB of KV became 16,384 messages.
+      const error = await expectOpalError(
+        collectPrefill(client.prefill(tinyRequest({ maxChunkBytes: 2 }))),
+        Code.INVALID_ARGUMENT,
+        "INVALID_FIELD",
+      );
+      expect(error.fieldViolations[0]?.field).toBe("max_chunk_bytes");
+      const kept = await collectPrefill(client.prefill(tinyRequest({ retentionSeconds: 30 })));
+      await expectOpalError(
+        collectPrefill(client.fetchKv({ kvHandle: kept.kvHandle, maxChunkBytes: 2 })),
+        Code.INVALID_ARGUMENT,
+        "INVALID_FIELD",
+      );
+      const smallest = await collectPrefill(
+        client.prefill(tinyRequest({ maxChunkBytes: MIN_CHUNK_BYTES })),
+      );
+      const sizes = smallest.events.flatMap((e) =>
+        e.type === "chunk" ? [e.chunk.data.byteLength] : [],
+      );
+      expect(Math.max(...sizes)).toBe(MIN_CHUNK_BYTES);
+    } finally {
+      await client.close();
+      await server.shutdown({ graceMs: 0 });
+    }
+  });
+});
