@@ -1,5 +1,6 @@
 import { constants } from "node:os";
 import { Command, InvalidArgumentError } from "commander";
+import { type MockDeviceLimits, mockRetentionQuotas } from "./mock-capabilities";
 import { toMockModelNames } from "./mock-model";
 import { toMockProfileNames } from "./mock-profile";
 import { readFaultConfig, serveMockDevice } from "./serve-mock-device";
@@ -32,6 +33,8 @@ interface MockFlags {
   maxConcurrentPerTenant?: number;
   ratePerTenant?: number;
   stallTimeoutMs: number;
+  retainedBytesPerTenant?: number;
+  leasesPerTenant?: number;
 }
 
 /**
@@ -104,6 +107,16 @@ export function createMockCommand(name: string): Command {
       wholeNumber("--rate-per-tenant", 1),
     )
     .option(
+      "--retained-bytes-per-tenant <n>",
+      "retained KV bytes one tenant may hold (default: a quarter of the budget, 256 MiB)",
+      wholeNumber("--retained-bytes-per-tenant", 0),
+    )
+    .option(
+      "--leases-per-tenant <n>",
+      "retained caches one tenant may hold (default: 1024)",
+      wholeNumber("--leases-per-tenant", 0),
+    )
+    .option(
       "--stall-timeout-ms <ms>",
       "end a Prefill or FetchKv stream whose caller read nothing for this long",
       wholeNumber("--stall-timeout-ms", 1),
@@ -113,15 +126,20 @@ export function createMockCommand(name: string): Command {
     .action(async (o: MockFlags) => {
       const tokens = o.token?.length ? Object.fromEntries(o.token.map(parseTokenPair)) : undefined;
       for (const target of o.pushTarget ?? []) assertHostPort(target);
+      const limits: MockDeviceLimits = {
+        ...(o.maxConcurrent !== undefined ? { maxConcurrentPrefills: o.maxConcurrent } : {}),
+        ...(o.maxQueued !== undefined ? { maxQueuedPrefills: o.maxQueued } : {}),
+        ...(o.retainedBytesPerTenant !== undefined
+          ? { maxRetainedBytesPerTenant: o.retainedBytesPerTenant }
+          : {}),
+        ...(o.leasesPerTenant !== undefined ? { maxLeasesPerTenant: o.leasesPerTenant } : {}),
+      };
       const mock = await serveMockDevice(
         {
           profile: o.profile as never,
           models: o.model,
           ...(o.faults ? { faults: await readFaultConfig(o.faults) } : {}),
-          limits: {
-            ...(o.maxConcurrent !== undefined ? { maxConcurrentPrefills: o.maxConcurrent } : {}),
-            ...(o.maxQueued !== undefined ? { maxQueuedPrefills: o.maxQueued } : {}),
-          },
+          limits,
         },
         {
           host: o.host,
@@ -147,8 +165,9 @@ export function createMockCommand(name: string): Command {
         `${name} listening on ${mock.address} (profile ${o.profile}, models ${o.model.join(", ")})`,
       );
       if (mock.server.metricsUrl) console.log(`metrics at ${mock.server.metricsUrl}`);
+      const retention = mockRetentionQuotas(limits);
       console.log(
-        `per tenant: ${o.maxConcurrentPerTenant ?? "unlimited"} concurrent prefills, ${o.ratePerTenant ?? "unlimited"} requests/s; streams not read for ${o.stallTimeoutMs} ms end`,
+        `per tenant: ${o.maxConcurrentPerTenant ?? "unlimited"} concurrent prefills, ${o.ratePerTenant ?? "unlimited"} requests/s, ${retention.maxRetainedBytesPerTenant} retained bytes in ${retention.maxLeasesPerTenant} caches; streams not read for ${o.stallTimeoutMs} ms end`,
       );
       let stopping = false;
       const stop = (signal: "SIGTERM" | "SIGINT") => {

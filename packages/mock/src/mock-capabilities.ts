@@ -20,6 +20,13 @@ export interface MockDeviceLimits {
   readonly maxRetentionSeconds?: number;
   /** Retention budget over all tenants, in bytes; default 1 GiB. */
   readonly maxRetainedBytes?: number;
+  /**
+   * Retained bytes one tenant may hold (`RT-20`); default a quarter of `maxRetainedBytes`, so one
+   * tenant's leases cannot take the whole budget. A single-tenant deployment sets it to the budget.
+   */
+  readonly maxRetainedBytesPerTenant?: number;
+  /** Retained caches (leases) one tenant may hold at once (`RT-20`); default 1,024. */
+  readonly maxLeasesPerTenant?: number;
 }
 
 /** The least value of each limit: a device needs a slot, a token, a byte; the rest may be 0. */
@@ -31,7 +38,21 @@ const LIMIT_MINIMUMS: Readonly<Record<keyof MockDeviceLimits, number>> = {
   maxChunkBytes: 1,
   maxRetentionSeconds: 0,
   maxRetainedBytes: 0,
+  maxRetainedBytesPerTenant: 0,
+  maxLeasesPerTenant: 0,
 };
+
+/** The per-tenant retention quotas of `limits` (`RT-20`), with their defaults. */
+export function mockRetentionQuotas(limits: MockDeviceLimits): {
+  readonly maxRetainedBytesPerTenant: number;
+  readonly maxLeasesPerTenant: number;
+} {
+  const total = limits.maxRetainedBytes ?? 1024 * MIB;
+  return {
+    maxRetainedBytesPerTenant: limits.maxRetainedBytesPerTenant ?? Math.floor(total / 4),
+    maxLeasesPerTenant: limits.maxLeasesPerTenant ?? 1024,
+  };
+}
 
 /**
  * What the mock declares: every dtype, layout and scale scheme, resume, prefix cache, `limits`.

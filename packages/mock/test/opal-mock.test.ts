@@ -106,7 +106,7 @@ describe("opal-mock, as its users run it", () => {
       expect(result.stderr, args.join(" ")).not.toMatch(/^\s+at /m);
       expect(result.stdout, args.join(" ")).not.toContain("listening on");
     }
-  });
+  }, 90_000);
 
   it("maps a base64 token with = padding to its tenant (split at the last =)", async () => {
     const mock = await startOpalMock([
@@ -163,7 +163,7 @@ describe("opal-mock, as its users run it", () => {
     });
     try {
       expect(mock.output()).toContain(
-        "per tenant: 1 concurrent prefills, unlimited requests/s; streams not read for 800 ms end",
+        "per tenant: 1 concurrent prefills, unlimited requests/s, 268435456 retained bytes in 1024 caches; streams not read for 800 ms end",
       );
       // Tenant A's first prefill holds its one slot (the device stalls it after one chunk).
       const held = a.prefill(request("held"))[Symbol.asyncIterator]();

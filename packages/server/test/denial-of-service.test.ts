@@ -93,3 +93,40 @@ describe("readers that stop reading (issue #18 item 1)", () => {
     }
   });
 });
+
+describe("retention quota per tenant (issue #18 item 2, RT-20)", () => {
+  it("keeps one tenant's abandoned retained caches to its quota, so another tenant can still retain", async () => {
+    const MIB = 1024 * 1024;
+    const device = createMockDevice({
+      models: ["opal-tiny", "llama-3-8b"],
+      // Room for two 32 MiB caches; one tenant may hold one.
+      limits: { maxRetainedBytes: 64 * MIB, maxRetainedBytesPerTenant: 32 * MIB },
+    });
+    const server = await createDeviceServer(device, { auth: { tokens: TOKENS } });
+    const a = createDeviceClient(server.address, { token: "t-a" });
+    const b = createDeviceClient(server.address, { token: "t-b" });
+    try {
+      // Tenant A starts retained prefills and walks away once each is accepted.
+      const abandon = async (requestId: string) => {
+        const events = a.prefill({ ...bigRequest(), requestId, retentionSeconds: 600 });
+        for await (const event of events) if (event.type === "accepted") break;
+      };
+      await abandon("abandoned-1");
+      const refused = await expectOpalError(
+        abandon("abandoned-2"),
+        Code.RESOURCE_EXHAUSTED,
+        "RETENTION_LIMIT_EXCEEDED",
+      );
+      expect(refused.message).toContain("the tenant's quota");
+      expect(refused.retryDelayMs).toBeGreaterThan(590_000);
+      // Before the fix tenant A's second cache took the rest of the budget and this failed.
+      const kept = await collectPrefill(b.prefill({ ...bigRequest(), retentionSeconds: 600 }));
+      expect(kept.stats.kvTotalBytes).toBe(32 * MIB);
+      expect(device.stats.retainedKvBytes).toBe(64 * MIB);
+    } finally {
+      await a.close();
+      await b.close();
+      await server.shutdown({ graceMs: 0 });
+    }
+  });
+});
