@@ -70,7 +70,7 @@ export function createMockCommand(name: string): Command {
     )
     .option(
       "--push-target <host:port...>",
-      "allow pushes only to these receivers (default: any address)",
+      "allow pushes only to these receivers (default: the caller's own address)",
     )
     .option(
       "--shared-memory",
@@ -165,6 +165,11 @@ export function createMockCommand(name: string): Command {
         `${name} listening on ${mock.address} (profile ${o.profile}, models ${o.model.join(", ")})`,
       );
       if (mock.server.metricsUrl) console.log(`metrics at ${mock.server.metricsUrl}`);
+      console.log(
+        o.pushTarget?.length
+          ? `push targets: only ${o.pushTarget.join(", ")}`
+          : "push targets: only the caller's own address (no --push-target list)",
+      );
       const retention = mockRetentionQuotas(limits);
       console.log(
         `per tenant: ${o.maxConcurrentPerTenant ?? "unlimited"} concurrent prefills, ${o.ratePerTenant ?? "unlimited"} requests/s, ${retention.maxRetainedBytesPerTenant} retained bytes in ${retention.maxLeasesPerTenant} caches; streams not read for ${o.stallTimeoutMs} ms end`,

@@ -123,6 +123,7 @@ describe("opal-mock, as its users run it", () => {
     const client = createDeviceClient(mock.address, { token: "dG9rZW4=" });
     try {
       expect((await client.getInfo()).protocolVersion).toBe("1.0.0");
+      expect(mock.output()).toContain("push targets: only 127.0.0.1:9, [::1]:9");
     } finally {
       await client.close();
       mock.child.kill("SIGTERM");
@@ -162,6 +163,9 @@ describe("opal-mock, as its users run it", () => {
       },
     });
     try {
+      expect(mock.output()).toContain(
+        "push targets: only the caller's own address (no --push-target list)",
+      );
       expect(mock.output()).toContain(
         "per tenant: 1 concurrent prefills, unlimited requests/s, 268435456 retained bytes in 1024 caches; streams not read for 800 ms end",
       );

@@ -6,6 +6,7 @@ import type { CallScope } from "./call-scope";
 import type { HandlerContext, RunningPrefill, RunningPrefills } from "./handler-context";
 import { prefillThroughRegion, sharedMemoryOffer } from "./prefill-through-region";
 import { pushKv } from "./push-kv";
+import { assertPushTargetAllowed } from "./push-target-policy";
 import type { HostPrefillEvent } from "./shared-memory-region";
 import { withHostFeatures } from "./with-host-features";
 
@@ -27,13 +28,7 @@ export async function hostPrefill(
   const call = { signal: scope.signal, tenant: scope.tenant };
   const request = fromWirePrefillRequest(wire);
   const target = request.pushTarget?.address;
-  if (target !== undefined && ctx.pushTargets && !ctx.pushTargets.has(target)) {
-    throw new OpalError(
-      Code.PERMISSION_DENIED,
-      `push_target.address ${JSON.stringify(target)} is not among the push targets this device allows`,
-      { reason: Reason.PERMISSION_DENIED },
-    );
-  }
+  if (target !== undefined) assertPushTargetAllowed(target, ctx.pushTargets, scope.peer);
   const capabilities = withHostFeatures(ctx.capabilities, ctx);
   const admit = async () => admitPrefill(ctx, scope, wire, request, capabilities);
   const region = sharedMemoryOffer(wire, ctx.sharedMemory, scope.peer);

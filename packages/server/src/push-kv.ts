@@ -131,8 +131,21 @@ function connectReceiver(target: PushTarget): Client {
   }
 }
 
+/**
+ * The prefill's error for a failed push (push.md "Failure mapping"). A failure that carries no
+ * OPAL ErrorInfo did not come from a KvReceiver: a closed port, an open port that does not speak
+ * HTTP/2 or gRPC, another service. All of them are one error with one message, so that push
+ * failures do not tell callers what listens at an address (PS-17); what happened stays in `cause`.
+ */
 function receiverError(error: { code?: number; details?: string; metadata?: Metadata }): OpalError {
   const opal = fromGrpcStatus(error);
+  if (!opal.reason) {
+    return new OpalError(Code.UNAVAILABLE, "push target unreachable, or not an OPAL KvReceiver", {
+      reason: Reason.PUSH_TARGET_UNREACHABLE,
+      retryDelayMs: 100,
+      cause: opal,
+    });
+  }
   if (opal.code === Code.UNAVAILABLE || opal.code === Code.DEADLINE_EXCEEDED) {
     return new OpalError(Code.UNAVAILABLE, `push target unreachable: ${opal.rawMessage}`, {
       reason: Reason.PUSH_TARGET_UNREACHABLE,

@@ -127,7 +127,13 @@ export interface DeviceServerOptions {
   /**
    * Operator allow-list of push targets (`host:port`, as requests name them): a prefill whose
    * `push_target.address` is not listed fails PERMISSION_DENIED before `accepted` (PS-1), whoever
-   * pushes (the host or the driver). Default: any address.
+   * pushes (the host or the driver). Default: only the caller's own address, i.e. a target whose
+   * host is the caller's IP address, or for a caller on loopback a loopback target (`localhost`,
+   * `127.0.0.0/8`, `[::1]`); never a `unix:` path or a name to resolve, and nothing for callers on
+   * a unix socket. Every refused target gets the same PERMISSION_DENIED message, and every push
+   * that fails without an answer from an OPAL KvReceiver (closed port, not HTTP/2, another
+   * service) the same UNAVAILABLE `PUSH_TARGET_UNREACHABLE` message, so callers cannot use the
+   * device to map the network (PS-17).
    */
   readonly pushTargets?: readonly string[];
   /**

@@ -1,5 +1,11 @@
+import { createServer as createHttp2Server, type Http2Server } from "node:http2";
+import {
+  type AddressInfo,
+  createServer as createNetServer,
+  type Server as NetServer,
+} from "node:net";
 import { createDeviceClient } from "@opal/client";
-import { Code } from "@opal/core";
+import { Code, type OpalError } from "@opal/core";
 import { MIN_CHUNK_BYTES } from "@opal/driver";
 import { createMockDevice } from "@opal/mock";
 import { collectPrefill, expectOpalError } from "@opal/testing";
@@ -130,3 +136,97 @@ describe("retention quota per tenant (issue #18 item 2, RT-20)", () => {
     }
   });
 });
+
+describe("push targets (issue #18 item 5, PS-1, PS-17)", () => {
+  /** The status of a pushed prefill of `target`, as the caller sees it. */
+  const pushTo = async (client: ReturnType<typeof createDeviceClient>, target: string) => {
+    try {
+      await collectPrefill(
+        client.prefill(tinyRequest({ pushTarget: { address: target, transferId: "t-1" } })),
+      );
+      return undefined;
+    } catch (error) {
+      const e = error as OpalError;
+      return { code: e.code, reason: e.reason, message: e.message };
+    }
+  };
+
+  it("without an allow-list refuses every target but the caller's own address, all with one error", async () => {
+    const server = await createDeviceServer(createMockDevice({ models: ["opal-tiny"] }));
+    const client = createDeviceClient(server.address);
+    try {
+      const refused = [
+        "10.1.2.3:50051",
+        "169.254.169.254:80",
+        "[fd00::1]:50051",
+        "metadata.google.internal:80",
+        "unix:/var/run/docker.sock",
+        "dns:127.0.0.1:80",
+      ];
+      const outcomes = await Promise.all(refused.map((target) => pushTo(client, target)));
+      // Before the fix the device connected to each of them.
+      for (const outcome of outcomes) {
+        expect(outcome).toEqual({
+          code: Code.PERMISSION_DENIED,
+          reason: "PERMISSION_DENIED",
+          message: expect.stringContaining("the caller's own address"),
+        });
+        expect(outcome!.message).toBe(outcomes[0]!.message);
+      }
+      // The caller's own (loopback) address is allowed: the device tries it.
+      expect((await pushTo(client, "127.0.0.1:1"))?.reason).toBe("PUSH_TARGET_UNREACHABLE");
+      expect((await pushTo(client, "localhost:1"))?.reason).toBe("PUSH_TARGET_UNREACHABLE");
+    } finally {
+      await client.close();
+      await server.shutdown({ graceMs: 0 });
+    }
+  });
+
+  it("fails a closed port, a port that is not HTTP/2 and an HTTP/2 server that is not a receiver alike", async () => {
+    const closed = await freePort();
+    const notHttp2 = createNetServer((socket) => socket.end("HTTP/1.1 400 Bad Request\r\n\r\n"));
+    const notReceiver = createHttp2Server((_req, res) => {
+      res.statusCode = 404;
+      res.end();
+    });
+    await Promise.all([listen(notHttp2), listen(notReceiver)]);
+    const server = await createDeviceServer(createMockDevice({ models: ["opal-tiny"] }));
+    const client = createDeviceClient(server.address);
+    try {
+      const outcomes = await Promise.all(
+        [closed, portOf(notHttp2), portOf(notReceiver)].map((port) =>
+          pushTo(client, `127.0.0.1:${port}`),
+        ),
+      );
+      // Before the fix the three messages differed, telling a caller what listens where.
+      expect(outcomes).toEqual(
+        Array(3).fill({
+          code: Code.UNAVAILABLE,
+          reason: "PUSH_TARGET_UNREACHABLE",
+          message: "[unavailable] push target unreachable, or not an OPAL KvReceiver",
+        }),
+      );
+    } finally {
+      await client.close();
+      await server.shutdown({ graceMs: 0 });
+      notHttp2.close();
+      notReceiver.close();
+    }
+  });
+});
+
+function listen(server: NetServer | Http2Server): Promise<void> {
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+}
+
+function portOf(server: NetServer | Http2Server): number {
+  return (server.address() as AddressInfo).port;
+}
+
+async function freePort(): Promise<number> {
+  const server = createNetServer();
+  await listen(server);
+  const port = portOf(server);
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
