@@ -35,6 +35,7 @@ interface MockFlags {
   stallTimeoutMs: number;
   retainedBytesPerTenant?: number;
   leasesPerTenant?: number;
+  maxModels?: number;
 }
 
 /**
@@ -117,6 +118,11 @@ export function createMockCommand(name: string): Command {
       wholeNumber("--leases-per-tenant", 0),
     )
     .option(
+      "--max-models <n>",
+      "models loaded at once; LoadModel of another id fails DEVICE_BUSY (default: 64)",
+      wholeNumber("--max-models", 1),
+    )
+    .option(
       "--stall-timeout-ms <ms>",
       "end a Prefill or FetchKv stream whose caller read nothing for this long",
       wholeNumber("--stall-timeout-ms", 1),
@@ -133,6 +139,7 @@ export function createMockCommand(name: string): Command {
           ? { maxRetainedBytesPerTenant: o.retainedBytesPerTenant }
           : {}),
         ...(o.leasesPerTenant !== undefined ? { maxLeasesPerTenant: o.leasesPerTenant } : {}),
+        ...(o.maxModels !== undefined ? { maxLoadedModels: o.maxModels } : {}),
       };
       const mock = await serveMockDevice(
         {

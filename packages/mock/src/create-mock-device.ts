@@ -76,6 +76,7 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
     capabilities.maxConcurrentPrefills,
     capabilities.maxQueuedPrefills,
   );
+  const maxModels = limits.maxLoadedModels ?? 64;
   const quotas = mockRetentionQuotas(limits);
   const store = createRetentionStore(
     {
@@ -394,7 +395,8 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
     probe: (call) => unary("Probe", call, () => "ready" as const),
     listModels: (call) =>
       unary("ListModels", call, (): ModelInfo[] => [...models.values()].map((m) => m.info)),
-    loadModel: (request, call) => unary("LoadModel", call, () => loadMockModel(models, request)),
+    loadModel: (request, call) =>
+      unary("LoadModel", call, () => loadMockModel(models, request, maxModels)),
     unloadModel: (modelId, call) =>
       unary("UnloadModel", call, () => {
         const model = models.get(modelId);

@@ -27,6 +27,11 @@ export interface MockDeviceLimits {
   readonly maxRetainedBytesPerTenant?: number;
   /** Retained caches (leases) one tenant may hold at once (`RT-20`); default 1,024. */
   readonly maxLeasesPerTenant?: number;
+  /**
+   * Models loaded at once (`MD-15`); default 64. A LoadModel of a new id beyond it fails
+   * RESOURCE_EXHAUSTED `DEVICE_BUSY`, which also keeps ListModels far below the message limit.
+   */
+  readonly maxLoadedModels?: number;
 }
 
 /** The least value of each limit: a device needs a slot, a token, a byte; the rest may be 0. */
@@ -40,6 +45,7 @@ const LIMIT_MINIMUMS: Readonly<Record<keyof MockDeviceLimits, number>> = {
   maxRetainedBytes: 0,
   maxRetainedBytesPerTenant: 0,
   maxLeasesPerTenant: 0,
+  maxLoadedModels: 1,
 };
 
 /** The per-tenant retention quotas of `limits` (`RT-20`), with their defaults. */
@@ -57,7 +63,7 @@ export function mockRetentionQuotas(limits: MockDeviceLimits): {
 /**
  * What the mock declares: every dtype, layout and scale scheme, resume, prefix cache, `limits`.
  * INVALID_ARGUMENT when a limit is not a whole number at least its minimum (1 for slots, prompt
- * tokens and chunk bytes; 0 for the rest), or `preferredChunkBytes` exceeds `maxChunkBytes`.
+ * tokens, chunk bytes and models; 0 for the rest), or `preferredChunkBytes` exceeds `maxChunkBytes`.
  */
 export function mockCapabilities(
   limits: MockDeviceLimits,

@@ -24,6 +24,7 @@ import { keepRepeatedHeaders } from "./keep-repeated-headers";
 import { createServerMetrics } from "./server-metrics";
 import type { DeviceServerOptions } from "./server-options";
 import { createTenantLimiter } from "./tenant-limiter";
+import { createUploadLimiter } from "./upload-limiter";
 
 /**
  * The device service as served: requests that do not parse reach the handler (which answers
@@ -66,6 +67,10 @@ const ABORTED_CALLS_GRACE_MS = 250;
 
 /** Default of `limits.streamStallTimeoutMs`, in ms. */
 const DEFAULT_STREAM_STALL_TIMEOUT_MS = 30_000;
+/** Default of `limits.maxConcurrentUploads`. */
+const DEFAULT_CONCURRENT_UPLOADS = 2;
+/** Default of `limits.uploadIdleTimeoutMs`, in ms. */
+const DEFAULT_UPLOAD_IDLE_TIMEOUT_MS = 30_000;
 
 /** Defaults of {@link DeviceServerOptions.transport}. */
 export const DEFAULT_TRANSPORT = {
@@ -148,6 +153,11 @@ export async function createDeviceServer(
       pushTargets: options.pushTargets ? new Set(options.pushTargets) : undefined,
       sharedMemory: sharedMemoryEnabled(options.sharedMemory),
       stallTimeoutMs: options.limits?.streamStallTimeoutMs ?? DEFAULT_STREAM_STALL_TIMEOUT_MS,
+      uploads: createUploadLimiter(
+        options.limits?.maxConcurrentUploads ?? DEFAULT_CONCURRENT_UPLOADS,
+        options.limits?.maxUploadBytesInFlight ?? capabilities.maxModelBytes,
+      ),
+      uploadIdleTimeoutMs: options.limits?.uploadIdleTimeoutMs ?? DEFAULT_UPLOAD_IDLE_TIMEOUT_MS,
     }),
   );
   const health = createDeviceHealth(

@@ -25,6 +25,7 @@ import { checkedWeights } from "./checked-weights";
 import type { HandlerContext } from "./handler-context";
 import { hostPrefill } from "./host-prefill";
 import { invalidField } from "./invalid-field";
+import { nextWithin } from "./next-within";
 import { toWireHostPrefillEvent } from "./prefill-through-region";
 import { waitForDrain } from "./wait-for-drain";
 import { withHostFeatures } from "./with-host-features";
@@ -183,7 +184,7 @@ function loadModelHandler(ctx: HandlerContext) {
     try {
       scope = await openCallScope(call, ctx.registry);
       const messages = call[Symbol.asyncIterator]() as AsyncIterator<Msg<"LoadModelRequest">>;
-      const first = await messages.next();
+      const first = await nextWithin(messages, ctx.uploadIdleTimeoutMs);
       if (!first.done) assertWellFormed(first.value);
       const header = first.done ? undefined : first.value.header;
       if (!header)
@@ -200,6 +201,8 @@ function loadModelHandler(ctx: HandlerContext) {
           { reason: Reason.MESSAGE_TOO_LARGE },
         );
       }
+      // MD-20: an upload takes one of the device's upload slots and its declared bytes.
+      if (!header.deviceLocalRef) scope.onDispose(ctx.uploads.admit(byteLength));
       const result = await ctx.driver.loadModel(
         {
           modelId: header.modelId,
@@ -207,7 +210,12 @@ function loadModelHandler(ctx: HandlerContext) {
           ...(header.deviceLocalRef
             ? { deviceLocalRef: header.deviceLocalRef }
             : {
-                weights: checkedWeights(messages, byteLength, header.weightsSha256 || undefined),
+                weights: checkedWeights(
+                  messages,
+                  byteLength,
+                  header.weightsSha256 || undefined,
+                  ctx.uploadIdleTimeoutMs,
+                ),
                 weightsByteLength: byteLength,
               }),
           ...(header.weightsSha256 ? { weightsSha256: header.weightsSha256 } : {}),

@@ -2,6 +2,7 @@ import type { DeviceCapabilities, PrefillDriver } from "@opal/driver";
 import type { Logger } from "pino";
 import type { CallScope, ScopeRegistry } from "./call-scope";
 import type { ServerMetrics } from "./server-metrics";
+import type { UploadLimiter } from "./upload-limiter";
 
 /** Everything the device service's handlers share. */
 export interface HandlerContext {
@@ -19,6 +20,10 @@ export interface HandlerContext {
   readonly pushTargets: ReadonlySet<string> | undefined;
   /** How long a stream may wait for its caller to read before it ends (`limits.streamStallTimeoutMs`). */
   readonly stallTimeoutMs: number;
+  /** LoadModel uploads in progress (`limits.maxConcurrentUploads`, `maxUploadBytesInFlight`). */
+  readonly uploads: UploadLimiter;
+  /** How long an upload may send nothing before it fails (`limits.uploadIdleTimeoutMs`). */
+  readonly uploadIdleTimeoutMs: number;
   /** The host offers the shared-memory data plane (PF-43). */
   readonly sharedMemory: boolean;
 }

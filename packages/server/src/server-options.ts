@@ -64,6 +64,24 @@ export interface ServerLimits {
    * that are never read cannot hold the device. A retained cache stays fetchable (FetchKv).
    */
   readonly streamStallTimeoutMs?: number;
+  /**
+   * LoadModel uploads (weights, not `device_local_ref`) the device takes at once, over all
+   * tenants, an integer >= 1; default 2. More fail RESOURCE_EXHAUSTED `DEVICE_BUSY` with RetryInfo
+   * (models.md `MD-20`).
+   */
+  readonly maxConcurrentUploads?: number;
+  /**
+   * Declared weight bytes (`weights_byte_length`) of the uploads in progress together, an integer
+   * >= 1; default the driver's `maxModelBytes`. Drivers may buffer an upload whole (the mock does),
+   * so this bounds that memory: an upload that does not fit beside the others fails
+   * RESOURCE_EXHAUSTED `DEVICE_BUSY` with RetryInfo, one larger than the whole budget without.
+   */
+  readonly maxUploadBytesInFlight?: number;
+  /**
+   * How long an upload may send no message, in ms, an integer >= 1; default 30,000. Then it fails
+   * DEADLINE_EXCEEDED `DEADLINE_EXCEEDED` ("upload idle") and frees its slot and bytes.
+   */
+  readonly uploadIdleTimeoutMs?: number;
 }
 
 /**

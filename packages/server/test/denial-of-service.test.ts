@@ -4,10 +4,11 @@ import {
   createServer as createNetServer,
   type Server as NetServer,
 } from "node:net";
-import { createDeviceClient } from "@opal/client";
+import { createDeviceClient, type DeviceClient } from "@opal/client";
 import { Code, type OpalError } from "@opal/core";
 import { MIN_CHUNK_BYTES } from "@opal/driver";
 import { createMockDevice } from "@opal/mock";
+import { createPresetWeights, encodeHfCheckpoint } from "@opal/reference";
 import { collectPrefill, expectOpalError } from "@opal/testing";
 import { describe, expect, it } from "vitest";
 import { createDeviceServer } from "../src/index";
@@ -211,6 +212,128 @@ describe("push targets (issue #18 item 5, PS-1, PS-17)", () => {
       await server.shutdown({ graceMs: 0 });
       notHttp2.close();
       notReceiver.close();
+    }
+  });
+});
+
+describe("LoadModel bounds (issue #18 item 3, MD-15, MD-20)", () => {
+  const { configJson, safetensors } = encodeHfCheckpoint(createPresetWeights("opal-tiny"), {
+    dtype: "bf16",
+  });
+  /** An upload that sends its first kilobyte and then nothing, until `stop` is called. */
+  const stalledUpload = (client: DeviceClient, modelId: string, weightsByteLength: number) => {
+    let stop = () => {};
+    const stopped = new Promise<void>((resolve) => {
+      stop = resolve;
+    });
+    const outcome = client
+      .loadModel({
+        modelId,
+        configJson,
+        weightsByteLength,
+        weights: (async function* () {
+          yield safetensors.subarray(0, 1024);
+          await stopped;
+        })(),
+      })
+      .then(
+        () => undefined,
+        (error: OpalError) => error,
+      );
+    return { outcome, stop };
+  };
+  const upload = (client: DeviceClient, modelId: string) =>
+    client.loadModel({
+      modelId,
+      configJson,
+      weightsByteLength: safetensors.byteLength,
+      weights: (async function* () {
+        yield safetensors;
+      })(),
+    });
+
+  it("refuses a new model id beyond the device's model limit, keeping ListModels bounded", async () => {
+    const device = createMockDevice({ models: ["opal-tiny"], limits: { maxLoadedModels: 3 } });
+    const server = await createDeviceServer(device);
+    const client = createDeviceClient(server.address);
+    const load = (modelId: string) =>
+      client.loadModel({ modelId, configJson: "{}", deviceLocalRef: "opal-tiny" });
+    try {
+      await load("copy-1");
+      await load("copy-2");
+      // Before the fix every load succeeded: 19,000 of them outgrew ListModels' message limit.
+      const error = await expectOpalError(load("copy-3"), Code.RESOURCE_EXHAUSTED, "DEVICE_BUSY");
+      expect(error.resource?.resourceType).toBe("opal.device/model-memory");
+      expect(error.retryDelayMs).toBeUndefined();
+      expect((await load("copy-1")).alreadyLoaded).toBe(true);
+      expect(await client.listModels()).toHaveLength(3);
+      await client.unloadModel("copy-2");
+      expect((await load("copy-3")).alreadyLoaded).toBe(false);
+    } finally {
+      await client.close();
+      await server.shutdown({ graceMs: 0 });
+    }
+  });
+
+  it("bounds concurrent uploads and ends idle ones with DEADLINE_EXCEEDED, freeing their slots", async () => {
+    const server = await createDeviceServer(createMockDevice({ models: [] }), {
+      limits: { maxConcurrentUploads: 2, uploadIdleTimeoutMs: 1_500 },
+    });
+    const client = createDeviceClient(server.address);
+    const stalled = [1, 2].map((i) =>
+      stalledUpload(client, `stalled-${i}`, safetensors.byteLength),
+    );
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      // Before the fix a third (and a thousandth) upload was taken and buffered beside them.
+      const busy = await expectOpalError(
+        upload(client, "third"),
+        Code.RESOURCE_EXHAUSTED,
+        "DEVICE_BUSY",
+      );
+      expect(busy.retryDelayMs).toBeGreaterThan(0);
+      for (const { outcome } of stalled) {
+        const error = await outcome;
+        expect({ code: error?.code, idle: error?.message.includes("upload idle") }).toEqual({
+          code: Code.DEADLINE_EXCEEDED,
+          idle: true,
+        });
+      }
+      expect((await upload(client, "third")).alreadyLoaded).toBe(false);
+      expect((await client.listModels()).map((m) => m.modelId)).toEqual(["third"]);
+    } finally {
+      for (const { stop } of stalled) stop();
+      await client.close();
+      await server.shutdown({ graceMs: 0 });
+    }
+  });
+
+  it("refuses an upload whose declared bytes do not fit beside those in flight", async () => {
+    const server = await createDeviceServer(createMockDevice({ models: [] }), {
+      limits: { maxUploadBytesInFlight: safetensors.byteLength + 1_000 },
+    });
+    const client = createDeviceClient(server.address);
+    const held = stalledUpload(client, "held", safetensors.byteLength);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      const busy = await expectOpalError(
+        upload(client, "next"),
+        Code.RESOURCE_EXHAUSTED,
+        "DEVICE_BUSY",
+      );
+      expect(busy.message).toContain("does not fit beside");
+      expect(busy.retryDelayMs).toBeGreaterThan(0);
+      const huge = stalledUpload(client, "huge", 2 * safetensors.byteLength);
+      const tooBig = await huge.outcome;
+      expect({ code: tooBig?.code, retry: tooBig?.retryDelayMs }).toEqual({
+        code: Code.RESOURCE_EXHAUSTED,
+        retry: undefined,
+      });
+      huge.stop();
+    } finally {
+      held.stop();
+      await client.close();
+      await server.shutdown({ graceMs: 0 });
     }
   });
 });
