@@ -47,16 +47,16 @@ export function openUnreadPrefill(
   };
   stream.on("response", onHeaders);
   stream.on("trailers", onHeaders);
+  let bytes = 0;
+  const closed = new Promise<void>((resolve) => stream.on("close", resolve));
   return {
-    readAll() {
-      let bytes = 0;
-      return new Promise((resolve) => {
-        stream.on("data", (data: Buffer) => {
-          bytes += data.length;
-        });
-        stream.on("close", () => resolve({ bytes, ...status }));
-        stream.resume();
+    async readAll() {
+      stream.on("data", (data: Buffer) => {
+        bytes += data.length;
       });
+      stream.resume();
+      await closed;
+      return { bytes, ...status };
     },
     close() {
       stream.close();

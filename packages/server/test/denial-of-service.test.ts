@@ -338,6 +338,98 @@ describe("LoadModel bounds (issue #18 item 3, MD-15, MD-20)", () => {
   });
 });
 
+describe("one tenant cannot stop a device (issue #18, done when)", () => {
+  it("keeps a second tenant's prefills succeeding under slow-reader, retention and upload attacks at once", async () => {
+    const MIB = 1024 * 1024;
+    const { configJson, safetensors } = encodeHfCheckpoint(createPresetWeights("opal-tiny"), {
+      dtype: "bf16",
+    });
+    const device = createMockDevice({
+      models: ["opal-tiny", "llama-3-8b"],
+      limits: {
+        maxConcurrentPrefills: 4,
+        maxQueuedPrefills: 4,
+        maxRetainedBytes: 64 * MIB,
+        maxRetainedBytesPerTenant: 32 * MIB,
+      },
+    });
+    const server = await createDeviceServer(device, {
+      auth: { tokens: TOKENS },
+      limits: {
+        maxConcurrentPrefillsPerTenant: 2,
+        streamStallTimeoutMs: 1_000,
+        maxConcurrentUploads: 2,
+        uploadIdleTimeoutMs: 1_500,
+      },
+    });
+    const a = createDeviceClient(server.address, { token: "t-a" });
+    const b = createDeviceClient(server.address, { token: "t-b" });
+    let stopUploads = () => {};
+    const uploadsStopped = new Promise<void>((resolve) => {
+      stopUploads = resolve;
+    });
+    const abandon = async (requestId: string) => {
+      const events = a.prefill({ ...bigRequest(), requestId, retentionSeconds: 600 });
+      for await (const event of events) if (event.type === "accepted") break;
+    };
+    // Tenant A: retained caches it abandons (one fits its quota, the next is refused)...
+    await abandon("abandon-1");
+    const refusedRetention = await abandon("abandon-2").catch((error: OpalError) => error);
+    // ...20 streams it never reads...
+    const unread = Array.from({ length: 20 }, () =>
+      openUnreadPrefill(server.address, "t-a", bigRequest()),
+    );
+    try {
+      // ...and uploads that stall after their first kilobyte.
+      const uploads = Array.from({ length: 3 }, (_, i) =>
+        a
+          .loadModel({
+            modelId: `stalled-${i}`,
+            configJson,
+            weightsByteLength: safetensors.byteLength,
+            weights: (async function* () {
+              yield safetensors.subarray(0, 1024);
+              await uploadsStopped;
+            })(),
+          })
+          .catch((error: OpalError) => error),
+      );
+      // Tenant B keeps working meanwhile: every prefill succeeds, retained and released.
+      const served: number[] = [];
+      const startedAt = performance.now();
+      while (performance.now() - startedAt < 3_000) {
+        const t = performance.now();
+        const run = await collectPrefill(b.prefill(tinyRequest({ retentionSeconds: 60 })));
+        expect((await b.releaseKv(run.kvHandle)).released).toBe(true);
+        served.push(performance.now() - t);
+      }
+      expect(served.length).toBeGreaterThanOrEqual(5);
+      console.log(
+        `tenant B under attack: ${served.length} prefills served, slowest ${Math.round(Math.max(...served))} ms`,
+      );
+      // The attacks were refused or ended, each with its documented status.
+      const outcomes = await Promise.all(unread.map((stream) => stream.readAll()));
+      const codes = outcomes.map((o) => o.code);
+      expect(codes.filter((c) => c === Code.RESOURCE_EXHAUSTED).length).toBeGreaterThanOrEqual(16);
+      expect(
+        codes.every((c) => c === Code.RESOURCE_EXHAUSTED || c === Code.DEADLINE_EXCEEDED),
+      ).toBe(true);
+      expect(refusedRetention?.reason).toBe("RETENTION_LIMIT_EXCEEDED");
+      expect(device.stats.retainedKvBytes).toBe(32 * MIB);
+      const uploadErrors = (await Promise.all(uploads)).map((e) => (e as OpalError).code);
+      expect(uploadErrors.sort()).toEqual(
+        [Code.DEADLINE_EXCEEDED, Code.DEADLINE_EXCEEDED, Code.RESOURCE_EXHAUSTED].sort(),
+      );
+    } finally {
+      stopUploads();
+      for (const stream of unread) stream.close();
+      await a.close();
+      await b.close();
+      await server.shutdown({ graceMs: 0 });
+    }
+  }, 30_000);
+});
+
 function listen(server: NetServer | Http2Server): Promise<void> {
   return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
 }
