@@ -44,7 +44,13 @@ export async function hostPrefill(
     await throwRequestError(ctx, scope, request, capabilities);
   }
   await admit();
-  return pushKv(pushTarget, request.requestId, driver.prefill(inline, call), scope.signal);
+  return pushKv(
+    pushTarget,
+    request.requestId,
+    driver.prefill(inline, call),
+    scope.signal,
+    ctx.stallTimeoutMs,
+  );
 }
 
 /** Stages 5 and 6 of a valid request: supersede a running retry's original, then take a slot. */

@@ -61,7 +61,9 @@ export interface ServerLimits {
    * default 30,000. A caller that stops reading fills its HTTP/2 window and the server's write
    * buffer; when the buffer has not drained for this long the call ends with DEADLINE_EXCEEDED
    * `DEADLINE_EXCEEDED` (message "stalled: …") and frees its device and tenant slots, so streams
-   * that are never read cannot hold the device. A retained cache stays fetchable (FetchKv).
+   * that are never read cannot hold the device. A retained cache stays fetchable (FetchKv). A
+   * host push whose receiver reads nothing for this long fails UNAVAILABLE
+   * `PUSH_TARGET_UNREACHABLE` ("push target stalled").
    */
   readonly streamStallTimeoutMs?: number;
   /**

@@ -140,10 +140,10 @@ describe("retention quota per tenant (issue #18 item 2, RT-20)", () => {
 
 describe("push targets (issue #18 item 5, PS-1, PS-17)", () => {
   /** The status of a pushed prefill of `target`, as the caller sees it. */
-  const pushTo = async (client: ReturnType<typeof createDeviceClient>, target: string) => {
+  const pushTo = async (client: DeviceClient, target: string, request = tinyRequest()) => {
     try {
       await collectPrefill(
-        client.prefill(tinyRequest({ pushTarget: { address: target, transferId: "t-1" } })),
+        client.prefill({ ...request, pushTarget: { address: target, transferId: "t-1" } }),
       );
       return undefined;
     } catch (error) {
@@ -180,6 +180,33 @@ describe("push targets (issue #18 item 5, PS-1, PS-17)", () => {
     } finally {
       await client.close();
       await server.shutdown({ graceMs: 0 });
+    }
+  });
+
+  it("fails a push whose receiver stops reading after streamStallTimeoutMs, freeing the device slot", async () => {
+    // A receiver that answers the PushKv call and then reads nothing: its window fills.
+    const sink = createHttp2Server();
+    sink.on("stream", (stream) => {
+      stream.respond({ ":status": 200, "content-type": "application/grpc" });
+      stream.pause();
+    });
+    await listen(sink);
+    const device = createMockDevice({ models: ["llama-3-8b"] });
+    const server = await createDeviceServer(device, { limits: { streamStallTimeoutMs: 500 } });
+    const client = createDeviceClient(server.address);
+    try {
+      const outcome = await pushTo(client, `127.0.0.1:${portOf(sink)}`, bigRequest());
+      // Before the fix the push waited for the receiver forever, holding the device's slot.
+      expect(outcome).toEqual({
+        code: Code.UNAVAILABLE,
+        reason: "PUSH_TARGET_UNREACHABLE",
+        message: "[unavailable] push target stalled: it read nothing for 500 ms",
+      });
+      await until(() => device.stats.activePrefills === 0);
+    } finally {
+      await client.close();
+      await server.shutdown({ graceMs: 0 });
+      sink.close();
     }
   });
 
