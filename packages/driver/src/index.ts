@@ -18,6 +18,7 @@ export type {
 } from "./device-capabilities";
 export type { DeviceInfo, ProbeState } from "./device-info";
 export type { LoadModelRequest, LoadModelResult, ModelInfo } from "./model-info";
+export { MIN_CHUNK_BYTES, negotiateChunkBytes } from "./negotiate-chunk-bytes";
 export { prefillBodyDigest } from "./prefill-body-digest";
 export { prefillCacheByteLength } from "./prefill-cache-byte-length";
 export type { DriverCallOptions, PrefillDriver } from "./prefill-driver";

@@ -2,6 +2,7 @@ import { Code, OpalError } from "@opal/core";
 import { describe, expect, it } from "vitest";
 import type { DeviceCapabilities } from "./device-capabilities";
 import type { ModelInfo } from "./model-info";
+import { MIN_CHUNK_BYTES } from "./negotiate-chunk-bytes";
 import type { PrefillRequest } from "./prefill-request";
 import { validatePrefillRequest } from "./validate-prefill-request";
 
@@ -168,6 +169,9 @@ describe("validatePrefillRequest", () => {
       "kv_format.head_range",
     ],
     [{ maxChunkBytes: 5000 }, Code.INVALID_ARGUMENT, "INVALID_FIELD", "max_chunk_bytes"],
+    // Below MIN_CHUNK_BYTES (issue #18 item 1: 2-byte chunks were accepted).
+    [{ maxChunkBytes: 2 }, Code.INVALID_ARGUMENT, "INVALID_FIELD", "max_chunk_bytes"],
+    [{ maxChunkBytes: 255 }, Code.INVALID_ARGUMENT, "INVALID_FIELD", "max_chunk_bytes"],
     // Numbers an in-process caller can pass but the wire's unsigned integers cannot carry.
     [{ maxChunkBytes: 100.5 }, Code.INVALID_ARGUMENT, "INVALID_FIELD", "max_chunk_bytes"],
     [{ maxChunkBytes: Number.NaN }, Code.INVALID_ARGUMENT, "INVALID_FIELD", "max_chunk_bytes"],
@@ -218,6 +222,19 @@ describe("validatePrefillRequest", () => {
       reason,
       field,
     ]);
+  });
+
+  it("accepts chunks from MIN_CHUNK_BYTES, or from a smaller device maximum, up to the maximum", () => {
+    const chunkBytes = (maxChunkBytes: number, caps = capabilities) =>
+      validatePrefillRequest({ ...request, maxChunkBytes }, { capabilities: caps, model })
+        .chunkBytes;
+    expect(chunkBytes(MIN_CHUNK_BYTES)).toBe(256);
+    expect(chunkBytes(4096)).toBe(4096);
+    const small = { ...capabilities, preferredChunkBytes: 64, maxChunkBytes: 128 };
+    expect(chunkBytes(128, small)).toBe(128);
+    expect(() => chunkBytes(127, small)).toThrow(
+      "expected 0 (the device's preferred size) or 128..128, got 127",
+    );
   });
 
   it("says which model is missing", () => {

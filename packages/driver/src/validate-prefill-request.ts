@@ -2,6 +2,7 @@ import { Code, type FieldViolation, OpalError, Reason } from "@opal/core";
 import type { KvHeadRange } from "@opal/kv";
 import type { DeviceCapabilities } from "./device-capabilities";
 import type { ModelInfo } from "./model-info";
+import { negotiateChunkBytes } from "./negotiate-chunk-bytes";
 import type { PrefillRequest } from "./prefill-request";
 
 /** A prefill request checked against a device and model, with its defaults resolved. */
@@ -106,13 +107,7 @@ export function validatePrefillRequest(
     );
   }
   const headRange = resolveHeadRange(format.headRange, model);
-  const chunkBytes =
-    request.maxChunkBytes === undefined || request.maxChunkBytes === 0
-      ? caps.preferredChunkBytes
-      : request.maxChunkBytes;
-  if (!isCount(chunkBytes, 1) || chunkBytes > caps.maxChunkBytes) {
-    throw invalid("max_chunk_bytes", `expected 1..${caps.maxChunkBytes}, got ${chunkBytes}`);
-  }
+  const chunkBytes = negotiateChunkBytes(request.maxChunkBytes, caps);
   const prefix = request.decoderPrefix;
   let decoderPrefixTokens = 0;
   if (prefix) {

@@ -1,5 +1,6 @@
 import { constants } from "node:os";
 import { Command, InvalidArgumentError } from "commander";
+import { type MockDeviceLimits, mockRetentionQuotas } from "./mock-capabilities";
 import { toMockModelNames } from "./mock-model";
 import { opticalMockProfile, toMockProfileNames } from "./mock-profile";
 import { readFaultConfig, serveMockDevice } from "./serve-mock-device";
@@ -35,10 +36,17 @@ interface MockFlags {
   pushTarget?: string[];
   sharedMemory?: boolean;
   metricsPort?: number;
+  metricsHost: string;
   maxConcurrent?: number;
   maxQueued?: number;
   errorBound?: number;
   noiseSeed?: number;
+  maxConcurrentPerTenant?: number;
+  ratePerTenant?: number;
+  stallTimeoutMs: number;
+  retainedBytesPerTenant?: number;
+  leasesPerTenant?: number;
+  maxModels?: number;
 }
 
 /**
@@ -74,7 +82,7 @@ export function createMockCommand(name: string): Command {
     )
     .option(
       "--push-target <host:port...>",
-      "allow pushes only to these receivers (default: any address)",
+      "allow pushes only to these receivers (default: the caller's own address)",
     )
     .option(
       "--shared-memory",
@@ -84,6 +92,11 @@ export function createMockCommand(name: string): Command {
       "--metrics-port <port>",
       "serve Prometheus metrics on this port",
       wholeNumber("--metrics-port", 0, 65_535),
+    )
+    .option(
+      "--metrics-host <host>",
+      "interface of the metrics endpoint (it has no authentication)",
+      "127.0.0.1",
     )
     .option(
       "--max-concurrent <n>",
@@ -105,6 +118,37 @@ export function createMockCommand(name: string): Command {
       "optical profile: seed of the K and V noise (default: 0)",
       wholeNumber("--noise-seed", 0, 0xffff_ffff),
     )
+    .option(
+      "--max-concurrent-per-tenant <n>",
+      "prefills and fetches one tenant may run at once (default: unlimited)",
+      wholeNumber("--max-concurrent-per-tenant", 1),
+    )
+    .option(
+      "--rate-per-tenant <n>",
+      "requests per second one tenant may make (default: unlimited)",
+      wholeNumber("--rate-per-tenant", 1),
+    )
+    .option(
+      "--retained-bytes-per-tenant <n>",
+      "retained KV bytes one tenant may hold (default: a quarter of the budget, 256 MiB)",
+      wholeNumber("--retained-bytes-per-tenant", 0),
+    )
+    .option(
+      "--leases-per-tenant <n>",
+      "retained caches one tenant may hold (default: 1024)",
+      wholeNumber("--leases-per-tenant", 0),
+    )
+    .option(
+      "--max-models <n>",
+      "models loaded at once; LoadModel of another id fails DEVICE_BUSY (default: 64)",
+      wholeNumber("--max-models", 1),
+    )
+    .option(
+      "--stall-timeout-ms <ms>",
+      "end a Prefill or FetchKv stream whose caller read nothing for this long",
+      wholeNumber("--stall-timeout-ms", 1),
+      30_000,
+    )
     .showHelpAfterError()
     .action(async (o: MockFlags) => {
       if ((o.errorBound !== undefined || o.noiseSeed !== undefined) && o.profile !== "optical") {
@@ -114,6 +158,15 @@ export function createMockCommand(name: string): Command {
       }
       const tokens = o.token?.length ? Object.fromEntries(o.token.map(parseTokenPair)) : undefined;
       for (const target of o.pushTarget ?? []) assertHostPort(target);
+      const limits: MockDeviceLimits = {
+        ...(o.maxConcurrent !== undefined ? { maxConcurrentPrefills: o.maxConcurrent } : {}),
+        ...(o.maxQueued !== undefined ? { maxQueuedPrefills: o.maxQueued } : {}),
+        ...(o.retainedBytesPerTenant !== undefined
+          ? { maxRetainedBytesPerTenant: o.retainedBytesPerTenant }
+          : {}),
+        ...(o.leasesPerTenant !== undefined ? { maxLeasesPerTenant: o.leasesPerTenant } : {}),
+        ...(o.maxModels !== undefined ? { maxLoadedModels: o.maxModels } : {}),
+      };
       const mock = await serveMockDevice(
         {
           profile:
@@ -125,10 +178,7 @@ export function createMockCommand(name: string): Command {
               : (o.profile as never),
           models: o.model,
           ...(o.faults ? { faults: await readFaultConfig(o.faults) } : {}),
-          limits: {
-            ...(o.maxConcurrent !== undefined ? { maxConcurrentPrefills: o.maxConcurrent } : {}),
-            ...(o.maxQueued !== undefined ? { maxQueuedPrefills: o.maxQueued } : {}),
-          },
+          limits,
         },
         {
           host: o.host,
@@ -136,13 +186,33 @@ export function createMockCommand(name: string): Command {
           ...(tokens ? { auth: { tokens } } : {}),
           ...(o.pushTarget?.length ? { pushTargets: o.pushTarget } : {}),
           ...(o.sharedMemory ? { sharedMemory: true } : {}),
-          ...(o.metricsPort !== undefined ? { metricsPort: o.metricsPort } : {}),
+          ...(o.metricsPort !== undefined
+            ? { metricsPort: o.metricsPort, metricsHost: o.metricsHost }
+            : {}),
+          limits: {
+            streamStallTimeoutMs: o.stallTimeoutMs,
+            ...(o.maxConcurrentPerTenant !== undefined
+              ? { maxConcurrentPrefillsPerTenant: o.maxConcurrentPerTenant }
+              : {}),
+            ...(o.ratePerTenant !== undefined
+              ? { requestsPerSecondPerTenant: o.ratePerTenant }
+              : {}),
+          },
         },
       );
       console.log(
         `${name} listening on ${mock.address} (profile ${o.profile}, models ${o.model.join(", ")})`,
       );
       if (mock.server.metricsUrl) console.log(`metrics at ${mock.server.metricsUrl}`);
+      console.log(
+        o.pushTarget?.length
+          ? `push targets: only ${o.pushTarget.join(", ")}`
+          : "push targets: only the caller's own address (no --push-target list)",
+      );
+      const retention = mockRetentionQuotas(limits);
+      console.log(
+        `per tenant: ${o.maxConcurrentPerTenant ?? "unlimited"} concurrent prefills, ${o.ratePerTenant ?? "unlimited"} requests/s, ${retention.maxRetainedBytesPerTenant} retained bytes in ${retention.maxLeasesPerTenant} caches; streams not read for ${o.stallTimeoutMs} ms end`,
+      );
       let stopping = false;
       const stop = (signal: "SIGTERM" | "SIGINT") => {
         if (stopping) {

@@ -29,7 +29,7 @@ import { decoderPrefixTokens } from "./decoder-prefix-tokens";
 import type { FaultConfig } from "./fault-config";
 import { createFaultInjector, type FaultInjector } from "./fault-injector";
 import { loadMockModel } from "./load-mock-model";
-import { mockCapabilities } from "./mock-capabilities";
+import { mockCapabilities, mockRetentionQuotas } from "./mock-capabilities";
 import type { MockDevice, MockDeviceOptions } from "./mock-device";
 import { createNamedMockModel, type MockModel } from "./mock-model";
 import { mockProfile, simulatedTimeUs } from "./mock-profile";
@@ -76,7 +76,16 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
     capabilities.maxConcurrentPrefills,
     capabilities.maxQueuedPrefills,
   );
-  const store = createRetentionStore(capabilities.retention.maxRetainedBytes, now);
+  const maxModels = limits.maxLoadedModels ?? 64;
+  const quotas = mockRetentionQuotas(limits);
+  const store = createRetentionStore(
+    {
+      maxBytes: capabilities.retention.maxRetainedBytes,
+      maxBytesPerTenant: quotas.maxRetainedBytesPerTenant,
+      maxLeasesPerTenant: quotas.maxLeasesPerTenant,
+    },
+    now,
+  );
   const prefixCache = createPrefixCache(100_000);
   const requests = new Map<string, { bodyHash: string; handle: string; stats?: PrefillStats }>();
   const startedAtMs = now();
@@ -234,7 +243,7 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
         throwIfAborted(signal);
         // PF-1 stage 6: a cache that would not fit beside the leased ones is refused before any
         // work; leased caches are never evicted for it (RT-1, RT-4).
-        if (valid.retentionSeconds > 0) store.assertFits(cacheByteLength(descriptor));
+        if (valid.retentionSeconds > 0) store.assertFits(tenant, cacheByteLength(descriptor));
         const sampler =
           request.sampling?.mode === "seeded" ? createSeededSampler(request.sampling) : undefined;
         const output = model!.prefill(
@@ -400,7 +409,8 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
     probe: (call) => unary("Probe", call, () => "ready" as const),
     listModels: (call) =>
       unary("ListModels", call, (): ModelInfo[] => [...models.values()].map((m) => m.info)),
-    loadModel: (request, call) => unary("LoadModel", call, () => loadMockModel(models, request)),
+    loadModel: (request, call) =>
+      unary("LoadModel", call, () => loadMockModel(models, request, maxModels)),
     unloadModel: (modelId, call) =>
       unary("UnloadModel", call, () => {
         const model = models.get(modelId);

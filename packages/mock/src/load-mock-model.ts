@@ -11,11 +11,13 @@ import {
 /**
  * LoadModel on the mock: a device-local reference names a built-in model; otherwise the uploaded
  * HF config and safetensors become a reference model. Idempotent on the fingerprint (same id, same
- * model: `alreadyLoaded`); another model under a taken id is ALREADY_EXISTS MODEL_ID_CONFLICT.
+ * model: `alreadyLoaded`); another model under a taken id is ALREADY_EXISTS MODEL_ID_CONFLICT; a new
+ * id when `maxModels` are loaded is RESOURCE_EXHAUSTED DEVICE_BUSY (MD-15).
  */
 export async function loadMockModel(
   models: Map<string, MockModel>,
   request: LoadModelRequest,
+  maxModels: number,
 ): Promise<LoadModelResult> {
   if (!/^[A-Za-z0-9._:/-]{1,128}$/.test(request.modelId)) {
     throw new OpalError(
@@ -26,6 +28,17 @@ export async function loadMockModel(
         fieldViolations: [
           { field: "model_id", description: "expected 1-128 characters of [A-Za-z0-9._:/-]" },
         ],
+      },
+    );
+  }
+  // MD-15: a new id beyond the model limit is refused before any weight byte is read.
+  if (!models.has(request.modelId) && models.size >= maxModels) {
+    throw new OpalError(
+      Code.RESOURCE_EXHAUSTED,
+      `the device holds ${models.size} of its ${maxModels} models: unload one first`,
+      {
+        reason: Reason.DEVICE_BUSY,
+        resource: { resourceType: "opal.device/model-memory", resourceName: "" },
       },
     );
   }

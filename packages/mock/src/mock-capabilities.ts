@@ -20,6 +20,18 @@ export interface MockDeviceLimits {
   readonly maxRetentionSeconds?: number;
   /** Retention budget over all tenants, in bytes; default 1 GiB. */
   readonly maxRetainedBytes?: number;
+  /**
+   * Retained bytes one tenant may hold (`RT-20`); default a quarter of `maxRetainedBytes`, so one
+   * tenant's leases cannot take the whole budget. A single-tenant deployment sets it to the budget.
+   */
+  readonly maxRetainedBytesPerTenant?: number;
+  /** Retained caches (leases) one tenant may hold at once (`RT-20`); default 1,024. */
+  readonly maxLeasesPerTenant?: number;
+  /**
+   * Models loaded at once (`MD-15`); default 64. A LoadModel of a new id beyond it fails
+   * RESOURCE_EXHAUSTED `DEVICE_BUSY`, which also keeps ListModels far below the message limit.
+   */
+  readonly maxLoadedModels?: number;
 }
 
 /** The least value of each limit: a device needs a slot, a token, a byte; the rest may be 0. */
@@ -31,12 +43,27 @@ const LIMIT_MINIMUMS: Readonly<Record<keyof MockDeviceLimits, number>> = {
   maxChunkBytes: 1,
   maxRetentionSeconds: 0,
   maxRetainedBytes: 0,
+  maxRetainedBytesPerTenant: 0,
+  maxLeasesPerTenant: 0,
+  maxLoadedModels: 1,
 };
+
+/** The per-tenant retention quotas of `limits` (`RT-20`), with their defaults. */
+export function mockRetentionQuotas(limits: MockDeviceLimits): {
+  readonly maxRetainedBytesPerTenant: number;
+  readonly maxLeasesPerTenant: number;
+} {
+  const total = limits.maxRetainedBytes ?? 1024 * MIB;
+  return {
+    maxRetainedBytesPerTenant: limits.maxRetainedBytesPerTenant ?? Math.floor(total / 4),
+    maxLeasesPerTenant: limits.maxLeasesPerTenant ?? 1024,
+  };
+}
 
 /**
  * What the mock declares: every dtype, layout and scale scheme, resume, prefix cache, `limits`.
  * INVALID_ARGUMENT when a limit is not a whole number at least its minimum (1 for slots, prompt
- * tokens and chunk bytes; 0 for the rest), or `preferredChunkBytes` exceeds `maxChunkBytes`.
+ * tokens, chunk bytes and models; 0 for the rest), or `preferredChunkBytes` exceeds `maxChunkBytes`.
  */
 export function mockCapabilities(
   limits: MockDeviceLimits,

@@ -50,3 +50,57 @@ describe("createRetentionStore (SEC-15: entries keyed by a hash of the handle)",
     expect(handleKey(handle)).not.toContain(handle.slice(0, 4));
   });
 });
+
+describe("createRetentionStore per-tenant quotas (RT-20, issue #18 item 2)", () => {
+  const entry = (tenant: string, leaseExpiryUnixMs: number) => ({
+    tenant,
+    cache: createKvCache(descriptor),
+    digest: new Uint8Array(16),
+    leaseExpiryUnixMs,
+  });
+  const bytes = 2 * 2 * 4 * 4; // K and V, 2 tokens × 4 values of f32
+
+  it("caps one tenant's leases, with the delay until its first lease ends; other tenants are unaffected", async () => {
+    let clock = 1_000;
+    const store = createRetentionStore({ maxBytes: 1 << 20, maxLeasesPerTenant: 2 }, () => clock);
+    store.retain("h1", entry("a", 5_000));
+    store.retain("h2", entry("a", 9_000));
+    const error = await expectOpalError(
+      Promise.resolve().then(() => store.retain("h3", entry("a", 9_000))),
+      Code.RESOURCE_EXHAUSTED,
+      "RETENTION_LIMIT_EXCEEDED",
+    );
+    expect(error.message).toContain("holds 2 of its 2 retained caches");
+    expect(error.retryDelayMs).toBe(4_000);
+    store.retain("h4", entry("b", 9_000));
+    clock = 5_000;
+    store.retain("h3", entry("a", 9_000));
+    expect(store.byteLength).toBe(3 * bytes);
+  });
+
+  it("caps one tenant's bytes below the device budget; a cache above the quota gets no RetryInfo", async () => {
+    const store = createRetentionStore(
+      { maxBytes: 4 * bytes, maxBytesPerTenant: 2 * bytes },
+      () => 1_000,
+    );
+    store.retain("h1", entry("a", 3_000));
+    store.retain("h2", entry("a", 4_000));
+    const error = await expectOpalError(
+      Promise.resolve().then(() => store.assertFits("a", bytes)),
+      Code.RESOURCE_EXHAUSTED,
+      "RETENTION_LIMIT_EXCEEDED",
+    );
+    expect(error.message).toContain(`the tenant's quota of ${2 * bytes} bytes`);
+    expect(error.retryDelayMs).toBe(2_000);
+    store.assertFits("b", 2 * bytes);
+    const tooBig = await expectOpalError(
+      Promise.resolve().then(() => store.assertFits("b", 3 * bytes)),
+      Code.RESOURCE_EXHAUSTED,
+      "RETENTION_LIMIT_EXCEEDED",
+    );
+    expect(tooBig.retryDelayMs).toBeUndefined();
+    // Releasing gives the bytes and the lease back to the tenant.
+    expect(store.release("a", "h1")).toBe(true);
+    store.assertFits("a", bytes);
+  });
+});

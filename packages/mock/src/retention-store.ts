@@ -14,17 +14,28 @@ export interface RetainedKv {
   leaseExpiryUnixMs: number;
 }
 
+/** Budgets of a {@link RetentionStore}. */
+export interface RetentionBudget {
+  /** Bytes retained over all tenants. */
+  readonly maxBytes: number;
+  /** Bytes one tenant may hold retained (`RT-20`); default `maxBytes`. */
+  readonly maxBytesPerTenant?: number;
+  /** Retained caches (leases) one tenant may hold (`RT-20`); default unlimited. */
+  readonly maxLeasesPerTenant?: number;
+}
+
 /**
- * Tenant-scoped store of retained caches with leases and a byte budget. A leased cache is never
- * evicted (RT-4): a cache that does not fit is refused instead (RT-1).
+ * Tenant-scoped store of retained caches with leases, a byte budget and per-tenant quotas. A leased
+ * cache is never evicted (RT-4): a cache that does not fit is refused instead (RT-1, RT-20).
  */
 export interface RetentionStore {
   /**
-   * Throws RESOURCE_EXHAUSTED `RETENTION_LIMIT_EXCEEDED` when `byteLength` more bytes do not fit in
-   * the budget now: with RetryInfo (the time until enough leases end) when they would fit then,
-   * without it for a cache larger than the whole budget.
+   * Throws RESOURCE_EXHAUSTED `RETENTION_LIMIT_EXCEEDED` when `byteLength` more bytes of `tenant`
+   * do not fit now: in the tenant's quota of bytes or leases, or in the device's budget. With
+   * RetryInfo (the time until enough leases end) when they would fit then, without it for a cache
+   * larger than the whole budget or the tenant's quota.
    */
-  assertFits(byteLength: number): void;
+  assertFits(tenant: string, byteLength: number): void;
   /** Retains `cache` under `handle` until `leaseExpiryUnixMs`; throws as {@link assertFits}. */
   retain(handle: string, entry: Omit<RetainedKv, "byteLength">): void;
   /** The entry, or throws NOT_FOUND with KV_HANDLE_NOT_FOUND or KV_HANDLE_EXPIRED. */
@@ -46,21 +57,37 @@ export function handleKey(handle: string): string {
 }
 
 /**
- * Creates a store holding at most `maxBytes`. `now` returns ms since the Unix epoch. Entries are
- * keyed by {@link handleKey}, never by the handle itself; `get` never reorders or evicts them.
+ * Creates a store within `budget` (a number: `maxBytes` and no per-tenant quota). `now` returns ms
+ * since the Unix epoch. Entries are keyed by {@link handleKey}, never by the handle itself; `get`
+ * never reorders or evicts them.
  */
 export function createRetentionStore(
-  maxBytes: number,
+  budget: number | RetentionBudget,
   now: () => number = Date.now,
 ): RetentionStore {
+  const {
+    maxBytes,
+    maxBytesPerTenant = Infinity,
+    maxLeasesPerTenant = Infinity,
+  } = typeof budget === "number" ? { maxBytes: budget } : budget;
   /** Retained caches by handle key. */
   const entries = new Map<string, RetainedKv>();
   /** Tenants of expired handles by handle key, to tell EXPIRED from NOT_FOUND without telling other tenants. */
   const expired = new Map<string, string>();
+  /** Bytes and leases held per tenant. */
+  const held = new Map<string, { bytes: number; leases: number }>();
   let bytes = 0;
+  const account = (tenant: string, byteLength: number, leases: number) => {
+    const mine = held.get(tenant) ?? { bytes: 0, leases: 0 };
+    mine.bytes += byteLength;
+    mine.leases += leases;
+    if (mine.leases === 0) held.delete(tenant);
+    else held.set(tenant, mine);
+    bytes += byteLength;
+  };
   const forget = (key: string, entry: RetainedKv, wasExpired: boolean) => {
     entries.delete(key);
-    bytes -= entry.byteLength;
+    account(entry.tenant, -entry.byteLength, -1);
     if (wasExpired) {
       expired.set(key, entry.tenant);
       // Remember a bounded number of expired handles, to tell EXPIRED from NOT_FOUND.
@@ -71,30 +98,53 @@ export function createRetentionStore(
     const t = now();
     for (const [key, entry] of entries) if (entry.leaseExpiryUnixMs <= t) forget(key, entry, true);
   };
-  function assertFits(byteLength: number): void {
+  /** ms until leases of `among` free `needed` bytes (and `leases` leases); 0 if they never do. */
+  const waitFor = (among: (e: RetainedKv) => boolean, needed: number, leases: number) => {
+    let freedBytes = 0;
+    let freedLeases = 0;
+    for (const entry of [...entries.values()]
+      .filter(among)
+      .sort((a, b) => a.leaseExpiryUnixMs - b.leaseExpiryUnixMs)) {
+      freedBytes += entry.byteLength;
+      freedLeases++;
+      if (freedBytes >= needed && freedLeases >= leases)
+        return Math.max(1, entry.leaseExpiryUnixMs - now());
+    }
+    return 0;
+  };
+  const exhausted = (message: string, retryDelayMs: number) =>
+    new OpalError(Code.RESOURCE_EXHAUSTED, message, {
+      reason: Reason.RETENTION_LIMIT_EXCEEDED,
+      ...(retryDelayMs > 0 ? { retryDelayMs } : {}),
+    });
+  function assertFits(tenant: string, byteLength: number): void {
     sweep();
+    const mine = held.get(tenant) ?? { bytes: 0, leases: 0 };
+    const ours = (e: RetainedKv) => e.tenant === tenant;
+    if (mine.leases + 1 > maxLeasesPerTenant) {
+      throw exhausted(
+        `the tenant holds ${mine.leases} of its ${maxLeasesPerTenant} retained caches`,
+        waitFor(ours, 0, mine.leases + 1 - maxLeasesPerTenant),
+      );
+    }
+    if (mine.bytes + byteLength > maxBytesPerTenant) {
+      const fits = byteLength <= maxBytesPerTenant;
+      throw exhausted(
+        `retaining ${byteLength} more bytes would exceed the tenant's quota of ${maxBytesPerTenant} bytes (${mine.bytes} leased)`,
+        fits ? waitFor(ours, mine.bytes + byteLength - maxBytesPerTenant, 0) : 0,
+      );
+    }
     if (bytes + byteLength <= maxBytes) return;
     if (byteLength > maxBytes) {
-      throw new OpalError(
-        Code.RESOURCE_EXHAUSTED,
+      throw exhausted(
         `a cache of ${byteLength} bytes exceeds the retention budget of ${maxBytes} bytes`,
-        { reason: Reason.RETENTION_LIMIT_EXCEEDED },
+        0,
       );
     }
     // Leases end in expiry order: wait until enough of them have ended for the cache to fit.
-    let freed = maxBytes - bytes;
-    let retryDelayMs = 0;
-    for (const entry of [...entries.values()].sort(
-      (a, b) => a.leaseExpiryUnixMs - b.leaseExpiryUnixMs,
-    )) {
-      freed += entry.byteLength;
-      retryDelayMs = Math.max(1, entry.leaseExpiryUnixMs - now());
-      if (freed >= byteLength) break;
-    }
-    throw new OpalError(
-      Code.RESOURCE_EXHAUSTED,
+    throw exhausted(
       `retaining ${byteLength} more bytes would exceed the budget of ${maxBytes} bytes (${bytes} leased)`,
-      { reason: Reason.RETENTION_LIMIT_EXCEEDED, retryDelayMs },
+      waitFor(() => true, bytes + byteLength - maxBytes, 0),
     );
   }
   return {
@@ -105,9 +155,9 @@ export function createRetentionStore(
     assertFits,
     retain(handle, entry) {
       const byteLength = cacheByteLength(entry.cache.descriptor);
-      assertFits(byteLength);
+      assertFits(entry.tenant, byteLength);
       entries.set(handleKey(handle), { ...entry, byteLength });
-      bytes += byteLength;
+      account(entry.tenant, byteLength, 1);
     },
     get(tenant, handle) {
       sweep();
@@ -140,6 +190,7 @@ export function createRetentionStore(
     clear() {
       entries.clear();
       expired.clear();
+      held.clear();
       bytes = 0;
     },
   };

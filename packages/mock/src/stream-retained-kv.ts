@@ -1,5 +1,10 @@
-import { Code, OpalError, Reason, throwIfAborted } from "@opal/core";
-import type { DeviceCapabilities, FetchEvent, FetchKvRequest } from "@opal/driver";
+import { throwIfAborted } from "@opal/core";
+import {
+  type DeviceCapabilities,
+  type FetchEvent,
+  type FetchKvRequest,
+  negotiateChunkBytes,
+} from "@opal/driver";
 import { cacheByteLength, createKvChunker, partsOf } from "@opal/kv";
 import { resumePosition, sliceChunk } from "./resume-position";
 import type { RetainedKv } from "./retention-store";
@@ -7,7 +12,7 @@ import type { RetainedKv } from "./retention-store";
 /**
  * FetchKv on a retained cache: "accepted", the chunks from `request.resumeFrom` on (at most
  * `request.maxChunkBytes`, default the preferred size), then "completed" with the prefill's
- * statistics. INVALID_ARGUMENT for a chunk size above `capabilities.maxChunkBytes`, OUT_OF_RANGE
+ * statistics. INVALID_ARGUMENT for a chunk size outside `negotiateChunkBytes`' range, OUT_OF_RANGE
  * RESUME_POSITION_INVALID for a position outside the cache; the abort error once `signal` aborts.
  */
 export async function* streamRetainedKv(
@@ -20,19 +25,7 @@ export async function* streamRetainedKv(
 ): AsyncGenerator<FetchEvent> {
   const { request, capabilities, signal } = options;
   const descriptor = entry.cache.descriptor;
-  const chunkBytes = request.maxChunkBytes || capabilities.preferredChunkBytes;
-  if (chunkBytes > capabilities.maxChunkBytes) {
-    throw new OpalError(
-      Code.INVALID_ARGUMENT,
-      `max_chunk_bytes: expected 1..${capabilities.maxChunkBytes}, got ${chunkBytes}`,
-      {
-        reason: Reason.INVALID_FIELD,
-        fieldViolations: [
-          { field: "max_chunk_bytes", description: `expected 1..${capabilities.maxChunkBytes}` },
-        ],
-      },
-    );
-  }
+  const chunkBytes = negotiateChunkBytes(request.maxChunkBytes, capabilities);
   const start = resumePosition(descriptor, request.resumeFrom);
   yield { type: "accepted", descriptor, leaseExpiryUnixMs: entry.leaseExpiryUnixMs };
   const chunker = createKvChunker(descriptor, { maxChunkBytes: chunkBytes });

@@ -85,6 +85,11 @@ describe("opal-mock, as its users run it", () => {
       [["--port", ""], "--port must be a whole number in 0..65535 (got )"],
       [["--metrics-port", "1e3"], "--metrics-port must be a whole number in 0..65535 (got 1e3)"],
       [["--max-concurrent", "0"], "--max-concurrent must be a whole number >= 1 (got 0)"],
+      [["--stall-timeout-ms", "0"], "--stall-timeout-ms must be a whole number >= 1 (got 0)"],
+      [
+        ["--max-concurrent-per-tenant", "x"],
+        "--max-concurrent-per-tenant must be a whole number >= 1 (got x)",
+      ],
       [
         ["--port", "0", "--push-target", "receiver"],
         "--push-target expects host:port (got receiver)",
@@ -102,7 +107,7 @@ describe("opal-mock, as its users run it", () => {
       expect(result.stderr, args.join(" ")).not.toMatch(/^\s+at /m);
       expect(result.stdout, args.join(" ")).not.toContain("listening on");
     }
-  });
+  }, 90_000);
 
   it("rejects an error bound outside (0, 1) and the optical flags with another profile", async () => {
     const cases: [string[], string][] = [
@@ -187,8 +192,70 @@ describe("opal-mock, as its users run it", () => {
     const client = createDeviceClient(mock.address, { token: "dG9rZW4=" });
     try {
       expect((await client.getInfo()).protocolVersion).toBe("1.0.0");
+      expect(mock.output()).toContain("push targets: only 127.0.0.1:9, [::1]:9");
     } finally {
       await client.close();
+      mock.child.kill("SIGTERM");
+      expect(await exitCode(mock.child)).toBe(0);
+    }
+  });
+
+  it("holds each tenant to --max-concurrent-per-tenant and says so at start-up (issue #18 item 1)", async () => {
+    const faults = join(dir, "hold.yaml");
+    writeFileSync(faults, "stallAfterChunks: 1\nstallMs: 60000\n");
+    const mock = await startOpalMock([
+      "--port",
+      "0",
+      "--profile",
+      "instant",
+      "--faults",
+      faults,
+      "--token",
+      "t-a=tenant-a",
+      "t-b=tenant-b",
+      "--max-concurrent-per-tenant",
+      "1",
+      "--stall-timeout-ms",
+      "800",
+    ]);
+    const a = createDeviceClient(mock.address, { token: "t-a" });
+    const b = createDeviceClient(mock.address, { token: "t-b" });
+    const request = (requestId: string) => ({
+      requestId,
+      modelId: "opal-tiny",
+      promptTokenIds: Uint32Array.of(256, 1, 2, 3),
+      kvFormat: {
+        dtype: "f32" as const,
+        scaleScheme: "none" as const,
+        layout: "nhd" as const,
+        blockSizeTokens: 16,
+      },
+    });
+    try {
+      expect(mock.output()).toContain(
+        "push targets: only the caller's own address (no --push-target list)",
+      );
+      expect(mock.output()).toContain(
+        "per tenant: 1 concurrent prefills, unlimited requests/s, 268435456 retained bytes in 1024 caches; streams not read for 800 ms end",
+      );
+      // Tenant A's first prefill holds its one slot (the device stalls it after one chunk).
+      const held = a.prefill(request("held"))[Symbol.asyncIterator]();
+      while ((await held.next()).value?.type !== "chunk");
+      await expectOpalError(
+        (async () => {
+          for await (const _ of a.prefill(request("second"))) break;
+        })(),
+        Code.RESOURCE_EXHAUSTED,
+        "TENANT_QUOTA_EXCEEDED",
+      );
+      // Tenant B has its own slot.
+      const other = b.prefill(request("other"))[Symbol.asyncIterator]();
+      expect((await other.next()).value?.type).toBe("accepted");
+      await held.return?.();
+      await other.return?.();
+    } finally {
+      await a.close();
+      await b.close();
       mock.child.kill("SIGTERM");
       expect(await exitCode(mock.child)).toBe(0);
     }
@@ -207,7 +274,7 @@ describe("opal-mock, as its users run it", () => {
           modelId: "opal-tiny",
           promptTokenIds: Uint32Array.of(256, 1, 2, 3),
           kvFormat: { dtype: "f32", scaleScheme: "none", layout: "nhd", blockSizeTokens: 16 },
-          maxChunkBytes: 64,
+          maxChunkBytes: 256,
         })
         [Symbol.asyncIterator]();
       while ((await events.next()).value?.type !== "chunk");

@@ -32,7 +32,16 @@ export function createAuthenticator(
       ? tokenTable(auth.tokens)
       : (credentials: CallerCredentials) => auth.authenticate(credentials);
   return async (metadata, { clientCertificateCommonName, address }) => {
-    const header = metadata.get("authorization")[0];
+    const headers = metadata.get("authorization");
+    // Two headers are ambiguous (a proxy may check one, the device another): refuse, not pick one.
+    if (headers.length > 1) {
+      throw new OpalError(
+        Code.UNAUTHENTICATED,
+        `expected one authorization header, got ${headers.length}`,
+        { reason: Reason.TOKEN_INVALID },
+      );
+    }
+    const header = headers[0];
     const match = typeof header === "string" ? /^Bearer (.+)$/i.exec(header.trim()) : null;
     const token = match?.[1];
     if (token !== undefined && !tls && !auth.allowPlaintextTokens && !isLoopbackPeer(address)) {

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { Code, OpalError, Reason } from "@opal/core";
 import { assertWellFormed, type opal } from "@opal/protocol";
 import { invalidField } from "./invalid-field";
+import { nextWithin } from "./next-within";
 
 type LoadModelRequest = opal.device.v1.LoadModelRequest;
 
@@ -10,17 +11,19 @@ type LoadModelRequest = opal.device.v1.LoadModelRequest;
  * well formed and a `weights_chunk`, no more bytes than `byteLength`, and at the end exactly
  * `byteLength` bytes whose SHA-256 is `sha256` (when given). Throws INVALID_ARGUMENT
  * (MODEL_WEIGHTS_INVALID, or INVALID_FIELD for a second header) at the first violation, so the
- * driver never commits weights that do not match their header.
+ * driver never commits weights that do not match their header. A message that does not come within
+ * `idleTimeoutMs` fails DEADLINE_EXCEEDED (`nextWithin`).
  */
 export async function* checkedWeights(
   messages: AsyncIterator<LoadModelRequest>,
   byteLength: number,
   sha256: string | undefined,
+  idleTimeoutMs: number,
 ): AsyncIterable<Uint8Array> {
   const hash = sha256 ? createHash("sha256") : undefined;
   let received = 0;
   for (;;) {
-    const next = await messages.next();
+    const next = await nextWithin(messages, idleTimeoutMs);
     if (next.done) break;
     assertWellFormed(next.value);
     const chunk = next.value.weightsChunk;

@@ -20,9 +20,11 @@ import { type ScopeRegistry, shuttingDownError } from "./call-scope";
 import { createAuthenticator, DEFAULT_TENANT } from "./caller-auth";
 import { createDeviceHandlers } from "./device-handlers";
 import { createDeviceHealth } from "./device-health";
+import { keepRepeatedHeaders } from "./keep-repeated-headers";
 import { createServerMetrics } from "./server-metrics";
 import type { DeviceServerOptions } from "./server-options";
 import { createTenantLimiter } from "./tenant-limiter";
+import { createUploadLimiter } from "./upload-limiter";
 
 /**
  * The device service as served: requests that do not parse reach the handler (which answers
@@ -63,6 +65,13 @@ const HEALTH_PROBE_TIMEOUT_MS = 1_000;
 /** After a forced shutdown aborts the open calls, how long they get to send their status, in ms. */
 const ABORTED_CALLS_GRACE_MS = 250;
 
+/** Default of `limits.streamStallTimeoutMs`, in ms. */
+const DEFAULT_STREAM_STALL_TIMEOUT_MS = 30_000;
+/** Default of `limits.maxConcurrentUploads`. */
+const DEFAULT_CONCURRENT_UPLOADS = 2;
+/** Default of `limits.uploadIdleTimeoutMs`, in ms. */
+const DEFAULT_UPLOAD_IDLE_TIMEOUT_MS = 30_000;
+
 /** Defaults of {@link DeviceServerOptions.transport}. */
 export const DEFAULT_TRANSPORT = {
   flowControlWindowBytes: 16 * 1024 * 1024,
@@ -79,7 +88,7 @@ export interface DeviceServer {
   readonly address: string;
   /** The bound TCP port; 0 on a unix socket. */
   readonly port: number;
-  /** `http://host:port/metrics` when metrics are served (on 127.0.0.1 for a unix socket). */
+  /** `http://host:port/metrics` when metrics are served (`metricsHost`, default 127.0.0.1). */
   readonly metricsUrl: string | undefined;
   /**
    * Graceful shutdown: health turns NOT_SERVING, new calls fail with UNAVAILABLE SHUTTING_DOWN,
@@ -146,6 +155,12 @@ export async function createDeviceServer(
       slots: driver.queuesPrefills
         ? undefined
         : createDeviceSlots(capabilities.maxConcurrentPrefills, capabilities.maxQueuedPrefills),
+      stallTimeoutMs: options.limits?.streamStallTimeoutMs ?? DEFAULT_STREAM_STALL_TIMEOUT_MS,
+      uploads: createUploadLimiter(
+        options.limits?.maxConcurrentUploads ?? DEFAULT_CONCURRENT_UPLOADS,
+        options.limits?.maxUploadBytesInFlight ?? capabilities.maxModelBytes,
+      ),
+      uploadIdleTimeoutMs: options.limits?.uploadIdleTimeoutMs ?? DEFAULT_UPLOAD_IDLE_TIMEOUT_MS,
     }),
   );
   const health = createDeviceHealth(
@@ -172,15 +187,22 @@ export async function createDeviceServer(
   ).addToServer(server);
 
   const host = options.host ?? "127.0.0.1";
-  // A unix socket (`unix:/path`) has no port; its metrics, if any, are served on loopback.
   const unix = host.startsWith("unix:");
-  const metricsHost = unix ? "127.0.0.1" : host;
+  // Metrics are unauthenticated: on loopback unless the operator names another interface.
+  const metricsHost = options.metricsHost ?? "127.0.0.1";
   const bound = await bind(
     server,
     unix ? host : `${formatHost(host)}:${options.port ?? 0}`,
     credentials(options),
   );
   const port = unix ? 0 : bound;
+  // Two `authorization` headers are refused by the authenticator, which must see both.
+  try {
+    keepRepeatedHeaders(server, ["authorization"]);
+  } catch (error) {
+    server.forceShutdown();
+    throw error;
+  }
   let metricsPort: number | undefined;
   try {
     metricsPort = metrics ? await metrics.listen(metricsHost, options.metricsPort!) : undefined;

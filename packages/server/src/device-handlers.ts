@@ -1,4 +1,3 @@
-import { once } from "node:events";
 import type {
   ServerReadableStream,
   ServerUnaryCall,
@@ -26,7 +25,9 @@ import { checkedWeights } from "./checked-weights";
 import type { HandlerContext } from "./handler-context";
 import { hostPrefill } from "./host-prefill";
 import { invalidField } from "./invalid-field";
+import { nextWithin } from "./next-within";
 import { toWireHostPrefillEvent } from "./prefill-through-region";
+import { waitForDrain } from "./wait-for-drain";
 import { withHostFeatures } from "./with-host-features";
 
 type V1 = typeof opal.device.v1;
@@ -152,8 +153,9 @@ function serverStream<Req, Ev, Wire>(
         };
         const chunkBytes = carried.chunk?.data.byteLength || carried.dataRef?.lengthBytes;
         if (chunkBytes) ctx.metrics?.addKvBytes(chunkBytes);
-        // Back-pressure: a slow reader stops us here instead of growing the write buffer.
-        if (!call.write(wire)) await once(call, "drain", { signal });
+        // Back-pressure: a slow reader stops us here instead of growing the write buffer; one
+        // that stops reading is ended after the stall timeout, freeing its slots.
+        if (!call.write(wire)) await waitForDrain(call, signal, ctx.stallTimeoutMs);
       }
       finish(ctx, method, started, Code.OK);
       call.end();
@@ -185,7 +187,7 @@ function loadModelHandler(ctx: HandlerContext) {
     try {
       scope = await openCallScope(call, ctx.registry);
       const messages = call[Symbol.asyncIterator]() as AsyncIterator<Msg<"LoadModelRequest">>;
-      const first = await messages.next();
+      const first = await nextWithin(messages, ctx.uploadIdleTimeoutMs);
       if (!first.done) assertWellFormed(first.value);
       const header = first.done ? undefined : first.value.header;
       if (!header)
@@ -227,6 +229,8 @@ function loadModelHandler(ctx: HandlerContext) {
           { reason: Reason.MESSAGE_TOO_LARGE },
         );
       }
+      // MD-20: an upload takes one of the device's upload slots and its declared bytes.
+      if (!header.deviceLocalRef) scope.onDispose(ctx.uploads.admit(byteLength));
       const result = await ctx.driver.loadModel(
         {
           modelId: header.modelId,
@@ -234,7 +238,12 @@ function loadModelHandler(ctx: HandlerContext) {
           ...(header.deviceLocalRef
             ? { deviceLocalRef: header.deviceLocalRef }
             : {
-                weights: checkedWeights(messages, byteLength, header.weightsSha256 || undefined),
+                weights: checkedWeights(
+                  messages,
+                  byteLength,
+                  header.weightsSha256 || undefined,
+                  ctx.uploadIdleTimeoutMs,
+                ),
                 weightsByteLength: byteLength,
               }),
           ...(header.weightsSha256 ? { weightsSha256: header.weightsSha256 } : {}),

@@ -2,6 +2,7 @@ import type { DeviceCapabilities, DeviceSlots, PrefillDriver } from "@opal/drive
 import type { Logger } from "pino";
 import type { CallScope, ScopeRegistry } from "./call-scope";
 import type { ServerMetrics } from "./server-metrics";
+import type { UploadLimiter } from "./upload-limiter";
 
 /** Everything the device service's handlers share. */
 export interface HandlerContext {
@@ -17,6 +18,12 @@ export interface HandlerContext {
   readonly running: RunningPrefills;
   /** Push targets the operator allows (PS-1); undefined: any. */
   readonly pushTargets: ReadonlySet<string> | undefined;
+  /** How long a stream may wait for its caller to read before it ends (`limits.streamStallTimeoutMs`). */
+  readonly stallTimeoutMs: number;
+  /** LoadModel uploads in progress (`limits.maxConcurrentUploads`, `maxUploadBytesInFlight`). */
+  readonly uploads: UploadLimiter;
+  /** How long an upload may send nothing before it fails (`limits.uploadIdleTimeoutMs`). */
+  readonly uploadIdleTimeoutMs: number;
   /** The host offers the shared-memory data plane (PF-43). */
   readonly sharedMemory: boolean;
   /**

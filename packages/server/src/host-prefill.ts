@@ -12,6 +12,7 @@ import type { CallScope } from "./call-scope";
 import type { HandlerContext, RunningPrefill, RunningPrefills } from "./handler-context";
 import { prefillThroughRegion, sharedMemoryOffer } from "./prefill-through-region";
 import { pushKv } from "./push-kv";
+import { assertPushTargetAllowed } from "./push-target-policy";
 import type { HostPrefillEvent } from "./shared-memory-region";
 import { withHostFeatures } from "./with-host-features";
 
@@ -37,13 +38,7 @@ export async function hostPrefill(
   const driver = ctx.slots ? withQueueTime(ctx.driver, queued) : ctx.driver;
   const request = fromWirePrefillRequest(wire);
   const target = request.pushTarget?.address;
-  if (target !== undefined && ctx.pushTargets && !ctx.pushTargets.has(target)) {
-    throw new OpalError(
-      Code.PERMISSION_DENIED,
-      `push_target.address ${JSON.stringify(target)} is not among the push targets this device allows`,
-      { reason: Reason.PERMISSION_DENIED },
-    );
-  }
+  if (target !== undefined) assertPushTargetAllowed(target, ctx.pushTargets, scope.peer);
   const capabilities = withHostFeatures(ctx.capabilities, ctx);
   const admit = async () => {
     queued.us = await admitPrefill(ctx, scope, request, capabilities);
@@ -68,6 +63,7 @@ export async function hostPrefill(
     request.requestId,
     driver.prefill(inline, { ...call, bodyDigest }),
     scope.signal,
+    ctx.stallTimeoutMs,
   );
 }
 

@@ -1,4 +1,3 @@
-import { once } from "node:events";
 import { Client, type ClientWritableStream, credentials, Metadata } from "@grpc/grpc-js";
 import { Code, OpalError, Reason } from "@opal/core";
 import type { PrefillEvent, PushTarget } from "@opal/driver";
@@ -10,6 +9,7 @@ import {
   toWireDescriptor,
 } from "@opal/protocol";
 import { invalidField } from "./invalid-field";
+import { waitForDrain } from "./wait-for-drain";
 
 type PushMessage = Parameters<typeof R.pushKv.requestSerialize>[0];
 
@@ -17,14 +17,16 @@ type PushMessage = Parameters<typeof R.pushKv.requestSerialize>[0];
  * Pushes a prefill's cache to a KvReceiver service: turns the driver's events into a PushKv client
  * stream (header, chunks, commit) and the caller's events into `accepted`, `push_progress` after
  * each layer, and `completed` carrying the receiver's receipt. Honours the receiver's flow control
- * (waits for `drain`). Receiver failures map to UNAVAILABLE PUSH_TARGET_UNREACHABLE, ABORTED
- * PUSH_REJECTED or the receiver's own DESCRIPTOR_MISMATCH.
+ * (waits for `drain`, at most `stallTimeoutMs`: a receiver that reads nothing for that long fails
+ * the push UNAVAILABLE PUSH_TARGET_UNREACHABLE). Receiver failures map to UNAVAILABLE
+ * PUSH_TARGET_UNREACHABLE, ABORTED PUSH_REJECTED or the receiver's own DESCRIPTOR_MISMATCH.
  */
 export async function* pushKv(
   target: PushTarget,
   requestId: string,
   events: AsyncIterable<PrefillEvent>,
   signal: AbortSignal,
+  stallTimeoutMs: number,
 ): AsyncGenerator<PrefillEvent> {
   const client = connectReceiver(target);
   const metadata = new Metadata();
@@ -107,8 +109,20 @@ export async function* pushKv(
   async function write(message: PushMessage): Promise<void> {
     if (!stream) throw new OpalError(Code.INTERNAL, "push stream not open");
     if (!stream.write(message)) {
-      await Promise.race([once(stream, "drain", { signal }), response]);
+      // A receiver that stops reading would hold the device's slot: it gets the stall timeout.
+      const drained = waitForDrain(stream, signal, stallTimeoutMs, pushStalled);
+      // The receiver's answer may end the push first; the wait then settles unobserved.
+      drained.catch(() => {});
+      await Promise.race([drained, response]);
     }
+  }
+
+  function pushStalled(): OpalError {
+    return new OpalError(
+      Code.UNAVAILABLE,
+      `push target stalled: it read nothing for ${stallTimeoutMs} ms`,
+      { reason: Reason.PUSH_TARGET_UNREACHABLE, retryDelayMs: 100 },
+    );
   }
 }
 
@@ -131,8 +145,21 @@ function connectReceiver(target: PushTarget): Client {
   }
 }
 
+/**
+ * The prefill's error for a failed push (push.md "Failure mapping"). A failure that carries no
+ * OPAL ErrorInfo did not come from a KvReceiver: a closed port, an open port that does not speak
+ * HTTP/2 or gRPC, another service. All of them are one error with one message, so that push
+ * failures do not tell callers what listens at an address (PS-17); what happened stays in `cause`.
+ */
 function receiverError(error: { code?: number; details?: string; metadata?: Metadata }): OpalError {
   const opal = fromGrpcStatus(error);
+  if (!opal.reason) {
+    return new OpalError(Code.UNAVAILABLE, "push target unreachable, or not an OPAL KvReceiver", {
+      reason: Reason.PUSH_TARGET_UNREACHABLE,
+      retryDelayMs: 100,
+      cause: opal,
+    });
+  }
   if (opal.code === Code.UNAVAILABLE || opal.code === Code.DEADLINE_EXCEEDED) {
     return new OpalError(Code.UNAVAILABLE, `push target unreachable: ${opal.rawMessage}`, {
       reason: Reason.PUSH_TARGET_UNREACHABLE,

@@ -56,6 +56,34 @@ export interface ServerLimits {
   readonly requestsPerSecondPerTenant?: number;
   /** Burst above the sustained rate, at least 1; default one second of rate, at least 1 request. */
   readonly burstRequests?: number;
+  /**
+   * How long a Prefill or FetchKv stream may wait for its caller to read, in ms, an integer >= 1;
+   * default 30,000. A caller that stops reading fills its HTTP/2 window and the server's write
+   * buffer; when the buffer has not drained for this long the call ends with DEADLINE_EXCEEDED
+   * `DEADLINE_EXCEEDED` (message "stalled: …") and frees its device and tenant slots, so streams
+   * that are never read cannot hold the device. A retained cache stays fetchable (FetchKv). A
+   * host push whose receiver reads nothing for this long fails UNAVAILABLE
+   * `PUSH_TARGET_UNREACHABLE` ("push target stalled").
+   */
+  readonly streamStallTimeoutMs?: number;
+  /**
+   * LoadModel uploads (weights, not `device_local_ref`) the device takes at once, over all
+   * tenants, an integer >= 1; default 2. More fail RESOURCE_EXHAUSTED `DEVICE_BUSY` with RetryInfo
+   * (models.md `MD-20`).
+   */
+  readonly maxConcurrentUploads?: number;
+  /**
+   * Declared weight bytes (`weights_byte_length`) of the uploads in progress together, an integer
+   * >= 1; default the driver's `maxModelBytes`. Drivers may buffer an upload whole (the mock does),
+   * so this bounds that memory: an upload that does not fit beside the others fails
+   * RESOURCE_EXHAUSTED `DEVICE_BUSY` with RetryInfo, one larger than the whole budget without.
+   */
+  readonly maxUploadBytesInFlight?: number;
+  /**
+   * How long an upload may send no message, in ms, an integer >= 1; default 30,000. Then it fails
+   * DEADLINE_EXCEEDED `DEADLINE_EXCEEDED` ("upload idle") and frees its slot and bytes.
+   */
+  readonly uploadIdleTimeoutMs?: number;
 }
 
 /**
@@ -84,7 +112,7 @@ export interface DeviceServerOptions {
   /**
    * Interface to bind; default "127.0.0.1". `unix:/path` listens on a unix socket instead (clients
    * dial the same address; its callers count as on this host, as for `sharedMemory`); `port` is
-   * then ignored, `DeviceServer.port` is 0 and metrics are served on 127.0.0.1.
+   * then ignored and `DeviceServer.port` is 0.
    */
   readonly host?: string;
   /** Port to bind; default 0 (any free port, see `DeviceServer.port`). */
@@ -106,6 +134,12 @@ export interface DeviceServerOptions {
   /** Serve Prometheus metrics over HTTP at `/metrics` on this port (0 = any free port); default off. */
   readonly metricsPort?: number;
   /**
+   * Interface the metrics endpoint binds; default "127.0.0.1", whatever `host` is. Metrics are
+   * served without authentication and name methods, tenants' call counts and device load, so they
+   * stay on loopback unless the operator exposes them (e.g. to a scraper on a private network).
+   */
+  readonly metricsHost?: string;
+  /**
    * Push handoff for drivers that do not push themselves: the host streams the driver's chunks to
    * the request's KvReceiver and declares `features.push`; default true.
    */
@@ -113,7 +147,13 @@ export interface DeviceServerOptions {
   /**
    * Operator allow-list of push targets (`host:port`, as requests name them): a prefill whose
    * `push_target.address` is not listed fails PERMISSION_DENIED before `accepted` (PS-1), whoever
-   * pushes (the host or the driver). Default: any address.
+   * pushes (the host or the driver). Default: only the caller's own address, i.e. a target whose
+   * host is the caller's IP address, or for a caller on loopback a loopback target (`localhost`,
+   * `127.0.0.0/8`, `[::1]`); never a `unix:` path or a name to resolve, and nothing for callers on
+   * a unix socket. Every refused target gets the same PERMISSION_DENIED message, and every push
+   * that fails without an answer from an OPAL KvReceiver (closed port, not HTTP/2, another
+   * service) the same UNAVAILABLE `PUSH_TARGET_UNREACHABLE` message, so callers cannot use the
+   * device to map the network (PS-17).
    */
   readonly pushTargets?: readonly string[];
   /**

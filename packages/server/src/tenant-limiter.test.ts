@@ -32,6 +32,10 @@ describe("createTenantLimiter", () => {
     [{ maxConcurrentPrefillsPerTenant: 1.5 }, "limits.maxConcurrentPrefillsPerTenant"],
     [{ requestsPerSecondPerTenant: -1 }, "limits.requestsPerSecondPerTenant"],
     [{ requestsPerSecondPerTenant: 10, burstRequests: 0.5 }, "limits.burstRequests"],
+    [{ streamStallTimeoutMs: 0 }, "limits.streamStallTimeoutMs"],
+    [{ maxConcurrentUploads: 0 }, "limits.maxConcurrentUploads"],
+    [{ maxUploadBytesInFlight: 1.5 }, "limits.maxUploadBytesInFlight"],
+    [{ uploadIdleTimeoutMs: Number.POSITIVE_INFINITY }, "limits.uploadIdleTimeoutMs"],
   ])("rejects the setting %o, naming %s", (limits, field) => {
     let caught: unknown;
     try {

@@ -14,9 +14,9 @@ export interface TenantLimiter {
 }
 
 /**
- * Creates a limiter; with no limits set, it admits everything. An invalid setting (a concurrency
- * limit that is not a positive integer, a negative or non-finite rate, a burst below one request)
- * throws INVALID_ARGUMENT INVALID_FIELD naming it.
+ * Creates a limiter; with no limits set, it admits everything. An invalid setting of `limits` (a
+ * concurrency limit, timeout or upload bound that is not a positive integer, a negative or
+ * non-finite rate, a burst below one request) throws INVALID_ARGUMENT INVALID_FIELD naming it.
  */
 export function createTenantLimiter(
   limits: ServerLimits = {},
@@ -85,6 +85,17 @@ function assertLimits(limits: ServerLimits): void {
       "limits.requestsPerSecondPerTenant",
       `expected a number > 0 (or 0: unlimited), got ${rate}`,
     );
+  }
+  for (const name of [
+    "streamStallTimeoutMs",
+    "maxConcurrentUploads",
+    "maxUploadBytesInFlight",
+    "uploadIdleTimeoutMs",
+  ] as const) {
+    const value = limits[name];
+    if (value !== undefined && !(Number.isSafeInteger(value) && value >= 1)) {
+      throw invalidField(`limits.${name}`, `expected an integer >= 1, got ${value}`);
+    }
   }
   const burst = limits.burstRequests;
   if (burst !== undefined && !(burst >= 1 && Number.isFinite(burst))) {

@@ -79,4 +79,28 @@ describe("Prometheus metrics", () => {
     expect(server.metricsUrl).toBeUndefined();
     await server.shutdown({ graceMs: 0 });
   });
+
+  it("serves metrics on loopback, not on the device's interface, unless metricsHost names one (issue #18 item 9)", async () => {
+    // 127.0.0.2 stands for a device's public interface: Linux routes all of 127/8 to loopback.
+    const device = createMockDevice({ models: ["opal-tiny"] });
+    const server = await createDeviceServer(device, { host: "127.0.0.2", metricsPort: 0 });
+    const exposed = await createDeviceServer(device, {
+      host: "127.0.0.2",
+      metricsPort: 0,
+      metricsHost: "127.0.0.2",
+    });
+    try {
+      expect(server.address).toMatch(/^127\.0\.0\.2:\d+$/);
+      // Before the fix the metrics endpoint followed the device onto 127.0.0.2.
+      expect(server.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+      const port = new URL(server.metricsUrl!).port;
+      await expect(fetch(`http://127.0.0.2:${port}/metrics`)).rejects.toThrow();
+      expect((await fetch(server.metricsUrl!)).status).toBe(200);
+      expect(exposed.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.2:\d+\/metrics$/);
+      expect((await fetch(exposed.metricsUrl!)).status).toBe(200);
+    } finally {
+      await server.shutdown({ graceMs: 0 });
+      await exposed.shutdown({ graceMs: 0 });
+    }
+  });
 });

@@ -19,6 +19,7 @@ import {
   type DeviceServer,
 } from "../src/index";
 import { tinyRequest } from "./fixtures";
+import { rawUnaryCall } from "./raw-http2";
 
 describe("bearer tokens (SEC-4, SEC-5)", () => {
   let server: DeviceServer;
@@ -239,6 +240,38 @@ describe("TLS and mutual TLS (SEC-1)", () => {
       await withoutCert.close();
       await tenantA.close();
       await tenantB.close();
+      await server.shutdown({ graceMs: 0 });
+    }
+  });
+});
+
+describe("ambiguous credentials (issue #18 item 9)", () => {
+  it("refuses a call carrying two authorization headers instead of serving the first", async () => {
+    const seen: Array<string | undefined> = [];
+    const server = await createDeviceServer(createMockDevice({ models: ["opal-tiny"] }), {
+      auth: {
+        authenticate: ({ token }) => {
+          seen.push(token);
+          if (token === "t-a" || token === "t-b") return token;
+          throw new Error("unknown token");
+        },
+      },
+    });
+    const getInfo = (...tokens: string[]) =>
+      rawUnaryCall(
+        server.address,
+        `/${DEVICE_SERVICE_NAME}/GetInfo`,
+        tokens.map((token) => ["authorization", `Bearer ${token}`] as const),
+      );
+    try {
+      expect(await getInfo("t-a")).toEqual({ served: true });
+      expect(seen).toEqual(["t-a"]);
+      // Node's HTTP/2 layer keeps only the first of repeated single-value headers: before the
+      // fix this call was served as t-a, whatever the second header said.
+      expect(await getInfo("t-a", "t-b")).toEqual({ served: false });
+      expect(await getInfo("t-a", "t-a")).toEqual({ served: false });
+      expect(seen).toEqual(["t-a"]);
+    } finally {
       await server.shutdown({ graceMs: 0 });
     }
   });

@@ -235,7 +235,7 @@ export function describeDriverContract(name: string, setup: () => Promise<Contra
 
     it("stops and frees the device when the caller aborts mid-stream", async () => {
       const controller = new AbortController();
-      const events = subject.driver.prefill(request({ maxChunkBytes: 64 }), {
+      const events = subject.driver.prefill(request({ maxChunkBytes: 256 }), {
         signal: controller.signal,
       });
       const error = await expectOpalError(
@@ -264,7 +264,7 @@ export function describeDriverContract(name: string, setup: () => Promise<Contra
       const run = await collectPrefill(subject.driver.prefill(request({ retentionSeconds: 30 })));
       expect(run.kvHandle.length).toBeGreaterThanOrEqual(22);
       const whole = await collectPrefill(
-        subject.driver.fetchKv({ kvHandle: run.kvHandle, maxChunkBytes: 100 }),
+        subject.driver.fetchKv({ kvHandle: run.kvHandle, maxChunkBytes: 300 }),
       );
       expect(whole.stats).toBeUndefined();
       expect(
