@@ -1,5 +1,5 @@
 import { readFile, writeFile } from "node:fs/promises";
-import { OpalError } from "@opal/core";
+import { ExitCode, exitCodeOf, formatErrorReport } from "@opal/core";
 import { Command, InvalidArgumentError } from "commander";
 import { formatTag } from "./conformance-test";
 import { formatConsoleReport, formatResultLine } from "./format-console-report";
@@ -27,12 +27,13 @@ const positive = (flag: string) => (value: string) => {
 /**
  * The conformance command (`opal-conformance`, and `opal conformance`). Sets the exit code: 0 when
  * every selected test passed, was skipped, or failed as the known-failing list says; 1 when the
- * device is not conformant; 2 for a usage or setup error.
+ * device is not conformant; 2 for a usage error; 64 + the gRPC code for a failure with one (78,
+ * UNAVAILABLE, when the device cannot be reached), as `ExitCode` of `@opal/core` lists.
  */
 export function createConformanceCommand(name: string): Command {
   return new Command(name)
     .description(
-      "Run the OPAL device conformance suite against a device endpoint. Exit code 0: every selected test passed, was skipped, or failed as the known-failing list says; 1: not conformant; 2: usage or setup error.",
+      "Run the OPAL device conformance suite against a device endpoint. Exit code 0: every selected test passed, was skipped, or failed as the known-failing list says; 1: not conformant; 2: usage error; 64 + gRPC code: a failure with that status (78: device unreachable).",
     )
     .option("--target <host:port>", "the device's DeviceService endpoint (required unless --list)")
     .option("--token <token>", "bearer token of tenant A")
@@ -64,10 +65,8 @@ export function createConformanceCommand(name: string): Command {
       try {
         process.exitCode = await run(o);
       } catch (error) {
-        console.error(
-          `${name}: ${error instanceof OpalError || error instanceof Error ? error.message : String(error)}`,
-        );
-        process.exitCode = 2;
+        console.error(formatErrorReport(name, error));
+        process.exitCode = exitCodeOf(error);
       }
     });
 }
@@ -99,7 +98,8 @@ async function run(o: Flags): Promise<number> {
       console.log(`${t.id} [${formatTag(t.tag)}] ${t.spec.join(" ")} — ${t.title}`);
     return 0;
   }
-  if (!o.target) throw new Error("--target <host:port> is required (except with --list)");
+  if (!o.target)
+    throw new InvalidArgumentError("--target <host:port> is required (except with --list)");
   const config: VendorConfig = o.config ? await readVendorConfig(o.config) : {};
   const knownFailing = [
     ...(config.knownFailing ?? []),
@@ -141,6 +141,6 @@ async function run(o: Flags): Promise<number> {
   if (o.junit) await writeFile(o.junit, toJunitXml(report));
   if (o.json) await writeFile(o.json, toJsonReport(report));
   console.log(`\n${formatConsoleReport(report)}`);
-  if (!report.info) return 2;
+  if (!report.info) return ExitCode.UNAVAILABLE;
   return report.ok ? 0 : 1;
 }

@@ -14,6 +14,7 @@ import { createByteTokenizer } from "@opal/reference";
 import { SingleBar } from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { createLmcacheFolderSink, createSglangFileSink } from "../decoder-file-sinks";
+import { formatBytes, formatRate } from "../format-bytes";
 import { parsePositiveInteger } from "../parse-positive-integer";
 import { addTargetOptions, connectTarget, explain, type TargetFlags } from "../target-options";
 
@@ -97,7 +98,9 @@ export function createPrefillCommand(): Command {
     };
     const bar =
       process.stderr.isTTY && !o.json
-        ? new SingleBar({ format: "KV {bar} {percentage}% | layer {value}/{total} | {rate}" })
+        ? new SingleBar({
+            format: "KV {bar} {percentage}% | layer {value}/{total} | {received} | {rate}",
+          })
         : undefined;
     try {
       if (o.format === "sglang") {
@@ -123,9 +126,15 @@ export function createPrefillCommand(): Command {
         },
         { sink, timeoutMs: o.timeout },
       );
+      let received = 0;
       for await (const layer of run) {
-        if (layer.layer === 0) bar?.start(layer.descriptor.numLayers, 0, { rate: "" });
-        bar?.update(layer.layer + 1, { rate: `${(layer.elapsedMs / 1000).toFixed(1)} s` });
+        if (layer.layer === 0)
+          bar?.start(layer.descriptor.numLayers, 0, { received: "", rate: "" });
+        for (const part of Object.values(layer.parts)) received += part?.byteLength ?? 0;
+        bar?.update(layer.layer + 1, {
+          received: formatBytes(received),
+          rate: formatRate(received, layer.elapsedMs),
+        });
       }
       const outcome = await run.result;
       bar?.stop();
@@ -152,7 +161,7 @@ export function createPrefillCommand(): Command {
       }
     } catch (error) {
       bar?.stop();
-      throw new Error(explain(error, o.target));
+      throw explain(error, o.target);
     } finally {
       await device.close();
     }
