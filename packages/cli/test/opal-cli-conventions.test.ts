@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -150,5 +150,39 @@ describe.skipIf(!built)("opal, opal-mock and opal-conformance conventions", () =
     const missing = await opalCli("load", "--target", address, join(dir, "nope"));
     expect(missing.code).toBe(69);
     expect(missing.stderr).toContain("is not a folder (expected a Hugging Face checkpoint folder)");
+  });
+
+  it("tokenizes --prompt with the model's tokenizer.json when given, bytes otherwise", async () => {
+    // A word-level tokenizer.json in Hugging Face's format, BOS (256, as opal-tiny's) prepended.
+    const bos = { id: "<s>", type_id: 0 };
+    const tokenizer = {
+      version: "1.0",
+      added_tokens: [],
+      normalizer: null,
+      pre_tokenizer: { type: "Whitespace" },
+      post_processor: {
+        type: "TemplateProcessing",
+        single: [{ SpecialToken: bos }, { Sequence: { id: "A", type_id: 0 } }],
+        pair: [],
+        special_tokens: { "<s>": { id: "<s>", ids: [256], tokens: ["<s>"] } },
+      },
+      decoder: null,
+      model: { type: "WordLevel", vocab: { "<s>": 256, hello: 5, OPAL: 7 }, unk_token: "[UNK]" },
+    };
+    const file = join(dir, "tokenizer.json");
+    writeFileSync(file, JSON.stringify(tokenizer));
+    const prefill = (...extra: string[]) =>
+      opalCli(
+        ...["prefill", "--target", address, "--model", "opal-tiny", "--json"],
+        ...["--out", join(dir, "t.okv"), ...extra],
+      );
+    const words = await prefill("--prompt", "hello OPAL", "--tokenizer", file);
+    expect(words.code, words.stdout).toBe(0);
+    expect(JSON.parse(words.stdout).promptTokens).toBe(3);
+    const bytes = await prefill("--prompt", "hello OPAL");
+    expect(JSON.parse(bytes.stdout).promptTokens).toBe(11);
+    const unknown = await prefill("--prompt", "hello moon", "--tokenizer", file);
+    expect(unknown.code).toBe(67);
+    expect(JSON.parse(unknown.stdout).error.message).toContain('has no id for "moon"');
   });
 });

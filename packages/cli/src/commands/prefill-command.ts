@@ -15,11 +15,13 @@ import { SingleBar } from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { createLmcacheFolderSink, createSglangFileSink } from "../decoder-file-sinks";
 import { formatBytes, formatRate } from "../format-bytes";
+import { loadTokenizer } from "../load-tokenizer";
 import { parsePositiveInteger } from "../parse-positive-integer";
 import { addTargetOptions, connectTarget, explain, type TargetFlags } from "../target-options";
 
 interface PrefillFlags extends TargetFlags {
   prompt?: string;
+  tokenizer?: string;
   tokensFile?: string;
   model: string;
   out: string;
@@ -37,7 +39,14 @@ export function createPrefillCommand(): Command {
     .description(
       "Offload a prompt's prefill to a device and write its KV cache (verified) to a file or folder.",
     )
-    .option("--prompt <text>", "prompt text (UTF-8 bytes as tokens, after BOS)")
+    .option(
+      "--prompt <text>",
+      "prompt text, tokenized by --tokenizer (default: UTF-8 bytes after BOS, opal-tiny and opal-small's tokenizer)",
+    )
+    .option(
+      "--tokenizer <tokenizer.json>",
+      "the model's Hugging Face tokenizer.json (or its folder) for --prompt",
+    )
     .option("--tokens-file <file>", "token ids: a JSON array or whitespace-separated integers")
     .requiredOption("--model <id>", "model id loaded on the device")
     .requiredOption(
@@ -177,7 +186,10 @@ async function readTokens(o: PrefillFlags): Promise<Uint32Array> {
   if ((o.prompt === undefined) === (o.tokensFile === undefined)) {
     throw new InvalidArgumentError("give exactly one of --prompt and --tokens-file");
   }
-  if (o.prompt !== undefined) return createByteTokenizer().encode(o.prompt);
+  if (o.prompt !== undefined) {
+    if (o.tokenizer) return (await loadTokenizer(o.tokenizer))(o.prompt);
+    return createByteTokenizer().encode(o.prompt);
+  }
   const file = o.tokensFile!;
   const text = (
     await readFile(file, "utf8").catch((error: NodeJS.ErrnoException) => {
