@@ -20,6 +20,8 @@ createConformanceCommand("opal-conformance")
   })
   .parseAsync()
   .catch((error: unknown) => {
-    if (!printed) console.error(formatErrorReport("opal-conformance", error));
+    // Commander printed its own usage errors, help and version (exit 0) already.
+    if (!printed && exitCodeOf(error) !== 0)
+      console.error(formatErrorReport("opal-conformance", error));
     process.exit(exitCodeOf(error));
   });

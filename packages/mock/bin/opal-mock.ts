@@ -20,6 +20,7 @@ createMockCommand("opal-mock")
   })
   .parseAsync()
   .catch((error: unknown) => {
-    if (!printed) console.error(formatErrorReport("opal-mock", error));
+    // Commander printed its own usage errors, help and version (exit 0) already.
+    if (!printed && exitCodeOf(error) !== 0) console.error(formatErrorReport("opal-mock", error));
     process.exit(exitCodeOf(error));
   });
