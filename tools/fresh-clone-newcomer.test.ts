@@ -112,7 +112,7 @@ function stopServers(): Promise<unknown> {
     servers.splice(0).map(
       (child) =>
         new Promise((resolve) => {
-          if (child.exitCode !== null) return resolve(child.exitCode);
+          if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
           child.once("exit", resolve);
           process.kill(-child.pid!, "SIGTERM");
         }),
@@ -122,8 +122,8 @@ function stopServers(): Promise<unknown> {
 
 afterAll(async () => {
   await stopServers();
-  rmSync(scratch, { recursive: true, force: true });
-});
+  rmSync(scratch, { recursive: true, force: true }); // a clone with its node_modules: seconds
+}, 120_000);
 
 describe("a newcomer on a fresh clone", () => {
   it("runs the README's quick start, then every shell command of the guides, as written", async () => {
