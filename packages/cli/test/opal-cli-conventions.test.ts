@@ -46,6 +46,9 @@ describe.skipIf(!built)("opal, opal-mock and opal-conformance conventions", () =
       "0",
       "--profile",
       "instant",
+      "--model",
+      "opal-tiny",
+      "llama-3-8b",
     ]));
   }, 30_000);
   afterAll(async () => {
@@ -181,6 +184,15 @@ describe.skipIf(!built)("opal, opal-mock and opal-conformance conventions", () =
     expect(JSON.parse(words.stdout).promptTokens).toBe(3);
     const bytes = await prefill("--prompt", "hello OPAL");
     expect(JSON.parse(bytes.stdout).promptTokens).toBe(11);
+    // Bytes for a model with another vocabulary: done, with a note naming --tokenizer.
+    const other = await opalCli(
+      ...["prefill", "--target", address, "--model", "llama-3-8b", "--prompt", "hi"],
+      ...["--out", join(dir, "l.okv")],
+    );
+    expect(other.code, other.stderr).toBe(0);
+    expect(other.stderr).toContain(
+      "note: --prompt is tokenized as UTF-8 bytes, but llama-3-8b has a vocabulary of 128256 (not 258); pass its tokenizer.json with --tokenizer",
+    );
     const unknown = await prefill("--prompt", "hello moon", "--tokenizer", file);
     expect(unknown.code).toBe(67);
     expect(JSON.parse(unknown.stdout).error.message).toContain('has no id for "moon"');

@@ -112,6 +112,17 @@ export function createPrefillCommand(): Command {
           })
         : undefined;
     try {
+      if (o.prompt !== undefined && !o.tokenizer && !o.json) {
+        // Bytes are the tokenizer of opal-tiny and opal-small only: say so for any other model.
+        const models = await device.listModels({ timeoutMs: o.timeout });
+        const info = models.find((m) => m.modelId === o.model);
+        const bytes = createByteTokenizer().vocabSize;
+        if (info && info.vocabSize !== bytes) {
+          console.error(
+            `opal: note: --prompt is tokenized as UTF-8 bytes, but ${o.model} has a vocabulary of ${info.vocabSize} (not ${bytes}); pass its tokenizer.json with --tokenizer`,
+          );
+        }
+      }
       if (o.format === "sglang") {
         model = (await device.listModels()).find((m) => m.modelId === o.model);
         if (!model) {
