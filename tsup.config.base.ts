@@ -9,6 +9,8 @@ const library: Options = {
   target: "node20",
   // `import.meta.url` in the CommonJS build too (@opal/kv locates its native addon with it).
   shims: true,
+  // Classes keep their names in the bundle: an error prints as OpalError, not _OpalError.
+  keepNames: true,
 };
 
 /** Shared tsup settings: ESM + CJS + .d.ts from `src/index.ts`, for Node 20. */
@@ -24,6 +26,7 @@ export function withExecutables(entries: Record<string, string>) {
       target: "node20",
       sourcemap: true,
       clean: false,
+      keepNames: true,
       banner: { js: "#!/usr/bin/env node" },
     },
   ]);

@@ -58,16 +58,37 @@ export function connectTarget(flags: TargetFlags): DeviceClient {
   });
 }
 
+const givenHints = new WeakMap<OpalError, string>();
+
+/** What grpc-js's connection failures say, by the errno or phrase they contain, in OPAL's words. */
+const CONNECTION_FAILURES: readonly [RegExp, string][] = [
+  [/ECONNREFUSED/, "connection refused"],
+  [/ENOTFOUND|EAI_AGAIN|Name resolution failed|DNS resolution failed/, "its name does not resolve"],
+  [/ETIMEDOUT|EHOSTUNREACH|ENETUNREACH/, "no route or no answer"],
+  [/ECONNRESET|EPIPE/, "the connection was reset"],
+  [/No connection established|Failed to connect/, "no connection"],
+];
+
 /**
- * An error message that says what to do: an unreachable target (with the `opal mock` command that
- * would serve it, when `target` ends in a port), a missing model or token get a hint after the
- * error itself.
+ * The error a device command reports, saying what to do: grpc-js's text for a failed connection
+ * becomes `cannot reach a device at <target>: connection refused` (UNAVAILABLE, the original kept
+ * as `cause`), and an unreachable target, a missing model or token get a hint ({@link hintOf}):
+ * the `opal mock` command that would serve the target's port, the command that lists models.
  */
-export function explain(error: unknown, target?: string): string {
-  const opal = OpalError.from(error);
+export function explain(error: unknown, target?: string): OpalError {
+  let opal = OpalError.from(error);
+  if (opal.code === Code.UNAVAILABLE && target) {
+    const failure = CONNECTION_FAILURES.find(([pattern]) => pattern.test(opal.rawMessage));
+    if (failure) {
+      opal = new OpalError(Code.UNAVAILABLE, `cannot reach a device at ${target}: ${failure[1]}`, {
+        reason: opal.reason,
+        cause: opal,
+      });
+    }
+  }
+  const listModels = target ? `opal device models --target ${target}` : "opal device models";
   const hints: Record<string, string> = {
-    MODEL_NOT_LOADED:
-      "load the model on the device, or pick a loaded one (the device lists them with GetInfo/ListModels)",
+    MODEL_NOT_LOADED: `load it with \`opal load\`, or pick a loaded one: \`${listModels}\` lists them`,
     TOKEN_INVALID: "pass a valid --token (or set OPAL_TOKEN)",
     PROMPT_TOO_LONG: "shorten the prompt, or use a device with a larger max_prompt_tokens",
   };
@@ -76,5 +97,11 @@ export function explain(error: unknown, target?: string): string {
     const port = /:(\d+)$/.exec(target)?.[1];
     hint = `is a device running at ${target}?${port ? ` Start one with \`opal mock --port ${port}\`` : ""}`;
   }
-  return hint ? `${opal.message}\n  hint: ${hint}` : opal.message;
+  if (hint) givenHints.set(opal, hint);
+  return opal;
+}
+
+/** The hint {@link explain} gave `error`, if any. */
+export function hintOf(error: unknown): string | undefined {
+  return error instanceof OpalError ? givenHints.get(error) : undefined;
 }

@@ -252,7 +252,7 @@ describe.skipIf(!built)("opal mock, prefill, inspect, convert and bench", () => 
     );
     const out = join(dir, "q-f16.okv");
     const result = await opalCli(["convert", quantised, out, "--to", "okv", "--dtype", "f16"]);
-    expect(result.code).toBe(1);
+    expect(result.code).toBe(67);
     expect(result.stderr).toContain(
       "opal: [invalid_argument] --dtype converts float caches only (this one is fp8_e4m3fn with per_token scales)",
     );
@@ -268,7 +268,7 @@ describe.skipIf(!built)("opal mock, prefill, inspect, convert and bench", () => 
       "--to",
       "safetensors",
     ]);
-    expect(convert.code).toBe(1);
+    expect(convert.code).toBe(73);
     expect(convert.stderr).toContain(
       `opal: [failed_precondition] cannot write ${join(missing, "x.safetensors")}: its directory ${missing} does not exist`,
     );
@@ -283,7 +283,7 @@ describe.skipIf(!built)("opal mock, prefill, inspect, convert and bench", () => 
       "--out",
       join(missing, "x.okv"),
     ]);
-    expect(prefill.code).toBe(1);
+    expect(prefill.code).toBe(73);
     expect(prefill.stderr).toContain(`its directory ${missing} does not exist`);
     expect(existsSync(missing)).toBe(false);
     expect(readdirSync(dir).filter((name) => name.includes(".partial-"))).toEqual([]);
@@ -295,7 +295,7 @@ describe.skipIf(!built)("opal mock, prefill, inspect, convert and bench", () => 
     const corrupt = join(dir, "corrupt.okv");
     writeFileSync(corrupt, bytes);
     const result = await opalCli(["inspect", corrupt]);
-    expect(result.code).toBe(1);
+    expect([67, 79]).toContain(result.code);
     expect(result.stderr).toMatch(/opal: \[(data_loss|invalid_argument)\]/);
     const missing = await opalCli(["inspect", join(dir, "missing.okv")]);
     expect(missing.stderr).toMatch(/cannot open/);
@@ -313,7 +313,7 @@ describe.skipIf(!built)("opal mock, prefill, inspect, convert and bench", () => 
       "--out",
       join(dir, "x.okv"),
     ]);
-    expect(unreachable.code).toBe(1);
+    expect(unreachable.code).toBe(78);
     expect(unreachable.stderr).toMatch(
       /\[unavailable\][\s\S]*hint: is a device running at 127.0.0.1:1\?/,
     );
@@ -329,7 +329,7 @@ describe.skipIf(!built)("opal mock, prefill, inspect, convert and bench", () => 
       join(dir, "x.okv"),
     ]);
     expect(missingModel.stderr).toMatch(
-      /\[failed_precondition\] model "nope" is not loaded\n {2}hint: load the model/,
+      /\[failed_precondition\] model "nope" is not loaded\n {2}reason: MODEL_NOT_LOADED\n {2}hint: load it with `opal load`, or pick a loaded one: `opal device models --target 127\.0\.0\.1:\d+` lists them/,
     );
     const both = await opalCli([
       "prefill",
@@ -360,44 +360,56 @@ describe.skipIf(!built)("opal mock, prefill, inspect, convert and bench", () => 
       badDescriptor,
       encodeSafetensors({}, { metadata: { [SAFETENSORS_DESCRIPTOR_KEY]: "{not json" } }),
     );
-    const cases: [() => ReturnType<typeof opalCli>, string][] = [
+    const cases: [() => ReturnType<typeof opalCli>, string, number][] = [
       [
         () => prefill("--target", address, "--tokens-file", empty),
         `[invalid_argument] --tokens-file ${empty} holds no token ids`,
+        67,
       ],
       [
         () => prefill("--target", address, "--tokens-file", broken),
         `[invalid_argument] --tokens-file ${broken} is not a JSON array of token ids:`,
+        67,
       ],
       [
         () => prefill("--target", address, "--tokens-file", hex),
         `--tokens-file ${hex} must hold token ids, whole numbers in 0..4294967295 (got "0x10" at index 2)`,
+        67,
       ],
       [
         () => prefill("--target", address, "--prompt", "x", "--tls-ca", join(dir, "ca.pem")),
         `[not_found] cannot read --tls-ca ${join(dir, "ca.pem")}: ENOENT`,
+        69,
       ],
       [
         () => prefill("--target", "127.0.0.1:1", "--prompt", "x", "--format", "sglang"),
         "hint: is a device running at 127.0.0.1:1? Start one with `opal mock --port 1`",
+        78,
       ],
       [
         () => prefill("--target", "localhost", "--prompt", "x", "--timeout", "2000"),
         "hint: is a device running at localhost?\n",
+        78,
       ],
-      [() => opalCli(["inspect", dir]), `[invalid_argument] ${dir} is a folder but not a KV cache`],
+      [
+        () => opalCli(["inspect", dir]),
+        `[invalid_argument] ${dir} is a folder but not a KV cache`,
+        67,
+      ],
       [
         () => opalCli(["inspect", random]),
         `${random} is neither a .okv file (no OKV magic) nor a safetensors file:`,
+        67,
       ],
       [
         () => opalCli(["inspect", badDescriptor]),
         `[invalid_argument] ${badDescriptor}: the OPAL descriptor in __metadata__ is not JSON:`,
+        67,
       ],
     ];
-    for (const [run, message] of cases) {
+    for (const [run, message, exitCode] of cases) {
       const { code, stderr } = await run();
-      expect(code, stderr).toBe(1);
+      expect(code, stderr).toBe(exitCode);
       expect(stderr).toContain(message);
       expect(stderr).not.toMatch(/^\s+at /m);
     }
@@ -426,7 +438,7 @@ describe.skipIf(!built)("opal mock, prefill, inspect, convert and bench", () => 
       "^identity\\.",
       "--quiet",
     ]);
-    expect(unreachable.code).toBe(2);
+    expect(unreachable.code).toBe(78);
   });
 
   it("benchmarks a device", async () => {

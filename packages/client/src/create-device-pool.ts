@@ -351,6 +351,12 @@ export async function createDevicePool(
     get yieldsOwnedChunks() {
       return members.every((m) => m.driver.yieldsOwnedChunks === true);
     },
+    targetOf: (kvHandle) => {
+      const split = kvHandle.indexOf("|");
+      if (split <= 0) return undefined;
+      const encoded = kvHandle.slice(0, split);
+      return members.find((m) => encodeURIComponent(m.target) === encoded)?.target;
+    },
     get devices() {
       return members.map(
         ({ target, circuit, inFlight, prefills, failures, reportedLoad, critical }) => ({

@@ -71,6 +71,11 @@ export interface PoolDevice {
  */
 export interface DevicePool extends PrefillDriver {
   readonly devices: readonly PoolDevice[];
+  /**
+   * The target of the device holding `kvHandle`, a handle this pool's `prefill` returned (a run's
+   * `result.kvHandle`); undefined for any other string.
+   */
+  targetOf(kvHandle: string): string | undefined;
 }
 
 /**

@@ -1,11 +1,14 @@
 /**
  * The OPAL SDK that integrators embed: offload prefill to remote devices and pools of them, survive
  * faults (resume, retry, circuit breaking), and hand the KV cache to decoders layer by layer through
- * sinks or push handoff. No grpc-js type appears in this package's public surface.
+ * sinks or push handoff. No grpc-js type appears in this package's public surface. What callers
+ * catch and compare comes from `@opal/core` and is re-exported here: `OpalError`, `Code`, `Reason`.
  *
  * @packageDocumentation
  */
 
+export type { FieldViolation } from "@opal/core";
+export { Code, isOpalError, OpalError, Reason } from "@opal/core";
 export type { ClientChannelOptions, ClientTlsOptions, DeviceClientOptions } from "./client-options";
 export type { DeviceClient } from "./create-device-client";
 export { createDeviceClient, DEFAULT_CHANNEL } from "./create-device-client";

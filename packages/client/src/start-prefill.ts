@@ -55,7 +55,16 @@ export interface PrefillOutcome<Receipt> {
   /** The sink's receipt: for the default memory sink, the `KvCache`. */
   readonly receipt: Receipt;
   readonly descriptor: KvDescriptor;
+  /**
+   * The cache's handle on the device that served it; with `retentionSeconds > 0` the retained
+   * cache, for `fetchKv` and `releaseKv` on the same driver (a pool routes it to that device).
+   */
   readonly kvHandle: string;
+  /**
+   * The device that served the cache: a pool's member target (`pool.targetOf(kvHandle)`), a device
+   * client's target; undefined for an in-process driver.
+   */
+  readonly servedBy: string | undefined;
   readonly stats: PrefillStats;
   readonly transfer: TransferStats;
 }
@@ -260,7 +269,9 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
         };
         endPrefillSpan(span, stats, transfer);
         releaseExcept(progress.kvHandle);
-        return { receipt, descriptor, kvHandle: progress.kvHandle ?? "", stats, transfer };
+        const kvHandle = progress.kvHandle ?? "";
+        const servedBy = servedByOf(device, kvHandle);
+        return { receipt, descriptor, kvHandle, servedBy, stats, transfer };
       } catch (caught) {
         const error = signal.aborted ? OpalError.from(signal.reason) : OpalError.from(caught);
         if (opened) {
@@ -314,4 +325,11 @@ function copyParts(parts: KvLayerParts["parts"]): KvLayerParts["parts"] {
   return Object.fromEntries(
     Object.entries(parts).map(([name, view]) => [name, view?.slice()]),
   ) as KvLayerParts["parts"];
+}
+
+/** The target that served `kvHandle`: a pool's member (its `targetOf`), or a client's `target`. */
+function servedByOf(device: PrefillDriver, kvHandle: string): string | undefined {
+  const d = device as { targetOf?: (handle: string) => string | undefined; target?: unknown };
+  if (typeof d.targetOf === "function") return d.targetOf(kvHandle);
+  return typeof d.target === "string" ? d.target : undefined;
 }

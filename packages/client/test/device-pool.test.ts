@@ -188,6 +188,10 @@ describe("createDevicePool", () => {
     expect(byTarget.get(retry.target)!.stats.faultsInjected).toBe(0);
     expect(byTarget.get(retry.target)!.stats.prefillsCompleted).toBe(1);
     expect(outcome.kvHandle.startsWith(`${encodeURIComponent(retry.target)}|`)).toBe(true);
+    // The result names the device that served it, as the pool resolves its handle.
+    expect(outcome.servedBy).toBe(retry.target);
+    expect(pool.targetOf(outcome.kvHandle)).toBe(retry.target);
+    expect(pool.targetOf("elsewhere|handle")).toBeUndefined();
     const counts = Object.fromEntries(
       pool.devices.map((d) => [d.target, [d.prefills, d.failures]]),
     );

@@ -125,3 +125,16 @@ describe("runtime exports of @opal/client", () => {
     }
   });
 });
+
+describe("what integrators catch and compare", () => {
+  it("@opal/client re-exports OpalError, Code and Reason of @opal/core", async () => {
+    const core = await import("@opal/core");
+    expect(api.OpalError).toBe(core.OpalError);
+    expect(api.Code).toBe(core.Code);
+    expect(api.Reason).toBe(core.Reason);
+    const error = new api.OpalError(api.Code.NOT_FOUND, "x", {
+      reason: api.Reason.KV_HANDLE_NOT_FOUND,
+    });
+    expect(api.isOpalError(error, api.Code.NOT_FOUND)).toBe(true);
+  });
+});

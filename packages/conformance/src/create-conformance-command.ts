@@ -1,5 +1,5 @@
 import { readFile, writeFile } from "node:fs/promises";
-import { OpalError } from "@opal/core";
+import { ExitCode, exitCodeOf, formatErrorReport } from "@opal/core";
 import { Command, InvalidArgumentError } from "commander";
 import { formatTag } from "./conformance-test";
 import { formatConsoleReport, formatResultLine } from "./format-console-report";
@@ -29,13 +29,15 @@ const positive = (flag: string) => (value: string) => {
  * the run went as expected (`report.ok`: every selected test passed, failed as the known-failing
  * list says, or was an Optional test skipped; the verdict line says whether that certifies the
  * device); 1 when a test failed unexpectedly or the run had problems (not conformant); 2 for a
- * usage or setup error; 3 when nothing failed but a Core test was skipped (incomplete: the device
- * cannot be certified, e.g. it can neither load the conformance model nor name its checkpoint).
+ * usage error; 3 when nothing failed but a Core test was skipped (incomplete: the device cannot be
+ * certified, e.g. it can neither load the conformance model nor name its checkpoint); 64 + the
+ * gRPC code for a failure with one (78, UNAVAILABLE, when the device cannot be reached), as
+ * `ExitCode` of `@opal/core` lists.
  */
 export function createConformanceCommand(name: string): Command {
   return new Command(name)
     .description(
-      "Run the OPAL device conformance suite against a device endpoint. Exit code 0: every selected test passed, failed as the known-failing list says, or was an Optional test skipped (the verdict line says whether the device is CONFORMANT: every Core test ran and passed); 1: not conformant; 2: usage or setup error; 3: incomplete, a Core test was skipped.",
+      "Run the OPAL device conformance suite against a device endpoint. Exit code 0: every selected test passed, failed as the known-failing list says, or was an Optional test skipped (the verdict line says whether the device is CONFORMANT: every Core test ran and passed); 1: not conformant; 2: usage error; 3: incomplete, a Core test was skipped; 64 + gRPC code: a failure with that status (78: device unreachable).",
     )
     .option("--target <host:port>", "the device's DeviceService endpoint (required unless --list)")
     .option("--token <token>", "bearer token of tenant A")
@@ -71,10 +73,8 @@ export function createConformanceCommand(name: string): Command {
       try {
         process.exitCode = await run(o);
       } catch (error) {
-        console.error(
-          `${name}: ${error instanceof OpalError || error instanceof Error ? error.message : String(error)}`,
-        );
-        process.exitCode = 2;
+        console.error(formatErrorReport(name, error));
+        process.exitCode = exitCodeOf(error);
       }
     });
 }
@@ -107,7 +107,8 @@ async function run(o: Flags): Promise<number> {
       console.log(`${t.id} [${formatTag(t.tag)}] ${t.spec.join(" ")} — ${t.title}`);
     return 0;
   }
-  if (!o.target) throw new Error("--target <host:port> is required (except with --list)");
+  if (!o.target)
+    throw new InvalidArgumentError("--target <host:port> is required (except with --list)");
   const config: VendorConfig = o.config ? await readVendorConfig(o.config) : {};
   const knownFailing = [
     ...(config.knownFailing ?? []),
@@ -151,7 +152,7 @@ async function run(o: Flags): Promise<number> {
   if (o.junit) await writeFile(o.junit, toJunitXml(report));
   if (o.json) await writeFile(o.json, toJsonReport(report));
   console.log(`\n${formatConsoleReport(report)}`);
-  if (!report.info) return 2;
-  if (report.ok) return 0;
-  return report.verdict === "not-conformant" ? 1 : 3;
+  if (!report.info) return ExitCode.UNAVAILABLE;
+  if (report.ok) return ExitCode.OK;
+  return report.verdict === "not-conformant" ? ExitCode.FAILURE : ExitCode.INCOMPLETE;
 }

@@ -71,7 +71,7 @@ describe.skipIf(!built)("opal-conformance (the built executable)", () => {
     expect(report.capabilities.layouts).toEqual(["KV_LAYOUT_NHD", "KV_LAYOUT_HND"]);
   }, 60_000);
 
-  it("exits 1 when a test fails and 2 when the device cannot be reached", async () => {
+  it("exits 1 when a test fails and 78 (64 + UNAVAILABLE) when the device cannot be reached", async () => {
     mock.device.setFaults({ errors: { Probe: { rate: 1 } } });
     let failing: Awaited<ReturnType<typeof cli>>;
     try {
@@ -91,7 +91,7 @@ describe.skipIf(!built)("opal-conformance (the built executable)", () => {
     expect(failing.stdout).toMatch(/NOT CONFORMANT/);
     expect(failing.stdout).toMatch(/identity\.probe \[Core\]/);
     const unreachable = await cli(["--target", "127.0.0.1:1", "--quiet"]);
-    expect(unreachable.code).toBe(2);
+    expect(unreachable.code).toBe(78);
   }, 60_000);
 
   it("exits 3 (incomplete) when a Core test is skipped: a preloaded model without the conformance weights", async () => {

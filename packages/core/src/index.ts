@@ -10,6 +10,8 @@ export { createCallSignal, sleep, throwIfAborted, toAbortError } from "./call-op
 export type { Channel, ChannelOptions } from "./channel";
 export { createChannel } from "./channel";
 export { Code, codeName, isCode } from "./code";
+export type { ErrorReport } from "./exit-code";
+export { ExitCode, exitCodeOf, formatErrorReport, toErrorReport } from "./exit-code";
 export type { FieldViolation, OpalErrorOptions, ResourceInfo } from "./opal-error";
 export { isOpalError, OpalError } from "./opal-error";
 export { Reason } from "./reason";

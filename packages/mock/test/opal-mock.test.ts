@@ -77,32 +77,35 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("opal-mock, as its users run it", () => {
-  it("rejects bad flags before listening: exit 1, expected and actual, no stack trace", async () => {
+  it("rejects bad flags before listening: exit 2 (usage; 67 for a bad fault file), expected and actual, no stack trace", async () => {
     const typo = join(dir, "typo.yaml");
     writeFileSync(typo, "abortAfterChunk: 3\n");
-    const cases: [string[], string][] = [
-      [["--port", "70000"], "--port must be a whole number in 0..65535 (got 70000)"],
-      [["--port", ""], "--port must be a whole number in 0..65535 (got )"],
-      [["--metrics-port", "1e3"], "--metrics-port must be a whole number in 0..65535 (got 1e3)"],
-      [["--max-concurrent", "0"], "--max-concurrent must be a whole number >= 1 (got 0)"],
-      [["--stall-timeout-ms", "0"], "--stall-timeout-ms must be a whole number >= 1 (got 0)"],
+    const cases: [string[], string, number][] = [
+      [["--port", "70000"], "--port must be a whole number in 0..65535 (got 70000)", 2],
+      [["--port", ""], "--port must be a whole number in 0..65535 (got )", 2],
+      [["--metrics-port", "1e3"], "--metrics-port must be a whole number in 0..65535 (got 1e3)", 2],
+      [["--max-concurrent", "0"], "--max-concurrent must be a whole number >= 1 (got 0)", 2],
+      [["--stall-timeout-ms", "0"], "--stall-timeout-ms must be a whole number >= 1 (got 0)", 2],
       [
         ["--max-concurrent-per-tenant", "x"],
         "--max-concurrent-per-tenant must be a whole number >= 1 (got x)",
+        2,
       ],
       [
         ["--port", "0", "--push-target", "receiver"],
         "--push-target expects host:port (got receiver)",
+        2,
       ],
-      [["--port", "0", "--token", "secret"], "--token expects token=tenant (got secret)"],
+      [["--port", "0", "--token", "secret"], "--token expects token=tenant (got secret)", 2],
       [
         ["--port", "0", "--faults", typo],
         `[invalid_argument] fault config ${typo}: faults.abortAfterChunk is not a fault (expected one of`,
+        67,
       ],
     ];
-    for (const [args, message] of cases) {
+    for (const [args, message, exitCode] of cases) {
       const result = await runOpalMock(args);
-      expect(result.code, args.join(" ")).toBe(1);
+      expect(result.code, args.join(" ")).toBe(exitCode);
       expect(result.stderr, args.join(" ")).toContain(message);
       expect(result.stderr, args.join(" ")).not.toMatch(/^\s+at /m);
       expect(result.stdout, args.join(" ")).not.toContain("listening on");
@@ -119,7 +122,7 @@ describe("opal-mock, as its users run it", () => {
     ];
     for (const [args, message] of cases) {
       const result = await runOpalMock(args);
-      expect(result.code, args.join(" ")).toBe(1);
+      expect(result.code, args.join(" ")).toBe(2);
       expect(result.stderr, args.join(" ")).toContain(message);
       expect(result.stdout, args.join(" ")).not.toContain("listening on");
     }

@@ -73,7 +73,7 @@ export function createBenchCommand(): Command {
         streamSeconds += outcome.transfer.streamSeconds;
       }
     } catch (error) {
-      throw new Error(explain(error, address));
+      throw explain(error, address);
     } finally {
       await device.close();
       await mock?.close({ graceMs: 100 });

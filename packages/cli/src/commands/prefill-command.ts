@@ -22,12 +22,15 @@ import { createByteTokenizer } from "@opal/reference";
 import { SingleBar } from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { createLmcacheFolderSink, createSglangFileSink } from "../decoder-file-sinks";
+import { formatBytes, formatRate } from "../format-bytes";
+import { loadTokenizer } from "../load-tokenizer";
 import { parsePositiveInteger } from "../parse-positive-integer";
 import { parseStaticScales } from "../parse-static-scales";
 import { addTargetOptions, connectTarget, explain, type TargetFlags } from "../target-options";
 
 interface PrefillFlags extends TargetFlags {
   prompt?: string;
+  tokenizer?: string;
   tokensFile?: string;
   model: string;
   out: string;
@@ -50,7 +53,14 @@ export function createPrefillCommand(): Command {
     .description(
       "Offload a prompt's prefill to a device and write its KV cache (verified) to a file or folder.",
     )
-    .option("--prompt <text>", "prompt text (UTF-8 bytes as tokens, after BOS)")
+    .option(
+      "--prompt <text>",
+      "prompt text, tokenized by --tokenizer (default: UTF-8 bytes after BOS, opal-tiny and opal-small's tokenizer)",
+    )
+    .option(
+      "--tokenizer <tokenizer.json>",
+      "the model's Hugging Face tokenizer.json (or its folder) for --prompt",
+    )
     .option("--tokens-file <file>", "token ids: a JSON array or whitespace-separated integers")
     .requiredOption("--model <id>", "model id loaded on the device")
     .requiredOption(
@@ -155,9 +165,22 @@ export function createPrefillCommand(): Command {
     };
     const bar =
       process.stderr.isTTY && !o.json
-        ? new SingleBar({ format: "KV {bar} {percentage}% | layer {value}/{total} | {rate}" })
+        ? new SingleBar({
+            format: "KV {bar} {percentage}% | layer {value}/{total} | {received} | {rate}",
+          })
         : undefined;
     try {
+      if (o.prompt !== undefined && !o.tokenizer && !o.json) {
+        // Bytes are the tokenizer of opal-tiny and opal-small only: say so for any other model.
+        const models = await device.listModels({ timeoutMs: o.timeout });
+        const info = models.find((m) => m.modelId === o.model);
+        const bytes = createByteTokenizer().vocabSize;
+        if (info && info.vocabSize !== bytes) {
+          console.error(
+            `opal: note: --prompt is tokenized as UTF-8 bytes, but ${o.model} has a vocabulary of ${info.vocabSize} (not ${bytes}); pass its tokenizer.json with --tokenizer`,
+          );
+        }
+      }
       if (o.format === "sglang") {
         model = (await device.listModels()).find((m) => m.modelId === o.model);
         if (!model) {
@@ -184,9 +207,15 @@ export function createPrefillCommand(): Command {
         },
         { sink, timeoutMs: o.timeout },
       );
+      let received = 0;
       for await (const layer of run) {
-        if (layer.layer === 0) bar?.start(layer.descriptor.numLayers, 0, { rate: "" });
-        bar?.update(layer.layer + 1, { rate: `${(layer.elapsedMs / 1000).toFixed(1)} s` });
+        if (layer.layer === 0)
+          bar?.start(layer.descriptor.numLayers, 0, { received: "", rate: "" });
+        for (const part of Object.values(layer.parts)) received += part?.byteLength ?? 0;
+        bar?.update(layer.layer + 1, {
+          received: formatBytes(received),
+          rate: formatRate(received, layer.elapsedMs),
+        });
       }
       const outcome = await run.result;
       bar?.stop();
@@ -223,7 +252,7 @@ export function createPrefillCommand(): Command {
       }
     } catch (error) {
       bar?.stop();
-      throw new Error(explain(error, o.target));
+      throw explain(error, o.target);
     } finally {
       await device.close();
     }
@@ -260,7 +289,10 @@ async function readTokens(o: PrefillFlags): Promise<Uint32Array> {
   if ((o.prompt === undefined) === (o.tokensFile === undefined)) {
     throw new InvalidArgumentError("give exactly one of --prompt and --tokens-file");
   }
-  if (o.prompt !== undefined) return createByteTokenizer().encode(o.prompt);
+  if (o.prompt !== undefined) {
+    if (o.tokenizer) return (await loadTokenizer(o.tokenizer))(o.prompt);
+    return createByteTokenizer().encode(o.prompt);
+  }
   const file = o.tokensFile!;
   const text = (
     await readFile(file, "utf8").catch((error: NodeJS.ErrnoException) => {
