@@ -21,6 +21,12 @@ Sources (github.com/vllm-project/vllm), written from their behaviour:
   int64 token bytes, then "-".join(mm_hashes) in UTF-8), files "<layer_name>.safetensors" with one
   tensor "kv_cache".
 - fp8 caches are torch.uint8 tensors (STR_DTYPE_TO_TORCH_DTYPE in vllm/utils/torch_utils.py).
+- fp8 values are what the cache write stores (csrc/quantization/fp8/nvidia/quant_utils.cuh at
+  2fed15b1649c12fc4b6d4b4c54c3083039532e5a, scaled_vec_conversion<uint8_t, __nv_bfloat16>):
+  __nv_cvt_float_to_fp8(float(x) / scale, __NV_SATFINITE, __NV_E4M3) with the layer's float32
+  k_scale / v_scale. torch 1.13 has no fp8 dtype, so e4m3_satfinite below performs that conversion
+  from the E4M3 format's definition (CUDA's cuda_fp8.hpp behaviour: round to nearest even,
+  magnitudes past 448 and +-inf to +-448, every NaN to the canonical 0x7F).
 
 Reads a JSON list of cases on stdin, prints a JSON list of results on stdout.
 """
@@ -44,6 +50,32 @@ LAYOUTS = {
     "BLNHC": (1, 0, 3, 2, 4),
     "BHLNC": (1, 2, 0, 3, 4),
 }
+
+
+def e4m3_values():
+    """The 127 non-negative finite E4M3 values, by code 0x00..0x7E (bias 7, 3 mantissa bits)."""
+    out = []
+    for code in range(0x7F):
+        exponent, mantissa = code >> 3, code & 7
+        if exponent == 0:
+            out.append(mantissa / 8 * 2.0**-6)
+        else:
+            out.append((1 + mantissa / 8) * 2.0 ** (exponent - 7))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def e4m3_satfinite(x):
+    """float32 tensor -> uint8 E4M3 codes: nearest value, ties to the even code, saturating."""
+    table = e4m3_values()
+    magnitude = x.abs().double().clamp(max=448.0)  # +-inf and past 448: the finite maximum
+    upper = torch.searchsorted(table, magnitude).clamp(max=0x7E)
+    lower = (upper - 1).clamp(min=0)
+    to_upper, to_lower = table[upper] - magnitude, magnitude - table[lower]
+    tie_even = torch.where(upper % 2 == 0, upper, lower)
+    code = torch.where(to_upper < to_lower, upper, torch.where(to_lower < to_upper, lower, tie_even))
+    code = code | (torch.signbit(x).long() << 7)
+    code = torch.where(torch.isnan(x), torch.full_like(code, 0x7F), code)
+    return code.to(torch.uint8)
 
 
 def align_to_block_size(num_tokens, block_size):
@@ -178,13 +210,21 @@ def place(case, layer, slots, parts):
 
 
 def reference(case, layer_index, tokens):
-    """Reference parts of one layer, [tokens, H, D] each, from the raw files the test wrote."""
-    dtype = DTYPES[case["dtype"]]
+    """Reference parts of one layer, [tokens, H, D] each, from the raw files the test wrote.
+
+    With case["fp8"] the files hold the model's bf16 K and V and the reference is what vLLM's fp8
+    cache write stores for them with the layer's static scales (MLA's latent uses k_scale).
+    """
+    fp8 = case.get("fp8")
+    dtype = torch.bfloat16 if fp8 else DTYPES[case["dtype"]]
     out = []
     for part in ["latent"] if case["mla"] else ["k", "v"]:
         path = os.path.join(case["reference"], f"{layer_index}.{part}.bin")
         with open(path, "rb") as f:
             t = torch.frombuffer(bytearray(f.read()), dtype=dtype)
+        if fp8:
+            scale = fp8["vScale" if part == "v" else "kScale"][layer_index]
+            t = e4m3_satfinite(t.float() / torch.tensor(scale, dtype=torch.float32))
         out.append(t.reshape(-1, case["heads"], case["width"])[:tokens])
     return out
 
