@@ -34,7 +34,7 @@ interface Case {
   readonly direction: "load" | "save";
   readonly version: VllmExampleVersion;
   /** OPAL dtype of the file contents; fp8 rows are quantised from a bf16 cache. */
-  readonly dtype: "bf16" | "f16" | "fp8_e4m3fn";
+  readonly dtype: "bf16" | "f16" | "fp8_e4m3fn" | "fp8_e5m2";
   readonly mla: boolean;
   readonly promptTokens: number;
   readonly layout?: string;
@@ -43,7 +43,7 @@ interface Case {
 
 const cases: Case[] = [];
 for (const version of ["0.28", "0.29"] as const)
-  for (const dtype of ["bf16", "f16", "fp8_e4m3fn"] as const)
+  for (const dtype of ["bf16", "f16", "fp8_e4m3fn", "fp8_e5m2"] as const)
     for (const mla of [false, true])
       for (const direction of ["load", "save"] as const)
         cases.push({
@@ -114,7 +114,7 @@ describe.skipIf(skip)(
     const root = mkdtempSync(join(tmpdir(), "opal-vllm-peer-"));
     afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-    it(`${cases.length} cases: both versions, bf16/f16/fp8-as-U8, GQA and MLA, 0.29 pool layouts`, async () => {
+    it(`${cases.length} cases: both versions, bf16/f16/fp8 (e4m3, e5m2) as U8, GQA and MLA, 0.29 pool layouts`, async () => {
       const jobs = [];
       const caches = new Map<string, KvCache>();
       for (const [i, c] of cases.entries()) {
@@ -123,7 +123,8 @@ describe.skipIf(skip)(
         const reference = join(dir, "reference");
         mkdirSync(reference, { recursive: true });
         const prompt = Array.from({ length: c.promptTokens }, (_, t) => 100 + i * 1000 + t * 3);
-        const sourceDtype = c.direction === "load" && c.dtype === "fp8_e4m3fn" ? "bf16" : c.dtype;
+        const fp8 = c.dtype === "fp8_e4m3fn" || c.dtype === "fp8_e5m2";
+        const sourceDtype = c.direction === "load" && fp8 ? "bf16" : c.dtype;
         const cache = randomCache(descriptorOf(c, c.promptTokens, sourceDtype), 7 + i);
         caches.set(c.id, cache);
         for (let layer = 0; layer < 2; layer++)
@@ -135,9 +136,7 @@ describe.skipIf(skip)(
             promptTokenIds: prompt,
             vllmVersion: c.version,
             ...(c.mmHashes ? { mmHashes: c.mmHashes } : {}),
-            ...(c.dtype === "fp8_e4m3fn"
-              ? { fp8: { dtype: "fp8_e4m3fn" as const, ...SCALES } }
-              : {}),
+            ...(fp8 ? { fp8: { dtype: c.dtype as "fp8_e4m3fn" | "fp8_e5m2", ...SCALES } } : {}),
           });
         }
         const blocks = Math.ceil((c.promptTokens + 1) / BLOCK);
@@ -145,7 +144,7 @@ describe.skipIf(skip)(
           id: c.id,
           direction: c.direction,
           version: c.version,
-          dtype: { bf16: "BF16", f16: "F16", fp8_e4m3fn: "U8" }[c.dtype],
+          dtype: { bf16: "BF16", f16: "F16", fp8_e4m3fn: "U8", fp8_e5m2: "U8" }[c.dtype],
           mla: c.mla,
           heads: c.mla ? 1 : 4,
           width: c.mla ? 576 : 16,
@@ -160,7 +159,9 @@ describe.skipIf(skip)(
           reference,
           ...(c.layout ? { layout: c.layout } : {}),
           ...(c.mmHashes ? { mmHashes: c.mmHashes } : {}),
-          ...(c.direction === "load" && c.dtype === "fp8_e4m3fn" ? { fp8: PEER_SCALES } : {}),
+          ...(c.direction === "load" && fp8
+            ? { fp8: { ...PEER_SCALES, format: c.dtype === "fp8_e5m2" ? "e5m2" : "e4m3" } }
+            : {}),
         });
       }
       const run = spawnSync(PYTHON, [PEER], {
