@@ -110,22 +110,36 @@ async function inspectFolder(path: string): Promise<ForeignReport> {
     .filter((e) => e.isFile() && e.name.endsWith(".safetensors"))
     .map((e) => e.name)
     .sort((a, b) => a.localeCompare(b, "en", { numeric: true }));
-  if (files.length > 0) return exampleFolderReport(path, files);
-  const folders = [];
+  if (files.length > 0) return exampleFolderReport(path, await readExampleLayers(path, files));
+  const folders: { path: string; layers: ExampleLayer[] }[] = [];
   for (const e of entries.filter((x) => x.isDirectory() && !x.name.includes(".partial-"))) {
     const inner = (await readdir(join(path, e.name))).filter((n) => n.endsWith(".safetensors"));
-    if (inner.length > 0) folders.push(await exampleFolderReport(join(path, e.name), inner.sort()));
+    if (inner.length > 0) {
+      const folder = join(path, e.name);
+      folders.push({ path: folder, layers: await readExampleLayers(folder, inner.sort()) });
+    }
   }
   if (folders.length === 0) throw notACache(path, "it holds no safetensors files");
+  // One storage path serves one model: a reading is kept only if every folder has it with the
+  // same attention shape (folders differ only in token count). This tells [2, T, H*D] (vLLM
+  // <= 0.28) from [T, H, C] with T = 2 (>= 0.29) once the path holds two prompt lengths.
+  const perFolder = folders.map((f) => new Set(folderFits(f.layers).map(modelKey)));
+  const shared = new Set(
+    [...(perFolder[0] as Set<string>)].filter((k) => perFolder.every((keys) => keys.has(k))),
+  );
+  const reports = folders.map((f) =>
+    exampleFolderReport(f.path, f.layers, (fit) => shared.has(modelKey(fit))),
+  );
+  const fits = (reports[0]?.details.fits ?? []) as VllmExampleFit[];
   return {
     file: path,
     format: "vllm-example-storage",
-    verified: folders[0]!.verified,
+    verified: reports[0]!.verified,
     lines: [
-      `${path}: vLLM ExampleConnector storage path, ${folders.length} prompt folders`,
-      ...folders.flatMap((f) => f.lines),
+      `${path}: vLLM ExampleConnector storage path, ${reports.length} prompt folders; fits ${fitSummary(fits, "no single vLLM layout (folders disagree)")}`,
+      ...reports.flatMap((f) => f.lines),
     ],
-    details: { folders: folders.map((f) => ({ folder: f.file, ...f.details })) },
+    details: { fits, folders: reports.map((f) => ({ folder: f.file, ...f.details })) },
   };
 }
 
@@ -136,8 +150,10 @@ function notACache(path: string, why: string): OpalError {
   );
 }
 
-async function exampleFolderReport(path: string, files: string[]): Promise<ForeignReport> {
-  const layers: ReturnType<typeof exampleLayer>[] = [];
+type ExampleLayer = ReturnType<typeof exampleLayer>;
+
+async function readExampleLayers(path: string, files: readonly string[]): Promise<ExampleLayer[]> {
+  const layers: ExampleLayer[] = [];
   for (const name of files) {
     let file: SafetensorsFile;
     try {
@@ -148,23 +164,54 @@ async function exampleFolderReport(path: string, files: string[]): Promise<Forei
     if (!file.tensors.has("kv_cache")) throw notACache(path, `${name} holds no kv_cache tensor`);
     layers.push(exampleLayer(name, file));
   }
-  // The readings every layer file shares are the ones the folder fits.
-  const key = (f: VllmExampleFit) => JSON.stringify(f);
-  const fits = (layers[0]?.fits ?? []).filter((f) =>
-    layers.every((l) => l.fits.some((g) => key(g) === key(f))),
+  return layers;
+}
+
+const fitKey = (f: VllmExampleFit) => JSON.stringify(f);
+/** A reading without its token count: the same model and vLLM version. */
+const modelKey = (f: VllmExampleFit) => JSON.stringify([f.vllmVersion, f.shapeName, f.attention]);
+
+/** The readings every layer file of a folder shares. */
+function folderFits(layers: readonly ExampleLayer[]): VllmExampleFit[] {
+  return (layers[0]?.fits ?? []).filter((f) =>
+    layers.every((l) => l.fits.some((g) => fitKey(g) === fitKey(f))),
   );
-  const summary = fits.length
-    ? fits
-        .map((f) => `${f.vllmVersion === "0.28" ? "vLLM <= 0.28" : "vLLM >= 0.29"} ${f.shapeName}`)
-        .join(" or ")
-    : "no single vLLM layout (layer files disagree)";
+}
+
+function fitSummary(fits: readonly VllmExampleFit[], none: string): string {
+  if (fits.length === 0) return none;
+  return fits
+    .map((f) => `${f.vllmVersion === "0.28" ? "vLLM <= 0.28" : "vLLM >= 0.29"} ${f.shapeName}`)
+    .join(" or ");
+}
+
+/** The report of one ExampleConnector folder, keeping the readings `keep` allows. */
+function exampleFolderReport(
+  path: string,
+  layers: readonly ExampleLayer[],
+  keep: (fit: VllmExampleFit) => boolean = () => true,
+): ForeignReport {
+  const fits = folderFits(layers).filter(keep);
+  const kept = new Set(fits.map(fitKey));
+  const summary = fitSummary(fits, "no single vLLM layout (layer files disagree)");
   return {
     file: path,
     format: "vllm-example",
     verified: "each layer file's kv_cache size against its shape",
     lines: [
-      `${path}: vLLM ExampleConnector folder, ${files.length} layer files, ${fits[0]?.tokenCount ?? "?"} tokens; fits ${summary}`,
-      ...layers.flatMap((l) => l.lines),
+      `${path}: vLLM ExampleConnector folder, ${layers.length} layer files, ${fits[0]?.tokenCount ?? "?"} tokens; fits ${summary}`,
+      ...(new Set(fits.map((f) => f.vllmVersion)).size > 1
+        ? [
+            "  both vLLM versions read this shape; the decoder's version decides (or inspect the storage path: its other prompt folders rule one out)",
+          ]
+        : []),
+      ...layers.flatMap((l) =>
+        // Each layer's readings, less the ones the folder (or its storage path) rules out.
+        l.lines.filter((_, i) => {
+          const fit = l.fits[i - 1];
+          return i === 0 || fits.length === 0 || !fit || kept.has(fitKey(fit));
+        }),
+      ),
     ],
     details: { layers: layers.map((l) => l.details), fits },
   };

@@ -154,6 +154,15 @@ describe.skipIf(!built)("opal prefill --format vllm-example and opal inspect", (
     const inspected = await opalCli(["inspect", join(out, vllmExampleFolderName(TOKENS))]);
     expect(inspected.stdout).toContain("fits vLLM <= 0.28 [2, T, H*D]");
     expect(inspected.stdout).toContain("U8: vLLM's fp8 cache");
+    // [2, 32, 32] alone also reads as a vLLM >= 0.29 file of 2 tokens and 32 heads; inspect says so.
+    expect(inspected.stdout).toContain("both vLLM versions read this shape");
+    // The storage path's two folders (16 and 32 tokens) agree only on the <= 0.28 reading.
+    const storage = await opalCli(["inspect", out]);
+    expect(storage.code, storage.stderr).toBe(0);
+    expect(storage.stdout).toContain(
+      "storage path, 2 prompt folders; fits vLLM <= 0.28 [2, T, H*D]\n",
+    );
+    expect(storage.stdout).not.toContain("vLLM >= 0.29");
   });
 
   it("refuses what a vLLM decoder cannot load, saying why", async () => {

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { encode as encodeMsgpackItem } from "@msgpack/msgpack";
-import { encode as encodeCborItem } from "cbor2";
+import { encode as encodeCborItem } from "cborg";
 import xxhashAddon from "xxhash-addon";
 import { encodePickle } from "./block-hash-pickle";
 import { type BlockHashValue, checkBlockHashValue } from "./block-hash-value";
@@ -55,9 +55,11 @@ function asBuffer(bytes: Uint8Array): Buffer {
  */
 export function encodeCbor(value: BlockHashValue): Uint8Array {
   checkBlockHashValue(value);
-  // CBOR Common Deterministic Encoding: shortest integer and length forms, as cbor2 (Python)
-  // writes with canonical=True; the types of a block-hash value have no other choices to make.
-  return encodeCborItem(value, { cde: true });
+  // cborg's default encoding is deterministic: shortest integer and length forms, definite
+  // lengths, byte strings for Uint8Array, as cbor2 (Python) writes with canonical=True; the types
+  // of a block-hash value have no other choices to make. cborg, not the cbor2 npm package: about
+  // 10x faster per block with the same bytes (docs/formats/vllm-block-hashes.md).
+  return encodeCborItem(value);
 }
 
 /**

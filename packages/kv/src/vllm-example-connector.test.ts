@@ -97,6 +97,13 @@ describe("vLLM ExampleConnector handoff", () => {
     }
   });
 
+  /** What CUDA's satfinite conversion stores: saturated RNE, every NaN (either sign) as 0x7F. */
+  const cudaFp8 = (values: Float32Array, scale: number) => {
+    const quotients = values.map((x) => x / scale);
+    const out = fromFloat32(quotients, "fp8_e4m3fn", { saturate: true });
+    return out.map((code, i) => (Number.isNaN(quotients[i]) ? 0x7f : code));
+  };
+
   it("fp8: quantises with the decoder's static per-layer scales and writes U8; reads U8 back", () => {
     const d = mhaDescriptor({ dtype: "f32", tokenCount: 16 });
     const cache = randomCache(d, 3);
@@ -111,24 +118,8 @@ describe("vLLM ExampleConnector handoff", () => {
       ...d,
       dtype: "fp8_e4m3fn",
     });
-    expect(Buffer.from(q.k!)).toEqual(
-      Buffer.from(
-        fromFloat32(
-          k.map((x) => x / 0.5),
-          "fp8_e4m3fn",
-          { saturate: true },
-        ),
-      ),
-    );
-    expect(Buffer.from(q.v!)).toEqual(
-      Buffer.from(
-        fromFloat32(
-          v.map((x) => x / 0.25),
-          "fp8_e4m3fn",
-          { saturate: true },
-        ),
-      ),
-    );
+    expect(Buffer.from(q.k!)).toEqual(Buffer.from(cudaFp8(k, 0.5)));
+    expect(Buffer.from(q.v!)).toEqual(Buffer.from(cudaFp8(v, 0.25)));
     expect(() => encodeVllmExampleLayer(cache, 1, { fp8: { ...fp8, kScale: [1] } })).toThrow(
       /kScale for layer 1/,
     );

@@ -88,7 +88,13 @@ function nhdPart(cache: KvCache, layer: number, part: KvPart): Uint8Array {
   });
 }
 
-/** `fp8(x / scale)`, saturating to the finite range as vLLM's cache-write kernels do. */
+/**
+ * `fp8(x / scale)` as vLLM's cache write stores it (`scaled_vec_conversion` in
+ * csrc/quantization/fp8/nvidia/quant_utils.cuh @ 2fed15b1649c12fc4b6d4b4c54c3083039532e5a):
+ * `__nv_cvt_float_to_fp8(float(x) / scale, __NV_SATFINITE, ...)` with the float32 scale, so the
+ * quotient is taken in float32; finite overflow and ±inf saturate, and every NaN becomes CUDA's
+ * canonical NaN 0x7F (its sign dropped), where OPAL's generic encoder would keep the sign.
+ */
 function quantizeStatic(
   src: Uint8Array,
   dtype: KvDtype,
@@ -96,10 +102,16 @@ function quantizeStatic(
   scale: number,
 ) {
   const values = toFloat32(src, dtype);
-  if (scale !== 1)
-    for (let i = 0; i < values.length; i++) values[i] = (values[i] as number) / scale;
-  return fromFloat32(values, fp8, { saturate: true });
+  const divisor = Math.fround(scale);
+  if (divisor !== 1)
+    for (let i = 0; i < values.length; i++) values[i] = (values[i] as number) / divisor;
+  const out = fromFloat32(values, fp8, { saturate: true });
+  for (let i = 0; i < values.length; i++) if (Number.isNaN(values[i])) out[i] = CUDA_FP8_NAN;
+  return out;
 }
+
+/** The NaN `__nv_cvt_float_to_fp8` returns for any NaN input, E4M3 and E5M2 alike. */
+const CUDA_FP8_NAN = 0x7f;
 
 /** Checks what an ExampleConnector file can hold; returns the file dtype. */
 function fileDtype(d: KvDescriptor, fp8: VllmFp8Cache | undefined): SafetensorsDtype {

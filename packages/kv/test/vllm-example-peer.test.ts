@@ -4,12 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
-  fromFloat32,
   type KvCache,
   type KvDescriptor,
   type KvDtype,
   readVllmExampleFolder,
-  toFloat32,
   type VllmExampleVersion,
   vllmExampleFolderName,
   vllmExampleFolders,
@@ -28,14 +26,15 @@ import { PYTHON, pythonUnavailable } from "./python";
 const skip = pythonUnavailable(["torch"]);
 const PEER = join(__dirname, "vllm-peer", "vllm_example_peer.py");
 const BLOCK = 16;
-const SCALES = { kScale: [0.5, 2], vScale: 0.25 };
+// 0.7 and 0.3 are not float32 numbers: vLLM divides by the float32 scale, so must OPAL.
+const SCALES = { kScale: [0.7, 2], vScale: 0.3 };
 
 interface Case {
   readonly id: string;
   readonly direction: "load" | "save";
   readonly version: VllmExampleVersion;
   /** OPAL dtype of the file contents; fp8 rows are quantised from a bf16 cache. */
-  readonly dtype: "bf16" | "f16" | "fp8_e4m3fn";
+  readonly dtype: "bf16" | "f16" | "fp8_e4m3fn" | "fp8_e5m2";
   readonly mla: boolean;
   readonly promptTokens: number;
   readonly layout?: string;
@@ -44,7 +43,7 @@ interface Case {
 
 const cases: Case[] = [];
 for (const version of ["0.28", "0.29"] as const)
-  for (const dtype of ["bf16", "f16", "fp8_e4m3fn"] as const)
+  for (const dtype of ["bf16", "f16", "fp8_e4m3fn", "fp8_e5m2"] as const)
     for (const mla of [false, true])
       for (const direction of ["load", "save"] as const)
         cases.push({
@@ -93,20 +92,21 @@ function descriptorOf(c: Case, tokenCount: number, dtype: KvDtype): KvDescriptor
   });
 }
 
-/** The reference rows vLLM must hold: the cache's bytes, fp8-quantised with the static scales. */
+/**
+ * The reference rows of one layer as raw bytes: the cache's own parts. For fp8 loads these are the
+ * model's bf16 K and V; the peer quantises them itself as vLLM's cache write does (it is given
+ * the static scales), so OPAL's quantiser is checked, not trusted.
+ */
 function referenceParts(c: Case, cache: KvCache, layer: number): Record<string, Uint8Array> {
   const parts = c.mla ? (["latent"] as const) : (["k", "v"] as const);
-  const out: Record<string, Uint8Array> = {};
-  for (const part of parts) {
-    const src = cache.part(layer, part);
-    if (c.direction === "load" && c.dtype === "fp8_e4m3fn") {
-      const scale = part === "v" ? SCALES.vScale : (SCALES.kScale[layer] as number);
-      const values = toFloat32(src, "bf16").map((x) => x / scale);
-      out[part] = fromFloat32(values, "fp8_e4m3fn", { saturate: true });
-    } else out[part] = src;
-  }
-  return out;
+  return Object.fromEntries(parts.map((part) => [part, cache.part(layer, part)]));
 }
+
+/** The static scales per layer for the peer (MLA's latent uses k_scale). */
+const PEER_SCALES = {
+  kScale: SCALES.kScale,
+  vScale: SCALES.kScale.map(() => SCALES.vScale),
+};
 
 describe.skipIf(skip)(
   "vLLM ExampleConnector folders against vLLM's own save and load steps",
@@ -114,7 +114,7 @@ describe.skipIf(skip)(
     const root = mkdtempSync(join(tmpdir(), "opal-vllm-peer-"));
     afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-    it(`${cases.length} cases: both versions, bf16/f16/fp8-as-U8, GQA and MLA, 0.29 pool layouts`, async () => {
+    it(`${cases.length} cases: both versions, bf16/f16/fp8 (e4m3, e5m2) as U8, GQA and MLA, 0.29 pool layouts`, async () => {
       const jobs = [];
       const caches = new Map<string, KvCache>();
       for (const [i, c] of cases.entries()) {
@@ -123,7 +123,8 @@ describe.skipIf(skip)(
         const reference = join(dir, "reference");
         mkdirSync(reference, { recursive: true });
         const prompt = Array.from({ length: c.promptTokens }, (_, t) => 100 + i * 1000 + t * 3);
-        const sourceDtype = c.direction === "load" && c.dtype === "fp8_e4m3fn" ? "bf16" : c.dtype;
+        const fp8 = c.dtype === "fp8_e4m3fn" || c.dtype === "fp8_e5m2";
+        const sourceDtype = c.direction === "load" && fp8 ? "bf16" : c.dtype;
         const cache = randomCache(descriptorOf(c, c.promptTokens, sourceDtype), 7 + i);
         caches.set(c.id, cache);
         for (let layer = 0; layer < 2; layer++)
@@ -135,9 +136,7 @@ describe.skipIf(skip)(
             promptTokenIds: prompt,
             vllmVersion: c.version,
             ...(c.mmHashes ? { mmHashes: c.mmHashes } : {}),
-            ...(c.dtype === "fp8_e4m3fn"
-              ? { fp8: { dtype: "fp8_e4m3fn" as const, ...SCALES } }
-              : {}),
+            ...(fp8 ? { fp8: { dtype: c.dtype as "fp8_e4m3fn" | "fp8_e5m2", ...SCALES } } : {}),
           });
         }
         const blocks = Math.ceil((c.promptTokens + 1) / BLOCK);
@@ -145,7 +144,7 @@ describe.skipIf(skip)(
           id: c.id,
           direction: c.direction,
           version: c.version,
-          dtype: { bf16: "BF16", f16: "F16", fp8_e4m3fn: "U8" }[c.dtype],
+          dtype: { bf16: "BF16", f16: "F16", fp8_e4m3fn: "U8", fp8_e5m2: "U8" }[c.dtype],
           mla: c.mla,
           heads: c.mla ? 1 : 4,
           width: c.mla ? 576 : 16,
@@ -160,6 +159,9 @@ describe.skipIf(skip)(
           reference,
           ...(c.layout ? { layout: c.layout } : {}),
           ...(c.mmHashes ? { mmHashes: c.mmHashes } : {}),
+          ...(c.direction === "load" && fp8
+            ? { fp8: { ...PEER_SCALES, format: c.dtype === "fp8_e5m2" ? "e5m2" : "e4m3" } }
+            : {}),
         });
       }
       const run = spawnSync(PYTHON, [PEER], {

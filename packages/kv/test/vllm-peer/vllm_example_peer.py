@@ -21,6 +21,12 @@ Sources (github.com/vllm-project/vllm), written from their behaviour:
   int64 token bytes, then "-".join(mm_hashes) in UTF-8), files "<layer_name>.safetensors" with one
   tensor "kv_cache".
 - fp8 caches are torch.uint8 tensors (STR_DTYPE_TO_TORCH_DTYPE in vllm/utils/torch_utils.py).
+- fp8 values are what the cache write stores (csrc/quantization/fp8/nvidia/quant_utils.cuh at
+  2fed15b1649c12fc4b6d4b4c54c3083039532e5a, scaled_vec_conversion<uint8_t, __nv_bfloat16>):
+  __nv_cvt_float_to_fp8(float(x) / scale, __NV_SATFINITE, __NV_E4M3 or __NV_E5M2) with the layer's
+  float32 k_scale / v_scale. torch 1.13 has no fp8 dtype, so fp8_satfinite below performs that
+  conversion from the formats' definitions (CUDA's cuda_fp8.hpp behaviour: round to nearest even,
+  magnitudes past the largest finite value and +-inf to it, every NaN to the canonical 0x7F).
 
 Reads a JSON list of cases on stdin, prints a JSON list of results on stdout.
 """
@@ -44,6 +50,40 @@ LAYOUTS = {
     "BLNHC": (1, 0, 3, 2, 4),
     "BHLNC": (1, 2, 0, 3, 4),
 }
+
+
+def fp8_values(exponent_bits, mantissa_bits, finite_codes):
+    """The non-negative finite values of an fp8 format, by code 0..finite_codes-1 (IEEE-style bias)."""
+    bias = (1 << (exponent_bits - 1)) - 1
+    out = []
+    for code in range(finite_codes):
+        exponent, mantissa = code >> mantissa_bits, code & ((1 << mantissa_bits) - 1)
+        fraction = mantissa / (1 << mantissa_bits)
+        if exponent == 0:
+            out.append(fraction * 2.0 ** (1 - bias))
+        else:
+            out.append((1 + fraction) * 2.0 ** (exponent - bias))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+# E4M3 (fn): codes 0x00..0x7E finite, max 448, 0x7F NaN. E5M2: 0x00..0x7B finite, max 57344,
+# 0x7C inf, above NaN.
+FP8_FORMATS = {"e4m3": fp8_values(4, 3, 0x7F), "e5m2": fp8_values(5, 2, 0x7C)}
+
+
+def fp8_satfinite(x, fmt):
+    """float32 tensor -> uint8 fp8 codes: nearest value, ties to the even code, saturating."""
+    table = FP8_FORMATS[fmt]
+    top = len(table) - 1
+    magnitude = x.abs().double().clamp(max=float(table[top]))  # +-inf and beyond: the maximum
+    upper = torch.searchsorted(table, magnitude).clamp(max=top)
+    lower = (upper - 1).clamp(min=0)
+    to_upper, to_lower = table[upper] - magnitude, magnitude - table[lower]
+    tie_even = torch.where(upper % 2 == 0, upper, lower)
+    code = torch.where(to_upper < to_lower, upper, torch.where(to_lower < to_upper, lower, tie_even))
+    code = code | (torch.signbit(x).long() << 7)
+    code = torch.where(torch.isnan(x), torch.full_like(code, 0x7F), code)
+    return code.to(torch.uint8)
 
 
 def align_to_block_size(num_tokens, block_size):
@@ -178,13 +218,21 @@ def place(case, layer, slots, parts):
 
 
 def reference(case, layer_index, tokens):
-    """Reference parts of one layer, [tokens, H, D] each, from the raw files the test wrote."""
-    dtype = DTYPES[case["dtype"]]
+    """Reference parts of one layer, [tokens, H, D] each, from the raw files the test wrote.
+
+    With case["fp8"] the files hold the model's bf16 K and V and the reference is what vLLM's fp8
+    cache write stores for them with the layer's static scales (MLA's latent uses k_scale).
+    """
+    fp8 = case.get("fp8")
+    dtype = torch.bfloat16 if fp8 else DTYPES[case["dtype"]]
     out = []
     for part in ["latent"] if case["mla"] else ["k", "v"]:
         path = os.path.join(case["reference"], f"{layer_index}.{part}.bin")
         with open(path, "rb") as f:
             t = torch.frombuffer(bytearray(f.read()), dtype=dtype)
+        if fp8:
+            scale = fp8["vScale" if part == "v" else "kScale"][layer_index]
+            t = fp8_satfinite(t.float() / torch.tensor(scale, dtype=torch.float32), fp8["format"])
         out.append(t.reshape(-1, case["heads"], case["width"])[:tokens])
     return out
 
