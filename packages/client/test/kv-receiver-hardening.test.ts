@@ -1,15 +1,13 @@
-import { Client, type ClientWritableStream, credentials, Metadata } from "@grpc/grpc-js";
 import { Code, type OpalError } from "@opal/core";
 import { layerByteLength } from "@opal/kv";
 import { type MockServer, serveMockDevice } from "@opal/mock";
 import {
-  fromGrpcStatus,
-  type opal,
-  KvReceiverServiceDefinition as R,
-  toWireChunk,
-  toWireDescriptor,
-} from "@opal/protocol";
-import { collectPrefill, expectOpalError } from "@opal/testing";
+  collectPrefill,
+  expectOpalError,
+  openPush,
+  type PushRequest,
+  toPushMessages,
+} from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDeviceClient, type DeviceClient } from "../src/create-device-client";
 import { createKvReceiver } from "../src/create-kv-receiver";
@@ -21,8 +19,6 @@ import { tinyRequest } from "./reliability/fixtures";
 
 // Issue #18 item 4: one sender must not be able to stop a KvReceiver for the others, and a
 // transfer id is single-use (docs/protocol/push.md PS-9, PS-13).
-
-type PushRequest = opal.device.v1.PushKvRequest.$Properties;
 
 let mock: MockServer;
 let device: DeviceClient;
@@ -58,41 +54,8 @@ function discardingSink(commits: string[], transferId: string): KvSink<null> {
 
 /** A real cache from the mock device as the messages of a push: header, chunks, commit. */
 async function pushMessages(transferId: string, seed: number, requestId = "r-1") {
-  const { events, descriptor, stats } = await collectPrefill(
-    device.prefill(tinyRequest({}, { seed })),
-  );
-  const header: PushRequest = {
-    header: { transferId, requestId, descriptor: toWireDescriptor(descriptor) },
-  };
-  const chunks: PushRequest[] = events.flatMap((e) =>
-    e.type === "chunk" ? [{ chunk: toWireChunk(e.chunk) }] : [],
-  );
-  const commit: PushRequest = {
-    commit: { kvTotalBytes: stats.kvTotalBytes, kvDigest: stats.kvDigest },
-  };
-  return { header, chunks, commit, descriptor };
-}
-
-/** An open PushKv call; `result` settles with the receiver's answer. */
-function openPush(address: string, token?: string) {
-  const client = new Client(address, credentials.createInsecure());
-  const metadata = new Metadata();
-  if (token) metadata.set("authorization", `Bearer ${token}`);
-  let call!: ClientWritableStream<PushRequest>;
-  const result = new Promise<{ response?: opal.device.v1.PushKvResponse; error?: OpalError }>(
-    (resolve) => {
-      call = client.makeClientStreamRequest(
-        R.pushKv.path,
-        R.pushKv.requestSerialize,
-        R.pushKv.responseDeserialize,
-        metadata,
-        { deadline: Date.now() + 30_000 },
-        (error, response) =>
-          resolve(error ? { error: fromGrpcStatus(error) } : { response: response ?? undefined }),
-      );
-    },
-  ).finally(() => client.close());
-  return { call, result };
+  const prefill = await collectPrefill(device.prefill(tinyRequest({}, { seed })));
+  return toPushMessages(prefill, transferId, requestId);
 }
 
 /** Sends `messages` on one call and ends it. */

@@ -4,12 +4,24 @@ import {
   createServer as createNetServer,
   type Server as NetServer,
 } from "node:net";
-import { createDeviceClient, type DeviceClient } from "@opal/client";
+import {
+  createDeviceClient,
+  createKvReceiver,
+  createMemorySink,
+  type DeviceClient,
+} from "@opal/client";
 import { Code, type OpalError } from "@opal/core";
 import { MIN_CHUNK_BYTES } from "@opal/driver";
+import { digestKvCache } from "@opal/kv";
 import { createMockDevice } from "@opal/mock";
 import { createPresetWeights, encodeHfCheckpoint } from "@opal/reference";
-import { collectPrefill, expectOpalError } from "@opal/testing";
+import {
+  collectPrefill,
+  expectOpalError,
+  openPush,
+  type PushOutcomeOnWire,
+  toPushMessages,
+} from "@opal/testing";
 import { describe, expect, it } from "vitest";
 import { createDeviceServer } from "../src/index";
 import { openUnreadPrefill } from "./attackers";
@@ -366,7 +378,7 @@ describe("LoadModel bounds (issue #18 item 3, MD-15, MD-20)", () => {
 });
 
 describe("one tenant cannot stop a device (issue #18, done when)", () => {
-  it("keeps a second tenant's prefills succeeding under slow-reader, retention and upload attacks at once", async () => {
+  it("keeps a second tenant's prefills succeeding under slow-reader, retention, upload and trickle-push attacks at once", async () => {
     const MIB = 1024 * 1024;
     const { configJson, safetensors } = encodeHfCheckpoint(createPresetWeights("opal-tiny"), {
       dtype: "bf16",
@@ -389,6 +401,13 @@ describe("one tenant cannot stop a device (issue #18, done when)", () => {
         uploadIdleTimeoutMs: 1_500,
       },
     });
+    // The decode side: tenant B's pushes arrive here (the host pushes for the mock, which does not
+    // push itself); the attacker also holds a receiver token. 16 transfer slots, 8 per sender.
+    const receiver = await createKvReceiver({
+      tokens: ["attacker", "device"],
+      idleTimeoutMs: 2_000,
+      createSink: () => createMemorySink(),
+    });
     const a = createDeviceClient(server.address, { token: "t-a" });
     const b = createDeviceClient(server.address, { token: "t-b" });
     let stopUploads = () => {};
@@ -399,6 +418,8 @@ describe("one tenant cannot stop a device (issue #18, done when)", () => {
       const events = a.prefill({ ...bigRequest(), requestId, retentionSeconds: 600 });
       for await (const event of events) if (event.type === "accepted") break;
     };
+    // A real cache for the trickling pushers to send a little of.
+    const bait = await collectPrefill(a.prefill(tinyRequest()));
     // Tenant A: retained caches it abandons (one fits its quota, the next is refused)...
     await abandon("abandon-1");
     const refusedRetention = await abandon("abandon-2").catch((error: OpalError) => error);
@@ -406,6 +427,29 @@ describe("one tenant cannot stop a device (issue #18, done when)", () => {
     const unread = Array.from({ length: 20 }, () =>
       openUnreadPrefill(server.address, "t-a", bigRequest()),
     );
+    // ...16 raw pushes to the receiver with its token, each sending a header and then, forever,
+    // empty messages every 250 ms (even ones) or one real chunk every 500 ms (odd ones)...
+    const tricklers = Array.from({ length: 16 }, (_, i) => {
+      const { header, chunks } = toPushMessages(bait, `trickle-${i}`, `trickle-${i}`);
+      const { call, result } = openPush(receiver.address, "attacker");
+      call.write(header);
+      let next = 0;
+      const timer =
+        i % 2 === 0
+          ? setInterval(() => call.write({}), 250)
+          : setInterval(() => call.write(chunks[next++]!), 500);
+      const trickler: { sendsChunks: boolean; outcome?: PushOutcomeOnWire; stop(): void } = {
+        sendsChunks: i % 2 === 1,
+        stop() {
+          clearInterval(timer);
+          call.cancel();
+        },
+      };
+      void result.then((outcome) => {
+        trickler.outcome = outcome;
+      });
+      return trickler;
+    });
     try {
       // ...and uploads that stall after their first kilobyte.
       const uploads = Array.from({ length: 3 }, (_, i) =>
@@ -421,18 +465,43 @@ describe("one tenant cannot stop a device (issue #18, done when)", () => {
           })
           .catch((error: OpalError) => error),
       );
-      // Tenant B keeps working meanwhile: every prefill succeeds, retained and released.
+      // The receiver refuses the pushes beyond the 8 one sender may hold, and keeps 8 open. Before
+      // the fix (no per-sender cap, empty messages counted as progress) the 16 held every slot and
+      // tenant B's pushes failed PUSH_REJECTED.
+      const busy = () => tricklers.filter((t) => t.outcome?.error?.reason === "DEVICE_BUSY");
+      await until(() => busy().length === 8);
+      const held = tricklers.filter((t) => !busy().includes(t));
+      // Tenant B keeps working meanwhile: every prefill is pushed to the receiver and committed
+      // there (same bytes), retained on the device and released.
       const served: number[] = [];
       const startedAt = performance.now();
       while (performance.now() - startedAt < 3_000) {
         const t = performance.now();
-        const run = await collectPrefill(b.prefill(tinyRequest({ retentionSeconds: 60 })));
-        expect((await b.releaseKv(run.kvHandle)).released).toBe(true);
+        const transferId = `b-${served.length}`;
+        let kvHandle = "";
+        let committed = false;
+        const request = tinyRequest({
+          retentionSeconds: 60,
+          pushTarget: { address: receiver.address, transferId, authorizationToken: "device" },
+        });
+        for await (const event of b.prefill(request)) {
+          if (event.type === "accepted") kvHandle = event.kvHandle;
+          if (event.type === "chunk") throw new Error("a pushed prefill sent its cache inline");
+          if (event.type === "completed") {
+            committed = event.stats.pushReceipt?.committed === true;
+            const received = await receiver.received(transferId, { timeoutMs: 1_000 });
+            expect(Buffer.from(digestKvCache(received.receipt))).toEqual(
+              Buffer.from(event.stats.kvDigest),
+            );
+          }
+        }
+        expect(committed).toBe(true);
+        expect((await b.releaseKv(kvHandle)).released).toBe(true);
         served.push(performance.now() - t);
       }
       expect(served.length).toBeGreaterThanOrEqual(5);
       console.log(
-        `tenant B under attack: ${served.length} prefills served, slowest ${Math.round(Math.max(...served))} ms`,
+        `tenant B under attack: ${served.length} pushed prefills committed, slowest ${Math.round(Math.max(...served))} ms`,
       );
       // The attacks were refused or ended, each with its documented status.
       const outcomes = await Promise.all(unread.map((stream) => stream.readAll()));
@@ -447,11 +516,28 @@ describe("one tenant cannot stop a device (issue #18, done when)", () => {
       expect(uploadErrors.sort()).toEqual(
         [Code.DEADLINE_EXCEEDED, Code.DEADLINE_EXCEEDED, Code.RESOURCE_EXHAUSTED].sort(),
       );
+      // Of the 8 trickling pushes taken, those sending chunks are still open (slow progress holds
+      // a slot); those sending only empty messages ended as idle (PS-9: idle means no KV bytes).
+      expect(busy()).toHaveLength(8);
+      const heldOutcomes = held.map((t) => ({
+        sendsChunks: t.sendsChunks,
+        code: t.outcome?.error?.code,
+        idle: /sent no KV bytes/.test(t.outcome?.error?.message ?? ""),
+      }));
+      expect(heldOutcomes).toEqual(
+        held.map((t) =>
+          t.sendsChunks
+            ? { sendsChunks: true, code: undefined, idle: false }
+            : { sendsChunks: false, code: Code.DEADLINE_EXCEEDED, idle: true },
+        ),
+      );
     } finally {
       stopUploads();
       for (const stream of unread) stream.close();
+      for (const t of tricklers) t.stop();
       await a.close();
       await b.close();
+      await receiver.close();
       await server.shutdown({ graceMs: 0 });
     }
   }, 30_000);

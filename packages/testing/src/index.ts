@@ -9,6 +9,8 @@ export type { CollectedPrefill, ContractSubject } from "./driver-contract";
 export { collectPrefill, describeDriverContract, expectOpalError } from "./driver-contract";
 export type { HealthClient, HealthClientOptions, HealthStatus } from "./health-client";
 export { createHealthClient } from "./health-client";
+export type { OpenPush, PushOutcomeOnWire, PushRequest } from "./open-push";
+export { openPush } from "./open-push";
 export type { PythonPeer } from "./python-peer";
 export { createPythonPeer, PROTO_ROOT, PYTHON } from "./python-peer";
 export type {
@@ -21,3 +23,5 @@ export type { StartListeningProcessOptions } from "./start-listening-process";
 export { startListeningProcess } from "./start-listening-process";
 export type { TestCertificateOptions, TestCertificates } from "./test-certificates";
 export { createTestCertificates } from "./test-certificates";
+export type { PushMessages } from "./to-push-messages";
+export { toPushMessages } from "./to-push-messages";
