@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { ExitCode } from "@opal/core";
 import { startListeningProcess } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -60,13 +61,13 @@ describe.skipIf(!built)("opal inspect and convert on hostile KV files (issue #18
     ["okv-descriptor-null.INVALID_HEADER.bin", /\[invalid_argument\] .*descriptor/],
   ];
   for (const [file, message] of cases) {
-    it(`${file}: a clear error and exit 1, no heap exhaustion or TypeError`, async () => {
+    it(`${file}: a clear error and exit 67 (invalid argument), no heap exhaustion or TypeError`, async () => {
       const path = join(corpus, file);
       const inspect = await opalCli(["inspect", path]);
       const out = join(dir, `${file}.okv`);
       const convert = await opalCli(["convert", path, out, "--to", "okv"]);
       for (const result of [inspect, convert]) {
-        expect(result.code, result.stderr).toBe(1);
+        expect(result.code, result.stderr).toBe(ExitCode.INVALID_ARGUMENT);
         expect(result.stderr).toMatch(message);
         expect(result.stderr).not.toMatch(/TypeError|heap|^\s+at /m);
       }
@@ -123,7 +124,7 @@ describe.skipIf(!built)(
       mkdirSync(join(out, "notes"), { recursive: true });
       writeFileSync(join(out, "notes", "precious.txt"), "the operator's");
       const refused = await prefill("lmcache", out);
-      expect(refused.code).toBe(1);
+      expect(refused.code).toBe(ExitCode.ALREADY_EXISTS);
       expect(refused.stderr).toContain(`[already_exists] ${out} already exists and is not empty`);
       expect(readFileSync(join(out, "notes", "precious.txt"), "utf8")).toBe("the operator's");
       const forced = await prefill("lmcache", out, "--force");
@@ -137,7 +138,7 @@ describe.skipIf(!built)(
         const out = join(dir, `existing.${format}`);
         writeFileSync(out, "keep");
         const refused = await prefill(format, out);
-        expect(refused.code, format).toBe(1);
+        expect(refused.code, format).toBe(ExitCode.ALREADY_EXISTS);
         expect(refused.stderr).toContain("[already_exists]");
         expect(readFileSync(out, "utf8")).toBe("keep");
         const forced = await prefill(format, out, "--force");
@@ -148,7 +149,7 @@ describe.skipIf(!built)(
       writeFileSync(target, "keep");
       const input = join(dir, "existing.okv");
       const convert = await opalCli(["convert", input, target, "--to", "safetensors"]);
-      expect(convert.code).toBe(1);
+      expect(convert.code).toBe(ExitCode.ALREADY_EXISTS);
       expect(convert.stderr).toContain("[already_exists]");
       expect(readFileSync(target, "utf8")).toBe("keep");
       const forced = await opalCli(["convert", input, target, "--to", "safetensors", "--force"]);

@@ -23,7 +23,7 @@ describe("the executables' exit codes", () => {
       reason: "UNSUPPORTED_BLOCK_SIZE",
       fieldViolations: [
         { field: "kv_format.block_size_tokens", description: "expected one of [16], got 17" },
-        { field: "kv_format.dtype", description: "expected bf16, got f8" },
+        { field: "kv_format.dtype", description: "kv_format.dtype: expected bf16, got f8" },
       ],
     });
     expect(toErrorReport(error)).toEqual({

@@ -103,7 +103,13 @@ export function formatErrorReport(name: string, error: unknown): string {
   const lines = [`${name}: [${report.code}] ${report.message}`];
   if (report.reason) lines.push(`  reason: ${report.reason}`);
   if (error instanceof OpalError) {
-    for (const v of error.fieldViolations) lines.push(`  field ${v.field}: ${v.description}`);
+    for (const v of error.fieldViolations) {
+      // Descriptions often lead with their own path already: print it once.
+      const text = v.description.startsWith(`${v.field}: `)
+        ? v.description.slice(v.field.length + 2)
+        : v.description;
+      lines.push(`  field ${v.field}: ${text}`);
+    }
   }
   return lines.join("\n");
 }
