@@ -293,6 +293,12 @@ def create_servicer(pb, pb_grpc, faults, device_id, auth):
 
         # ---- retention is not offered (retention.md, RT-11) ----
         def FetchKv(self, request, context):
+            # RT-11's order: the handle's own shape first, then "no retention".
+            if not request.kv_handle or len(request.kv_handle) > 128:
+                wire.abort(
+                    context,
+                    DeviceError("INVALID_FIELD", "kv_handle must be 1 to 128 characters", "kv_handle"),
+                )
             wire.abort(
                 context,
                 DeviceError("UNSUPPORTED_FEATURE", "this device retains no caches (max_retention_seconds 0)", "kv_handle"),

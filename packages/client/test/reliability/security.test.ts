@@ -127,8 +127,11 @@ describe("push handoff isolation (PS-10, SEC-7)", () => {
     const request = tinyRequest({ retentionSeconds: 60, pushTarget: target("a-1") });
     const pushedByA = await pushPrefill(a, request);
     expect(pushedByA.receipt.committed).toBe(true);
-    const handle = (await collectPrefill(a.prefill({ ...request, pushTarget: undefined })))
-      .kvHandle;
+    // A's own replay of the same request (same body, push target included: PF-7) names the handle.
+    let handle = "";
+    for await (const event of a.prefill(request))
+      if (event.type === "accepted") handle = event.kvHandle;
+    expect(handle).not.toBe("");
 
     // B reuses A's request_id and body: request ids are per tenant (PF-4), so B gets a new
     // computation, not A's retained cache, and its own push goes nowhere without a token.
