@@ -12,7 +12,8 @@ import { afterAll, describe, expect, it } from "vitest";
 // `npm ci` preferring the local npm cache. Differences from a person at a terminal, and only these:
 // - `npm ci && npm test` is not run: `npm test` runs this test (CI runs it as .ci/run);
 // - a command that serves a device (`npx opal-mock …`, `npx opal mock …`) runs in the background
-//   until the end of its file, as the docs say to run it in its own terminal;
+//   until the next one starts (a person stops the mock on 50051 before starting another there)
+//   or its file ends, as the docs say to run it in its own terminal;
 // - the documented port 50051 becomes a free port, since other processes on this host may hold it.
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -135,6 +136,7 @@ describe("a newcomer on a fresh clone", () => {
         if (NOT_RUN.has(written.replace(/\s+#.*$/, ""))) continue;
         const command = written.replaceAll("50051", String(port));
         if (SERVES.test(command)) {
+          await stopServers();
           const listening = await serve(command);
           expect(listening, `${doc}: ${written}`).toMatch(/listening on 127\.0\.0\.1:\d+/);
         } else {

@@ -174,10 +174,11 @@ describe.skipIf(!built)("opal, opal-mock and opal-conformance conventions", () =
     };
     const file = join(dir, "tokenizer.json");
     writeFileSync(file, JSON.stringify(tokenizer));
+    let outputs = 0; // one output file a run: an existing one is refused (--force replaces it)
     const prefill = (...extra: string[]) =>
       opalCli(
         ...["prefill", "--target", address, "--model", "opal-tiny", "--json"],
-        ...["--out", join(dir, "t.okv"), ...extra],
+        ...["--out", join(dir, `t-${outputs++}.okv`), ...extra],
       );
     const words = await prefill("--prompt", "hello OPAL", "--tokenizer", file);
     expect(words.code, words.stdout).toBe(0);

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { ExitCode } from "@opal/core";
 import {
   decodeSafetensors,
   encodeSafetensors,
@@ -173,14 +174,17 @@ describe.skipIf(!built)("opal prefill --format vllm-example and opal inspect", (
       "--tensor-parallel-size",
       "2",
     );
-    expect(tp.code).not.toBe(0);
-    expect(tp.stderr).toMatch(/no TP rank/);
+    // With --json a failure is a JSON error on stdout: code, reason, field and message.
+    const failure = (run: { stdout: string }) =>
+      (JSON.parse(run.stdout) as { error: { code: string; message: string } }).error;
+    expect(tp.code).toBe(ExitCode.FAILED_PRECONDITION);
+    expect(failure(tp).message).toMatch(/no TP rank/);
     expect(existsSync(join(dir, "tp"))).toBe(false);
     const scales = await prefill(join(dir, "s"), "--format", "vllm-example", "--k-scale", "0.5");
-    expect(scales.code).not.toBe(0);
-    expect(scales.stderr).toMatch(/static scales of vLLM's fp8 cache/);
+    expect(scales.code).toBe(ExitCode.USAGE);
+    expect(failure(scales).message).toMatch(/static scales of vLLM's fp8 cache/);
     const badScale = await prefill(join(dir, "s"), "--dtype", "fp8_e4m3fn", "--k-scale", "0,1");
-    expect(badScale.stderr).toMatch(/--k-scale takes one scale or one per layer/);
+    expect(failure(badScale).message).toMatch(/--k-scale takes one scale or one per layer/);
   });
 
   it("inspects SGLang buffers, LMCache chunks and vLLM pools saved as safetensors", async () => {

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type MockServer, serveMockDevice } from "@opal/mock";
@@ -140,6 +140,9 @@ const FIXTURES: Record<string, unknown> = {
   blockTable: Int32Array.of(2),
   numKvHeads: 2,
   headSize: 16,
+  // 32 tokens: vLLM's ExampleConnector stores whole 16-token blocks.
+  decoderPromptTokenIds: Uint32Array.from({ length: 32 }, (_, i) => 65 + i),
+  sharedStoragePath: join(snippetDir, "shared-storage"),
 };
 
 /** The snippet as the test runs it: the mock's port for 50051, FIXTURES for `declare const`s. */
@@ -186,5 +189,7 @@ describe("docs/guides/integrator.md against a default mock device", () => {
     const blockBytes = BLOCK * 2 * 32 * 2;
     expect(allocation.subarray(2 * blockBytes, 3 * blockBytes).some((b) => b !== 0)).toBe(true);
     expect(allocation.subarray(0, 2 * blockBytes).every((b) => b === 0)).toBe(true);
+    // The ExampleConnector one wrote the folder vLLM checks (16 tokens) and the one it loads (32).
+    expect(readdirSync(FIXTURES.sharedStoragePath as string)).toHaveLength(2);
   }, 60_000);
 });
