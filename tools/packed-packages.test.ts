@@ -48,11 +48,20 @@ async function main() {
     kvFormat: { dtype: "bf16", scaleScheme: "none", layout: "nhd", blockSizeTokens: 16 },
   }).result;
   const error = new OpalError(Code.NOT_FOUND, "gone", { reason: Reason.KV_HANDLE_NOT_FOUND });
+  // @opal/kv's sub-paths share the root's code: a sub-path's error is the root's KvFormatError.
+  const areas = [decodeOkvBytes, decodeSafetensors, toKvLayout, computeOpalBlockHashes];
+  let okvError: unknown;
+  try {
+    decodeOkvBytes(new Uint8Array(4));
+  } catch (caught) {
+    okvError = caught;
+  }
   console.log(JSON.stringify({
     tokens: outcome.stats.promptTokens,
     servedBy: outcome.servedBy === mock.address,
     printed: inspect(error).split("\\n")[0],
     same: error instanceof CoreError,
+    kvSubpaths: areas.every((f) => typeof f === "function") && okvError instanceof KvFormatError,
   }));
   await device.close();
   await mock.close({ graceMs: 0 });
@@ -89,6 +98,11 @@ describe.skipIf(!built)("the packed @opal packages in an empty project", () => {
     const imports = `import { inspect } from "node:util";
 import { Code, createDeviceClient, OpalError, Reason, startPrefill } from "@opal/client";
 import { OpalError as CoreError } from "@opal/core";
+import { KvFormatError } from "@opal/kv";
+import { computeOpalBlockHashes } from "@opal/kv/hashing";
+import { toKvLayout } from "@opal/kv/layouts";
+import { decodeOkvBytes } from "@opal/kv/okv";
+import { decodeSafetensors } from "@opal/kv/safetensors";
 import { serveMockDevice } from "@opal/mock";`;
     writeFileSync(join(app, "esm.mts"), program(imports));
     writeFileSync(join(app, "cjs.cts"), program(imports));
@@ -117,6 +131,7 @@ import { serveMockDevice } from "@opal/mock";`;
         servedBy: true,
         printed: "OpalError: [not_found] gone",
         same: true,
+        kvSubpaths: true,
       });
     }
 
