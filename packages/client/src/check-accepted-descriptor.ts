@@ -1,6 +1,6 @@
 import { Code, OpalError, Reason } from "@opal/core";
 import type { PrefillDriver, PrefillRequest } from "@opal/driver";
-import type { KvDescriptor } from "@opal/kv";
+import { computeOpalBlockHashes, type KvDescriptor } from "@opal/kv";
 
 /** The errors {@link checkAcceptedDescriptor} made: the device broke the protocol, not the caller. */
 const violations = new WeakSet<OpalError>();
@@ -9,8 +9,8 @@ const violations = new WeakSet<OpalError>();
  * Checks the descriptor a device's `accepted` carries against the request it answers (PF-12,
  * PH-10): `dtype`, `scaleScheme`, `layout` and `blockSizeTokens` as requested; `headRange` as
  * requested (all heads when absent, `{0, 1}` for MLA); `tokenStart + tokenCount` the prompt length,
- * `tokenStart` 0 without a decoder prefix, `numTokens` with one, and a whole number of blocks within
- * the hashes sent (and short of the last token) with `blockHashes`. Returns FAILED_PRECONDITION
+ * `tokenStart` 0 without a decoder prefix, `numTokens` with one, and with `blockHashes` the blocks
+ * of the leading run of them that equals the prompt's own chain (PH-9, hashed here once per stream). Returns FAILED_PRECONDITION
  * DESCRIPTOR_MISMATCH naming the first differing field (`descriptor.dtype`), what the request
  * implies and what the device sent (also as metadata `field`, `expected`, `actual`); undefined when
  * it matches. Runs once per stream. The model's fingerprint, layer count and attention shape are
@@ -43,11 +43,11 @@ export function checkAcceptedDescriptor(
     if (start !== prefix.numTokens)
       return mismatch("tokenStart", `${prefix.numTokens} (decoderPrefix.numTokens)`, String(start));
   } else if (prefix?.blockHashes?.length) {
-    const cap = Math.min(prefix.blockHashes.length, Math.floor((promptTokens - 1) / block)) * block;
-    if (start % block !== 0 || start > cap)
+    const skipped = matchedBlocks(request, prefix.blockHashes) * block;
+    if (start !== skipped)
       return mismatch(
         "tokenStart",
-        `a multiple of ${block} from 0 to ${cap} (decoderPrefix.blockHashes)`,
+        `${skipped} (the leading decoderPrefix.blockHashes that match the prompt's)`,
         String(start),
       );
   } else if (start !== 0) {
@@ -71,6 +71,27 @@ export function retriesElsewhere(device: PrefillDriver, error: OpalError): boole
     isDescriptorViolation(error) &&
     typeof (device as { targetOf?: unknown }).targetOf === "function"
   );
+}
+
+/**
+ * PH-9: how many leading blocks the device skips for `hashes`: the run of them equal to the
+ * prompt's own chain (request's salt and block size), capped so one token is always carried.
+ * Hashes only the blocks that can match, once per stream.
+ */
+function matchedBlocks(request: PrefillRequest, hashes: readonly Uint8Array[]): number {
+  const block = request.kvFormat.blockSizeTokens;
+  const cap = Math.min(hashes.length, Math.floor((request.promptTokenIds.length - 1) / block));
+  const ours = computeOpalBlockHashes(request.promptTokenIds.subarray(0, cap * block), {
+    blockSizeTokens: block,
+    ...(request.cacheSalt ? { cacheSalt: request.cacheSalt } : {}),
+  });
+  let k = 0;
+  while (k < cap && sameBytes(ours[k]!, hashes[k]!)) k++;
+  return k;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && a.every((byte, i) => byte === b[i]);
 }
 
 function mismatch(field: string, expected: string, actual: string): OpalError {

@@ -1,6 +1,6 @@
 import { Code, Reason } from "@opal/core";
 import type { PrefillDriver, PrefillRequest } from "@opal/driver";
-import type { KvDescriptor } from "@opal/kv";
+import { computeOpalBlockHashes, type KvDescriptor } from "@opal/kv";
 import { createMockDevice } from "@opal/mock";
 import { createDeviceServer, type DeviceServer } from "@opal/server";
 import { expectOpalError } from "@opal/testing";
@@ -68,6 +68,13 @@ function recordingSink() {
 }
 
 const BF16 = { ...F32_NHD, dtype: "bf16" } as const;
+
+/** Hashes of the first 2 of tinyRequest()'s 3 full 16-token blocks, then one the prompt lacks. */
+function heldBlocks(): Uint8Array[] {
+  const prompt = tinyRequest().promptTokenIds;
+  const [h0, h1] = computeOpalBlockHashes(prompt, { blockSizeTokens: 16 });
+  return [h0!, h1!, new Uint8Array(32).fill(7)];
+}
 
 const lies: {
   name: string;
@@ -145,14 +152,34 @@ describe("the client checks `accepted`'s descriptor against the request (PF-12)"
     const { address } = await serveLiar((d) => d);
     const client = createDeviceClient(address);
     clients.push(client);
-    for (const request of [
-      tinyRequest({ kvFormat: BF16 }),
-      tinyRequest({ kvFormat: { ...F32_NHD, headRange: { start: 1, count: 1 } } }),
-      tinyRequest({ decoderPrefix: { numTokens: 20 } }),
-    ]) {
+    const cases: [PrefillRequest, number][] = [
+      [tinyRequest({ kvFormat: BF16 }), 0],
+      [tinyRequest({ kvFormat: { ...F32_NHD, headRange: { start: 1, count: 1 } } }), 0],
+      [tinyRequest({ decoderPrefix: { numTokens: 20 } }), 20],
+      // The decoder holds 2 of the 3 blocks it names: 32 tokens skipped (PH-9).
+      [tinyRequest({ decoderPrefix: { blockHashes: heldBlocks() } }), 32],
+    ];
+    for (const [request, tokenStart] of cases) {
       const outcome = await startPrefill(client, request).result;
-      expect(outcome.descriptor.tokenStart).toBe(request.decoderPrefix?.numTokens ?? 0);
+      expect(outcome.descriptor.tokenStart).toBe(tokenStart);
     }
+  });
+
+  it("a device that skips fewer blocks than the decoder's hashes match fails naming tokenStart", async () => {
+    const { address } = await serveLiar((d) => ({
+      ...d,
+      tokenStart: 16,
+      tokenCount: d.tokenStart + d.tokenCount - 16,
+    }));
+    const client = createDeviceClient(address);
+    clients.push(client);
+    const error = await expectOpalError(
+      startPrefill(client, tinyRequest({ decoderPrefix: { blockHashes: heldBlocks() } })).result,
+      Code.FAILED_PRECONDITION,
+      Reason.DESCRIPTOR_MISMATCH,
+    );
+    expect(error.metadata).toMatchObject({ field: "descriptor.tokenStart", actual: "16" });
+    expect(error.metadata?.expected).toMatch(/^32 /);
   });
 
   it("a push whose accepted descriptor contradicts the request fails the same way, not retried", async () => {
