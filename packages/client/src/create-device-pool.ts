@@ -8,6 +8,7 @@ import type {
 } from "@opal/driver";
 import { DRIVER_API_VERSION } from "@opal/driver";
 import { computeOpalBlockHashes, toHex } from "@opal/kv";
+import { checkAcceptedDescriptor, isDescriptorViolation } from "./check-accepted-descriptor";
 import { createDeviceClient, type DeviceClient } from "./create-device-client";
 import {
   assertDevicePoolOptions,
@@ -163,6 +164,8 @@ export async function createDevicePool(
    * Counts how a prefill on `member` ended: "completed", failed with an error, or "abandoned" by
    * its reader before `completed` (it found a chunk corrupt, its sink failed, its caller gave up):
    * not a success, and not necessarily the device's fault, so only a retry avoids the device.
+   * A device failure (UNAVAILABLE, INTERNAL, DATA_LOSS, UNKNOWN, or an `accepted` descriptor
+   * that contradicts the request) counts towards `failureThreshold`.
    */
   function record(
     member: Member,
@@ -179,7 +182,7 @@ export async function createDevicePool(
       avoidOnRetry(member, request);
       return;
     }
-    if (!DEVICE_FAILURES.has(end.code)) return;
+    if (!DEVICE_FAILURES.has(end.code) && !isDescriptorViolation(end)) return;
     member.failures++;
     avoidOnRetry(member, request);
     if (member.circuit === "half-open" || member.failures >= threshold) {
@@ -314,7 +317,12 @@ export async function createDevicePool(
           if (affinity.size > 100_000)
             for (const key of [...affinity.keys()].slice(0, 10_000)) affinity.delete(key);
         }
-        if (event.type === "accepted") noteLease(member, event.leaseExpiryUnixMs);
+        if (event.type === "accepted") {
+          noteLease(member, event.leaseExpiryUnixMs);
+          // A device whose cache is not the one asked for broke the protocol (PF-12): its failure.
+          const refused = checkAcceptedDescriptor(request, event.descriptor);
+          if (refused) throw refused;
+        }
         yield event.type === "accepted"
           ? { ...event, kvHandle: `${encodeURIComponent(member.target)}|${event.kvHandle}` }
           : event;

@@ -1,6 +1,7 @@
 import { type CallOptions, Code, createCallSignal, OpalError, Reason, sleep } from "@opal/core";
 import type { PrefillDriver, PrefillRequest, PrefillStats } from "@opal/driver";
 import type { KvDescriptor } from "@opal/kv";
+import { checkAcceptedDescriptor, retriesElsewhere } from "./check-accepted-descriptor";
 import {
   endPrefillSpan,
   failPrefillSpan,
@@ -24,8 +25,11 @@ export interface PushOutcome {
  * Runs a prefill whose `pushTarget` names a KvReceiver: the device streams the cache straight to
  * the decoder, and this call follows its progress. Resolves only when the device reports that the
  * receiver committed the cache; retries like `startPrefill` (same `request_id`, so the receiver
- * deduplicates by `transfer_id`). `onProgress` sees each `push_progress`. Rejects with
- * INVALID_ARGUMENT for a missing `pushTarget` or a bad `timeoutMs` or `retry` field, naming it.
+ * deduplicates by `transfer_id`). An `accepted` descriptor that contradicts the request (PF-12)
+ * cancels the call and rejects FAILED_PRECONDITION DESCRIPTOR_MISMATCH naming the field, without
+ * asking that device again (a pool retries elsewhere). `onProgress` sees each `push_progress`.
+ * Rejects with INVALID_ARGUMENT for a missing `pushTarget` or a bad `timeoutMs` or `retry` field,
+ * naming it.
  */
 export async function pushPrefill(
   device: PrefillDriver,
@@ -51,8 +55,12 @@ export async function pushPrefill(
         let descriptor: KvDescriptor | undefined;
         let layersPushed = 0;
         for await (const event of device.prefill(request, { signal: call.signal })) {
-          if (event.type === "accepted") descriptor = event.descriptor;
-          else if (event.type === "push_progress") {
+          if (event.type === "accepted") {
+            // PF-12: a cache other than the one asked for ends the call before the push goes on.
+            const refused = checkAcceptedDescriptor(request, event.descriptor);
+            if (refused) throw refused;
+            descriptor = event.descriptor;
+          } else if (event.type === "push_progress") {
             layersPushed = event.layersPushed;
             options.onProgress?.(event.layersPushed, event.bytesPushed);
           } else if (event.type === "chunk") {
@@ -88,7 +96,8 @@ export async function pushPrefill(
         const error = call.signal.aborted
           ? OpalError.from(call.signal.reason)
           : OpalError.from(caught);
-        if (call.signal.aborted || !isRetryable(error) || attempt >= maxAttempts) {
+        const retryable = isRetryable(error) || retriesElsewhere(device, error);
+        if (call.signal.aborted || !retryable || attempt >= maxAttempts) {
           failPrefillSpan(span, error);
           throw error;
         }

@@ -44,6 +44,12 @@ export interface StreamHooks {
    * covering a whole part may then become the part's view instead of being copied.
    */
   readonly ownsChunks?: boolean;
+  /**
+   * Checks a new stream's descriptor against what was asked for (PF-12); the error it returns
+   * breaks the stream before `onAccepted` and any chunk. Not called for a resumed stream, whose
+   * descriptor must equal the first one.
+   */
+  readonly checkDescriptor?: (descriptor: KvDescriptor) => OpalError | undefined;
 }
 
 /**
@@ -82,6 +88,8 @@ export async function readKvStream(
               );
             }
           } else {
+            const refused = hooks.checkDescriptor?.(event.descriptor);
+            if (refused) throw refused;
             progress.descriptor = event.descriptor;
             const reuse = hooks.reuseLayerBuffers?.() ?? false;
             progress.assembler = createKvAssembler(event.descriptor, {

@@ -8,6 +8,7 @@ import {
 } from "@opal/core";
 import type { PrefillDriver, PrefillRequest, PrefillStats } from "@opal/driver";
 import type { KvDescriptor, KvLayerParts } from "@opal/kv";
+import { checkAcceptedDescriptor, retriesElsewhere } from "./check-accepted-descriptor";
 import type { KvSink } from "./kv-sink";
 import {
   endPrefillSpan,
@@ -100,8 +101,9 @@ export interface PrefillRun<Receipt> extends AsyncIterable<LayerReady> {
   /**
    * Resolves only after the sink committed a complete cache whose every chunk passed its CRC32C and
    * whose whole-cache digest and size match the device's; otherwise rejects with an `OpalError` (DATA_LOSS
-   * CHECKSUM_MISMATCH or STREAM_INCOMPLETE, or the device's error after the retries) and the sink is
-   * aborted.
+   * CHECKSUM_MISMATCH or STREAM_INCOMPLETE; FAILED_PRECONDITION DESCRIPTOR_MISMATCH, naming the field,
+   * when `accepted`'s descriptor contradicts the request (PF-12), before any sink is opened; or the
+   * device's error after the retries) and the sink is aborted.
    */
   readonly result: Promise<PrefillOutcome<Receipt>>;
 }
@@ -110,8 +112,9 @@ export interface PrefillRun<Receipt> extends AsyncIterable<LayerReady> {
  * Offloads the prefill of `request` to `device` and hands the cache to `options.sink` layer by
  * layer. A broken stream resumes from its last verified position with FetchKv while the lease
  * holds; otherwise the prefill is retried (same `request_id`) with backoff and jitter that honours
- * the device's RetryInfo. `timeoutMs` and `signal` bound everything, retries and sink calls
- * included: a sink call that has not returned when they end the run is left running, and its sink
+ * the device's RetryInfo; a device whose `accepted` descriptor contradicts the request is not asked
+ * again (a pool's retry goes to another device). `timeoutMs` and `signal` bound everything, retries
+ * and sink calls included: a sink call that has not returned when they end the run is left running, and its sink
  * is aborted once it returns (otherwise a failed attempt's sink is aborted before the run goes on
  * or rejects). With `retentionSeconds > 0`, the caches devices retained for attempts whose result
  * is not returned (all of them when the run fails) are released in the background when the run
@@ -209,6 +212,7 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
             onLayer,
             reuseLayerBuffers,
             ownsChunks: device.yieldsOwnedChunks === true,
+            checkDescriptor: (descriptor) => checkAcceptedDescriptor(request, descriptor),
           },
         );
         while (outcome.kind === "broken") {
@@ -281,7 +285,9 @@ export function startPrefill<Receipt = import("@opal/kv").KvCache>(
           const aborting = sinkIdle.then(() => sink!.abort(error)).catch(() => {});
           if (!stuck) await aborting;
         }
-        if (signal.aborted || !isRetryable(error) || attempt >= maxAttempts) {
+        // A device that broke the protocol is not asked again; a pool's retry goes elsewhere.
+        const retryable = isRetryable(error) || retriesElsewhere(device, error);
+        if (signal.aborted || !retryable || attempt >= maxAttempts) {
           failPrefillSpan(span, error);
           releaseExcept();
           throw error;
