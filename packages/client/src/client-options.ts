@@ -1,5 +1,5 @@
-import { Code, OpalError, Reason } from "@opal/core";
-import { assertIntegerOption, assertOneOfOption, MAX_INT32, MAX_TIMER_MS } from "./assert-option";
+import { Code, MAX_TIMER_MS, OpalError, Reason } from "@opal/core";
+import { assertIntegerOption, assertOneOfOption, MAX_INT32 } from "./assert-option";
 
 /** TLS for a device client; with `certChainPem` and `privateKeyPem` it presents a client certificate (mutual TLS). */
 export interface ClientTlsOptions {

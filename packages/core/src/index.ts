@@ -6,7 +6,13 @@
  */
 
 export type { CallOptions, CallSignal } from "./call-options";
-export { createCallSignal, sleep, throwIfAborted, toAbortError } from "./call-options";
+export {
+  createCallSignal,
+  MAX_TIMER_MS,
+  sleep,
+  throwIfAborted,
+  toAbortError,
+} from "./call-options";
 export type { Channel, ChannelOptions } from "./channel";
 export { createChannel } from "./channel";
 export { Code, codeName, isCode } from "./code";
