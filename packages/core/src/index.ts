@@ -18,6 +18,7 @@ export { createChannel } from "./channel";
 export { Code, codeName, isCode } from "./code";
 export type { ErrorReport } from "./exit-code";
 export { ExitCode, exitCodeOf, formatErrorReport, toErrorReport } from "./exit-code";
+export { invalidField } from "./invalid-field";
 export type { FieldViolation, OpalErrorOptions, ResourceInfo } from "./opal-error";
 export { isOpalError, OpalError } from "./opal-error";
 export { Reason } from "./reason";
