@@ -16,6 +16,7 @@ import {
   type FetchEvent,
   type FetchKvRequest,
   type ModelInfo,
+  PROTOCOL_VERSION,
   type PrefillEvent,
   type PrefillRequest,
   type PrefillStats,
@@ -65,7 +66,7 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
   const limits = options.limits ?? {};
   const capabilities = mockCapabilities(limits, profile);
   const info: DeviceInfo = {
-    protocolVersion: "1.0.0",
+    protocolVersion: PROTOCOL_VERSION,
     vendor: "OPAL",
     product: `Iris-style mock device (${profile.name})`,
     firmwareVersion: "mock-1",
