@@ -16,6 +16,8 @@ export {
 export type { Channel, ChannelOptions } from "./channel";
 export { createChannel } from "./channel";
 export { Code, codeName, isCode } from "./code";
+export type { ErrorReason, LocalReasons } from "./error-reason";
+export { isReason } from "./error-reason";
 export type { ErrorReport } from "./exit-code";
 export { ExitCode, exitCodeOf, formatErrorReport, toErrorReport } from "./exit-code";
 export { invalidField } from "./invalid-field";
