@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 // Checks each package.json against its sources: every package its production code imports (src/
-// and bin/) is declared in `dependencies`, every declared workspace package is imported, and
+// and bin/) is declared in `dependencies` or `peerDependencies` (a peer, such as
+// @opentelemetry/api, also in `devDependencies` for the package's own tests, and never in
+// `dependencies` too), every declared workspace package is imported, and
 // workspace dependencies respect the layers of tools/architecture.mjs. dependency-cruiser checks
 // the imports themselves; this keeps the published manifests honest (a bundled or missing
 // dependency only shows up after publishing otherwise).
@@ -32,7 +34,14 @@ function packageOf(specifier) {
 
 for (const name of readdirSync(root)) {
   const manifest = JSON.parse(readFileSync(join(root, name, "package.json"), "utf8"));
-  const declared = new Set(Object.keys(manifest.dependencies ?? {}));
+  const peers = Object.keys(manifest.peerDependencies ?? {});
+  const declared = new Set([...Object.keys(manifest.dependencies ?? {}), ...peers]);
+  for (const peer of peers) {
+    if (Object.hasOwn(manifest.dependencies ?? {}, peer))
+      problems.push(`${name} declares ${peer} both as a dependency and as a peer`);
+    if (!Object.hasOwn(manifest.devDependencies ?? {}, peer))
+      problems.push(`${name} takes ${peer} as a peer without a devDependency to test against`);
+  }
   const imported = new Set();
   for (const file of [
     ...sourceFiles(join(root, name, "src")),
@@ -50,7 +59,9 @@ for (const name of readdirSync(root)) {
   }
   for (const dep of imported) {
     if (!declared.has(dep))
-      problems.push(`${name} imports ${dep} without declaring it in dependencies`);
+      problems.push(
+        `${name} imports ${dep} without declaring it in dependencies or peerDependencies`,
+      );
   }
   const allowed = ALLOWED_DEPENDENCIES[name] ?? [];
   for (const dep of declared) {

@@ -1,8 +1,5 @@
 import { invalidOption } from "./sinks/sink-errors";
 
-/** The longest delay a Node timer takes, in ms: longer ones fire after 1 ms. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /** The largest HTTP/2 window and gRPC message limit grpc-js takes, in bytes (int32). */
 export const MAX_INT32 = 2 ** 31 - 1;
 

@@ -1,5 +1,5 @@
-import { Code, OpalError, Reason } from "@opal/core";
-import { assertIntegerOption, assertOneOfOption, MAX_INT32, MAX_TIMER_MS } from "./assert-option";
+import { invalidField, MAX_TIMER_MS } from "@opal/core";
+import { assertIntegerOption, assertOneOfOption, MAX_INT32 } from "./assert-option";
 
 /** TLS for a device client; with `certChainPem` and `privateKeyPem` it presents a client certificate (mutual TLS). */
 export interface ClientTlsOptions {
@@ -98,9 +98,6 @@ export function assertDeviceClientOptions(options: DeviceClientOptions, path = "
   const token: unknown = options.token;
   if (token !== undefined && (typeof token !== "string" || !/^[\x20-\x7e]*$/.test(token))) {
     const description = "expected a string of printable ASCII, got another value (not shown)";
-    throw new OpalError(Code.INVALID_ARGUMENT, `${path}token: ${description}`, {
-      reason: Reason.INVALID_FIELD,
-      fieldViolations: [{ field: `${path}token`, description }],
-    });
+    throw invalidField(`${path}token`, description);
   }
 }

@@ -9,6 +9,7 @@ import {
   type CallSignal,
   Code,
   createCallSignal,
+  MAX_TIMER_MS,
   OpalError,
   Reason,
   toAbortError,
@@ -20,7 +21,7 @@ import {
   toGrpcStatus,
   tolerantDeserializer,
 } from "@opal/protocol";
-import { assertIntegerOption, MAX_INT32, MAX_TIMER_MS } from "./assert-option";
+import { assertIntegerOption, MAX_INT32 } from "./assert-option";
 import type { KvReceiver, KvReceiverOptions, ReceivedKv } from "./kv-receiver-options";
 import type { KvSink } from "./kv-sink";
 import { confirmRepeat, readHeader, receive } from "./receive-push";

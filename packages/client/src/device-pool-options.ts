@@ -1,5 +1,6 @@
+import { MAX_TIMER_MS } from "@opal/core";
 import type { PrefillDriver } from "@opal/driver";
-import { assertIntegerOption, assertOneOfOption, MAX_TIMER_MS } from "./assert-option";
+import { assertIntegerOption, assertOneOfOption } from "./assert-option";
 import { assertDeviceClientOptions, type DeviceClientOptions } from "./client-options";
 import { invalidOption } from "./sinks/sink-errors";
 

@@ -4,7 +4,7 @@ import { backoffMs, isRetryable } from "./retry-policy";
 
 const error = (
   code: Code = Code.UNAVAILABLE,
-  options: { retryDelayMs?: number; reason?: string } = {},
+  options: { retryDelayMs?: number; reason?: Reason } = {},
 ) => new OpalError(code, "test failure", options);
 
 const sequence = (

@@ -1,5 +1,5 @@
-import { Code, type OpalError } from "@opal/core";
-import { assertIntegerOption, MAX_TIMER_MS } from "./assert-option";
+import { Code, MAX_TIMER_MS, type OpalError } from "@opal/core";
+import { assertIntegerOption } from "./assert-option";
 
 /** How failed attempts are retried. Every field documents its default. */
 export interface RetryPolicy {

@@ -131,6 +131,15 @@ export const NOT_APPLICABLE_REASON = "CONFORMANCE_NOT_APPLICABLE";
 /** Reason of the `OpalError` that marks a failed check. */
 export const FAILURE_REASON = "CONFORMANCE_VIOLATION";
 
+declare module "@opal/core" {
+  /** The runner's verdicts travel as local reasons of `OpalError`, never to or from a device. */
+  interface LocalReasons {
+    CONFORMANCE_SKIPPED: true;
+    CONFORMANCE_NOT_APPLICABLE: true;
+    CONFORMANCE_VIOLATION: true;
+  }
+}
+
 /** Fails the running test with `message` unless `condition` holds. */
 export function assertConformance(condition: unknown, message: string): asserts condition {
   if (!condition)

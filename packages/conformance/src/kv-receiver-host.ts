@@ -137,7 +137,7 @@ export async function createKvReceiverHost(
               ...(commit ? { commit } : {}),
               ...extra,
             });
-          const reject = (code: Code, reason: string, message: string) => {
+          const reject = (code: Code, reason: Reason, message: string) => {
             record({ rejection: `${reason}: ${message}` });
             fail(callback, new OpalError(code, message, { reason }));
           };

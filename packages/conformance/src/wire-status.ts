@@ -1,4 +1,4 @@
-import { Code, codeName, isCode, OpalError } from "@opal/core";
+import { Code, codeName, isCode, isReason, OpalError } from "@opal/core";
 import { google } from "@opal/protocol";
 
 /** One `google.rpc.ErrorInfo` of a status. */
@@ -96,8 +96,12 @@ export function decodeWireStatusDetails(bytes: Uint8Array): WireStatusDetails {
 /** The `OpalError` a failed wire call raises; its `cause` is the {@link WireStatus}. */
 export function toWireError(status: WireStatus): OpalError {
   const code = isCode(status.code) ? status.code : Code.UNKNOWN;
+  // The status itself (the cause) keeps any reason the device sent; the error only a protocol one.
   const reason = status.details?.errorInfos[0]?.reason ?? "";
-  return new OpalError(code, status.message, { reason, cause: status });
+  return new OpalError(code, status.message, {
+    reason: isReason(reason) ? reason : "",
+    cause: status,
+  });
 }
 
 /** The {@link WireStatus} behind an error raised by a wire call, or undefined for other errors. */

@@ -6,7 +6,7 @@ import { overrideDriver } from "./mutant-device";
 
 const MIB = 1024 * 1024;
 
-const invalid = (field: string, reason: string, description: string) =>
+const invalid = (field: string, reason: Reason, description: string) =>
   new OpalError(Code.INVALID_ARGUMENT, `${field}: ${description}`, {
     reason,
     fieldViolations: [{ field, description }],
@@ -17,7 +17,11 @@ export const ERROR_MUTANTS: readonly Mutant[] = [
   {
     name: "uses its own reason names (IRIS_…) in ErrorInfo",
     mutation: (mock) =>
-      mapPrefillErrors(mock, (e) => ({ ...optionsOf(e), reason: `IRIS_${e.reason}` })),
+      mapPrefillErrors(mock, (e) => ({
+        ...optionsOf(e),
+        // A broken device's own names: deliberately outside the typed reasons.
+        reason: `IRIS_${e.reason}` as Reason,
+      })),
     fails: ["validation.prompt-empty", "validation.token-out-of-range"],
     cites: /ERR-3/,
   },

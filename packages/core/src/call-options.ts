@@ -2,8 +2,11 @@ import { Code } from "./code";
 import { OpalError } from "./opal-error";
 import { Reason } from "./reason";
 
-/** The longest timer Node holds (about 24.8 days); a longer one would fire at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+/**
+ * The longest delay a Node timer holds, in ms (2^31 - 1, about 24.8 days); a longer one fires after
+ * 1 ms. Every timeout and interval option is capped or checked against it.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Options accepted by every OPAL call that may block or stream. */
 export interface CallOptions {

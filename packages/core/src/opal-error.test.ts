@@ -8,13 +8,13 @@ describe("OpalError", () => {
       Code.INVALID_ARGUMENT,
       "layer 33 out of range (model has 32 layers)",
       {
-        reason: "LAYER_OUT_OF_RANGE",
+        reason: "TOKEN_OUT_OF_RANGE",
         fieldViolations: [{ field: "layer", description: "expected < 32, got 33" }],
       },
     );
     expect(error.message).toBe("[invalid_argument] layer 33 out of range (model has 32 layers)");
     expect(error.rawMessage).toBe("layer 33 out of range (model has 32 layers)");
-    expect(error.reason).toBe("LAYER_OUT_OF_RANGE");
+    expect(error.reason).toBe("TOKEN_OUT_OF_RANGE");
     expect(error.fieldViolations).toHaveLength(1);
     expect(isOpalError(error, Code.INVALID_ARGUMENT)).toBe(true);
     expect(isOpalError(error, Code.INTERNAL)).toBe(false);

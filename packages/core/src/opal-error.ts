@@ -1,4 +1,5 @@
 import { Code, codeName, isCode } from "./code";
+import type { ErrorReason } from "./error-reason";
 
 /** One invalid field of a request, as in `google.rpc.BadRequest.FieldViolation`. */
 export interface FieldViolation {
@@ -22,8 +23,8 @@ export interface ResourceInfo {
 
 /** Options of the {@link OpalError} constructor; every field is optional. */
 export interface OpalErrorOptions {
-  /** Machine-readable reason in UPPER_SNAKE_CASE from the protocol's reason list. */
-  readonly reason?: string;
+  /** Machine-readable reason: one of the protocol's (`Reason`), or a local one of a subclass. */
+  readonly reason?: ErrorReason | "";
   /** How long the caller should wait before retrying, in milliseconds (from `google.rpc.RetryInfo`). */
   readonly retryDelayMs?: number;
   /** Invalid request fields (from `google.rpc.BadRequest`). */
@@ -47,8 +48,8 @@ export class OpalError extends Error {
   readonly code: Code;
   /** Message without the `[code]` prefix. */
   readonly rawMessage: string;
-  /** Machine-readable reason, e.g. `MODEL_NOT_LOADED`; empty when none applies. */
-  readonly reason: string;
+  /** Machine-readable reason, e.g. `MODEL_NOT_LOADED` (see {@link ErrorReason}); empty when none applies. */
+  readonly reason: ErrorReason | "";
   /** Suggested retry delay in milliseconds, when the failure is transient. */
   readonly retryDelayMs: number | undefined;
   /** Invalid request fields; empty unless `code` is INVALID_ARGUMENT. */

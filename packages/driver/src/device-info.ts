@@ -1,6 +1,12 @@
+/**
+ * The OPAL protocol version (semver) this release implements: what a driver reports as
+ * {@link DeviceInfo.protocolVersion} and what `@opal/protocol` checks a device's against.
+ */
+export const PROTOCOL_VERSION = "1.0.0";
+
 /** Identity of a device (`GetInfo`). Display fields never drive behaviour: capabilities do. */
 export interface DeviceInfo {
-  /** Semantic version of the protocol implemented, e.g. "1.0.0". */
+  /** Semantic version of the protocol implemented, e.g. {@link PROTOCOL_VERSION}. */
   readonly protocolVersion: string;
   /** Vendor name, for display only. */
   readonly vendor: string;

@@ -17,6 +17,7 @@ export type {
   RetentionLimits,
 } from "./device-capabilities";
 export type { DeviceInfo, ProbeState } from "./device-info";
+export { PROTOCOL_VERSION } from "./device-info";
 export type { LoadModelRequest, LoadModelResult, ModelInfo } from "./model-info";
 export { MIN_CHUNK_BYTES, negotiateChunkBytes } from "./negotiate-chunk-bytes";
 export { prefillBodyDigest } from "./prefill-body-digest";

@@ -1,4 +1,4 @@
-import { Code, OpalError, Reason } from "@opal/core";
+import { invalidField } from "@opal/core";
 import type { DeviceCapabilities } from "./device-capabilities";
 
 /**
@@ -25,10 +25,7 @@ export function negotiateChunkBytes(
   const min = Math.min(MIN_CHUNK_BYTES, max);
   if (!(Number.isSafeInteger(requested) && requested >= min && requested <= max)) {
     const description = `expected 0 (the device's preferred size) or ${min}..${max}, got ${requested}`;
-    throw new OpalError(Code.INVALID_ARGUMENT, `max_chunk_bytes: ${description}`, {
-      reason: Reason.INVALID_FIELD,
-      fieldViolations: [{ field: "max_chunk_bytes", description }],
-    });
+    throw invalidField("max_chunk_bytes", description);
   }
   return requested;
 }

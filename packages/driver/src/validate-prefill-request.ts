@@ -1,4 +1,4 @@
-import { Code, type FieldViolation, OpalError, Reason } from "@opal/core";
+import { Code, invalidField, OpalError, Reason } from "@opal/core";
 import type { KvHeadRange } from "@opal/kv";
 import type { DeviceCapabilities } from "./device-capabilities";
 import type { ModelInfo } from "./model-info";
@@ -33,18 +33,18 @@ export function validatePrefillRequest(
 ): ValidatedPrefill {
   const { capabilities: caps, model } = device;
   if (!REQUEST_ID.test(request.requestId ?? "")) {
-    throw invalid(
+    throw invalidField(
       "request_id",
       `expected 1-128 printable ASCII characters, got ${quote(request.requestId)}`,
     );
   }
-  if (!request.modelId) throw invalid("model_id", "required, got an empty string");
+  if (!request.modelId) throw invalidField("model_id", "required, got an empty string");
   const tokens = request.promptTokenIds;
   if (!tokens || tokens.length === 0) {
-    throw invalid("prompt_token_ids", "expected at least 1 token, got 0", Reason.PROMPT_EMPTY);
+    throw invalidField("prompt_token_ids", "expected at least 1 token, got 0", Reason.PROMPT_EMPTY);
   }
   const format = request.kvFormat;
-  if (!format) throw invalid("kv_format", "required, got nothing");
+  if (!format) throw invalidField("kv_format", "required, got nothing");
   if (!model) {
     throw new OpalError(Code.FAILED_PRECONDITION, `model ${quote(request.modelId)} is not loaded`, {
       reason: Reason.MODEL_NOT_LOADED,
@@ -53,7 +53,7 @@ export function validatePrefillRequest(
   }
   const maxTokens = Math.min(caps.maxPromptTokens, model.maxPositionEmbeddings);
   if (tokens.length > maxTokens) {
-    throw invalid(
+    throw invalidField(
       "prompt_token_ids",
       `expected at most ${maxTokens} tokens, got ${tokens.length}`,
       Reason.PROMPT_TOO_LONG,
@@ -61,7 +61,7 @@ export function validatePrefillRequest(
   }
   for (let i = 0; i < tokens.length; i++) {
     if (tokens[i]! >= model.vocabSize) {
-      throw invalid(
+      throw invalidField(
         `prompt_token_ids[${i}]`,
         `token ${tokens[i]} out of range (vocabulary has ${model.vocabSize} tokens)`,
         Reason.TOKEN_OUT_OF_RANGE,
@@ -70,9 +70,9 @@ export function validatePrefillRequest(
   }
   // GEN-3: an UNSPECIFIED enum ("" from fromWirePrefillRequest, or absent) is INVALID_FIELD; an
   // unknown or unsupported value gets the field's own reason below.
-  if (!format.dtype) throw invalid("kv_format.dtype", "required, got UNSPECIFIED");
+  if (!format.dtype) throw invalidField("kv_format.dtype", "required, got UNSPECIFIED");
   if (!caps.dtypes.includes(format.dtype)) {
-    throw invalid(
+    throw invalidField(
       "kv_format.dtype",
       `expected one of [${caps.dtypes}], got ${quote(format.dtype)}`,
       Reason.UNSUPPORTED_DTYPE,
@@ -80,9 +80,9 @@ export function validatePrefillRequest(
   }
   const validLayouts =
     model.attention.kind === "mla" ? caps.layouts.filter((l) => l === "nhd") : caps.layouts;
-  if (!format.layout) throw invalid("kv_format.layout", "required, got UNSPECIFIED");
+  if (!format.layout) throw invalidField("kv_format.layout", "required, got UNSPECIFIED");
   if (!validLayouts.includes(format.layout)) {
-    throw invalid(
+    throw invalidField(
       "kv_format.layout",
       `expected one of [${validLayouts}], got ${quote(format.layout)}`,
       Reason.UNSUPPORTED_LAYOUT,
@@ -91,16 +91,17 @@ export function validatePrefillRequest(
   const quantized = format.dtype.startsWith("fp8") || format.dtype === "int8";
   const schemes = quantized ? ["none", ...caps.scaleSchemes] : ["none"];
   if (format.dtype === "int8") schemes.splice(schemes.indexOf("none"), 1);
-  if (!format.scaleScheme) throw invalid("kv_format.scale_scheme", "required, got UNSPECIFIED");
+  if (!format.scaleScheme)
+    throw invalidField("kv_format.scale_scheme", "required, got UNSPECIFIED");
   if (!schemes.includes(format.scaleScheme)) {
-    throw invalid(
+    throw invalidField(
       "kv_format.scale_scheme",
       `expected one of [${schemes}] for ${format.dtype}, got ${quote(format.scaleScheme)}`,
       Reason.UNSUPPORTED_SCALE_SCHEME,
     );
   }
   if (!caps.blockSizesTokens.includes(format.blockSizeTokens)) {
-    throw invalid(
+    throw invalidField(
       "kv_format.block_size_tokens",
       `expected one of [${caps.blockSizesTokens}], got ${format.blockSizeTokens}`,
       Reason.UNSUPPORTED_BLOCK_SIZE,
@@ -113,7 +114,7 @@ export function validatePrefillRequest(
   if (prefix) {
     if (!caps.features.decoderPrefix) throw unsupported("decoder_prefix");
     if (prefix.numTokens !== undefined && !isCount(prefix.numTokens, 0)) {
-      throw invalid(
+      throw invalidField(
         "decoder_prefix.num_tokens",
         `expected a whole number of tokens, got ${prefix.numTokens}`,
       );
@@ -121,17 +122,17 @@ export function validatePrefillRequest(
     const hasTokens = (prefix.numTokens ?? 0) > 0;
     const hasHashes = (prefix.blockHashes?.length ?? 0) > 0;
     if (hasTokens && hasHashes) {
-      throw invalid("decoder_prefix", "set num_tokens or block_hashes, not both");
+      throw invalidField("decoder_prefix", "set num_tokens or block_hashes, not both");
     }
     if (hasTokens && prefix.numTokens! >= tokens.length) {
-      throw invalid(
+      throw invalidField(
         "decoder_prefix.num_tokens",
         `expected fewer than the ${tokens.length} prompt tokens, got ${prefix.numTokens}`,
       );
     }
     for (const [i, hash] of (prefix.blockHashes ?? []).entries()) {
       if (hash.byteLength !== 32) {
-        throw invalid(
+        throw invalidField(
           `decoder_prefix.block_hashes[${i}]`,
           `expected 32 bytes, got ${hash.byteLength}`,
         );
@@ -141,7 +142,7 @@ export function validatePrefillRequest(
   }
   const retentionSeconds = request.retentionSeconds ?? 0;
   if (!isCount(retentionSeconds, 0)) {
-    throw invalid(
+    throw invalidField(
       "retention_seconds",
       `expected a whole number of seconds, got ${retentionSeconds}`,
     );
@@ -157,14 +158,14 @@ export function validatePrefillRequest(
   }
   if (request.pushTarget && !caps.features.push) throw unsupported("push_target");
   if (request.pushTarget && !request.pushTarget.address) {
-    throw invalid("push_target.address", "required, got an empty string");
+    throw invalidField("push_target.address", "required, got an empty string");
   }
   if (request.pushTarget && !request.pushTarget.transferId) {
-    throw invalid("push_target.transfer_id", "required, got an empty string");
+    throw invalidField("push_target.transfer_id", "required, got an empty string");
   }
   const mode = request.sampling?.mode;
   if (mode !== undefined && mode !== "greedy" && mode !== "seeded") {
-    throw invalid(
+    throw invalidField(
       "sampling.mode",
       mode ? `expected greedy or seeded, got ${quote(mode)}` : "required, got UNSPECIFIED",
     );
@@ -173,7 +174,7 @@ export function validatePrefillRequest(
     if (!caps.features.seededSampling) throw unsupported("sampling");
     const t = request.sampling.temperature;
     if (!(t > 0) || !Number.isFinite(t)) {
-      throw invalid(
+      throw invalidField(
         "sampling.temperature",
         `expected a finite number > 0 for seeded sampling, got ${t}`,
       );
@@ -181,7 +182,7 @@ export function validatePrefillRequest(
   }
   const saltBytes = new TextEncoder().encode(request.cacheSalt ?? "").byteLength;
   if (saltBytes > 256)
-    throw invalid("cache_salt", `expected at most 256 bytes of UTF-8, got ${saltBytes}`);
+    throw invalidField("cache_salt", `expected at most 256 bytes of UTF-8, got ${saltBytes}`);
   return { chunkBytes, headRange, decoderPrefixTokens, retentionSeconds };
 }
 
@@ -190,7 +191,7 @@ function resolveHeadRange(range: KvHeadRange | undefined, model: ModelInfo): KvH
   const heads = model.attention.numKvHeads;
   if (!range) return { start: 0, count: heads };
   if (!isCount(range.count, 1) || !isCount(range.start, 0) || range.start + range.count > heads) {
-    throw invalid(
+    throw invalidField(
       "kv_format.head_range",
       `expected a range inside heads 0..${heads - 1}, got start ${range.start} count ${range.count}`,
       Reason.HEAD_RANGE_INVALID,
@@ -202,18 +203,6 @@ function resolveHeadRange(range: KvHeadRange | undefined, model: ModelInfo): KvH
 /** An integer of at least `min` (not NaN, not fractional, not infinite). */
 function isCount(value: number, min: number): boolean {
   return Number.isSafeInteger(value) && value >= min;
-}
-
-function invalid(
-  field: string,
-  description: string,
-  reason: string = Reason.INVALID_FIELD,
-): OpalError {
-  const violation: FieldViolation = { field, description };
-  return new OpalError(Code.INVALID_ARGUMENT, `${field}: ${description}`, {
-    reason,
-    fieldViolations: [violation],
-  });
 }
 
 function unsupported(field: string): OpalError {

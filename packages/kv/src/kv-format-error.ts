@@ -26,6 +26,11 @@ export const KV_FORMAT_REASONS = [
 /** One of {@link KV_FORMAT_REASONS}. */
 export type KvFormatReason = (typeof KV_FORMAT_REASONS)[number];
 
+declare module "@opal/core" {
+  /** `OpalError.reason` of a {@link KvFormatError} is one of {@link KV_FORMAT_REASONS}. */
+  interface LocalReasons extends Record<KvFormatReason, true> {}
+}
+
 const dataLossReasons: ReadonlySet<KvFormatReason> = new Set([
   "TRUNCATED",
   "CHECKSUM_MISMATCH",

@@ -1,5 +1,13 @@
 import { randomBytes } from "node:crypto";
-import { Code, createCallSignal, OpalError, Reason, sleep, throwIfAborted } from "@opal/core";
+import {
+  Code,
+  createCallSignal,
+  invalidField,
+  OpalError,
+  Reason,
+  sleep,
+  throwIfAborted,
+} from "@opal/core";
 import {
   createDeviceSlots,
   type DeviceInfo,
@@ -8,6 +16,7 @@ import {
   type FetchEvent,
   type FetchKvRequest,
   type ModelInfo,
+  PROTOCOL_VERSION,
   type PrefillEvent,
   type PrefillRequest,
   type PrefillStats,
@@ -57,7 +66,7 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
   const limits = options.limits ?? {};
   const capabilities = mockCapabilities(limits, profile);
   const info: DeviceInfo = {
-    protocolVersion: "1.0.0",
+    protocolVersion: PROTOCOL_VERSION,
     vendor: "OPAL",
     product: `Iris-style mock device (${profile.name})`,
     firmwareVersion: "mock-1",
@@ -337,10 +346,7 @@ export function createMockDevice(options: MockDeviceOptions = {}): MockDevice {
     try {
       // RT-11's order: the handle's own check, then a device without retention.
       if (!request.kvHandle || request.kvHandle.length > 128)
-        throw new OpalError(Code.INVALID_ARGUMENT, "kv_handle: expected 1-128 characters", {
-          reason: Reason.INVALID_FIELD,
-          fieldViolations: [{ field: "kv_handle", description: "expected 1-128 characters" }],
-        });
+        throw invalidField("kv_handle", "expected 1-128 characters");
       if (capabilities.retention.maxRetentionSeconds === 0)
         throw new OpalError(Code.UNIMPLEMENTED, "kv_handle: this device retains no caches", {
           reason: Reason.UNSUPPORTED_FEATURE,

@@ -1,4 +1,4 @@
-import { Code, isCode, OpalError } from "@opal/core";
+import { Code, isCode, isReason, OpalError, type Reason } from "@opal/core";
 import type { HealthCondition } from "@opal/driver";
 
 /** An injected error for one RPC: with probability `rate`, fail with `code` and `reason`. */
@@ -7,8 +7,8 @@ export interface ErrorFault {
   readonly rate: number;
   /** gRPC code name or number; default UNAVAILABLE. */
   readonly code?: number | keyof typeof Code;
-  /** Protocol reason (UPPER_SNAKE_CASE); default DEVICE_FAULT. */
-  readonly reason?: string;
+  /** One of the protocol's reasons (docs/protocol/errors.md); default DEVICE_FAULT. */
+  readonly reason?: Reason;
 }
 
 /** A health condition the mock reports (names and severities: docs/protocol/telemetry.md). */
@@ -161,6 +161,11 @@ function assertErrors(value: unknown): void {
       !(typeof f.reason === "string" && UPPER_SNAKE_CASE.test(f.reason))
     )
       throw invalidGot(`${at}.reason must be UPPER_SNAKE_CASE`, f.reason);
+    if (f.reason !== undefined && !isReason(f.reason))
+      throw invalidGot(
+        `${at}.reason must be a protocol reason (docs/protocol/errors.md)`,
+        f.reason,
+      );
   }
 }
 

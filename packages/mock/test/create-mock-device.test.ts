@@ -1,5 +1,5 @@
 import { Code, Reason } from "@opal/core";
-import type { PrefillRequest } from "@opal/driver";
+import { PROTOCOL_VERSION, type PrefillRequest } from "@opal/driver";
 import { toFloat32 } from "@opal/kv";
 import { createPresetWeights, encodeHfCheckpoint } from "@opal/reference";
 import { collectPrefill, expectOpalError } from "@opal/testing";
@@ -102,6 +102,13 @@ describe("createMockDevice options", () => {
       /limits\.maxSlots is not a limit \(expected one of maxConcurrentPrefills, /,
     );
     expect(createMockDevice({ limits: { maxQueuedPrefills: 0 } }).profile.name).toBe("instant");
+  });
+});
+
+describe("MockDevice.getInfo", () => {
+  it("reports the protocol version of this release, the one @opal/protocol checks", async () => {
+    const info = await createMockDevice({ models: ["opal-tiny"] }).getInfo();
+    expect(info.protocolVersion).toBe(PROTOCOL_VERSION);
   });
 });
 

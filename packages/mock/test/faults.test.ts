@@ -198,6 +198,10 @@ describe("mock fault injection, as a gRPC client sees it", () => {
       'faults.errors.Prefill.reason must be UPPER_SNAKE_CASE (got "busy")',
     );
     rejects(
+      { errors: { Prefill: { rate: 1, reason: "THERMAL_THROTTLE" } } },
+      'faults.errors.Prefill.reason must be a protocol reason (docs/protocol/errors.md) (got "THERMAL_THROTTLE")',
+    );
+    rejects(
       { errors: { Prefill: { rate: 1, cod: 14 } } },
       "faults.errors.Prefill.cod is not a field (expected rate, code, reason)",
     );

@@ -3,7 +3,7 @@ import { Code, isCode, OpalError, Reason } from "@opal/core";
 import { decodeStatus, encodeStatus } from "./status-codec";
 
 /** The reason a status gets when its error names none, by code. */
-const DEFAULT_REASONS: Partial<Record<number, string>> = {
+const DEFAULT_REASONS: Partial<Record<number, Reason>> = {
   [Code.CANCELLED]: Reason.CANCELLED,
   [Code.DEADLINE_EXCEEDED]: Reason.DEADLINE_EXCEEDED,
   [Code.INVALID_ARGUMENT]: Reason.INVALID_FIELD,

@@ -1,4 +1,4 @@
-import { Code, OpalError, Reason } from "@opal/core";
+import { Code, invalidField, OpalError, Reason } from "@opal/core";
 import type { KvPosition } from "@opal/driver";
 import { cacheByteLength, type KvChunk, type KvDescriptor } from "@opal/kv";
 import type { opal } from "./gen/pb.js";
@@ -122,8 +122,5 @@ export function fromWirePosition(
 }
 
 function missing(field: string): OpalError {
-  return new OpalError(Code.INVALID_ARGUMENT, `${field}: required, got nothing`, {
-    reason: Reason.INVALID_FIELD,
-    fieldViolations: [{ field, description: "required, got nothing" }],
-  });
+  return invalidField(field, "required, got nothing");
 }

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { Code, OpalError, Reason } from "@opal/core";
+import { invalidField } from "@opal/core";
 
 /** Where POSIX shared-memory objects live on Linux: `shm_open("/x")` opens `/dev/shm/x`. */
 export const SHARED_MEMORY_DIRECTORY = "/dev/shm";
@@ -20,10 +20,7 @@ export function sharedMemoryPath(name: string): string {
   const base = name.slice(1);
   if (!name.startsWith("/") || !/^[A-Za-z0-9._-]{1,255}$/.test(base) || /^\.\.?$/.test(base)) {
     const description = `expected "/" and 1 to 255 characters of [A-Za-z0-9._-], got ${JSON.stringify(name)}`;
-    throw new OpalError(Code.INVALID_ARGUMENT, `data_plane.shared_memory.name: ${description}`, {
-      reason: Reason.INVALID_FIELD,
-      fieldViolations: [{ field: "data_plane.shared_memory.name", description }],
-    });
+    throw invalidField("data_plane.shared_memory.name", description);
   }
   return `${SHARED_MEMORY_DIRECTORY}/${base}`;
 }

@@ -48,6 +48,18 @@ describe("status codec", () => {
     );
   });
 
+  it("decodes only the protocol's reasons: another one (a broken or newer device) is dropped, the code and details stay", () => {
+    const foreign = new OpalError(Code.INVALID_ARGUMENT, "bad", {
+      // What a device outside errors.proto sends; OPAL's own code cannot produce it.
+      reason: "IRIS_PROMPT_EMPTY" as Reason,
+      fieldViolations: [{ field: "prompt_token_ids", description: "empty" }],
+    });
+    const back = decodeStatus(encodeStatus(foreign));
+    expect(back.reason).toBe("");
+    expect(back.code).toBe(Code.INVALID_ARGUMENT);
+    expect(back.fieldViolations).toEqual(foreign.fieldViolations);
+  });
+
   it("rejects bytes that are not a Status with a typed error, never a crash", () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 256 }), (bytes) => {

@@ -1,4 +1,13 @@
-import { Code, type FieldViolation, isCode, OpalError, type ResourceInfo } from "@opal/core";
+import {
+  Code,
+  type FieldViolation,
+  isCode,
+  isReason,
+  OpalError,
+  type Reason,
+  Reason as Reasons,
+  type ResourceInfo,
+} from "@opal/core";
 import { google } from "./gen/pb.js";
 
 /** The `google.rpc.ErrorInfo.domain` of every OPAL error. */
@@ -81,7 +90,7 @@ export function decodeStatus(bytes: Uint8Array): OpalError {
   } catch (cause) {
     throw invalidStatus((cause as Error).message, cause);
   }
-  let reason: string | undefined;
+  let reason: Reason | undefined;
   let metadata: Record<string, string> | undefined;
   let retryDelayMs: number | undefined;
   let fieldViolations: FieldViolation[] | undefined;
@@ -92,7 +101,8 @@ export function decodeStatus(bytes: Uint8Array): OpalError {
       switch (detail.type_url) {
         case ERROR_INFO: {
           const info = google.rpc.ErrorInfo.decode(value);
-          reason = info.reason;
+          // A reason outside errors.proto (a newer or a broken device) is dropped: the code stands.
+          reason = isReason(info.reason) ? info.reason : undefined;
           metadata = { ...info.metadata };
           break;
         }
@@ -134,7 +144,7 @@ export function decodeStatus(bytes: Uint8Array): OpalError {
 
 function invalidStatus(detail: string, cause?: unknown): OpalError {
   return new OpalError(Code.INTERNAL, `invalid grpc-status-details-bin: ${detail}`, {
-    reason: "INVALID_STATUS_DETAILS",
+    reason: Reasons.INVALID_STATUS_DETAILS,
     cause,
   });
 }

@@ -1,7 +1,9 @@
 import { Code, OpalError } from "@opal/core";
+import { PROTOCOL_VERSION } from "@opal/driver";
 
-/** The protocol version this package implements (semver). */
-export const PROTOCOL_VERSION = "1.0.0";
+// Defined in @opal/driver, below both this package and @opal/mock, so a device reports the very
+// version a client checks; re-exported here as the protocol's own constant.
+export { PROTOCOL_VERSION };
 
 /** A parsed semantic version. */
 export interface ProtocolVersion {

@@ -1,4 +1,4 @@
-import { Code, OpalError, Reason } from "@opal/core";
+import { Code, invalidField, OpalError, Reason } from "@opal/core";
 import type { DataPlaneKind } from "@opal/driver";
 import type { KvDtype, KvLayout, KvPart, KvScaleScheme } from "@opal/kv";
 import { opal } from "./gen/pb.js";
@@ -22,7 +22,7 @@ function enumMap<T extends string>(
   name: string,
   pairs: readonly (readonly [T, number])[],
   /** Reason for a value this version does not know (e.g. UNSUPPORTED_DTYPE); default INVALID_FIELD. */
-  unknownReason: string = Reason.INVALID_FIELD,
+  unknownReason: Reason = Reason.INVALID_FIELD,
 ): EnumMap<T> {
   const toWire = new Map<T, number>(pairs);
   const fromWire = new Map<number, T>(pairs.map(([domain, wire]) => [wire, domain]));
@@ -46,10 +46,7 @@ function enumMap<T extends string>(
         const description = value
           ? `unknown ${name} value ${value}`
           : `${name} is required (got UNSPECIFIED)`;
-        throw new OpalError(Code.INVALID_ARGUMENT, `${field}: ${description}`, {
-          reason: value ? unknownReason : Reason.INVALID_FIELD,
-          fieldViolations: [{ field, description }],
-        });
+        throw invalidField(field, description, value ? unknownReason : Reason.INVALID_FIELD);
       }
       return domain;
     },

@@ -1,4 +1,4 @@
-import { Code, OpalError } from "@opal/core";
+import { Code, OpalError, Reason } from "@opal/core";
 import type { ModelConfig } from "./model-config";
 import type { LayerWeights, ModelWeights } from "./model-weights";
 import { createPrng, type Prng } from "./prng";
@@ -62,7 +62,7 @@ export function toPresetConfig(name: PresetName): ModelConfig {
   throw new OpalError(
     Code.INVALID_ARGUMENT,
     `unknown preset ${JSON.stringify(name)} (expected "opal-tiny" or "opal-small")`,
-    { reason: "UNKNOWN_PRESET" },
+    { reason: Reason.MODEL_WEIGHTS_INVALID },
   );
 }
 
@@ -101,7 +101,7 @@ export function createPresetWeights(
   const seed = options.seed ?? 0;
   if (!Number.isSafeInteger(seed)) {
     throw new OpalError(Code.INVALID_ARGUMENT, `seed must be a safe integer (got ${seed})`, {
-      reason: "INVALID_SEED",
+      reason: Reason.INVALID_FIELD,
     });
   }
   const prng = createPrng(seed * 4 + (name === "opal-tiny" ? 1 : 2));

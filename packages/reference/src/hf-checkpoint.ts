@@ -1,6 +1,6 @@
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Code, OpalError } from "@opal/core";
+import { Code, OpalError, Reason } from "@opal/core";
 import {
   decodeSafetensors,
   encodeSafetensors,
@@ -36,7 +36,7 @@ function parseConfig(configJson: string | HfConfigJson): HfConfigJson {
     return JSON.parse(configJson) as HfConfigJson;
   } catch (error) {
     throw new OpalError(Code.INVALID_ARGUMENT, `config.json is not valid JSON: ${String(error)}`, {
-      reason: "INVALID_MODEL_CONFIG",
+      reason: Reason.MODEL_CONFIG_INVALID,
       cause: error,
     });
   }
@@ -50,8 +50,8 @@ function parseConfig(configJson: string | HfConfigJson): HfConfigJson {
  * unless `tie_word_embeddings`), each F32, F16 or BF16 with exactly the expected shape, widened to f32
  * (a copy; the input bytes are not retained). Other tensors are ignored. Tensors are looked up in
  * order and the first missing one fails, so a config claiming more layers than the files hold costs
- * nothing. Throws INVALID_ARGUMENT with reason `MISSING_WEIGHT`, `WEIGHT_SHAPE_MISMATCH` or
- * `UNSUPPORTED_WEIGHT_DTYPE`, or the `@opal/kv` safetensors errors for malformed files.
+ * nothing. Throws INVALID_ARGUMENT with reason `MODEL_WEIGHTS_INVALID` (a missing
+ * tensor, a wrong shape or dtype), or the `@opal/kv` safetensors errors for malformed files.
  */
 export function decodeHfCheckpoint(checkpoint: HfCheckpoint): ModelWeights {
   const config = fromHfConfig(parseConfig(checkpoint.configJson));
@@ -69,7 +69,7 @@ export function decodeHfCheckpoint(checkpoint: HfCheckpoint): ModelWeights {
       throw new OpalError(
         Code.INVALID_ARGUMENT,
         `weight ${name} has shape [${tensor.shape.join(", ")}] (expected [${shape.join(", ")}])`,
-        { reason: "WEIGHT_SHAPE_MISMATCH" },
+        { reason: Reason.MODEL_WEIGHTS_INVALID },
       );
     }
     const dtype = FROM_SAFETENSORS[tensor.dtype];
@@ -77,7 +77,7 @@ export function decodeHfCheckpoint(checkpoint: HfCheckpoint): ModelWeights {
       throw new OpalError(
         Code.INVALID_ARGUMENT,
         `weight ${name} has dtype ${tensor.dtype} (expected F32, F16 or BF16)`,
-        { reason: "UNSUPPORTED_WEIGHT_DTYPE" },
+        { reason: Reason.MODEL_WEIGHTS_INVALID },
       );
     }
     return toFloat32(tensor.data, dtype);
@@ -112,7 +112,7 @@ export function encodeHfCheckpoint(
     throw new OpalError(
       Code.INVALID_ARGUMENT,
       `export dtype ${JSON.stringify(dtype)} unsupported (expected f32, f16 or bf16)`,
-      { reason: "UNSUPPORTED_WEIGHT_DTYPE" },
+      { reason: Reason.MODEL_WEIGHTS_INVALID },
     );
   }
   const config = toHfConfig(weights.config, { torchDtype: TORCH_DTYPE_OF[dtype] });
@@ -141,8 +141,8 @@ export async function exportHfCheckpoint(
 
 /**
  * Reads a Hugging Face Llama checkpoint folder: `config.json` plus `model.safetensors`, or the
- * shards listed in `model.safetensors.index.json`. Throws NOT_FOUND (reason `CHECKPOINT_NOT_FOUND`)
- * when the files are missing, and the errors of {@link decodeHfCheckpoint}.
+ * shards listed in `model.safetensors.index.json`. Throws NOT_FOUND (without a
+ * reason: none of the protocol's applies) when the files are missing, and the errors of {@link decodeHfCheckpoint}.
  */
 export async function loadHfCheckpoint(dir: string): Promise<ModelWeights> {
   const read = async (name: string): Promise<Buffer> => {
@@ -150,7 +150,6 @@ export async function loadHfCheckpoint(dir: string): Promise<ModelWeights> {
       return await readFile(join(dir, name));
     } catch (error) {
       throw new OpalError(Code.NOT_FOUND, `cannot read ${join(dir, name)}: ${String(error)}`, {
-        reason: "CHECKPOINT_NOT_FOUND",
         cause: error,
       });
     }
@@ -173,14 +172,14 @@ export async function loadHfCheckpoint(dir: string): Promise<ModelWeights> {
     throw new OpalError(
       Code.INVALID_ARGUMENT,
       "model.safetensors.index.json has no weight_map object",
-      { reason: "INVALID_CHECKPOINT_INDEX" },
+      { reason: Reason.MODEL_WEIGHTS_INVALID },
     );
   }
   const shards: Uint8Array[] = [];
   for (const file of new Set(Object.values(weightMap))) {
     if (typeof file !== "string" || file.includes("/") || file.includes("\\")) {
       throw new OpalError(Code.INVALID_ARGUMENT, `invalid shard name ${JSON.stringify(file)}`, {
-        reason: "INVALID_CHECKPOINT_INDEX",
+        reason: Reason.MODEL_WEIGHTS_INVALID,
       });
     }
     const bytes = await read(file);

@@ -87,7 +87,7 @@ describe("fromHfConfig", () => {
       fromHfConfig({ ...llama31Json, num_key_value_heads: 5, bos_token_id: 999999 });
       expect.unreachable();
     } catch (error) {
-      expect(error).toMatchObject({ code: Code.INVALID_ARGUMENT, reason: "INVALID_MODEL_CONFIG" });
+      expect(error).toMatchObject({ code: Code.INVALID_ARGUMENT, reason: "MODEL_CONFIG_INVALID" });
       const fields = (error as { fieldViolations: { field: string }[] }).fieldViolations.map(
         (v) => v.field,
       );
@@ -102,7 +102,7 @@ describe("fromHfConfig", () => {
     ) as HfConfigJson;
     expect((json.rope_scaling as { factor: number }).factor).toBe(Number.POSITIVE_INFINITY);
     expect(() => fromHfConfig(json)).toThrow(
-      expect.objectContaining({ code: Code.INVALID_ARGUMENT, reason: "INVALID_MODEL_CONFIG" }),
+      expect.objectContaining({ code: Code.INVALID_ARGUMENT, reason: "MODEL_CONFIG_INVALID" }),
     );
     const config = toPresetConfig("opal-small");
     for (const field of ["factor", "lowFreqFactor", "highFreqFactor"] as const) {
@@ -113,7 +113,7 @@ describe("fromHfConfig", () => {
       } catch (error) {
         expect(error).toMatchObject({
           code: Code.INVALID_ARGUMENT,
-          reason: "INVALID_MODEL_CONFIG",
+          reason: "MODEL_CONFIG_INVALID",
         });
         expect((error as { fieldViolations: unknown[] }).fieldViolations).toContainEqual({
           field: `ropeScaling.${field}`,
@@ -131,7 +131,7 @@ describe("fromHfConfig", () => {
       { rope_scaling: { rope_type: "yarn", factor: 4 } },
     ]) {
       expect(() => fromHfConfig({ ...llama31Json, ...patch })).toThrow(
-        expect.objectContaining({ code: Code.UNIMPLEMENTED, reason: "UNSUPPORTED_MODEL" }),
+        expect.objectContaining({ code: Code.UNIMPLEMENTED, reason: "UNSUPPORTED_FEATURE" }),
       );
     }
   });

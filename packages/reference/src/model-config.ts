@@ -1,4 +1,4 @@
-import { Code, type FieldViolation, OpalError } from "@opal/core";
+import { Code, type FieldViolation, OpalError, Reason } from "@opal/core";
 
 /**
  * Llama 3 rotary frequency scaling (`rope_scaling` with `rope_type: "llama3"` in a Hugging Face
@@ -62,7 +62,7 @@ export function toEosTokenIds(config: ModelConfig): readonly number[] {
 function invalid(violations: FieldViolation[], what: string): OpalError {
   const detail = violations.map((v) => `${v.field}: ${v.description}`).join("; ");
   return new OpalError(Code.INVALID_ARGUMENT, `invalid ${what}: ${detail}`, {
-    reason: "INVALID_MODEL_CONFIG",
+    reason: Reason.MODEL_CONFIG_INVALID,
     fieldViolations: violations,
   });
 }
@@ -76,7 +76,7 @@ function isTokenId(value: unknown, vocabSize: number): boolean {
 }
 
 /**
- * Throws INVALID_ARGUMENT (reason `INVALID_MODEL_CONFIG`, one field violation per problem) unless
+ * Throws INVALID_ARGUMENT (reason `MODEL_CONFIG_INVALID`, one field violation per problem) unless
  * `config` is consistent: positive integer sizes, `numKeyValueHeads` dividing `numAttentionHeads`,
  * an even `headDim`, finite positive `rmsNormEps` and `ropeTheta`, token ids inside the vocabulary,
  * and a `ropeScaling` (if any) with finite positive factors, `highFreqFactor > lowFreqFactor` and a
@@ -230,8 +230,8 @@ export function toHfConfig(
  * `num_key_value_heads` = `num_attention_heads`, `head_dim` = `hidden_size / num_attention_heads`,
  * `rms_norm_eps` 1e-6, `rope_theta` 10000, `rope_scaling` null, `max_position_embeddings` 2048,
  * `tie_word_embeddings` false, `bos_token_id` 1, `eos_token_id` 2.
- * Throws INVALID_ARGUMENT (reason `INVALID_MODEL_CONFIG`) listing every missing or invalid field, and
- * UNIMPLEMENTED (reason `UNSUPPORTED_MODEL`) for features this package does not implement (another
+ * Throws INVALID_ARGUMENT (reason `MODEL_CONFIG_INVALID`) listing every missing or invalid field, and
+ * UNIMPLEMENTED (reason `UNSUPPORTED_FEATURE`) for features this package does not implement (another
  * `model_type`, activation, biases, or a rope scaling other than llama3).
  */
 export function fromHfConfig(json: HfConfigJson): ModelConfig {
@@ -240,13 +240,13 @@ export function fromHfConfig(json: HfConfigJson): ModelConfig {
       Code.INVALID_ARGUMENT,
       `config.json must be an object, got ${typeof json}`,
       {
-        reason: "INVALID_MODEL_CONFIG",
+        reason: Reason.MODEL_CONFIG_INVALID,
       },
     );
   }
   const unsupported = (what: string) =>
     new OpalError(Code.UNIMPLEMENTED, `unsupported model: ${what}`, {
-      reason: "UNSUPPORTED_MODEL",
+      reason: Reason.UNSUPPORTED_FEATURE,
     });
   if (json.model_type !== undefined && json.model_type !== "llama") {
     throw unsupported(`model_type "llama" expected, got ${JSON.stringify(json.model_type)}`);

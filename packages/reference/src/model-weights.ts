@@ -1,4 +1,4 @@
-import { Code, OpalError } from "@opal/core";
+import { Code, OpalError, Reason } from "@opal/core";
 import { assertModelConfig, type ModelConfig } from "./model-config";
 
 /**
@@ -136,7 +136,7 @@ export function toNamedWeights(weights: ModelWeights): NamedWeight[] {
  * {@link toWeightLayout}, stopping at the first missing one: the work done is bounded by the
  * tensors that exist, whatever layer count the config claims. `get(name, shape)` returns the f32
  * data or undefined; `shape` is the shape the config implies. Throws INVALID_ARGUMENT (reason
- * `MISSING_WEIGHT` or `WEIGHT_SHAPE_MISMATCH`) naming the tensor and the expected vs actual element
+ * `MODEL_WEIGHTS_INVALID`) naming the tensor and the expected vs actual element
  * count.
  */
 export function fromNamedWeights(
@@ -148,7 +148,7 @@ export function fromNamedWeights(
     const data = get(name, shape);
     if (data === undefined) {
       throw new OpalError(Code.INVALID_ARGUMENT, `weight ${name} missing`, {
-        reason: "MISSING_WEIGHT",
+        reason: Reason.MODEL_WEIGHTS_INVALID,
       });
     }
     const expected = shape.reduce((a, b) => a * b, 1);
@@ -156,7 +156,7 @@ export function fromNamedWeights(
       throw new OpalError(
         Code.INVALID_ARGUMENT,
         `weight ${name} has ${data.length} elements (expected shape [${shape.join(", ")}] = ${expected})`,
-        { reason: "WEIGHT_SHAPE_MISMATCH" },
+        { reason: Reason.MODEL_WEIGHTS_INVALID },
       );
     }
     return data;
@@ -184,7 +184,7 @@ export function assertModelWeights(weights: ModelWeights): void {
     throw new OpalError(
       Code.INVALID_ARGUMENT,
       `weights have ${weights.layers.length} layers (config says ${weights.config.numHiddenLayers})`,
-      { reason: "WEIGHT_SHAPE_MISMATCH" },
+      { reason: Reason.MODEL_WEIGHTS_INVALID },
     );
   }
   for (const w of toNamedWeights(weights)) named.set(w.name, w.data);
@@ -193,7 +193,7 @@ export function assertModelWeights(weights: ModelWeights): void {
     throw new OpalError(
       Code.INVALID_ARGUMENT,
       `lm head has ${weights.lmHead.length} elements (expected ${weights.config.vocabSize * weights.config.hiddenSize})`,
-      { reason: "WEIGHT_SHAPE_MISMATCH" },
+      { reason: Reason.MODEL_WEIGHTS_INVALID },
     );
   }
 }

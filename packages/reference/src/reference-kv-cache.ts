@@ -1,4 +1,4 @@
-import { Code, OpalError } from "@opal/core";
+import { Code, OpalError, Reason } from "@opal/core";
 import type { ModelConfig } from "./model-config";
 
 /**
@@ -33,7 +33,7 @@ export interface ReferenceKvCacheOptions {
 
 /**
  * Creates an empty cache for a model with `config`. Throws INVALID_ARGUMENT (reason
- * `INVALID_KV_CAPACITY`) when `capacityTokens` is not an integer >= 0.
+ * `INVALID_FIELD`) when `capacityTokens` is not an integer >= 0.
  */
 export function createReferenceKvCache(
   config: ModelConfig,
@@ -44,7 +44,7 @@ export function createReferenceKvCache(
     throw new OpalError(
       Code.INVALID_ARGUMENT,
       `capacityTokens must be an integer >= 0 (got ${requested})`,
-      { reason: "INVALID_KV_CAPACITY" },
+      { reason: Reason.INVALID_FIELD },
     );
   }
   const capacityTokens = Math.max(1, requested);
@@ -70,7 +70,7 @@ export function createReferenceKvCache(
  * Builds a cache from per-layer f32 arrays in NHD order (`[numTokens][numKvHeads][headDim]`, keys after
  * rotary), e.g. rebuilt from received KV bytes. The arrays are copied (the result owns its memory);
  * arrays longer than `numTokens` rows are read up to `numTokens` rows. Throws INVALID_ARGUMENT
- * (reason `KV_SHAPE_MISMATCH`) when the layer count or an array size does not match `config`.
+ * (reason `INVALID_FIELD`) when the layer count or an array size does not match `config`.
  */
 export function fromKvLayers(
   config: ModelConfig,
@@ -80,7 +80,7 @@ export function fromKvLayers(
 ): ReferenceKvCache {
   const row = config.numKeyValueHeads * config.headDim;
   const mismatch = (message: string) =>
-    new OpalError(Code.INVALID_ARGUMENT, message, { reason: "KV_SHAPE_MISMATCH" });
+    new OpalError(Code.INVALID_ARGUMENT, message, { reason: Reason.INVALID_FIELD });
   if (!Number.isSafeInteger(numTokens) || numTokens < 0) {
     throw mismatch(`numTokens must be an integer >= 0 (got ${numTokens})`);
   }
@@ -121,7 +121,7 @@ export function toKvPrefix(cache: ReferenceKvCache, numTokens = cache.numTokens)
     throw new OpalError(
       Code.OUT_OF_RANGE,
       `prefix of ${numTokens} tokens out of range (cache holds ${cache.numTokens})`,
-      { reason: "KV_PREFIX_OUT_OF_RANGE" },
+      { reason: Reason.RESUME_POSITION_INVALID },
     );
   }
   return copyKvRows(cache, numTokens, numTokens);

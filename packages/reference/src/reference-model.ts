@@ -1,4 +1,4 @@
-import { Code, OpalError, throwIfAborted } from "@opal/core";
+import { Code, OpalError, Reason, throwIfAborted } from "@opal/core";
 import { attendRows, createAttentionScratch } from "./attend-rows";
 import { addInPlace, applyRotaryRows, matmulRows, rmsNormRows, swigluInPlace } from "./kernels";
 import { type ModelConfig, toEosTokenIds } from "./model-config";
@@ -65,8 +65,8 @@ export interface ReferenceModel {
   /**
    * Runs `tokens` (ids < vocabSize, at least one) through the model after `options.past`.
    * Throws INVALID_ARGUMENT for a bad token (reason `TOKEN_OUT_OF_RANGE`), an empty prompt
-   * (`EMPTY_PROMPT`), a context beyond `maxPositionEmbeddings` (`CONTEXT_TOO_LONG`) or a cache of
-   * another shape (`KV_SHAPE_MISMATCH`).
+   * (`PROMPT_EMPTY`), a context beyond `maxPositionEmbeddings` (`PROMPT_TOO_LONG`) or a cache of
+   * another shape (`INVALID_FIELD`).
    */
   prefill(tokens: ArrayLike<number>, options?: PrefillOptions): PrefillResult;
   /** Appends `token` to `cache` in place and returns the logits of that position, `[vocabSize]`. */
@@ -102,7 +102,7 @@ export function createReferenceModel(
   const checkTokens = (tokens: ArrayLike<number>, past: number) => {
     if (tokens.length === 0) {
       throw new OpalError(Code.INVALID_ARGUMENT, "prompt has 0 tokens (expected >= 1)", {
-        reason: "EMPTY_PROMPT",
+        reason: Reason.PROMPT_EMPTY,
       });
     }
     for (let i = 0; i < tokens.length; i++) {
@@ -119,7 +119,7 @@ export function createReferenceModel(
       throw new OpalError(
         Code.INVALID_ARGUMENT,
         `context of ${past + tokens.length} tokens exceeds maxPositionEmbeddings ${config.maxPositionEmbeddings}`,
-        { reason: "CONTEXT_TOO_LONG" },
+        { reason: Reason.PROMPT_TOO_LONG },
       );
     }
   };
@@ -133,7 +133,7 @@ export function createReferenceModel(
       throw new OpalError(
         Code.INVALID_ARGUMENT,
         `cache has ${cache.numLayers} layers x ${cache.numKvHeads} KV heads x ${cache.headDim} dims (model has ${config.numHiddenLayers} x ${config.numKeyValueHeads} x ${config.headDim})`,
-        { reason: "KV_SHAPE_MISMATCH" },
+        { reason: Reason.INVALID_FIELD },
       );
     }
   };
@@ -226,7 +226,7 @@ export function createReferenceModel(
         throw new OpalError(
           Code.INVALID_ARGUMENT,
           `maxNewTokens must be an integer >= 0 (got ${maxNewTokens})`,
-          { reason: "INVALID_GENERATE_OPTIONS" },
+          { reason: Reason.INVALID_FIELD },
         );
       }
       const sampler = createSampler(generateOptions.sampling ?? { kind: "greedy" });

@@ -16,7 +16,7 @@ describe("sampleGreedy", () => {
     expect(() => sampleGreedy([Number.NaN, Number.NaN])).toThrow(
       expect.objectContaining({
         code: Code.INVALID_ARGUMENT,
-        reason: "EMPTY_LOGITS",
+        reason: "INVALID_FIELD",
         message:
           "[invalid_argument] cannot sample from 2 logits, all NaN (expected at least one logit that is not NaN)",
       }),

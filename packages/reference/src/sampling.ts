@@ -1,4 +1,4 @@
-import { Code, OpalError } from "@opal/core";
+import { Code, OpalError, Reason } from "@opal/core";
 import { createPrng } from "./prng";
 
 /** How to pick the next token: greedy (argmax) or seeded random sampling. */
@@ -23,7 +23,7 @@ export interface Sampler {
 /**
  * Index of the largest logit; the lowest index wins ties. NaN logits are ignored (as numpy's
  * `nanargmax`): they are never picked, wherever they are. Throws INVALID_ARGUMENT (reason
- * `EMPTY_LOGITS`) when there are no logits or all of them are NaN.
+ * `INVALID_FIELD`) when there are no logits or all of them are NaN.
  */
 export function sampleGreedy(logits: ArrayLike<number>): number {
   let best = -1;
@@ -40,7 +40,7 @@ export function sampleGreedy(logits: ArrayLike<number>): number {
     throw new OpalError(
       Code.INVALID_ARGUMENT,
       `cannot sample from ${got} (expected at least one logit that is not NaN)`,
-      { reason: "EMPTY_LOGITS" },
+      { reason: Reason.INVALID_FIELD },
     );
   }
   return best;
@@ -63,17 +63,17 @@ export function createSeededSampler(options: {
     throw new OpalError(
       Code.INVALID_ARGUMENT,
       `temperature must be a finite number >= 0 (got ${temperature})`,
-      { reason: "INVALID_SAMPLING" },
+      { reason: Reason.INVALID_FIELD },
     );
   }
   if (!Number.isInteger(topK) || topK < 0) {
     throw new OpalError(Code.INVALID_ARGUMENT, `topK must be an integer >= 0 (got ${topK})`, {
-      reason: "INVALID_SAMPLING",
+      reason: Reason.INVALID_FIELD,
     });
   }
   if (!Number.isSafeInteger(seed)) {
     throw new OpalError(Code.INVALID_ARGUMENT, `seed must be a safe integer (got ${seed})`, {
-      reason: "INVALID_SAMPLING",
+      reason: Reason.INVALID_FIELD,
     });
   }
   const prng = createPrng(seed);
@@ -116,6 +116,6 @@ export function createSampler(options: SamplingOptions): Sampler {
   throw new OpalError(
     Code.INVALID_ARGUMENT,
     `sampling kind must be "greedy" or "seeded" (got ${JSON.stringify((options as { kind: unknown }).kind)})`,
-    { reason: "INVALID_SAMPLING" },
+    { reason: Reason.INVALID_FIELD },
   );
 }

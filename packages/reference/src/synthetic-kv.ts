@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { Code, OpalError } from "@opal/core";
+import { Code, OpalError, Reason } from "@opal/core";
 import type { KvAttention, KvDtype, KvHeadRange, KvLayout, KvPart, KvScaleScheme } from "@opal/kv";
 import { mix32 } from "./prng";
 
@@ -24,7 +24,7 @@ export function toSyntheticShapeNames(): SyntheticShapeName[] {
 /**
  * A built-in shape: `llama-3-8b` 32 layers x 8 KV heads x 128; `llama-3-70b` 80 x 8 x 128;
  * `qwen2.5-7b` 28 x 4 x 128; `deepseek-v3` 61 MLA layers of 512 latent + 64 rope dims.
- * Throws INVALID_ARGUMENT (reason `UNKNOWN_SHAPE`) for another name.
+ * Throws INVALID_ARGUMENT (reason `MODEL_WEIGHTS_INVALID`) for another name.
  */
 export function syntheticShape(name: SyntheticShapeName): SyntheticModelShape {
   switch (name) {
@@ -40,7 +40,7 @@ export function syntheticShape(name: SyntheticShapeName): SyntheticModelShape {
   throw new OpalError(
     Code.INVALID_ARGUMENT,
     `unknown synthetic shape ${JSON.stringify(name)} (expected one of ${toSyntheticShapeNames().join(", ")})`,
-    { reason: "UNKNOWN_SHAPE" },
+    { reason: Reason.MODEL_WEIGHTS_INVALID },
   );
 }
 
@@ -118,7 +118,7 @@ const DTYPE_SALT: Record<KvDtype, number> = {
   int8: 6,
 };
 
-function bad(message: string, reason = "INVALID_SYNTHETIC_REQUEST"): OpalError {
+function bad(message: string, reason: Reason = Reason.INVALID_FIELD): OpalError {
   return new OpalError(Code.INVALID_ARGUMENT, message, { reason });
 }
 
@@ -191,7 +191,7 @@ export function createSyntheticKv(shape: SyntheticModelShape): SyntheticKv {
     shape.numLayers < 1 ||
     !dims.every((d) => Number.isSafeInteger(d) && d > 0)
   ) {
-    throw bad(`invalid synthetic shape ${JSON.stringify(shape)}`, "INVALID_SHAPE");
+    throw bad(`invalid synthetic shape ${JSON.stringify(shape)}`, Reason.INVALID_FIELD);
   }
   const rowElements = a.kind === "mla" ? a.latentDim + a.ropeDim : a.headDim;
   const totalHeads = a.kind === "mla" ? 1 : a.numKvHeads;

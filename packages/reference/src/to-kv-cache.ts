@@ -1,4 +1,4 @@
-import { Code, OpalError } from "@opal/core";
+import { Code, OpalError, Reason } from "@opal/core";
 import {
   createKvCache,
   fromFloat32,
@@ -28,7 +28,7 @@ export interface ToKvCacheOptions {
 }
 
 function mismatch(message: string): OpalError {
-  return new OpalError(Code.INVALID_ARGUMENT, message, { reason: "KV_SHAPE_MISMATCH" });
+  return new OpalError(Code.INVALID_ARGUMENT, message, { reason: Reason.INVALID_FIELD });
 }
 
 /**
@@ -49,7 +49,7 @@ export function toKvCache(cache: ReferenceKvCache, options: ToKvCacheOptions): K
     throw new OpalError(
       Code.OUT_OF_RANGE,
       `token range ${tokenStart}+${tokenCount} out of range (cache holds ${cache.numTokens} tokens; at least 1 needed)`,
-      { reason: "KV_PREFIX_OUT_OF_RANGE" },
+      { reason: Reason.RESUME_POSITION_INVALID },
     );
   }
   const dtype = options.dtype ?? "f32";
@@ -105,7 +105,7 @@ export function toKvCache(cache: ReferenceKvCache, options: ToKvCacheOptions): K
  * `config`: MHA with the model's KV head count and head dim, all heads, every layer, starting at
  * position 0, dtype f32, f16 or bf16 (widened exactly to f32), layout `nhd` or `hnd`. Quantised caches
  * must be dequantised first (`dequantizeKv` of `@opal/kv`): UNIMPLEMENTED (reason
- * `UNSUPPORTED_KV_DTYPE`). Shape mismatches throw INVALID_ARGUMENT (reason `KV_SHAPE_MISMATCH`).
+ * `UNSUPPORTED_DTYPE`). Shape mismatches throw INVALID_ARGUMENT (reason `INVALID_FIELD`).
  */
 export function fromKvCache(config: ModelConfig, kv: KvCache): ReferenceKvCache {
   const d = kv.descriptor;
@@ -132,7 +132,7 @@ export function fromKvCache(config: ModelConfig, kv: KvCache): ReferenceKvCache 
     throw new OpalError(
       Code.UNIMPLEMENTED,
       `KV dtype ${d.dtype} is quantised (expected f32, f16 or bf16; dequantize with @opal/kv first)`,
-      { reason: "UNSUPPORTED_KV_DTYPE" },
+      { reason: Reason.UNSUPPORTED_DTYPE },
     );
   }
   const rowBytes = a.headDim * (d.dtype === "f32" ? 4 : 2);

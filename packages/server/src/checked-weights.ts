@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
-import { Code, OpalError, Reason } from "@opal/core";
+import { Code, invalidField, OpalError, Reason } from "@opal/core";
 import { assertWellFormed, type opal } from "@opal/protocol";
-import { invalidField } from "./invalid-field";
 import { nextWithin } from "./next-within";
 
 type LoadModelRequest = opal.device.v1.LoadModelRequest;

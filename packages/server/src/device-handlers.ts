@@ -5,7 +5,7 @@ import type {
   sendUnaryData,
   UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Code, OpalError, Reason, toAbortError } from "@opal/core";
+import { Code, invalidField, OpalError, Reason, toAbortError } from "@opal/core";
 import { telemetryIntervalMs } from "@opal/driver";
 import {
   assertWellFormed,
@@ -24,7 +24,6 @@ import { type CallScope, type CallScopeOptions, openCallScope } from "./call-sco
 import { checkedWeights } from "./checked-weights";
 import type { HandlerContext } from "./handler-context";
 import { hostPrefill } from "./host-prefill";
-import { invalidField } from "./invalid-field";
 import { nextWithin } from "./next-within";
 import { toWireHostPrefillEvent } from "./prefill-through-region";
 import { waitForDrain } from "./wait-for-drain";

@@ -1,4 +1,4 @@
-import { Code, OpalError, Reason } from "@opal/core";
+import { Code, invalidField, OpalError, Reason } from "@opal/core";
 import {
   type DeviceCapabilities,
   type DriverCallOptions,
@@ -9,7 +9,6 @@ import {
 } from "@opal/driver";
 import { type opal, toWirePrefillEvent } from "@opal/protocol";
 import { isLoopbackPeer } from "./caller-auth";
-import { invalidField } from "./invalid-field";
 import {
   type HostPrefillEvent,
   openSharedMemoryRegion,

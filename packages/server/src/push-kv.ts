@@ -1,5 +1,5 @@
 import { Client, type ClientWritableStream, credentials, Metadata } from "@grpc/grpc-js";
-import { Code, OpalError, Reason } from "@opal/core";
+import { Code, invalidField, OpalError, Reason } from "@opal/core";
 import type { PrefillEvent, PushTarget } from "@opal/driver";
 import { type KvDescriptor, partByteLength, partsOf } from "@opal/kv";
 import {
@@ -8,7 +8,6 @@ import {
   toWireChunk,
   toWireDescriptor,
 } from "@opal/protocol";
-import { invalidField } from "./invalid-field";
 import { waitForDrain } from "./wait-for-drain";
 
 type PushMessage = Parameters<typeof R.pushKv.requestSerialize>[0];

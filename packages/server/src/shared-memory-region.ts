@@ -1,10 +1,9 @@
 import { constants, type FileHandle, open } from "node:fs/promises";
-import { Code, OpalError, Reason } from "@opal/core";
+import { Code, invalidField, OpalError, Reason } from "@opal/core";
 import type { PrefillEvent } from "@opal/driver";
 import type { KvChunk } from "@opal/kv";
 import { cacheByteLength } from "@opal/kv";
 import { type opal, sharedMemoryPath } from "@opal/protocol";
-import { invalidField } from "./invalid-field";
 
 /** A caller's shared-memory region as a prefill request offers it (PF-43). */
 export type SharedMemoryOffer = opal.device.v1.SharedMemoryRegion.$Properties;

@@ -1,5 +1,4 @@
-import { Code, OpalError, Reason } from "@opal/core";
-import { invalidField } from "./invalid-field";
+import { Code, invalidField, OpalError, Reason } from "@opal/core";
 import type { ServerLimits } from "./server-options";
 
 /** Enforces per-tenant rate and concurrency limits. */

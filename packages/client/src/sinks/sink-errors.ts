@@ -1,4 +1,4 @@
-import { Code, OpalError, Reason } from "@opal/core";
+import { Code, invalidField, OpalError, Reason } from "@opal/core";
 
 /**
  * FAILED_PRECONDITION DESCRIPTOR_MISMATCH: the sink's target cannot take this cache. The message
@@ -13,11 +13,7 @@ export function descriptorMismatch(what: string, target: string, cache: string):
 
 /** INVALID_ARGUMENT INVALID_FIELD for a bad option (of a sink or the receiver), naming `field`. */
 export function invalidOption(field: string, expected: string, actual: unknown): OpalError {
-  const description = `expected ${expected}, got ${describeValue(actual)}`;
-  return new OpalError(Code.INVALID_ARGUMENT, `${field}: ${description}`, {
-    reason: Reason.INVALID_FIELD,
-    fieldViolations: [{ field, description }],
-  });
+  return invalidField(field, `expected ${expected}, got ${describeValue(actual)}`);
 }
 
 /** CANCELLED: the sink was aborted before the call could complete. */
