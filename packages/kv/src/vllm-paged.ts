@@ -1,3 +1,4 @@
+import { checkBlockTable } from "./check-block-table";
 import {
   assertValidDescriptor,
   headCountOf,
@@ -111,42 +112,13 @@ function poolRow(g: Geometry, kv: number, block: number, offset: number, head: n
   return row * g.rowBytes;
 }
 
-/**
- * Checks the block table entries the cache's tokens use, before any byte moves: each must be a
- * block id in [0, numBlocks), and no two logical blocks may share a physical block.
- */
-function checkBlockTable(descriptor: KvDescriptor, g: Geometry, blockTable: ArrayLike<number>) {
-  const first = Math.floor(descriptor.tokenStart / g.blockSize);
-  const last = Math.floor((descriptor.tokenStart + descriptor.tokenCount - 1) / g.blockSize);
-  const seen = new Map<number, number>();
-  for (let logical = first; logical <= last; logical++) {
-    const block = blockTable[logical];
-    if (block === undefined || !Number.isInteger(block) || block < 0 || block >= g.numBlocks) {
-      throw new KvFormatError(
-        "OUT_OF_RANGE",
-        `token ${Math.max(descriptor.tokenStart, logical * g.blockSize)}: block table entry ${logical} is ${block}, expected a block id in [0, ${g.numBlocks})`,
-        { field: "blockTable" },
-      );
-    }
-    const other = seen.get(block);
-    if (other !== undefined) {
-      throw new KvFormatError(
-        "INVALID_OFFSETS",
-        `block table entries ${other} and ${logical} are both block ${block} (overlap)`,
-        { field: "blockTable" },
-      );
-    }
-    seen.set(block, logical);
-  }
-}
-
 function forEachRow(
   descriptor: KvDescriptor,
   g: Geometry,
   blockTable: ArrayLike<number>,
   visit: (kv: number, cacheByte: number, poolByte: number) => void,
 ): void {
-  checkBlockTable(descriptor, g, blockTable);
+  checkBlockTable(descriptor, blockTable, g.blockSize, g.numBlocks);
   const t = descriptor.tokenCount;
   for (let i = 0; i < t; i++) {
     const position = descriptor.tokenStart + i;

@@ -1,3 +1,4 @@
+import { checkBlockTable } from "./check-block-table";
 import {
   assertValidDescriptor,
   dtypeByteSize,
@@ -233,38 +234,6 @@ export function vllmStandardGeometry(
     layerViewShape: [numBlocks * ratio, heads, kernelBlock, content / size],
     layerViewStrides: [...strides.slice(1, 4).map((s) => s / size), 1],
   };
-}
-
-function checkBlockTable(
-  descriptor: KvDescriptor,
-  blockTable: ArrayLike<number>,
-  blockSize: number,
-  numBlocks: number,
-) {
-  const first = Math.floor(descriptor.tokenStart / blockSize);
-  const last = Math.floor((descriptor.tokenStart + descriptor.tokenCount - 1) / blockSize);
-  const seen = new Map<number, number>();
-  for (let logical = first; logical <= last; logical++) {
-    const block = blockTable[logical];
-    if (block === undefined || !Number.isInteger(block) || block < 0 || block >= numBlocks) {
-      throw new KvFormatError(
-        "OUT_OF_RANGE",
-        `token ${Math.max(descriptor.tokenStart, logical * blockSize)}: block table entry ${logical} is ${block}, expected a block id in [0, ${numBlocks})`,
-        { field: "blockTable" },
-      );
-    }
-    const other = seen.get(block);
-    if (other !== undefined) {
-      throw new KvFormatError(
-        "INVALID_OFFSETS",
-        `block table entries ${other} and ${logical} are both block ${block} (overlap)`,
-        {
-          field: "blockTable",
-        },
-      );
-    }
-    seen.set(block, logical);
-  }
 }
 
 /** Calls `visit(token index, head, byte of (token, head) in the allocation)` for layer `layer`. */
