@@ -1,4 +1,3 @@
-import { type ChildProcess, execFile } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
@@ -11,35 +10,17 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { ExitCode } from "@opal/core";
-import { startListeningProcess } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { built, OPAL, type OpalMockProcess, runNode, startOpalMock } from "./cli-harness";
 
-const run = promisify(execFile);
-const opal = fileURLToPath(new URL("../dist/opal.js", import.meta.url));
-const built = existsSync(opal);
-if (!built && process.env.CI)
-  throw new Error(`${opal} is missing: npm test builds it before running tests`);
 const corpus = fileURLToPath(new URL("../../kv/test/corpus", import.meta.url));
 
 /**
  * Runs `opal` with a 256 MB heap: a file that makes it allocate in proportion to what it claims
  * (30 million layers) crashes it with a heap error instead of the clean error asserted below.
  */
-async function opalCli(args: string[]) {
-  try {
-    const { stdout, stderr } = await run(
-      process.execPath,
-      ["--max-old-space-size=256", opal, ...args],
-      { timeout: 60_000 },
-    );
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const opalCli = (args: string[]) => runNode(OPAL, args, { maxOldSpaceMb: 256, timeoutMs: 60_000 });
 
 describe.skipIf(!built)("opal inspect and convert on hostile KV files (issue #18)", () => {
   const dir = mkdtempSync(join(tmpdir(), "opal-hostile-"));
@@ -81,24 +62,14 @@ describe.skipIf(!built)(
   () => {
     let dir: string;
     let address: string;
-    let mock: ChildProcess;
+    let mock: OpalMockProcess;
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), "opal-operator-"));
-      ({ child: mock, address } = await startListeningProcess([
-        opal,
-        "mock",
-        "--port",
-        "0",
-        "--profile",
-        "instant",
-        "--model",
-        "opal-tiny",
-      ]));
+      mock = await startOpalMock();
+      address = mock.address;
     }, 30_000);
     afterAll(async () => {
-      const exited = new Promise((resolve) => mock.once("exit", resolve));
-      mock.kill("SIGTERM");
-      await exited;
+      await mock.stop();
       rmSync(dir, { recursive: true, force: true });
     });
     const prefill = (format: string, out: string, ...extra: string[]) =>

@@ -1,60 +1,31 @@
-import { type ChildProcess, execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { createPresetWeights, exportHfCheckpoint } from "@opal/reference";
-import { startListeningProcess } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { built, distFile, OPAL, type OpalMockProcess, runNode, startOpalMock } from "./cli-harness";
 
 // The conventions people expect from gh, kubectl and grpcurl, on the built executables: --version,
 // required options and examples in --help, the exit-code table of `ExitCode` (@opal/core), --json
 // failures on stdout, device errors with reason and field, `opal device …` and `opal load`.
 
-const run = promisify(execFile);
-const dist = (pkg: string, name: string) =>
-  fileURLToPath(new URL(`../../${pkg}/dist/${name}.js`, import.meta.url));
-const opal = dist("cli", "opal");
-const built = existsSync(opal);
-if (!built && process.env.CI)
-  throw new Error(`${opal} is missing: npm test builds it before running tests`);
-
-async function exec(file: string, args: string[]) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [file, ...args], { timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
-const opalCli = (...args: string[]) => exec(opal, args);
+const dist = distFile;
+const exec = (file: string, args: string[]) => runNode(file, args, { timeoutMs: 60_000 });
+const opalCli = (...args: string[]) => exec(OPAL, args);
 const version = (pkg: string) =>
   JSON.parse(readFileSync(new URL(`../../${pkg}/package.json`, import.meta.url), "utf8")).version;
 
 describe.skipIf(!built)("opal, opal-mock and opal-conformance conventions", () => {
   let dir: string;
   let address: string;
-  let mock: ChildProcess;
+  let mock: OpalMockProcess;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "opal-cli-conventions-"));
-    ({ child: mock, address } = await startListeningProcess([
-      opal,
-      "mock",
-      "--port",
-      "0",
-      "--profile",
-      "instant",
-      "--model",
-      "opal-tiny",
-      "llama-3-8b",
-    ]));
+    mock = await startOpalMock(["opal-tiny", "llama-3-8b"]);
+    address = mock.address;
   }, 30_000);
   afterAll(async () => {
-    const exited = new Promise((resolve) => mock.once("exit", resolve));
-    mock.kill("SIGTERM");
-    await exited;
+    await mock.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 

@@ -1,31 +1,11 @@
-import { type ChildProcess, execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { SAFETENSORS_DESCRIPTOR_KEY } from "@opal/client";
 import { decodeSafetensors, encodeOkvBytes, encodeSafetensors } from "@opal/kv";
-import { startListeningProcess } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mhaDescriptor, randomCache } from "../../kv/test/fixtures";
-
-const run = promisify(execFile);
-const opal = fileURLToPath(new URL("../dist/opal.js", import.meta.url));
-const built = existsSync(opal);
-if (!built && process.env.CI)
-  throw new Error(`${opal} is missing: npm test builds it before running tests`);
-
-/** Runs the built `opal` executable as a user would; resolves with its exit code and output. */
-async function opalCli(args: string[]) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [opal, ...args], { timeout: 120_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+import { built, type OpalMockProcess, opalCli, startOpalMock } from "./cli-harness";
 
 describe.skipIf(!built)("the opal executable", () => {
   it("runs the demo: prefill over gRPC, layer-by-layer handoff, decode matching a monolithic run", async () => {
@@ -81,24 +61,14 @@ const PROMPT = "Prefill on optical hardware, decode GPU";
 describe.skipIf(!built)("opal mock, prefill, inspect, convert and bench", () => {
   let dir: string;
   let address: string;
-  let mock: ChildProcess;
+  let mock: OpalMockProcess;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "opal-cli-"));
-    ({ child: mock, address } = await startListeningProcess([
-      opal,
-      "mock",
-      "--port",
-      "0",
-      "--profile",
-      "instant",
-      "--model",
-      "opal-tiny",
-    ]));
+    mock = await startOpalMock();
+    address = mock.address;
   }, 30_000);
   afterAll(async () => {
-    const exited = new Promise((resolve) => mock.once("exit", resolve));
-    mock.kill("SIGTERM");
-    expect(await exited).toBe(0);
+    expect(await mock.stop()).toBe(0);
     rmSync(dir, { recursive: true, force: true });
   });
 

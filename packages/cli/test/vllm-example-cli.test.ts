@@ -1,9 +1,6 @@
-import { type ChildProcess, execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { ExitCode } from "@opal/core";
 import {
   decodeSafetensors,
@@ -13,24 +10,8 @@ import {
   vllmExampleFolderName,
   vllmLayerName,
 } from "@opal/kv";
-import { startListeningProcess } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-
-const run = promisify(execFile);
-const opal = fileURLToPath(new URL("../dist/opal.js", import.meta.url));
-const built = existsSync(opal);
-if (!built && process.env.CI)
-  throw new Error(`${opal} is missing: npm test builds it before running tests`);
-
-async function opalCli(args: string[]) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [opal, ...args], { timeout: 120_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+import { built, type OpalMockProcess, opalCli, startOpalMock } from "./cli-harness";
 
 /** 32 tokens = 2 blocks of 16: vLLM checks the 16-token folder, then loads the 32-token one. */
 const TOKENS = Array.from({ length: 32 }, (_, i) => 40 + i);
@@ -38,7 +19,7 @@ const TOKENS = Array.from({ length: 32 }, (_, i) => 40 + i);
 describe.skipIf(!built)("opal prefill --format vllm-example and opal inspect", () => {
   let dir: string;
   let address: string;
-  let mock: ChildProcess;
+  let mock: OpalMockProcess;
   let tokensFile: string;
   const prefill = (out: string, ...extra: string[]) =>
     opalCli([
@@ -58,21 +39,11 @@ describe.skipIf(!built)("opal prefill --format vllm-example and opal inspect", (
     dir = mkdtempSync(join(tmpdir(), "opal-cli-vllm-"));
     tokensFile = join(dir, "tokens.json");
     writeFileSync(tokensFile, JSON.stringify(TOKENS));
-    ({ child: mock, address } = await startListeningProcess([
-      opal,
-      "mock",
-      "--port",
-      "0",
-      "--profile",
-      "instant",
-      "--model",
-      "opal-tiny",
-    ]));
+    mock = await startOpalMock();
+    address = mock.address;
   }, 30_000);
   afterAll(async () => {
-    const exited = new Promise((resolve) => mock.once("exit", resolve));
-    mock.kill("SIGTERM");
-    expect(await exited).toBe(0);
+    expect(await mock.stop()).toBe(0);
     rmSync(dir, { recursive: true, force: true });
   });
 
