@@ -11,7 +11,8 @@ import { afterAll, describe, expect, it } from "vitest";
 // The clone is of this working tree (committed files plus uncommitted changes), installed with
 // `npm ci` preferring the local npm cache. Differences from a person at a terminal, and only these:
 // - `npm ci && npm test` is not run: `npm test` runs this test (CI runs it as .ci/run);
-// - a command that serves a device (`npx opal-mock …`, `npx opal mock …`) runs in the background
+// - a command that serves a device (`npx opal-mock …`, `npx opal mock …`, the Python example
+//   device) runs in the background
 //   until the next one starts (a person stops the mock on 50051 before starting another there)
 //   or its file ends, as the docs say to run it in its own terminal;
 // - the documented port 50051 becomes a free port, since other processes on this host may hold it.
@@ -27,9 +28,11 @@ const DOCS = [
   "packages/mock/README.md",
   "packages/conformance/README.md",
   "packages/cli/README.md",
+  "examples/python-device/README.md",
 ];
 const NOT_RUN = new Set(["npm ci && npm test"]);
-const SERVES = /^npx (opal-mock|opal mock)\b/;
+const SERVES =
+  /^(npx (opal-mock|opal mock)|\/usr\/bin\/python3 examples\/python-device\/opal_device\.py)\b/;
 
 /** The commands of a file's ```sh blocks: one per line, `\` continuations joined, comments kept. */
 function shellCommands(markdown: string): string[] {
@@ -155,5 +158,6 @@ describe("a newcomer on a fresh clone", () => {
     expect(all).toMatch(/mock\.md: npx opal-mock --port 50051/);
     expect(all).toMatch(/conformance\.md: npx opal-conformance --target 127\.0\.0\.1:50051/);
     expect(all).toMatch(/cli\/README\.md: npx opal prefill/);
+    expect(all).toMatch(/python-device\/README\.md: npx opal-conformance --target/);
   }, 600_000);
 });
