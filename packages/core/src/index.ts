@@ -13,6 +13,8 @@ export {
   throwIfAborted,
   toAbortError,
 } from "./call-options";
+export type { CallRegistry } from "./call-registry";
+export { createCallRegistry } from "./call-registry";
 export type { Channel, ChannelOptions } from "./channel";
 export { createChannel } from "./channel";
 export { Code, codeName, isCode } from "./code";
