@@ -69,17 +69,7 @@ export function toModelsSuite(): ConformanceTest[] {
       title: "ListModels answers with well-formed, distinct models",
       tag: CORE,
       spec: ["MD-4", "MD-1"],
-      async run(ctx) {
-        const { models } = await ctx.a.unary("listModels", {});
-        const ids = models.map((m) => m.modelId);
-        assertConformance(
-          new Set(ids).size === ids.length,
-          `MD-4: ListModels repeats a model id (${ids.join(", ")})`,
-        );
-        const problems = models.flatMap((m) => checkModelInfo(m, `model ${m.modelId}`));
-        assertConformance(problems.length === 0, problems.join("; "));
-        ctx.note(`models: ${ids.join(", ") || "(none)"}`);
-      },
+      run: runModelsList,
     },
     {
       id: "models.upload",
@@ -87,30 +77,7 @@ export function toModelsSuite(): ConformanceTest[] {
         "LoadModel uploads the conformance model (safetensors + config) and ListModels shows it",
       tag: upload,
       spec: ["MD-2", "MD-4", "MD-5", "MD-8", "MD-10", "MD-12"],
-      async run(ctx) {
-        const error = ctx.shared.get("uploadError");
-        if (error) throw error;
-        const modelId = uploadedModelId(ctx);
-        const response = ctx.shared.get("upload") as opal.device.v1.LoadModelResponse;
-        const info = response.model;
-        assertConformance(info, "LoadModelResponse.model is missing");
-        const problems = checkModelInfo(info, "LoadModelResponse.model");
-        assertConformance(
-          info.modelId === modelId,
-          `LoadModelResponse.model.model_id ${info.modelId}, loaded as ${modelId}`,
-        );
-        const config = ctx.conformanceModel.reference.config;
-        const shape = `${info.numLayers} layers, ${info.mha?.numKvHeads}x${info.mha?.headDim} KV heads, vocab ${info.vocabSize}, ${info.maxPositionEmbeddings} positions`;
-        const expected = `${config.numHiddenLayers} layers, ${config.numKeyValueHeads}x${config.headDim} KV heads, vocab ${config.vocabSize}, ${config.maxPositionEmbeddings} positions`;
-        if (shape !== expected)
-          problems.push(`ModelInfo says ${shape}, the config says ${expected}`);
-        const row = await listed(ctx, modelId);
-        if (!row) problems.push(`MD-4: ListModels does not list ${modelId}`);
-        else if (row.fingerprint !== info.fingerprint)
-          problems.push("MD-2: ListModels and LoadModel report different fingerprints");
-        assertConformance(problems.length === 0, problems.join("; "));
-        ctx.note(`fingerprint ${info.fingerprint}`);
-      },
+      run: runModelsUpload,
     },
     {
       id: "models.load-idempotent",
@@ -118,21 +85,7 @@ export function toModelsSuite(): ConformanceTest[] {
         "Loading the same model again under its id answers already_loaded with the same fingerprint",
       tag: upload,
       spec: ["MD-12"],
-      async run(ctx) {
-        const modelId = uploadedModelId(ctx);
-        const again = await ctx.a.loadModel([
-          header(ctx, modelId),
-          ...chunks(ctx, ctx.conformanceModel.safetensors),
-        ]);
-        assertConformance(
-          again.alreadyLoaded,
-          "MD-12: a repeated load of the same weights did not answer already_loaded = true",
-        );
-        assertConformance(
-          again.model?.fingerprint === ctx.model?.info.fingerprint,
-          `MD-12: fingerprint changed on reload (${again.model?.fingerprint} vs ${ctx.model?.info.fingerprint})`,
-        );
-      },
+      run: runModelsLoadIdempotent,
     },
     {
       id: "models.id-conflict",
@@ -140,30 +93,7 @@ export function toModelsSuite(): ConformanceTest[] {
         "Loading different weights under a taken id fails ALREADY_EXISTS MODEL_ID_CONFLICT and changes nothing",
       tag: upload,
       spec: ["MD-12", "MD-1"],
-      async run(ctx) {
-        const modelId = uploadedModelId(ctx);
-        const other = createConformanceModel({ seed: 1 });
-        await expectFailure(
-          () =>
-            ctx.a.loadModel([
-              {
-                header: {
-                  modelId,
-                  configJson: other.configJson,
-                  weightsByteLength: other.safetensors.byteLength,
-                },
-              },
-              ...chunks(ctx, other.safetensors),
-            ]),
-          { code: Code.ALREADY_EXISTS, reasons: ["MODEL_ID_CONFLICT"], spec: "MD-12" },
-          "LoadModel of different weights under a taken id",
-        );
-        const row = await listed(ctx, modelId);
-        assertConformance(
-          row?.fingerprint === ctx.model?.info.fingerprint,
-          "MD-12: the loaded model changed after a conflicting load",
-        );
-      },
+      run: runModelsIdConflict,
     },
     {
       id: "models.unload",
@@ -171,39 +101,7 @@ export function toModelsSuite(): ConformanceTest[] {
       tag: upload,
       spec: ["MD-14", "MD-16"],
       needs: ["model"],
-      async run(ctx) {
-        uploadedModelId(ctx);
-        const modelId = `${ctx.model?.modelId}-unload`;
-        await ctx.a.loadModel([
-          header(ctx, modelId),
-          ...chunks(ctx, ctx.conformanceModel.safetensors),
-        ]);
-        assertConformance(await listed(ctx, modelId), `MD-4: ${modelId} not listed after loading`);
-        const first = await ctx.a.unary("unloadModel", { modelId });
-        assertConformance(
-          first.wasLoaded,
-          "MD-16: UnloadModel of a loaded model answered was_loaded = false",
-        );
-        assertConformance(
-          !(await listed(ctx, modelId)),
-          "MD-16: the model is still listed after UnloadModel returned",
-        );
-        await expectFailure(
-          () =>
-            drain(
-              ctx.a.stream("prefill", ctx.prefillRequest({ modelId }), {
-                timeoutMs: ctx.prefillTimeoutMs,
-              }),
-            ),
-          { code: Code.FAILED_PRECONDITION, reasons: ["MODEL_NOT_LOADED"], spec: "MD-16" },
-          "a prefill of the unloaded model",
-        );
-        const second = await ctx.a.unary("unloadModel", { modelId });
-        assertConformance(
-          !second.wasLoaded,
-          "MD-16: a second UnloadModel answered was_loaded = true",
-        );
-      },
+      run: runModelsUnload,
     },
     {
       id: "models.truncated-upload",
@@ -211,39 +109,14 @@ export function toModelsSuite(): ConformanceTest[] {
         "An upload with fewer bytes than weights_byte_length fails MODEL_WEIGHTS_INVALID and leaves nothing behind",
       tag: upload,
       spec: ["MD-7", "MD-11"],
-      async run(ctx) {
-        const modelId = `opal-conformance/truncated-${Date.now().toString(36)}`;
-        const bytes = ctx.conformanceModel.safetensors;
-        await expectFailure(
-          () =>
-            ctx.a.loadModel([
-              header(ctx, modelId, { weightsSha256: "" }),
-              ...chunks(ctx, bytes.subarray(0, bytes.byteLength - 1)),
-            ]),
-          { code: Code.INVALID_ARGUMENT, reasons: ["MODEL_WEIGHTS_INVALID"], spec: "MD-7" },
-          "a truncated upload",
-        );
-        assertConformance(!(await listed(ctx, modelId)), "MD-11: a failed load is listed");
-      },
+      run: runModelsTruncatedUpload,
     },
     {
       id: "models.sha256-mismatch",
       title: "An upload whose weights_sha256 does not match fails MODEL_WEIGHTS_INVALID",
       tag: upload,
       spec: ["MD-10", "MD-11"],
-      async run(ctx) {
-        const modelId = `opal-conformance/sha-${Date.now().toString(36)}`;
-        await expectFailure(
-          () =>
-            ctx.a.loadModel([
-              header(ctx, modelId, { weightsSha256: "0".repeat(64) }),
-              ...chunks(ctx, ctx.conformanceModel.safetensors),
-            ]),
-          { code: Code.INVALID_ARGUMENT, reasons: ["MODEL_WEIGHTS_INVALID"], spec: "MD-10" },
-          "an upload with a wrong weights_sha256",
-        );
-        assertConformance(!(await listed(ctx, modelId)), "MD-11: a failed load is listed");
-      },
+      run: runModelsSha256Mismatch,
     },
     {
       id: "models.upload-too-large",
@@ -251,28 +124,7 @@ export function toModelsSuite(): ConformanceTest[] {
         "weights_byte_length above max_model_bytes fails RESOURCE_EXHAUSTED MESSAGE_TOO_LARGE from the header alone",
       tag: upload,
       spec: ["MD-6", "ERR-4"],
-      async run(ctx) {
-        const max = Number(ctx.capabilities.maxModelBytes ?? 0);
-        await expectFailure(
-          () =>
-            ctx.a.loadModel(
-              [
-                header(ctx, "opal-conformance/too-large", {
-                  weightsByteLength: max + 1,
-                  weightsSha256: "",
-                }),
-              ],
-              { timeoutMs: 10_000 },
-            ),
-          {
-            code: Code.RESOURCE_EXHAUSTED,
-            reasons: ["MESSAGE_TOO_LARGE"],
-            noRetryInfo: true,
-            spec: "MD-6",
-          },
-          "an upload announcing max_model_bytes + 1 bytes",
-        );
-      },
+      run: runModelsUploadTooLarge,
     },
     {
       id: "models.uploads-unsupported",
@@ -280,21 +132,209 @@ export function toModelsSuite(): ConformanceTest[] {
         "A device without uploads (max_model_bytes = 0) refuses one with UNIMPLEMENTED UNSUPPORTED_FEATURE",
       tag: CORE,
       spec: ["MD-6"],
-      async run(ctx) {
-        if (Number(ctx.capabilities.maxModelBytes ?? 0) > 0)
-          ctx.notApplicable("the device accepts uploads (max_model_bytes > 0)");
-        await expectFailure(
-          () =>
-            ctx.a.loadModel([header(ctx, "opal-conformance/no-uploads")], { timeoutMs: 10_000 }),
-          {
-            code: Code.UNIMPLEMENTED,
-            reasons: ["UNSUPPORTED_FEATURE"],
-            field: "header.weights_byte_length",
-            spec: "MD-6",
-          },
-          "an upload to a device without uploads",
-        );
-      },
+      run: runModelsUploadsUnsupported,
     },
   ];
+}
+
+/** `models.list`: ListModels answers with well-formed, distinct models. */
+async function runModelsList(ctx: ConformanceContext): Promise<void> {
+  const { models } = await ctx.a.unary("listModels", {});
+  const ids = models.map((m) => m.modelId);
+  assertConformance(
+    new Set(ids).size === ids.length,
+    `MD-4: ListModels repeats a model id (${ids.join(", ")})`,
+  );
+  const problems = models.flatMap((m) => checkModelInfo(m, `model ${m.modelId}`));
+  assertConformance(problems.length === 0, problems.join("; "));
+  ctx.note(`models: ${ids.join(", ") || "(none)"}`);
+}
+
+/**
+ * `models.upload`: LoadModel uploads the conformance model (safetensors + config) and ListModels
+ * shows it.
+ */
+async function runModelsUpload(ctx: ConformanceContext): Promise<void> {
+  const error = ctx.shared.get("uploadError");
+  if (error) throw error;
+  const modelId = uploadedModelId(ctx);
+  const response = ctx.shared.get("upload") as opal.device.v1.LoadModelResponse;
+  const info = response.model;
+  assertConformance(info, "LoadModelResponse.model is missing");
+  const problems = checkModelInfo(info, "LoadModelResponse.model");
+  assertConformance(
+    info.modelId === modelId,
+    `LoadModelResponse.model.model_id ${info.modelId}, loaded as ${modelId}`,
+  );
+  const config = ctx.conformanceModel.reference.config;
+  const shape = `${info.numLayers} layers, ${info.mha?.numKvHeads}x${info.mha?.headDim} KV heads, vocab ${info.vocabSize}, ${info.maxPositionEmbeddings} positions`;
+  const expected = `${config.numHiddenLayers} layers, ${config.numKeyValueHeads}x${config.headDim} KV heads, vocab ${config.vocabSize}, ${config.maxPositionEmbeddings} positions`;
+  if (shape !== expected) problems.push(`ModelInfo says ${shape}, the config says ${expected}`);
+  const row = await listed(ctx, modelId);
+  if (!row) problems.push(`MD-4: ListModels does not list ${modelId}`);
+  else if (row.fingerprint !== info.fingerprint)
+    problems.push("MD-2: ListModels and LoadModel report different fingerprints");
+  assertConformance(problems.length === 0, problems.join("; "));
+  ctx.note(`fingerprint ${info.fingerprint}`);
+}
+
+/**
+ * `models.load-idempotent`: Loading the same model again under its id answers already_loaded with
+ * the same fingerprint.
+ */
+async function runModelsLoadIdempotent(ctx: ConformanceContext): Promise<void> {
+  const modelId = uploadedModelId(ctx);
+  const again = await ctx.a.loadModel([
+    header(ctx, modelId),
+    ...chunks(ctx, ctx.conformanceModel.safetensors),
+  ]);
+  assertConformance(
+    again.alreadyLoaded,
+    "MD-12: a repeated load of the same weights did not answer already_loaded = true",
+  );
+  assertConformance(
+    again.model?.fingerprint === ctx.model?.info.fingerprint,
+    `MD-12: fingerprint changed on reload (${again.model?.fingerprint} vs ${ctx.model?.info.fingerprint})`,
+  );
+}
+
+/**
+ * `models.id-conflict`: Loading different weights under a taken id fails ALREADY_EXISTS
+ * MODEL_ID_CONFLICT and changes nothing.
+ */
+async function runModelsIdConflict(ctx: ConformanceContext): Promise<void> {
+  const modelId = uploadedModelId(ctx);
+  const other = createConformanceModel({ seed: 1 });
+  await expectFailure(
+    () =>
+      ctx.a.loadModel([
+        {
+          header: {
+            modelId,
+            configJson: other.configJson,
+            weightsByteLength: other.safetensors.byteLength,
+          },
+        },
+        ...chunks(ctx, other.safetensors),
+      ]),
+    { code: Code.ALREADY_EXISTS, reasons: ["MODEL_ID_CONFLICT"], spec: "MD-12" },
+    "LoadModel of different weights under a taken id",
+  );
+  const row = await listed(ctx, modelId);
+  assertConformance(
+    row?.fingerprint === ctx.model?.info.fingerprint,
+    "MD-12: the loaded model changed after a conflicting load",
+  );
+}
+
+/** `models.unload`: UnloadModel removes a model at once and is idempotent. */
+async function runModelsUnload(ctx: ConformanceContext): Promise<void> {
+  uploadedModelId(ctx);
+  const modelId = `${ctx.model?.modelId}-unload`;
+  await ctx.a.loadModel([header(ctx, modelId), ...chunks(ctx, ctx.conformanceModel.safetensors)]);
+  assertConformance(await listed(ctx, modelId), `MD-4: ${modelId} not listed after loading`);
+  const first = await ctx.a.unary("unloadModel", { modelId });
+  assertConformance(
+    first.wasLoaded,
+    "MD-16: UnloadModel of a loaded model answered was_loaded = false",
+  );
+  assertConformance(
+    !(await listed(ctx, modelId)),
+    "MD-16: the model is still listed after UnloadModel returned",
+  );
+  await expectFailure(
+    () =>
+      drain(
+        ctx.a.stream("prefill", ctx.prefillRequest({ modelId }), {
+          timeoutMs: ctx.prefillTimeoutMs,
+        }),
+      ),
+    { code: Code.FAILED_PRECONDITION, reasons: ["MODEL_NOT_LOADED"], spec: "MD-16" },
+    "a prefill of the unloaded model",
+  );
+  const second = await ctx.a.unary("unloadModel", { modelId });
+  assertConformance(!second.wasLoaded, "MD-16: a second UnloadModel answered was_loaded = true");
+}
+
+/**
+ * `models.truncated-upload`: An upload with fewer bytes than weights_byte_length fails
+ * MODEL_WEIGHTS_INVALID and leaves nothing behind.
+ */
+async function runModelsTruncatedUpload(ctx: ConformanceContext): Promise<void> {
+  const modelId = `opal-conformance/truncated-${Date.now().toString(36)}`;
+  const bytes = ctx.conformanceModel.safetensors;
+  await expectFailure(
+    () =>
+      ctx.a.loadModel([
+        header(ctx, modelId, { weightsSha256: "" }),
+        ...chunks(ctx, bytes.subarray(0, bytes.byteLength - 1)),
+      ]),
+    { code: Code.INVALID_ARGUMENT, reasons: ["MODEL_WEIGHTS_INVALID"], spec: "MD-7" },
+    "a truncated upload",
+  );
+  assertConformance(!(await listed(ctx, modelId)), "MD-11: a failed load is listed");
+}
+
+/**
+ * `models.sha256-mismatch`: An upload whose weights_sha256 does not match fails
+ * MODEL_WEIGHTS_INVALID.
+ */
+async function runModelsSha256Mismatch(ctx: ConformanceContext): Promise<void> {
+  const modelId = `opal-conformance/sha-${Date.now().toString(36)}`;
+  await expectFailure(
+    () =>
+      ctx.a.loadModel([
+        header(ctx, modelId, { weightsSha256: "0".repeat(64) }),
+        ...chunks(ctx, ctx.conformanceModel.safetensors),
+      ]),
+    { code: Code.INVALID_ARGUMENT, reasons: ["MODEL_WEIGHTS_INVALID"], spec: "MD-10" },
+    "an upload with a wrong weights_sha256",
+  );
+  assertConformance(!(await listed(ctx, modelId)), "MD-11: a failed load is listed");
+}
+
+/**
+ * `models.upload-too-large`: weights_byte_length above max_model_bytes fails RESOURCE_EXHAUSTED
+ * MESSAGE_TOO_LARGE from the header alone.
+ */
+async function runModelsUploadTooLarge(ctx: ConformanceContext): Promise<void> {
+  const max = Number(ctx.capabilities.maxModelBytes ?? 0);
+  await expectFailure(
+    () =>
+      ctx.a.loadModel(
+        [
+          header(ctx, "opal-conformance/too-large", {
+            weightsByteLength: max + 1,
+            weightsSha256: "",
+          }),
+        ],
+        { timeoutMs: 10_000 },
+      ),
+    {
+      code: Code.RESOURCE_EXHAUSTED,
+      reasons: ["MESSAGE_TOO_LARGE"],
+      noRetryInfo: true,
+      spec: "MD-6",
+    },
+    "an upload announcing max_model_bytes + 1 bytes",
+  );
+}
+
+/**
+ * `models.uploads-unsupported`: A device without uploads (max_model_bytes = 0) refuses one with
+ * UNIMPLEMENTED UNSUPPORTED_FEATURE.
+ */
+async function runModelsUploadsUnsupported(ctx: ConformanceContext): Promise<void> {
+  if (Number(ctx.capabilities.maxModelBytes ?? 0) > 0)
+    ctx.notApplicable("the device accepts uploads (max_model_bytes > 0)");
+  await expectFailure(
+    () => ctx.a.loadModel([header(ctx, "opal-conformance/no-uploads")], { timeoutMs: 10_000 }),
+    {
+      code: Code.UNIMPLEMENTED,
+      reasons: ["UNSUPPORTED_FEATURE"],
+      field: "header.weights_byte_length",
+      spec: "MD-6",
+    },
+    "an upload to a device without uploads",
+  );
 }
