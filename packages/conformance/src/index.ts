@@ -53,7 +53,8 @@ export type {
 export { createConformanceModel, toWeightChunks } from "./conformance-model";
 export type { ConformanceModel, ConformanceModelOptions } from "./conformance-model";
 export { collectKvStream } from "./collect-kv-stream";
-export type { CollectedKv, CollectKvOptions, StreamStart } from "./collect-kv-stream";
+export type { CollectedKv, CollectKvOptions } from "./collect-kv-stream";
+export type { KvRegion, StreamStart } from "./kv-stream-state";
 export { compareKvWithReference } from "./compare-kv";
 export type { KvComparison } from "./compare-kv";
 export { computeOpalBlockHashes, computeOpalBlockHashRoot } from "./block-hash-chain";
