@@ -1,6 +1,6 @@
 import { Code, OpalError } from "@opal/core";
 import { type opal, PROTOCOL_VERSION } from "@opal/protocol";
-import { createReferenceModel, loadHfCheckpoint } from "@opal/reference";
+import { createReferenceModel, loadHfCheckpoint, type ReferenceModel } from "@opal/reference";
 import { type ConformanceModel, createConformanceModel } from "./conformance-model";
 import type { ConformanceOptions } from "./conformance-options";
 import type {
@@ -52,6 +52,46 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
   const selected = all.filter(
     (t) => (!options.focus || options.focus.test(t.id)) && !options.skip?.test(t.id),
   );
+  const run = await runOnDevice({ options, selected, known, checkpoint, problems });
+  return {
+    suiteVersion: SUITE_VERSION,
+    protocolVersion: PROTOCOL_VERSION,
+    target: options.target,
+    startedAt: new Date(started).toISOString(),
+    durationMs: Date.now() - started,
+    ...toReportBody(all, run, options, problems),
+  };
+}
+
+/** What {@link runOnDevice} needs: the run's options and what `runConformance` derived from them. */
+interface DeviceRunPlan {
+  readonly options: ConformanceOptions;
+  /** The tests to run, in order. */
+  readonly selected: readonly ConformanceTest[];
+  /** Ids of the known-failing list. */
+  readonly known: ReadonlySet<string>;
+  /** The reference computed from `options.checkpoint`, if given. */
+  readonly checkpoint: ReferenceModel | undefined;
+  /** The run's problems so far; the device run appends its own. */
+  readonly problems: string[];
+}
+
+/** What the device said about itself, the model tested with, and each selected test's result. */
+interface DeviceRun {
+  readonly info: opal.device.v1.GetInfoResponse | undefined;
+  readonly capabilities: opal.device.v1.ICapabilities | undefined;
+  readonly model: ConformanceModelRef | undefined;
+  readonly results: readonly ConformanceResult[];
+}
+
+/**
+ * Connects to the device as tenant A (and B with `tokenB`), reads its identity, then runs the
+ * selected tests with the model set up for them (uploaded when needed, unloaded at the end);
+ * closes its connections before it resolves. A device whose GetInfo/GetCapabilities cannot be read
+ * runs no test: that is added to `plan.problems`.
+ */
+async function runOnDevice(plan: DeviceRunPlan): Promise<DeviceRun> {
+  const { options, problems } = plan;
   const base: WireClientOptions = {
     ...(options.token ? { token: options.token } : {}),
     ...(options.tls ? { tls: options.tls } : {}),
@@ -76,20 +116,20 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
       );
     }
     if (info && capabilities) {
-      const conformanceModel: ConformanceModel = checkpoint
-        ? { ...createConformanceModel(), reference: checkpoint }
+      const conformanceModel: ConformanceModel = plan.checkpoint
+        ? { ...createConformanceModel(), reference: plan.checkpoint }
         : createConformanceModel();
       const shared = new Map<string, unknown>();
       // Only runs that need a model upload one (a focused run of identity tests stays light).
-      const needsModel = selected.some(
+      const needsModel = plan.selected.some(
         (t) => (t.needs?.length ?? 0) > 0 || t.id.startsWith("models."),
       );
       const setup = needsModel
         ? await loadConformanceModel(a, capabilities, conformanceModel, options, shared)
         : { problem: "no selected test needs a model" };
       model = setup.model;
-      if (model && checkpoint) {
-        const mismatch = checkpointMismatch(model.info, checkpoint.config);
+      if (model && plan.checkpoint) {
+        const mismatch = checkpointMismatch(model.info, plan.checkpoint.config);
         if (mismatch)
           problems.push(
             `the checkpoint ${options.checkpoint} does not describe model ${model.modelId}: ${mismatch}`,
@@ -106,11 +146,11 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
         conformanceModel,
         shared,
       );
-      for (const test of selected) {
+      for (const test of plan.selected) {
         const result = await runConformanceTest(
           test,
           run,
-          known.has(test.id),
+          plan.known.has(test.id),
           setup.problem,
           options,
         );
@@ -127,6 +167,23 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
     a.close();
     b?.close();
   }
+  return { info, capabilities, model, results };
+}
+
+/**
+ * The report's findings: the device and model, the results and their summary, and the verdict.
+ * Appends to `problems` each known-failing test that passed.
+ */
+function toReportBody(
+  all: readonly ConformanceTest[],
+  run: DeviceRun,
+  options: ConformanceOptions,
+  problems: string[],
+): Omit<
+  ConformanceReport,
+  "suiteVersion" | "protocolVersion" | "target" | "startedAt" | "durationMs"
+> {
+  const { info, capabilities, model, results } = run;
   const failed = results.filter((r) => r.status === "failed" && !r.knownFailing).length;
   const knownFailing = results.filter((r) => r.status === "failed" && r.knownFailing).length;
   const unexpected = results.filter((r) => r.status === "passed" && r.knownFailing);
@@ -142,11 +199,6 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
         ? "incomplete"
         : "conformant";
   return {
-    suiteVersion: SUITE_VERSION,
-    protocolVersion: PROTOCOL_VERSION,
-    target: options.target,
-    startedAt: new Date(started).toISOString(),
-    durationMs: Date.now() - started,
     ...(info ? { info: toInfoJson(info) } : {}),
     ...(capabilities ? { capabilities: toCapabilitiesJson(capabilities) } : {}),
     ...(model
