@@ -5,8 +5,11 @@
  * @packageDocumentation
  */
 
-export type { CollectedPrefill, ContractSubject } from "./driver-contract";
-export { collectPrefill, describeDriverContract, expectOpalError } from "./driver-contract";
+export type { CollectedPrefill } from "./collect-prefill";
+export { collectPrefill } from "./collect-prefill";
+export type { ContractSubject } from "./contract-subject";
+export { describeDriverContract } from "./driver-contract";
+export { expectOpalError } from "./expect-opal-error";
 export type { HealthClient, HealthClientOptions, HealthStatus } from "./health-client";
 export { createHealthClient } from "./health-client";
 export type { OpenPush, PushOutcomeOnWire, PushRequest } from "./open-push";

@@ -1,6 +1,6 @@
 import type { KvDescriptor } from "@opal/kv";
 import { toWireChunk, toWireDescriptor } from "@opal/protocol";
-import type { CollectedPrefill } from "./driver-contract";
+import type { CollectedPrefill } from "./collect-prefill";
 import type { PushRequest } from "./open-push";
 
 /** A real cache as the messages of a push, in the order a device sends them. */
