@@ -1,6 +1,6 @@
 import { Code } from "@opal/core";
 import type { opal } from "@opal/protocol";
-import { createConformanceModel, toWeightChunks } from "../conformance-model";
+import { createConformanceModel } from "../conformance-model";
 import {
   assertConformance,
   CORE,
@@ -9,56 +9,13 @@ import {
   optional,
 } from "../conformance-test";
 import { drain, expectFailure } from "../expect-status";
-
-const HEX64 = /^[0-9a-f]{64}$/;
-
-function checkModelInfo(info: opal.device.v1.IModelInfo, where: string): string[] {
-  const problems: string[] = [];
-  if (!HEX64.test(info.fingerprint ?? ""))
-    problems.push(
-      `MD-1: ${where} fingerprint ${JSON.stringify(info.fingerprint)} is not 64 lower-case hex digits`,
-    );
-  if (!info.mha === !info.mla) problems.push(`${where}: exactly one of mha / mla must be set`);
-  if (!info.numLayers) problems.push(`${where}: num_layers is 0`);
-  if (!info.vocabSize) problems.push(`${where}: vocab_size is 0`);
-  return problems;
-}
-
-function header(
-  ctx: ConformanceContext,
-  modelId: string,
-  extra: Partial<opal.device.v1.LoadModelHeader.$Properties> = {},
-) {
-  const m = ctx.conformanceModel;
-  return {
-    header: {
-      modelId,
-      configJson: m.configJson,
-      weightsByteLength: m.safetensors.byteLength,
-      weightsSha256: m.weightsSha256,
-      ...extra,
-    },
-  };
-}
-
-function chunks(ctx: ConformanceContext, bytes: Uint8Array) {
-  const size = Math.min(ctx.capabilities.maxChunkBytes || 1 << 20, 1 << 20);
-  return toWeightChunks(bytes, size).map((weightsChunk) => ({ weightsChunk }));
-}
-
-async function listed(ctx: ConformanceContext, modelId: string) {
-  const { models } = await ctx.a.unary("listModels", {});
-  return models.find((m) => m.modelId === modelId);
-}
-
-function uploadedModelId(ctx: ConformanceContext): string {
-  if (!ctx.model?.conformanceWeights || !ctx.shared.has("upload")) {
-    ctx.skip(
-      "the suite did not upload the conformance model in this run (a preloaded model is configured)",
-    );
-  }
-  return ctx.model.modelId;
-}
+import {
+  checkModelInfo,
+  readListedModel,
+  toUploadHeader,
+  toWeightMessages,
+  uploadedModelId,
+} from "./model-checks";
 
 /** Model listing, upload, idempotent load, conflicts, unload (`MD-`). */
 export function toModelsSuite(): ConformanceTest[] {
@@ -170,7 +127,7 @@ async function runModelsUpload(ctx: ConformanceContext): Promise<void> {
   const shape = `${info.numLayers} layers, ${info.mha?.numKvHeads}x${info.mha?.headDim} KV heads, vocab ${info.vocabSize}, ${info.maxPositionEmbeddings} positions`;
   const expected = `${config.numHiddenLayers} layers, ${config.numKeyValueHeads}x${config.headDim} KV heads, vocab ${config.vocabSize}, ${config.maxPositionEmbeddings} positions`;
   if (shape !== expected) problems.push(`ModelInfo says ${shape}, the config says ${expected}`);
-  const row = await listed(ctx, modelId);
+  const row = await readListedModel(ctx, modelId);
   if (!row) problems.push(`MD-4: ListModels does not list ${modelId}`);
   else if (row.fingerprint !== info.fingerprint)
     problems.push("MD-2: ListModels and LoadModel report different fingerprints");
@@ -185,8 +142,8 @@ async function runModelsUpload(ctx: ConformanceContext): Promise<void> {
 async function runModelsLoadIdempotent(ctx: ConformanceContext): Promise<void> {
   const modelId = uploadedModelId(ctx);
   const again = await ctx.a.loadModel([
-    header(ctx, modelId),
-    ...chunks(ctx, ctx.conformanceModel.safetensors),
+    toUploadHeader(ctx, modelId),
+    ...toWeightMessages(ctx, ctx.conformanceModel.safetensors),
   ]);
   assertConformance(
     again.alreadyLoaded,
@@ -215,12 +172,12 @@ async function runModelsIdConflict(ctx: ConformanceContext): Promise<void> {
             weightsByteLength: other.safetensors.byteLength,
           },
         },
-        ...chunks(ctx, other.safetensors),
+        ...toWeightMessages(ctx, other.safetensors),
       ]),
     { code: Code.ALREADY_EXISTS, reasons: ["MODEL_ID_CONFLICT"], spec: "MD-12" },
     "LoadModel of different weights under a taken id",
   );
-  const row = await listed(ctx, modelId);
+  const row = await readListedModel(ctx, modelId);
   assertConformance(
     row?.fingerprint === ctx.model?.info.fingerprint,
     "MD-12: the loaded model changed after a conflicting load",
@@ -231,15 +188,21 @@ async function runModelsIdConflict(ctx: ConformanceContext): Promise<void> {
 async function runModelsUnload(ctx: ConformanceContext): Promise<void> {
   uploadedModelId(ctx);
   const modelId = `${ctx.model?.modelId}-unload`;
-  await ctx.a.loadModel([header(ctx, modelId), ...chunks(ctx, ctx.conformanceModel.safetensors)]);
-  assertConformance(await listed(ctx, modelId), `MD-4: ${modelId} not listed after loading`);
+  await ctx.a.loadModel([
+    toUploadHeader(ctx, modelId),
+    ...toWeightMessages(ctx, ctx.conformanceModel.safetensors),
+  ]);
+  assertConformance(
+    await readListedModel(ctx, modelId),
+    `MD-4: ${modelId} not listed after loading`,
+  );
   const first = await ctx.a.unary("unloadModel", { modelId });
   assertConformance(
     first.wasLoaded,
     "MD-16: UnloadModel of a loaded model answered was_loaded = false",
   );
   assertConformance(
-    !(await listed(ctx, modelId)),
+    !(await readListedModel(ctx, modelId)),
     "MD-16: the model is still listed after UnloadModel returned",
   );
   await expectFailure(
@@ -266,13 +229,13 @@ async function runModelsTruncatedUpload(ctx: ConformanceContext): Promise<void> 
   await expectFailure(
     () =>
       ctx.a.loadModel([
-        header(ctx, modelId, { weightsSha256: "" }),
-        ...chunks(ctx, bytes.subarray(0, bytes.byteLength - 1)),
+        toUploadHeader(ctx, modelId, { weightsSha256: "" }),
+        ...toWeightMessages(ctx, bytes.subarray(0, bytes.byteLength - 1)),
       ]),
     { code: Code.INVALID_ARGUMENT, reasons: ["MODEL_WEIGHTS_INVALID"], spec: "MD-7" },
     "a truncated upload",
   );
-  assertConformance(!(await listed(ctx, modelId)), "MD-11: a failed load is listed");
+  assertConformance(!(await readListedModel(ctx, modelId)), "MD-11: a failed load is listed");
 }
 
 /**
@@ -284,13 +247,13 @@ async function runModelsSha256Mismatch(ctx: ConformanceContext): Promise<void> {
   await expectFailure(
     () =>
       ctx.a.loadModel([
-        header(ctx, modelId, { weightsSha256: "0".repeat(64) }),
-        ...chunks(ctx, ctx.conformanceModel.safetensors),
+        toUploadHeader(ctx, modelId, { weightsSha256: "0".repeat(64) }),
+        ...toWeightMessages(ctx, ctx.conformanceModel.safetensors),
       ]),
     { code: Code.INVALID_ARGUMENT, reasons: ["MODEL_WEIGHTS_INVALID"], spec: "MD-10" },
     "an upload with a wrong weights_sha256",
   );
-  assertConformance(!(await listed(ctx, modelId)), "MD-11: a failed load is listed");
+  assertConformance(!(await readListedModel(ctx, modelId)), "MD-11: a failed load is listed");
 }
 
 /**
@@ -303,7 +266,7 @@ async function runModelsUploadTooLarge(ctx: ConformanceContext): Promise<void> {
     () =>
       ctx.a.loadModel(
         [
-          header(ctx, "opal-conformance/too-large", {
+          toUploadHeader(ctx, "opal-conformance/too-large", {
             weightsByteLength: max + 1,
             weightsSha256: "",
           }),
@@ -328,7 +291,8 @@ async function runModelsUploadsUnsupported(ctx: ConformanceContext): Promise<voi
   if (Number(ctx.capabilities.maxModelBytes ?? 0) > 0)
     ctx.notApplicable("the device accepts uploads (max_model_bytes > 0)");
   await expectFailure(
-    () => ctx.a.loadModel([header(ctx, "opal-conformance/no-uploads")], { timeoutMs: 10_000 }),
+    () =>
+      ctx.a.loadModel([toUploadHeader(ctx, "opal-conformance/no-uploads")], { timeoutMs: 10_000 }),
     {
       code: Code.UNIMPLEMENTED,
       reasons: ["UNSUPPORTED_FEATURE"],
