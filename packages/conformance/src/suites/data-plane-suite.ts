@@ -23,39 +23,7 @@ export function toDataPlaneSuite(): ConformanceTest[] {
       tag: optional("shared-memory"),
       spec: ["PF-42", "PF-43", "PF-25"],
       needs: ["model"],
-      async run(ctx) {
-        const inline = assertBaseline(ctx, (await baselinePrefill(ctx)).collected);
-        const total = cacheByteLength(inline.descriptor);
-        // Not at offset 0, so a device that ignores region.offset_bytes is caught.
-        const offsetBytes = 4096;
-        await withRegion(ctx, offsetBytes + total, async (region) => {
-          const collected = await ctx.prefill(
-            ctx.prefillRequest({
-              maxChunkBytes: Math.min(1000, ctx.capabilities.maxChunkBytes ?? 1000),
-              dataPlane: {
-                sharedMemory: { name: region.name, offsetBytes, lengthBytes: total },
-              },
-            }),
-            { region: { offsetBytes, read: region.read } },
-          );
-          if (collected.error?.fieldViolations.some((v) => v.field === NAME_FIELD)) {
-            ctx.skip(
-              `the device cannot open ${region.name}: it does not share this host's /dev/shm`,
-            );
-          }
-          const done = assertCompleted(collected, "the prefill through shared memory");
-          assertConformance(
-            done.digestHex === inline.digestHex,
-            `PF-43: the region holds a cache with digest ${done.digestHex}, the inline stream carried ${inline.digestHex}`,
-          );
-          const digest = toHex(done.completed.kvDigest ?? new Uint8Array());
-          assertConformance(
-            digest === done.digestHex,
-            `PF-25: kv_digest ${digest}, XXH3-128 of the region's bytes ${done.digestHex}`,
-          );
-          ctx.note(`${done.chunkCount} chunks, ${done.receivedBytes} bytes through ${region.name}`);
-        });
-      },
+      run: runDataPlaneSharedMemory,
     },
     {
       id: "data-plane.region-too-small",
@@ -63,23 +31,7 @@ export function toDataPlaneSuite(): ConformanceTest[] {
       tag: optional("shared-memory"),
       spec: ["PF-43"],
       needs: ["model"],
-      async run(ctx) {
-        await withRegion(ctx, 64, async (region) => {
-          await expectPrefillFailure(
-            ctx,
-            ctx.prefillRequest({
-              dataPlane: { sharedMemory: { name: region.name, lengthBytes: 64 } },
-            }),
-            {
-              code: Code.INVALID_ARGUMENT,
-              reasons: ["INVALID_FIELD"],
-              field: "data_plane.shared_memory.length_bytes",
-              spec: "PF-43",
-            },
-            "a 64-byte region",
-          );
-        });
-      },
+      run: runDataPlaneRegionTooSmall,
     },
   ];
 }
@@ -118,4 +70,62 @@ async function withRegion(
     closeSync(fd);
     unlinkSync(path);
   }
+}
+
+/**
+ * `data-plane.shared-memory`: A prefill offered a region writes the cache there: data_ref at
+ * canonical offsets, empty data, CRC32C and digest over the region's bytes.
+ */
+async function runDataPlaneSharedMemory(ctx: ConformanceContext): Promise<void> {
+  const inline = assertBaseline(ctx, (await baselinePrefill(ctx)).collected);
+  const total = cacheByteLength(inline.descriptor);
+  // Not at offset 0, so a device that ignores region.offset_bytes is caught.
+  const offsetBytes = 4096;
+  await withRegion(ctx, offsetBytes + total, async (region) => {
+    const collected = await ctx.prefill(
+      ctx.prefillRequest({
+        maxChunkBytes: Math.min(1000, ctx.capabilities.maxChunkBytes ?? 1000),
+        dataPlane: {
+          sharedMemory: { name: region.name, offsetBytes, lengthBytes: total },
+        },
+      }),
+      { region: { offsetBytes, read: region.read } },
+    );
+    if (collected.error?.fieldViolations.some((v) => v.field === NAME_FIELD)) {
+      ctx.skip(`the device cannot open ${region.name}: it does not share this host's /dev/shm`);
+    }
+    const done = assertCompleted(collected, "the prefill through shared memory");
+    assertConformance(
+      done.digestHex === inline.digestHex,
+      `PF-43: the region holds a cache with digest ${done.digestHex}, the inline stream carried ${inline.digestHex}`,
+    );
+    const digest = toHex(done.completed.kvDigest ?? new Uint8Array());
+    assertConformance(
+      digest === done.digestHex,
+      `PF-25: kv_digest ${digest}, XXH3-128 of the region's bytes ${done.digestHex}`,
+    );
+    ctx.note(`${done.chunkCount} chunks, ${done.receivedBytes} bytes through ${region.name}`);
+  });
+}
+
+/**
+ * `data-plane.region-too-small`: A region smaller than the cache fails INVALID_ARGUMENT on
+ * length_bytes.
+ */
+async function runDataPlaneRegionTooSmall(ctx: ConformanceContext): Promise<void> {
+  await withRegion(ctx, 64, async (region) => {
+    await expectPrefillFailure(
+      ctx,
+      ctx.prefillRequest({
+        dataPlane: { sharedMemory: { name: region.name, lengthBytes: 64 } },
+      }),
+      {
+        code: Code.INVALID_ARGUMENT,
+        reasons: ["INVALID_FIELD"],
+        field: "data_plane.shared_memory.length_bytes",
+        spec: "PF-43",
+      },
+      "a 64-byte region",
+    );
+  });
 }

@@ -1,6 +1,12 @@
 import { Code } from "@opal/core";
 import { toHex } from "@opal/kv";
-import { assertConformance, CORE, type ConformanceTest, optional } from "../conformance-test";
+import {
+  assertConformance,
+  CORE,
+  type ConformanceContext,
+  type ConformanceTest,
+  optional,
+} from "../conformance-test";
 import { drain, expectFailure } from "../expect-status";
 import { describeWireStatus } from "../wire-status";
 import { assertHeldAccepted, connectSlowReader, startHeldPrefill } from "./held-prefill";
@@ -17,26 +23,7 @@ export function toIdempotenceSuite(): ConformanceTest[] {
       tag: CORE,
       spec: ["PF-5", "PF-6", "PF-2"],
       needs: ["model"],
-      async run(ctx) {
-        const held = startHeldPrefill(ctx, connectSlowReader(ctx));
-        try {
-          await assertHeldAccepted(held, "the first prefill");
-          await expectFailure(
-            () =>
-              drain(
-                ctx.a.stream(
-                  "prefill",
-                  { ...held.request, promptTokenIds: ctx.prompt(9, 1) },
-                  { timeoutMs: ctx.prefillTimeoutMs },
-                ),
-              ),
-            { code: Code.ALREADY_EXISTS, reasons: ["REQUEST_ID_CONFLICT"], spec: "PF-6" },
-            "the same request_id with another prompt",
-          );
-        } finally {
-          held.cancel();
-        }
-      },
+      run: runIdempotenceConflict,
     },
     {
       id: "idempotence.supersede-running",
@@ -45,22 +32,7 @@ export function toIdempotenceSuite(): ConformanceTest[] {
       tag: CORE,
       spec: ["PF-7"],
       needs: ["model"],
-      async run(ctx) {
-        const held = startHeldPrefill(ctx, connectSlowReader(ctx));
-        try {
-          await assertHeldAccepted(held, "the first prefill");
-          const retry = await ctx.prefill(held.request);
-          assertCompleted(retry, "the retry");
-          const first = await held.finish();
-          assertConformance(
-            first.status?.code === Code.CANCELLED &&
-              first.status.details?.errorInfos[0]?.reason === "CANCELLED",
-            `PF-7: the superseded call ended ${first.status ? describeWireStatus(first.status) : first.completed ? "with a complete stream" : "OK"}, expected CANCELLED CANCELLED`,
-          );
-        } finally {
-          held.cancel();
-        }
-      },
+      run: runIdempotenceSupersedeRunning,
     },
     {
       id: "idempotence.replay-recompute",
@@ -69,25 +41,7 @@ export function toIdempotenceSuite(): ConformanceTest[] {
       tag: CORE,
       spec: ["PF-7", "PF-34"],
       needs: ["model"],
-      async run(ctx) {
-        const request = ctx.prefillRequest({ promptTokenIds: ctx.prompt(28, 4) });
-        const a = assertCompleted(await ctx.prefill(request), "the original");
-        const b = assertCompleted(await ctx.prefill(request), "the replay");
-        assertConformance(
-          descriptorHex(a.accepted.descriptor) === descriptorHex(b.accepted.descriptor),
-          "PF-7: the replay has another descriptor",
-        );
-        assertConformance(
-          a.completed.firstTokenId === b.completed.firstTokenId,
-          `PF-7: first token ${a.completed.firstTokenId} then ${b.completed.firstTokenId}`,
-        );
-        if (a.descriptor.numerics.bitExact) {
-          assertConformance(
-            a.digestHex === b.digestHex,
-            "PF-34: a bit-exact device produced different bytes for the same request",
-          );
-        }
-      },
+      run: runIdempotenceReplayRecompute,
     },
     {
       id: "idempotence.replay-retained",
@@ -96,37 +50,113 @@ export function toIdempotenceSuite(): ConformanceTest[] {
       tag: optional("retention"),
       spec: ["PF-7", "RT-4"],
       needs: ["model"],
-      async run(ctx) {
-        const { request, done: a } = await retainedPrefill(ctx);
-        try {
-          const b = assertCompleted(await ctx.prefill(request), "the replay");
-          const problems: string[] = [];
-          if (a.accepted.kvHandle !== b.accepted.kvHandle) problems.push("kv_handle differs");
-          if (descriptorHex(a.accepted.descriptor) !== descriptorHex(b.accepted.descriptor))
-            problems.push("descriptor differs");
-          if (Number(a.accepted.leaseExpiryUnixMs) !== Number(b.accepted.leaseExpiryUnixMs))
-            problems.push("lease_expiry_unix_ms differs");
-          if (a.digestHex !== b.digestHex) problems.push("the bytes differ");
-          if (
-            toHex(a.completed.kvDigest ?? new Uint8Array()) !==
-            toHex(b.completed.kvDigest ?? new Uint8Array())
-          )
-            problems.push("kv_digest differs");
-          for (const k of [
-            "firstTokenId",
-            "firstTokenLogprob",
-            "promptTokens",
-            "prefixCacheHitTokens",
-            "decoderPrefixTokens",
-          ] as const) {
-            if (a.completed[k] !== b.completed[k])
-              problems.push(`${k} ${a.completed[k]} then ${b.completed[k]}`);
-          }
-          assertConformance(problems.length === 0, `PF-7: ${problems.join("; ")}`);
-        } finally {
-          await ctx.a.unary("releaseKv", { kvHandle: a.accepted.kvHandle ?? "" }).catch(() => {});
-        }
-      },
+      run: runIdempotenceReplayRetained,
     },
   ];
+}
+
+/**
+ * `idempotence.conflict`: The same request_id with a different body fails ALREADY_EXISTS
+ * REQUEST_ID_CONFLICT while the first runs.
+ */
+async function runIdempotenceConflict(ctx: ConformanceContext): Promise<void> {
+  const held = startHeldPrefill(ctx, connectSlowReader(ctx));
+  try {
+    await assertHeldAccepted(held, "the first prefill");
+    await expectFailure(
+      () =>
+        drain(
+          ctx.a.stream(
+            "prefill",
+            { ...held.request, promptTokenIds: ctx.prompt(9, 1) },
+            { timeoutMs: ctx.prefillTimeoutMs },
+          ),
+        ),
+      { code: Code.ALREADY_EXISTS, reasons: ["REQUEST_ID_CONFLICT"], spec: "PF-6" },
+      "the same request_id with another prompt",
+    );
+  } finally {
+    held.cancel();
+  }
+}
+
+/**
+ * `idempotence.supersede-running`: A retry with the same request_id and body while the first runs
+ * cancels the first (CANCELLED) and completes.
+ */
+async function runIdempotenceSupersedeRunning(ctx: ConformanceContext): Promise<void> {
+  const held = startHeldPrefill(ctx, connectSlowReader(ctx));
+  try {
+    await assertHeldAccepted(held, "the first prefill");
+    const retry = await ctx.prefill(held.request);
+    assertCompleted(retry, "the retry");
+    const first = await held.finish();
+    assertConformance(
+      first.status?.code === Code.CANCELLED &&
+        first.status.details?.errorInfos[0]?.reason === "CANCELLED",
+      `PF-7: the superseded call ended ${first.status ? describeWireStatus(first.status) : first.completed ? "with a complete stream" : "OK"}, expected CANCELLED CANCELLED`,
+    );
+  } finally {
+    held.cancel();
+  }
+}
+
+/**
+ * `idempotence.replay-recompute`: Replaying a finished, unretained request_id gives the same
+ * descriptor and first token.
+ */
+async function runIdempotenceReplayRecompute(ctx: ConformanceContext): Promise<void> {
+  const request = ctx.prefillRequest({ promptTokenIds: ctx.prompt(28, 4) });
+  const a = assertCompleted(await ctx.prefill(request), "the original");
+  const b = assertCompleted(await ctx.prefill(request), "the replay");
+  assertConformance(
+    descriptorHex(a.accepted.descriptor) === descriptorHex(b.accepted.descriptor),
+    "PF-7: the replay has another descriptor",
+  );
+  assertConformance(
+    a.completed.firstTokenId === b.completed.firstTokenId,
+    `PF-7: first token ${a.completed.firstTokenId} then ${b.completed.firstTokenId}`,
+  );
+  if (a.descriptor.numerics.bitExact) {
+    assertConformance(
+      a.digestHex === b.digestHex,
+      "PF-34: a bit-exact device produced different bytes for the same request",
+    );
+  }
+}
+
+/**
+ * `idempotence.replay-retained`: Replaying a retained request_id answers from the cache: same
+ * handle, lease, digest and first token.
+ */
+async function runIdempotenceReplayRetained(ctx: ConformanceContext): Promise<void> {
+  const { request, done: a } = await retainedPrefill(ctx);
+  try {
+    const b = assertCompleted(await ctx.prefill(request), "the replay");
+    const problems: string[] = [];
+    if (a.accepted.kvHandle !== b.accepted.kvHandle) problems.push("kv_handle differs");
+    if (descriptorHex(a.accepted.descriptor) !== descriptorHex(b.accepted.descriptor))
+      problems.push("descriptor differs");
+    if (Number(a.accepted.leaseExpiryUnixMs) !== Number(b.accepted.leaseExpiryUnixMs))
+      problems.push("lease_expiry_unix_ms differs");
+    if (a.digestHex !== b.digestHex) problems.push("the bytes differ");
+    if (
+      toHex(a.completed.kvDigest ?? new Uint8Array()) !==
+      toHex(b.completed.kvDigest ?? new Uint8Array())
+    )
+      problems.push("kv_digest differs");
+    for (const k of [
+      "firstTokenId",
+      "firstTokenLogprob",
+      "promptTokens",
+      "prefixCacheHitTokens",
+      "decoderPrefixTokens",
+    ] as const) {
+      if (a.completed[k] !== b.completed[k])
+        problems.push(`${k} ${a.completed[k]} then ${b.completed[k]}`);
+    }
+    assertConformance(problems.length === 0, `PF-7: ${problems.join("; ")}`);
+  } finally {
+    await ctx.a.unary("releaseKv", { kvHandle: a.accepted.kvHandle ?? "" }).catch(() => {});
+  }
 }
