@@ -101,30 +101,7 @@ export function toLoadSuite(): ConformanceTest[] {
       spec: ["PF-30", "PF-31", "TR-3"],
       needs: ["model"],
       timeoutMs: 60_000,
-      async run(ctx) {
-        const held = await holdAllSlots(ctx);
-        const queued = (ctx.capabilities.maxQueuedPrefills ?? 0) > 0;
-        const waiting = queued ? startHeldPrefill(ctx, ctx.connect()) : undefined;
-        try {
-          if (waiting) await assertSaturated(waiting);
-          const ms = await admittedAfter(
-            ctx,
-            waiting,
-            async () => {
-              for (const h of held) h.cancel();
-            },
-            { rule: "PF-30", ended: "was cancelled by its caller" },
-          );
-          assertConformance(
-            ms <= 1_500,
-            `PF-30: the freed slot was reused only after ${ms.toFixed(0)} ms (SHOULD within 1 s)`,
-          );
-          ctx.note(`slot reused ${ms.toFixed(0)} ms after cancellation`);
-        } finally {
-          for (const h of held) h.cancel();
-          waiting?.cancel();
-        }
-      },
+      run: runDeadlinesCancelFreesSlots,
     },
     {
       id: "deadlines.deadline-frees-slots",
@@ -133,42 +110,7 @@ export function toLoadSuite(): ConformanceTest[] {
       spec: ["PF-29", "PF-30", "PF-31"],
       needs: ["model"],
       timeoutMs: 60_000,
-      async run(ctx) {
-        const deadlineMs = 3_000;
-        const started = performance.now();
-        const held = await holdAllSlots(ctx, deadlineMs);
-        const queued = (ctx.capabilities.maxQueuedPrefills ?? 0) > 0;
-        const waiting = queued ? startHeldPrefill(ctx, ctx.connect()) : undefined;
-        try {
-          if (waiting) await assertSaturated(waiting);
-          // Read nothing until the deadline has passed: the device must end the calls by itself.
-          await sleep(Math.max(0, deadlineMs + 300 - (performance.now() - started)), ctx.signal);
-          let endedMs = 0;
-          await admittedAfter(
-            ctx,
-            waiting,
-            async () => {
-              for (const [i, h] of held.entries()) {
-                const { status, completed } = await h.finish();
-                assertConformance(
-                  !completed,
-                  `PF-29: held prefill ${i + 1} completed although its reader never read before the deadline`,
-                );
-                assertConformance(
-                  status?.code === Code.DEADLINE_EXCEEDED,
-                  `PF-29: held prefill ${i + 1} ended ${status ? describeWireStatus(status) : "OK"}, expected DEADLINE_EXCEEDED`,
-                );
-              }
-              endedMs = performance.now() - started;
-            },
-            { rule: "PF-29", ended: "passed its deadline" },
-          );
-          ctx.note(`deadline ${deadlineMs} ms; streams ended after ${endedMs.toFixed(0)} ms`);
-        } finally {
-          for (const h of held) h.cancel();
-          waiting?.cancel();
-        }
-      },
+      run: runDeadlinesDeadlineFreesSlots,
     },
     {
       id: "concurrency.max-concurrent",
@@ -177,17 +119,7 @@ export function toLoadSuite(): ConformanceTest[] {
       spec: ["ID-7", "PF-10", "PF-26"],
       needs: ["model"],
       timeoutMs: 120_000,
-      async run(ctx) {
-        const n = Math.min(ctx.capabilities.maxConcurrentPrefills ?? 1, 16);
-        const runs = await Promise.all(
-          Array.from({ length: n }, (_, i) =>
-            ctx.prefill(ctx.prefillRequest({ promptTokenIds: ctx.prompt(32 + i, i) })),
-          ),
-        );
-        for (const [i, run] of runs.entries())
-          assertCompleted(run, `concurrent prefill ${i + 1} of ${n}`);
-        ctx.note(`${n} concurrent prefills`);
-      },
+      run: runConcurrencyMaxConcurrent,
     },
     {
       id: "concurrency.device-busy",
@@ -197,44 +129,134 @@ export function toLoadSuite(): ConformanceTest[] {
       spec: ["PF-1", "PF-2", "ERR-4", "ID-7"],
       needs: ["model"],
       timeoutMs: 60_000,
-      async run(ctx) {
-        const slots = ctx.capabilities.maxConcurrentPrefills ?? 1;
-        const queue = ctx.capabilities.maxQueuedPrefills ?? 0;
-        if (slots + queue > MAX_STREAMS)
-          ctx.skip(
-            `slots + queue (${slots + queue}) exceed the ${MAX_STREAMS} streams the suite opens`,
-          );
-        const held = await holdAllSlots(ctx);
-        const queued: HeldPrefill[] = [];
-        try {
-          const client = ctx.connect();
-          for (let i = 0; i < queue; i++) queued.push(startHeldPrefill(ctx, client));
-          // Let the queued requests reach the device's queue.
-          await sleep(500, ctx.signal);
-          for (const [i, q] of queued.entries()) {
-            if (await settlesWithin(q.first, 0)) {
-              const { status } = await q.finish();
-              assertConformance(
-                false,
-                `ID-7: queued prefill ${i + 1} of ${queue} (within max_queued_prefills) ended early: ${status ? describeWireStatus(status) : "admitted"}`,
-              );
-            }
-          }
-          const extra = startHeldPrefill(ctx, ctx.connect());
-          const { status } = await extra.finish();
-          assertWireStatus(
-            status,
-            {
-              code: Code.RESOURCE_EXHAUSTED,
-              reasons: ["DEVICE_BUSY", "TENANT_QUOTA_EXCEEDED"],
-              spec: "PF-1",
-            },
-            "a prefill beyond slots and queue",
-          );
-        } finally {
-          for (const h of [...held, ...queued]) h.cancel();
-        }
-      },
+      run: runConcurrencyDeviceBusy,
     },
   ];
+}
+
+/**
+ * `deadlines.cancel-frees-slots`: Cancelling prefills frees their slots: a queued prefill is
+ * admitted within 1 s and completes.
+ */
+async function runDeadlinesCancelFreesSlots(ctx: ConformanceContext): Promise<void> {
+  const held = await holdAllSlots(ctx);
+  const queued = (ctx.capabilities.maxQueuedPrefills ?? 0) > 0;
+  const waiting = queued ? startHeldPrefill(ctx, ctx.connect()) : undefined;
+  try {
+    if (waiting) await assertSaturated(waiting);
+    const ms = await admittedAfter(
+      ctx,
+      waiting,
+      async () => {
+        for (const h of held) h.cancel();
+      },
+      { rule: "PF-30", ended: "was cancelled by its caller" },
+    );
+    assertConformance(
+      ms <= 1_500,
+      `PF-30: the freed slot was reused only after ${ms.toFixed(0)} ms (SHOULD within 1 s)`,
+    );
+    ctx.note(`slot reused ${ms.toFixed(0)} ms after cancellation`);
+  } finally {
+    for (const h of held) h.cancel();
+    waiting?.cancel();
+  }
+}
+
+/**
+ * `deadlines.deadline-frees-slots`: Prefills whose deadline passes end DEADLINE_EXCEEDED and free
+ * their slots.
+ */
+async function runDeadlinesDeadlineFreesSlots(ctx: ConformanceContext): Promise<void> {
+  const deadlineMs = 3_000;
+  const started = performance.now();
+  const held = await holdAllSlots(ctx, deadlineMs);
+  const queued = (ctx.capabilities.maxQueuedPrefills ?? 0) > 0;
+  const waiting = queued ? startHeldPrefill(ctx, ctx.connect()) : undefined;
+  try {
+    if (waiting) await assertSaturated(waiting);
+    // Read nothing until the deadline has passed: the device must end the calls by itself.
+    await sleep(Math.max(0, deadlineMs + 300 - (performance.now() - started)), ctx.signal);
+    let endedMs = 0;
+    await admittedAfter(
+      ctx,
+      waiting,
+      async () => {
+        for (const [i, h] of held.entries()) {
+          const { status, completed } = await h.finish();
+          assertConformance(
+            !completed,
+            `PF-29: held prefill ${i + 1} completed although its reader never read before the deadline`,
+          );
+          assertConformance(
+            status?.code === Code.DEADLINE_EXCEEDED,
+            `PF-29: held prefill ${i + 1} ended ${status ? describeWireStatus(status) : "OK"}, expected DEADLINE_EXCEEDED`,
+          );
+        }
+        endedMs = performance.now() - started;
+      },
+      { rule: "PF-29", ended: "passed its deadline" },
+    );
+    ctx.note(`deadline ${deadlineMs} ms; streams ended after ${endedMs.toFixed(0)} ms`);
+  } finally {
+    for (const h of held) h.cancel();
+    waiting?.cancel();
+  }
+}
+
+/**
+ * `concurrency.max-concurrent`: max_concurrent_prefills prefills at once all complete with valid
+ * streams.
+ */
+async function runConcurrencyMaxConcurrent(ctx: ConformanceContext): Promise<void> {
+  const n = Math.min(ctx.capabilities.maxConcurrentPrefills ?? 1, 16);
+  const runs = await Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      ctx.prefill(ctx.prefillRequest({ promptTokenIds: ctx.prompt(32 + i, i) })),
+    ),
+  );
+  for (const [i, run] of runs.entries())
+    assertCompleted(run, `concurrent prefill ${i + 1} of ${n}`);
+  ctx.note(`${n} concurrent prefills`);
+}
+
+/**
+ * `concurrency.device-busy`: Beyond max_concurrent_prefills + max_queued_prefills a prefill fails
+ * RESOURCE_EXHAUSTED DEVICE_BUSY with RetryInfo.
+ */
+async function runConcurrencyDeviceBusy(ctx: ConformanceContext): Promise<void> {
+  const slots = ctx.capabilities.maxConcurrentPrefills ?? 1;
+  const queue = ctx.capabilities.maxQueuedPrefills ?? 0;
+  if (slots + queue > MAX_STREAMS)
+    ctx.skip(`slots + queue (${slots + queue}) exceed the ${MAX_STREAMS} streams the suite opens`);
+  const held = await holdAllSlots(ctx);
+  const queued: HeldPrefill[] = [];
+  try {
+    const client = ctx.connect();
+    for (let i = 0; i < queue; i++) queued.push(startHeldPrefill(ctx, client));
+    // Let the queued requests reach the device's queue.
+    await sleep(500, ctx.signal);
+    for (const [i, q] of queued.entries()) {
+      if (await settlesWithin(q.first, 0)) {
+        const { status } = await q.finish();
+        assertConformance(
+          false,
+          `ID-7: queued prefill ${i + 1} of ${queue} (within max_queued_prefills) ended early: ${status ? describeWireStatus(status) : "admitted"}`,
+        );
+      }
+    }
+    const extra = startHeldPrefill(ctx, ctx.connect());
+    const { status } = await extra.finish();
+    assertWireStatus(
+      status,
+      {
+        code: Code.RESOURCE_EXHAUSTED,
+        reasons: ["DEVICE_BUSY", "TENANT_QUOTA_EXCEEDED"],
+        spec: "PF-1",
+      },
+      "a prefill beyond slots and queue",
+    );
+  } finally {
+    for (const h of [...held, ...queued]) h.cancel();
+  }
 }
