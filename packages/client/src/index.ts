@@ -22,6 +22,14 @@ export type {
   PoolDevice,
   RoutingPolicy,
 } from "./pool/device-pool-options";
+export type {
+  LayerReady,
+  PrefillOptions,
+  PrefillOutcome,
+  PrefillRun,
+  TransferStats,
+} from "./prefill/prefill-run";
+export { startPrefill } from "./prefill/start-prefill";
 export type { PushOutcome } from "./push-prefill";
 export { pushPrefill } from "./push-prefill";
 export type { RetryPolicy } from "./retry-policy";
@@ -51,11 +59,3 @@ export type {
   VllmPagedSinkOptions,
 } from "./sinks/vllm-paged-sink";
 export { createVllmPagedSink } from "./sinks/vllm-paged-sink";
-export type {
-  LayerReady,
-  PrefillOptions,
-  PrefillOutcome,
-  PrefillRun,
-  TransferStats,
-} from "./start-prefill";
-export { startPrefill } from "./start-prefill";

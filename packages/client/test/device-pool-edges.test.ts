@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createDeviceClient } from "../src/create-device-client";
 import { createDevicePool } from "../src/pool/create-device-pool";
 import type { DevicePool, DevicePoolOptions } from "../src/pool/device-pool-options";
-import { startPrefill } from "../src/start-prefill";
+import { startPrefill } from "../src/prefill/start-prefill";
 
 let n = 0;
 const request = (patch: Partial<PrefillRequest> = {}): PrefillRequest => ({

@@ -4,7 +4,7 @@ import { createMockDevice, type MockDevice, serveMockDevice } from "@opal/mock";
 import { describe, expect, it, vi } from "vitest";
 import { createDevicePool } from "../src/pool/create-device-pool";
 import type { DevicePoolOptions } from "../src/pool/device-pool-options";
-import { startPrefill } from "../src/start-prefill";
+import { startPrefill } from "../src/prefill/start-prefill";
 
 let n = 0;
 const request = (): PrefillRequest => ({

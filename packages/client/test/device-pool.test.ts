@@ -35,7 +35,7 @@ vi.mock("node:dns/promises", async (importOriginal) => {
   };
 });
 
-import { startPrefill } from "../src/start-prefill";
+import { startPrefill } from "../src/prefill/start-prefill";
 
 let n = 0;
 const request = (tokens: Uint32Array, patch: Partial<PrefillRequest> = {}): PrefillRequest => ({

@@ -12,7 +12,7 @@ import type { DriverCallOptions, PrefillDriver, PrefillEvent, PrefillRequest } f
 import { digestKvCache, toHex } from "@opal/kv";
 import { createMockDevice, type FaultConfig, type MockServer, serveMockDevice } from "@opal/mock";
 import { createDevicePool } from "../../src/pool/create-device-pool";
-import { startPrefill } from "../../src/start-prefill";
+import { startPrefill } from "../../src/prefill/start-prefill";
 
 /** Options of {@link runChaos}; every field documents its default. */
 export interface ChaosOptions {
