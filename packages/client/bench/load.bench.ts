@@ -20,7 +20,7 @@ import { digestKvCache, toHex } from "@opal/kv";
 import { createMockDevice } from "@opal/mock";
 import { startListeningProcess } from "@opal/testing";
 import { createDeviceClient } from "../src/create-device-client";
-import { startPrefill } from "../src/start-prefill";
+import { startPrefill } from "../src/prefill/start-prefill";
 import { reportFigure } from "../test/reliability/bench-report";
 
 const STREAMS = 200;

@@ -12,16 +12,24 @@ export { Code, isOpalError, OpalError, Reason } from "@opal/core";
 export type { ClientChannelOptions, ClientTlsOptions, DeviceClientOptions } from "./client-options";
 export type { DeviceClient } from "./create-device-client";
 export { createDeviceClient, DEFAULT_CHANNEL } from "./create-device-client";
-export { createDevicePool } from "./create-device-pool";
 export { createKvReceiver } from "./create-kv-receiver";
+export type { KvReceiver, KvReceiverOptions, ReceivedKv } from "./kv-receiver-options";
+export type { KvSink } from "./kv-sink";
+export { createDevicePool } from "./pool/create-device-pool";
 export type {
   DevicePool,
   DevicePoolOptions,
   PoolDevice,
   RoutingPolicy,
-} from "./device-pool-options";
-export type { KvReceiver, KvReceiverOptions, ReceivedKv } from "./kv-receiver-options";
-export type { KvSink } from "./kv-sink";
+} from "./pool/device-pool-options";
+export type {
+  LayerReady,
+  PrefillOptions,
+  PrefillOutcome,
+  PrefillRun,
+  TransferStats,
+} from "./prefill/prefill-run";
+export { startPrefill } from "./prefill/start-prefill";
 export type { PushOutcome } from "./push-prefill";
 export { pushPrefill } from "./push-prefill";
 export type { RetryPolicy } from "./retry-policy";
@@ -51,11 +59,3 @@ export type {
   VllmPagedSinkOptions,
 } from "./sinks/vllm-paged-sink";
 export { createVllmPagedSink } from "./sinks/vllm-paged-sink";
-export type {
-  LayerReady,
-  PrefillOptions,
-  PrefillOutcome,
-  PrefillRun,
-  TransferStats,
-} from "./start-prefill";
-export { startPrefill } from "./start-prefill";

@@ -4,7 +4,7 @@ import { digestKvCache, partsOf } from "@opal/kv";
 import { createMockDevice, type MockServer, serveMockDevice } from "@opal/mock";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDeviceClient } from "../src/create-device-client";
-import { startPrefill } from "../src/start-prefill";
+import { startPrefill } from "../src/prefill/start-prefill";
 
 const KIB = 1024;
 // Llama-3-8B's shape, 64 tokens, bf16: each layer part is 64 · 8 · 128 · 2 = 128 KiB.

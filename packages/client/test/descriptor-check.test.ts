@@ -6,12 +6,12 @@ import { createDeviceServer, type DeviceServer } from "@opal/server";
 import { expectOpalError } from "@opal/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { createDeviceClient } from "../src/create-device-client";
-import { createDevicePool } from "../src/create-device-pool";
 import { createKvReceiver } from "../src/create-kv-receiver";
 import type { KvSink } from "../src/kv-sink";
+import { createDevicePool } from "../src/pool/create-device-pool";
+import { startPrefill } from "../src/prefill/start-prefill";
 import { pushPrefill } from "../src/push-prefill";
 import { createMemorySink } from "../src/sinks/memory-sink";
-import { startPrefill } from "../src/start-prefill";
 import { F32_NHD, tinyRequest } from "./reliability/fixtures";
 
 // PF-12: the descriptor of `accepted` must match the request. A device that answers another

@@ -6,7 +6,7 @@ import { expectOpalError } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DeviceClientOptions } from "../src/client-options";
 import { createDeviceClient } from "../src/create-device-client";
-import { startPrefill } from "../src/start-prefill";
+import { startPrefill } from "../src/prefill/start-prefill";
 
 let n = 0;
 // Llama-3-8B's shape, 16 tokens, bf16: 32 layers; the stalling mocks stop after 8 chunks.

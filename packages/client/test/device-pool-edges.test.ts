@@ -5,9 +5,9 @@ import { createPresetWeights, encodeHfCheckpoint } from "@opal/reference";
 import { expectOpalError } from "@opal/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { createDeviceClient } from "../src/create-device-client";
-import { createDevicePool } from "../src/create-device-pool";
-import type { DevicePool, DevicePoolOptions } from "../src/device-pool-options";
-import { startPrefill } from "../src/start-prefill";
+import { createDevicePool } from "../src/pool/create-device-pool";
+import type { DevicePool, DevicePoolOptions } from "../src/pool/device-pool-options";
+import { startPrefill } from "../src/prefill/start-prefill";
 
 let n = 0;
 const request = (patch: Partial<PrefillRequest> = {}): PrefillRequest => ({

@@ -2,9 +2,9 @@ import { Code, OpalError, sleep } from "@opal/core";
 import type { PrefillDriver, PrefillRequest, TelemetrySnapshot } from "@opal/driver";
 import { createMockDevice, type MockDevice, serveMockDevice } from "@opal/mock";
 import { describe, expect, it, vi } from "vitest";
-import { createDevicePool } from "../src/create-device-pool";
-import type { DevicePoolOptions } from "../src/device-pool-options";
-import { startPrefill } from "../src/start-prefill";
+import { createDevicePool } from "../src/pool/create-device-pool";
+import type { DevicePoolOptions } from "../src/pool/device-pool-options";
+import { startPrefill } from "../src/prefill/start-prefill";
 
 let n = 0;
 const request = (): PrefillRequest => ({

@@ -5,8 +5,8 @@ import { createMockDevice, type MockDevice, type MockServer, serveMockDevice } f
 import { expectOpalError } from "@opal/testing";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createDeviceClient } from "../src/create-device-client";
-import { createDevicePool } from "../src/create-device-pool";
-import type { DevicePool, DevicePoolOptions, RoutingPolicy } from "../src/device-pool-options";
+import { createDevicePool } from "../src/pool/create-device-pool";
+import type { DevicePool, DevicePoolOptions, RoutingPolicy } from "../src/pool/device-pool-options";
 
 /** When set, `lookup` of node:dns/promises answers with it (the pool's and this file's). */
 const fakeLookup = vi.hoisted(() => ({
@@ -35,7 +35,7 @@ vi.mock("node:dns/promises", async (importOriginal) => {
   };
 });
 
-import { startPrefill } from "../src/start-prefill";
+import { startPrefill } from "../src/prefill/start-prefill";
 
 let n = 0;
 const request = (tokens: Uint32Array, patch: Partial<PrefillRequest> = {}): PrefillRequest => ({

@@ -8,8 +8,8 @@ import { expectOpalError } from "@opal/testing";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createDeviceClient, type DeviceClient } from "../src/create-device-client";
 import type { KvSink } from "../src/kv-sink";
+import { startPrefill } from "../src/prefill/start-prefill";
 import { createOkvFileSink } from "../src/sinks/okv-file-sink";
-import { startPrefill } from "../src/start-prefill";
 import { tinyRequest } from "./reliability/fixtures";
 
 // tinyRequest(): opal-tiny, 2 layers, 48 f32 tokens, 1 KiB chunks: 12 chunks per layer, 24 in all.

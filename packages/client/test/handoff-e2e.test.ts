@@ -28,6 +28,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDeviceClient, type DeviceClient } from "../src/create-device-client";
 import type { KvSink } from "../src/kv-sink";
+import { startPrefill } from "../src/prefill/start-prefill";
 import { createLmcacheSink } from "../src/sinks/lmcache-sink";
 import { createMemorySink } from "../src/sinks/memory-sink";
 import { createOkvFileSink } from "../src/sinks/okv-file-sink";
@@ -38,7 +39,6 @@ import {
 import { createSglangSink } from "../src/sinks/sglang-sink";
 import { createVllmExampleSink } from "../src/sinks/vllm-example-sink";
 import { createVllmPagedSink } from "../src/sinks/vllm-paged-sink";
-import { startPrefill } from "../src/start-prefill";
 
 // End to end on loopback: prefill on the mock over gRPC, hand the cache off through each sink,
 // read it back the way that decoder would, and continue decoding with the reference model: the

@@ -7,8 +7,9 @@ import { expectOpalError } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDeviceClient, type DeviceClient } from "../src/create-device-client";
 import type { KvSink } from "../src/kv-sink";
+import type { LayerReady } from "../src/prefill/prefill-run";
+import { startPrefill } from "../src/prefill/start-prefill";
 import { pushPrefill } from "../src/push-prefill";
-import { type LayerReady, startPrefill } from "../src/start-prefill";
 
 let n = 0;
 // Llama-3-8B's shape, 16 tokens, bf16: 32 layers of 32 KiB parts, in 4 KiB chunks.

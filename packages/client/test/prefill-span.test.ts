@@ -8,8 +8,8 @@ import {
   SimpleSpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { startPrefill } from "../src/prefill/start-prefill";
 import { pushPrefill } from "../src/push-prefill";
-import { startPrefill } from "../src/start-prefill";
 
 const exporter = new InMemorySpanExporter();
 

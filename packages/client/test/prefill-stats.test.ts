@@ -4,7 +4,8 @@ import { createMockDevice, type MockDevice, mockProfile } from "@opal/mock";
 import { createDeviceServer, type DeviceServer } from "@opal/server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDeviceClient, type DeviceClient } from "../src/create-device-client";
-import { type PrefillOutcome, startPrefill } from "../src/start-prefill";
+import type { PrefillOutcome } from "../src/prefill/prefill-run";
+import { startPrefill } from "../src/prefill/start-prefill";
 
 // llama-3-8b (32 layers, 8 KV heads of 128), bf16: 2 KiB per token per part, 128 KiB per token
 // over the whole cache. A slow custom profile (20 TFLOP/s) makes a 64-token prefill take tens of

@@ -3,7 +3,7 @@ import type { PrefillDriver, PrefillEvent, PrefillRequest } from "@opal/driver";
 import { createMockDevice } from "@opal/mock";
 import { expectOpalError } from "@opal/testing";
 import { describe, expect, it, vi } from "vitest";
-import { startPrefill } from "../src/start-prefill";
+import { startPrefill } from "../src/prefill/start-prefill";
 
 let n = 0;
 const request = (patch: Partial<PrefillRequest> = {}): PrefillRequest => ({

@@ -1,5 +1,6 @@
 import { headCountOf, headDimOf, type KvDescriptor } from "@opal/kv";
-import { descriptorMismatch, invalidOption } from "./sink-errors";
+import { invalidOption } from "../options/invalid-option";
+import { descriptorMismatch } from "./sink-errors";
 
 /** A whole number >= `min` for option `field`, or INVALID_ARGUMENT INVALID_FIELD. */
 export function checkCount(field: string, value: unknown, min: number): number {

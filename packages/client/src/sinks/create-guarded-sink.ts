@@ -8,7 +8,8 @@ import {
   partsOf,
 } from "@opal/kv";
 import type { KvSink } from "../kv-sink";
-import { describeValue, sinkCancelled, toSinkError } from "./sink-errors";
+import { describeValue } from "../options/invalid-option";
+import { sinkCancelled, toSinkError } from "./sink-errors";
 
 /**
  * What a concrete sink implements; {@link createGuardedSink} adds the checks every sink shares.

@@ -6,9 +6,10 @@ import {
   toLmcacheChunks,
 } from "@opal/kv";
 import type { KvSink } from "../kv-sink";
+import { invalidOption } from "../options/invalid-option";
 import { createGuardedSink } from "./create-guarded-sink";
 import { createMemorySink } from "./memory-sink";
-import { descriptorMismatch, invalidOption } from "./sink-errors";
+import { descriptorMismatch } from "./sink-errors";
 
 /** Options of {@link createLmcacheSink}. */
 export interface LmcacheSinkOptions {

@@ -12,9 +12,10 @@ import {
   toSafetensorsDtype,
 } from "@opal/kv";
 import type { KvSink } from "../kv-sink";
+import { invalidOption } from "../options/invalid-option";
 import { type AtomicFile, createAtomicFile } from "./create-atomic-file";
 import { createGuardedSink } from "./create-guarded-sink";
-import { invalidOption, sinkCancelled } from "./sink-errors";
+import { sinkCancelled } from "./sink-errors";
 
 /** Options of {@link createSafetensorsFileSink}. */
 export interface SafetensorsFileSinkOptions {

@@ -8,10 +8,11 @@ import {
   toSglangLayer,
 } from "@opal/kv";
 import type { KvSink } from "../kv-sink";
+import { invalidOption } from "../options/invalid-option";
 import { assertFitsLayerTarget, checkCount } from "./check-layer-target";
 import { createGuardedSink } from "./create-guarded-sink";
 import { copyScales, layerAsCache, zeroLayer } from "./layer-as-cache";
-import { descriptorMismatch, invalidOption } from "./sink-errors";
+import { descriptorMismatch } from "./sink-errors";
 
 /**
  * Options of {@link createSglangSink}: the caller's SGLang per-layer buffers and what they hold.

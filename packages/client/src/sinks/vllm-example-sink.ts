@@ -19,11 +19,12 @@ import {
   vllmStaticScale,
 } from "@opal/kv";
 import type { KvSink } from "../kv-sink";
+import { invalidOption } from "../options/invalid-option";
 import { partialSuffix, syncDirectory } from "./create-atomic-file";
 import { createGuardedSink } from "./create-guarded-sink";
 import { layerAsCache } from "./layer-as-cache";
 import { assertFreeOutput, publishFolder } from "./publish-output";
-import { descriptorMismatch, invalidOption, sinkCancelled } from "./sink-errors";
+import { descriptorMismatch, sinkCancelled } from "./sink-errors";
 
 /** Options of {@link createVllmExampleSink}. */
 export interface VllmExampleSinkOptions {

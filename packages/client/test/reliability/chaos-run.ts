@@ -11,8 +11,8 @@ import { Code, isOpalError, type OpalError } from "@opal/core";
 import type { DriverCallOptions, PrefillDriver, PrefillEvent, PrefillRequest } from "@opal/driver";
 import { digestKvCache, toHex } from "@opal/kv";
 import { createMockDevice, type FaultConfig, type MockServer, serveMockDevice } from "@opal/mock";
-import { createDevicePool } from "../../src/create-device-pool";
-import { startPrefill } from "../../src/start-prefill";
+import { createDevicePool } from "../../src/pool/create-device-pool";
+import { startPrefill } from "../../src/prefill/start-prefill";
 
 /** Options of {@link runChaos}; every field documents its default. */
 export interface ChaosOptions {

@@ -5,7 +5,7 @@ import { fromWireDescriptor, toWireDescriptor } from "@opal/protocol";
 import { expectOpalError } from "@opal/testing";
 import { describe, expect, it } from "vitest";
 import { createDeviceClient } from "../../src/create-device-client";
-import { startPrefill } from "../../src/start-prefill";
+import { startPrefill } from "../../src/prefill/start-prefill";
 
 // Regression tests for findings of the reliability review (each names its requirement).
 let n = 0;

@@ -14,9 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDeviceClient, type DeviceClient } from "../../src/create-device-client";
 import { createKvReceiver } from "../../src/create-kv-receiver";
 import type { KvReceiver } from "../../src/kv-receiver-options";
+import { startPrefill } from "../../src/prefill/start-prefill";
 import { pushPrefill } from "../../src/push-prefill";
 import { createMemorySink } from "../../src/sinks/memory-sink";
-import { startPrefill } from "../../src/start-prefill";
 import { createMemoryLogger, settle, tinyRequest } from "./fixtures";
 
 const TOKENS = { "token-of-a-7f3e9c": "tenant-a", "token-of-b-51d2aa": "tenant-b" };

@@ -1,8 +1,8 @@
 import { MAX_TIMER_MS } from "@opal/core";
 import type { PrefillDriver } from "@opal/driver";
-import { assertIntegerOption, assertOneOfOption } from "./assert-option";
-import { assertDeviceClientOptions, type DeviceClientOptions } from "./client-options";
-import { invalidOption } from "./sinks/sink-errors";
+import { assertIntegerOption, assertOneOfOption } from "../assert-option";
+import { assertDeviceClientOptions, type DeviceClientOptions } from "../client-options";
+import { invalidOption } from "../options/invalid-option";
 
 /** How a pool picks a device for a prefill. */
 export type RoutingPolicy = "round-robin" | "least-loaded" | "prefix-affinity";
