@@ -17,7 +17,8 @@ export interface ReflectionClient {
   /**
    * Serialized `google.protobuf.FileDescriptorProto`s of the file declaring `symbol` and its
    * dependencies (`file_containing_symbol`). The server's error response rejects with an
-   * `OpalError` of its code and the message `reflection error <code>: <message>`.
+   * `OpalError` of its code, the message `reflection error <code>: <message>` and the
+   * `ErrorResponse` as `cause`.
    */
   fileContainingSymbol(symbol: string): Promise<Uint8Array[]>;
   /** Ends the calls in progress and closes the channel. */
@@ -55,6 +56,7 @@ export function createReflectionClient(
       throw new OpalError(
         isCode(error.errorCode) ? error.errorCode : Code.UNKNOWN,
         `reflection error ${error.errorCode}: ${error.errorMessage}`,
+        { cause: error },
       );
     }
     throw new OpalError(Code.UNAVAILABLE, `${serviceName} ended without a response`);
