@@ -5,20 +5,23 @@
  * @packageDocumentation
  */
 
-export type { CollectedPrefill, ContractSubject } from "./driver-contract";
-export { collectPrefill, describeDriverContract, expectOpalError } from "./driver-contract";
-export type { HealthClient, HealthClientOptions, HealthStatus } from "./health-client";
-export { createHealthClient } from "./health-client";
-export type { OpenPush, PushOutcomeOnWire, PushRequest } from "./open-push";
-export { openPush } from "./open-push";
-export type { PythonPeer } from "./python-peer";
-export { createPythonPeer, PROTO_ROOT, PYTHON } from "./python-peer";
+// The health and reflection clients are @opal/protocol's; tests import them from here too.
 export type {
+  HealthClient,
+  HealthClientOptions,
+  HealthStatus,
   ReflectionClient,
   ReflectionClientOptions,
   ReflectionVersion,
-} from "./reflection-client";
-export { createReflectionClient, loadReflectedDefinitions } from "./reflection-client";
+} from "@opal/protocol";
+export { createHealthClient, createReflectionClient } from "@opal/protocol";
+export type { CollectedPrefill, ContractSubject } from "./driver-contract";
+export { collectPrefill, describeDriverContract, expectOpalError } from "./driver-contract";
+export { loadReflectedDefinitions } from "./load-reflected-definitions";
+export type { OpenPush, PushCall, PushOutcomeOnWire, PushRequest } from "./open-push";
+export { openPush } from "./open-push";
+export type { PythonPeer } from "./python-peer";
+export { createPythonPeer, PROTO_ROOT, PYTHON } from "./python-peer";
 export type { StartListeningProcessOptions } from "./start-listening-process";
 export { startListeningProcess } from "./start-listening-process";
 export type { TestCertificateOptions, TestCertificates } from "./test-certificates";
