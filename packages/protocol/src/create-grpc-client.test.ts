@@ -68,6 +68,12 @@ const implementation: UntypedServiceImplementation = {
     call.end();
   },
   loadModel(call: ServerReadableStream<unknown, unknown>, done: sendUnaryData<unknown>) {
+    if (String(call.metadata.get("x-hold")[0] ?? "")) {
+      // Reads nothing: flow control must hold the client's writer.
+      call.pause();
+      call.on("cancelled", () => done(null, {}));
+      return;
+    }
     call.on("data", () => seen.loadModelMessages++);
     call.on("end", () =>
       done(null, { model: { modelId: `m${seen.loadModelMessages}` }, alreadyLoaded: false }),
@@ -201,6 +207,40 @@ describe("createGrpcClient", () => {
       }
       const response = await client.loadModel(messages());
       expect(response.model?.modelId).toBe("m4");
+    } finally {
+      client.channel.close();
+    }
+  });
+
+  it("holds a client stream's writer while the server reads nothing; an abort closes its requests", async () => {
+    const client = connect();
+    const abort = new AbortController();
+    let pulled = 0;
+    let closed = false;
+    async function* weights() {
+      try {
+        for (let i = 0; i < 10_000; i++) {
+          pulled++;
+          yield { weightsChunk: new Uint8Array(CHUNK_BYTES) };
+        }
+      } finally {
+        closed = true;
+      }
+    }
+    try {
+      const loading = client.loadModel(weights(), {
+        signal: abort.signal,
+        metadata: { "x-hold": "1" },
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const held = pulled;
+      expect(held).toBeLessThan(1_000);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(pulled).toBe(held);
+      abort.abort();
+      await expectOpal(loading, Code.CANCELLED);
+      await expect.poll(() => closed).toBe(true);
+      expect(client.channel.callsInProgress).toBe(0);
     } finally {
       client.channel.close();
     }

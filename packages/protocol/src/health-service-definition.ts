@@ -44,27 +44,20 @@ const Request = root.lookupType("grpc.health.v1.HealthCheckRequest");
 const Response = root.lookupType("grpc.health.v1.HealthCheckResponse");
 const STATUSES: readonly HealthStatus[] = ["UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"];
 
-const encode = (type: protobuf.Type, message: object) =>
-  Buffer.from(type.encode(type.fromObject(message)).finish());
-
 const method = <Stream extends boolean>(name: string, responseStream: Stream) => ({
   path: `/grpc.health.v1.Health/${name}`,
   originalName: name,
   requestStream: false as const,
   responseStream,
-  requestSerialize: (message: HealthCheckRequest): Buffer => encode(Request, message),
-  requestDeserialize: (bytes: Buffer): HealthCheckRequest => ({
-    service: (Request.decode(bytes) as unknown as { service?: string }).service ?? "",
-  }),
-  responseSerialize: (message: HealthCheckResponse): Buffer =>
-    encode(Response, { status: Math.max(0, STATUSES.indexOf(message.status)) }),
+  requestSerialize: (message: HealthCheckRequest): Buffer =>
+    Buffer.from(Request.encode(Request.fromObject(message)).finish()),
   responseDeserialize: (bytes: Buffer): HealthCheckResponse => ({
     status:
       STATUSES[(Response.decode(bytes) as unknown as { status?: number }).status ?? 0] ?? "UNKNOWN",
   }),
 });
 
-/** grpc-js definition of `grpc.health.v1.Health` (GEN-9), statuses by name. */
+/** grpc-js client definition of `grpc.health.v1.Health` (GEN-9), statuses by name. */
 export const HealthServiceDefinition = {
   check: method("Check", false as const),
   watch: method("Watch", true as const),

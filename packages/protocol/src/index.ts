@@ -1,7 +1,9 @@
 /**
  * The `opal.device.v1` wire protocol: generated message code and grpc-js service definitions, the
- * rich error codec (`google.rpc.Status` in `grpc-status-details-bin`), and protocol versioning.
- * Servers and clients use it; applications use `@opal/client` or `@opal/server` instead.
+ * rich error codec (`google.rpc.Status` in `grpc-status-details-bin`), protocol versioning, and
+ * the one gRPC client adapter (`createGrpcClient`, `createGrpcChannel`) with the health and
+ * reflection clients built on it. Servers and clients use it; applications use `@opal/client` or
+ * `@opal/server` instead.
  *
  * @packageDocumentation
  */

@@ -12,15 +12,19 @@ import { fromGrpcStatus, STATUS_DETAILS_TRAILER } from "./grpc-status";
 export function toCallError(error: unknown, signal: AbortSignal): OpalError {
   if (signal.aborted) return toAbortError(signal.reason);
   if (error instanceof OpalError) return error;
-  const status = error as { code?: unknown; details?: string; metadata?: Metadata };
-  if (typeof status.code !== "number") return OpalError.from(error);
-  const bytes = status.metadata?.get(STATUS_DETAILS_TRAILER)[0];
+  const { code, details, metadata } = error as {
+    code?: unknown;
+    details?: string;
+    metadata?: Metadata;
+  };
+  if (typeof code !== "number") return OpalError.from(error);
+  const bytes = metadata?.get(STATUS_DETAILS_TRAILER)[0];
   const peer = new PeerStatus(
-    status.code,
-    status.details ?? "",
+    code,
+    details ?? "",
     bytes instanceof Uint8Array ? new Uint8Array(bytes) : undefined,
   );
-  const opal = fromGrpcStatus({ ...status, code: status.code });
+  const opal = fromGrpcStatus({ code, ...(details !== undefined ? { details } : {}), metadata });
   return new OpalError(opal.code, opal.rawMessage, {
     reason: opal.reason,
     fieldViolations: opal.fieldViolations,
