@@ -1,14 +1,12 @@
+import { OpalError } from "@opal/core";
 import {
-  type ChannelCredentials,
-  type ChannelOptions,
-  Client,
-  type ClientReadableStream,
-  credentials as grpcCredentials,
-  Metadata,
-  type ServiceError,
-} from "@grpc/grpc-js";
-import { Code, OpalError } from "@opal/core";
-import { DeviceServiceDefinition as D, type opal, STATUS_DETAILS_TRAILER } from "@opal/protocol";
+  createGrpcChannel,
+  DeviceServiceDefinition as D,
+  type GrpcCallOptions,
+  type GrpcMethod,
+  type opal,
+  peerStatusOf,
+} from "@opal/protocol";
 import { decodeWireStatusDetails, toWireError, type WireStatus } from "./wire-status";
 
 type Definitions = typeof D;
@@ -105,91 +103,66 @@ export interface WireClient {
 const identity = (bytes: Uint8Array): Buffer =>
   Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
+/** Largest message either way, in bytes: a 64 MiB chunk and its fields. */
+const MAX_MESSAGE_BYTES = 67_174_400 + 65_536;
+
 /** Connects lazily to `target` (`host:port`). */
 export function createWireClient(target: string, options: WireClientOptions = {}): WireClient {
   const window = options.flowControlWindowBytes ?? 16 * 1024 * 1024;
-  const channelOptions: ChannelOptions = {
-    "grpc.max_receive_message_length": 67_174_400 + 65_536,
-    "grpc.max_send_message_length": 67_174_400 + 65_536,
-    ...(window > 0 ? { "grpc-node.flow_control_window": window } : {}),
-    ...(options.tls?.serverNameOverride
-      ? { "grpc.ssl_target_name_override": options.tls.serverNameOverride }
-      : {}),
-  };
-  const client = new Client(target, toCredentials(options.tls), channelOptions);
+  const channel = createGrpcChannel(target, {
+    ...(options.tls ? { tls: options.tls } : {}),
+    ...(options.token ? { token: options.token } : {}),
+    channel: {
+      maxReceiveMessageBytes: MAX_MESSAGE_BYTES,
+      maxSendMessageBytes: MAX_MESSAGE_BYTES,
+      ...(window > 0 ? { flowControlWindowBytes: window } : {}),
+    },
+  });
+  // Hand-encoded requests go out as they are: the method's serializer is the identity.
+  const method = <M extends MethodName>(name: M, raw: boolean) =>
+    (raw ? { ...D[name], requestSerialize: identity } : D[name]) as unknown as GrpcMethod<
+      unknown,
+      WireResponse<M>
+    >;
 
-  const metadata = (call: WireCallOptions) => {
-    const m = new Metadata();
-    const token = call.token === undefined ? options.token : call.token;
-    if (token) m.set("authorization", `Bearer ${token}`);
-    return m;
-  };
-  const deadline = (call: WireCallOptions, fallbackMs?: number) => {
-    const ms = call.timeoutMs ?? fallbackMs;
-    return ms === undefined ? {} : { deadline: Date.now() + ms };
-  };
-
-  function unaryCall<M extends UnaryMethod>(
-    method: M,
+  async function unaryCall<M extends UnaryMethod>(
+    name: M,
     request: unknown,
-    serialize: (value: never) => Buffer,
+    raw: boolean,
     call: WireCallOptions = {},
   ): Promise<WireResponse<M>> {
-    const definition = D[method];
-    return new Promise((resolve, reject) => {
-      if (call.signal?.aborted)
-        return reject(new OpalError(Code.CANCELLED, "cancelled before the call"));
-      const pending = client.makeUnaryRequest(
-        definition.path,
-        serialize as (value: unknown) => Buffer,
-        definition.responseDeserialize as (bytes: Buffer) => WireResponse<M>,
-        request,
-        metadata(call),
-        deadline(call, 30_000),
-        (error, response) => {
-          call.signal?.removeEventListener("abort", onAbort);
-          if (error) reject(toWireError(toStatus(error, 0)));
-          else resolve(response as WireResponse<M>);
-        },
-      );
-      const onAbort = () => pending.cancel();
-      call.signal?.addEventListener("abort", onAbort, { once: true });
-    });
+    try {
+      return await channel.unary(method(name, raw), request, callOptions(call, 30_000));
+    } catch (error) {
+      throw toWireError(toStatus(error, 0));
+    }
   }
 
   function streamCall<M extends StreamMethod>(
-    method: M,
+    name: M,
     request: unknown,
-    serialize: (value: never) => Buffer,
+    raw: boolean,
     call: WireCallOptions = {},
   ): WireStream<WireResponse<M>> {
-    const definition = D[method];
-    const stream: ClientReadableStream<WireResponse<M>> = client.makeServerStreamRequest(
-      definition.path,
-      serialize as (value: unknown) => Buffer,
-      definition.responseDeserialize as (bytes: Buffer) => WireResponse<M>,
-      request,
-      metadata(call),
-      deadline(call),
-    );
-    // Without an error listener a failure before anyone iterates would crash the process.
-    stream.on("error", () => {});
-    const onAbort = () => stream.cancel();
-    call.signal?.addEventListener("abort", onAbort, { once: true });
+    const cancelled = new AbortController();
+    const signal = call.signal
+      ? AbortSignal.any([call.signal, cancelled.signal])
+      : cancelled.signal;
     return {
-      cancel: () => stream.cancel(),
+      cancel: () => cancelled.abort(),
       async *[Symbol.asyncIterator]() {
         let received = 0;
         try {
-          for await (const message of stream) {
+          for await (const message of channel.serverStream(
+            method(name, raw),
+            request,
+            callOptions({ ...call, signal }),
+          )) {
             received++;
-            yield message as WireResponse<M>;
+            yield message;
           }
         } catch (error) {
           throw toWireError(toStatus(error, received));
-        } finally {
-          call.signal?.removeEventListener("abort", onAbort);
-          stream.cancel();
         }
       },
     };
@@ -197,62 +170,47 @@ export function createWireClient(target: string, options: WireClientOptions = {}
 
   return {
     target,
-    unary: (method, request, call) =>
-      unaryCall(method, request, D[method].requestSerialize as (value: never) => Buffer, call),
-    unaryBytes: (method, bytes, call) => unaryCall(method, bytes, identity as never, call),
-    stream: (method, request, call) =>
-      streamCall(method, request, D[method].requestSerialize as (value: never) => Buffer, call),
-    streamBytes: (method, bytes, call) => streamCall(method, bytes, identity as never, call),
-    loadModel(messages, call = {}) {
-      return new Promise((resolve, reject) => {
-        const stream = client.makeClientStreamRequest(
-          D.loadModel.path,
-          D.loadModel.requestSerialize,
-          D.loadModel.responseDeserialize,
-          metadata(call),
-          deadline(call, 120_000),
-          (error, response) => {
-            if (error) reject(toWireError(toStatus(error, 0)));
-            else resolve(response as opal.device.v1.LoadModelResponse);
-          },
-        );
-        call.signal?.addEventListener("abort", () => stream.cancel(), { once: true });
-        (async () => {
-          for (const message of messages) {
-            if (!stream.write(message)) await new Promise((r) => stream.once("drain", r));
-          }
-          stream.end();
-        })().catch(() => stream.cancel());
-      });
+    unary: (name, request, call) => unaryCall(name, request, false, call),
+    unaryBytes: (name, bytes, call) => unaryCall(name, bytes, true, call),
+    stream: (name, request, call) => streamCall(name, request, false, call),
+    streamBytes: (name, bytes, call) => streamCall(name, bytes, true, call),
+    async loadModel(messages, call = {}) {
+      try {
+        return await channel.clientStream(D.loadModel, messages, callOptions(call, 120_000));
+      } catch (error) {
+        throw toWireError(toStatus(error, 0));
+      }
     },
-    close: () => client.close(),
+    close: () => channel.close(),
   };
 }
 
-/** grpc-js channel credentials for `tls` (plaintext when undefined). */
-export function toCredentials(tls: WireTlsOptions | undefined): ChannelCredentials {
-  if (!tls) return grpcCredentials.createInsecure();
-  return grpcCredentials.createSsl(
-    tls.caPem ? Buffer.from(tls.caPem) : null,
-    tls.privateKeyPem ? Buffer.from(tls.privateKeyPem) : null,
-    tls.certChainPem ? Buffer.from(tls.certChainPem) : null,
-  );
+/** The adapter's options for one call: signal, deadline, and the call's own token if it has one. */
+function callOptions(call: WireCallOptions, fallbackTimeoutMs?: number): GrpcCallOptions {
+  const timeoutMs = call.timeoutMs ?? fallbackTimeoutMs;
+  return {
+    ...(call.signal ? { signal: call.signal } : {}),
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+    ...(call.token !== undefined
+      ? { metadata: { authorization: call.token ? `Bearer ${call.token}` : "" } }
+      : {}),
+  };
 }
 
+/**
+ * The status behind a failed call: the device's, exactly as sent (its trailer decoded here), or,
+ * for a call this client ended (abort, deadline), the client's code and message.
+ */
 function toStatus(error: unknown, messagesBefore: number): WireStatus {
-  const e = error as Partial<ServiceError>;
-  if (typeof e.code !== "number") {
-    return {
-      code: Code.UNKNOWN,
-      message: String((error as Error)?.message ?? error),
-      messagesBefore,
-    };
+  const peer = peerStatusOf(error);
+  if (!peer) {
+    const opal = OpalError.from(error);
+    return { code: opal.code, message: opal.rawMessage, messagesBefore };
   }
-  const bytes = e.metadata?.get(STATUS_DETAILS_TRAILER)[0];
-  const base = { code: e.code, message: e.details ?? "", messagesBefore };
-  if (!(bytes instanceof Uint8Array)) return base;
+  const base = { code: peer.code, message: peer.details, messagesBefore };
+  if (!peer.statusDetailsBin) return base;
   try {
-    return { ...base, details: decodeWireStatusDetails(bytes) };
+    return { ...base, details: decodeWireStatusDetails(peer.statusDetailsBin) };
   } catch (cause) {
     return { ...base, detailsError: (cause as Error).message };
   }

@@ -1,11 +1,21 @@
 /**
  * The `opal.device.v1` wire protocol: generated message code and grpc-js service definitions, the
- * rich error codec (`google.rpc.Status` in `grpc-status-details-bin`), and protocol versioning.
- * Servers and clients use it; applications use `@opal/client` or `@opal/server` instead.
+ * rich error codec (`google.rpc.Status` in `grpc-status-details-bin`), protocol versioning, and
+ * the one gRPC client adapter (`createGrpcClient`, `createGrpcChannel`) with the health and
+ * reflection clients built on it. Servers and clients use it; applications use `@opal/client` or
+ * `@opal/server` instead.
  *
  * @packageDocumentation
  */
 
+export type { GrpcChannel } from "./create-grpc-channel";
+export { createGrpcChannel } from "./create-grpc-channel";
+export type { GrpcClient, GrpcClientMethod } from "./create-grpc-client";
+export { createGrpcClient } from "./create-grpc-client";
+export type { HealthClient, HealthClientOptions } from "./create-health-client";
+export { createHealthClient } from "./create-health-client";
+export type { ReflectionClient, ReflectionClientOptions } from "./create-reflection-client";
+export { createReflectionClient } from "./create-reflection-client";
 export {
   fromWireCapabilities,
   fromWireInfo,
@@ -21,7 +31,22 @@ export { encodeChunkResponse } from "./encode-chunk-response";
 export { FILE_DESCRIPTOR_SET_BASE64 } from "./gen/descriptor-set";
 export { google, opal } from "./gen/pb.js";
 export { DeviceServiceDefinition, KvReceiverServiceDefinition } from "./gen/services";
+export type { GrpcCallOptions } from "./grpc-call-options";
+export type {
+  GrpcChannelSettings,
+  GrpcConnectionOptions,
+  GrpcTlsOptions,
+} from "./grpc-connection-options";
+export type { GrpcMethod, GrpcRequest, GrpcResponse } from "./grpc-method";
+export type { GrpcPeerStatus } from "./grpc-peer-status";
+export { peerStatusOf } from "./grpc-peer-status";
 export { fromGrpcStatus, STATUS_DETAILS_TRAILER, toGrpcStatus } from "./grpc-status";
+export type {
+  HealthCheckRequest,
+  HealthCheckResponse,
+  HealthStatus,
+} from "./health-service-definition";
+export { HealthServiceDefinition } from "./health-service-definition";
 export { isLoopbackHost } from "./is-loopback-host";
 export {
   fromWireChunk,
@@ -43,6 +68,12 @@ export {
   toWirePrefillEvent,
   toWirePrefillRequest,
 } from "./prefill-wire";
+export type {
+  ReflectionRequest,
+  ReflectionResponse,
+  ReflectionVersion,
+} from "./reflection-service-definition";
+export { reflectionServiceDefinition } from "./reflection-service-definition";
 export { hasSharedMemory, SHARED_MEMORY_DIRECTORY, sharedMemoryPath } from "./shared-memory-path";
 export { decodeStatus, ERROR_DOMAIN, encodeStatus, MAX_STATUS_BYTES } from "./status-codec";
 export type { ProtocolVersion } from "./version";

@@ -1,14 +1,14 @@
-import { Client, type ClientWritableStream, credentials, Metadata } from "@grpc/grpc-js";
-import { Code, invalidField, OpalError, Reason } from "@opal/core";
+import { Code, createChannel, invalidField, OpalError, Reason } from "@opal/core";
 import type { PrefillEvent, PushTarget } from "@opal/driver";
 import { type KvDescriptor, partByteLength, partsOf } from "@opal/kv";
 import {
-  fromGrpcStatus,
+  createGrpcChannel,
+  type GrpcChannel,
+  peerStatusOf,
   KvReceiverServiceDefinition as R,
   toWireChunk,
   toWireDescriptor,
 } from "@opal/protocol";
-import { waitForDrain } from "./wait-for-drain";
 
 type PushMessage = Parameters<typeof R.pushKv.requestSerialize>[0];
 
@@ -27,15 +27,10 @@ export async function* pushKv(
   signal: AbortSignal,
   stallTimeoutMs: number,
 ): AsyncGenerator<PrefillEvent> {
-  const client = connectReceiver(target);
-  const metadata = new Metadata();
-  if (target.authorizationToken)
-    metadata.set("authorization", `Bearer ${target.authorizationToken}`);
+  const channel = connectReceiver(target);
+  // The PushKv call reads its messages from here as the receiver takes them (one held ahead).
+  const messages = createChannel<PushMessage>({ capacity: 1 });
   let response: Promise<{ committed: boolean; cacheId: string }> | undefined;
-  let stream: ClientWritableStream<PushMessage> | undefined;
-  const onAbort = () => stream?.cancel();
-  signal.addEventListener("abort", onAbort, { once: true });
-  let committed = false;
   try {
     let bytesPushed = 0;
     let layersPushed = 0;
@@ -43,19 +38,12 @@ export async function* pushKv(
     for await (const event of events) {
       if (event.type === "accepted") {
         descriptor = event.descriptor;
-        response = new Promise((resolve, reject) => {
-          stream = client.makeClientStreamRequest(
-            R.pushKv.path,
-            R.pushKv.requestSerialize,
-            R.pushKv.responseDeserialize,
-            metadata,
-            {},
-            (error, value) =>
-              error
-                ? reject(receiverError(error))
-                : resolve({ committed: value!.committed, cacheId: value!.cacheId }),
-          );
-        });
+        response = channel.clientStream(R.pushKv, messages, { signal }).then(
+          (value) => ({ committed: value.committed, cacheId: value.cacheId }),
+          (error: unknown) => {
+            throw peerStatusOf(error) ? receiverError(error as OpalError) : error;
+          },
+        );
         response.catch(() => {});
         await write({
           header: {
@@ -87,32 +75,40 @@ export async function* pushKv(
             firstTokenLogprob: stats.firstTokenLogprob,
           },
         });
-        stream!.end();
+        messages.close();
         const receipt = await response!;
         if (!receipt.committed) {
           throw new OpalError(Code.ABORTED, "the receiver did not commit the cache", {
             reason: Reason.PUSH_REJECTED,
           });
         }
-        committed = true;
         yield { type: "completed", stats: { ...stats, pushReceipt: receipt } };
       }
     }
   } finally {
-    signal.removeEventListener("abort", onAbort);
-    // A push that did not commit is cancelled, so the receiver discards what it got.
-    if (!committed) stream?.cancel();
-    client.close();
+    // A push that did not commit is cancelled (closing the channel ends its call), so the
+    // receiver discards what it got.
+    messages.close();
+    channel.close();
   }
 
   async function write(message: PushMessage): Promise<void> {
-    if (!stream) throw new OpalError(Code.INTERNAL, "push stream not open");
-    if (!stream.write(message)) {
-      // A receiver that stops reading would hold the device's slot: it gets the stall timeout.
-      const drained = waitForDrain(stream, signal, stallTimeoutMs, pushStalled);
-      // The receiver's answer may end the push first; the wait then settles unobserved.
-      drained.catch(() => {});
-      await Promise.race([drained, response]);
+    if (!response) throw new OpalError(Code.INTERNAL, "push stream not open");
+    // A receiver that stops reading would hold the device's slot: it gets the stall timeout.
+    const stall = new AbortController();
+    const timer = setTimeout(() => stall.abort(pushStalled()), stallTimeoutMs);
+    timer.unref();
+    const sent = messages.send(message, AbortSignal.any([signal, stall.signal]));
+    // The receiver's answer may end the push first; the send then settles unobserved.
+    sent.catch(() => {});
+    try {
+      await Promise.race([response, sent]);
+    } catch (error) {
+      // The call ended under the send (the channel closed): the receiver's answer says why.
+      if (!signal.aborted && !stall.signal.aborted) await response;
+      throw error;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -125,17 +121,14 @@ export async function* pushKv(
   }
 }
 
-/** A client of the receiver; an address grpc-js cannot parse is INVALID_ARGUMENT INVALID_FIELD. */
-function connectReceiver(target: PushTarget): Client {
+/** A channel to the receiver; an address grpc-js cannot parse is INVALID_ARGUMENT INVALID_FIELD. */
+function connectReceiver(target: PushTarget): GrpcChannel {
   try {
-    return new Client(
-      target.address,
-      target.useTls ? credentials.createSsl() : credentials.createInsecure(),
-      {
-        "grpc.max_send_message_length": 64 * 1024 * 1024,
-        "grpc-node.flow_control_window": 16 * 1024 * 1024,
-      },
-    );
+    return createGrpcChannel(target.address, {
+      ...(target.useTls ? { tls: {} } : {}),
+      ...(target.authorizationToken ? { token: target.authorizationToken } : {}),
+      channel: { maxSendMessageBytes: 64 * 1024 * 1024, flowControlWindowBytes: 16 * 1024 * 1024 },
+    });
   } catch {
     throw invalidField(
       "push_target.address",
@@ -150,8 +143,7 @@ function connectReceiver(target: PushTarget): Client {
  * HTTP/2 or gRPC, another service. All of them are one error with one message, so that push
  * failures do not tell callers what listens at an address (PS-17); what happened stays in `cause`.
  */
-function receiverError(error: { code?: number; details?: string; metadata?: Metadata }): OpalError {
-  const opal = fromGrpcStatus(error);
+function receiverError(opal: OpalError): OpalError {
   if (!opal.reason) {
     return new OpalError(Code.UNAVAILABLE, "push target unreachable, or not an OPAL KvReceiver", {
       reason: Reason.PUSH_TARGET_UNREACHABLE,

@@ -1,5 +1,11 @@
 import { Code } from "@opal/core";
-import { opal, parseProtocolVersion } from "@opal/protocol";
+import {
+  createHealthClient,
+  createReflectionClient,
+  opal,
+  parseProtocolVersion,
+  type ReflectionVersion,
+} from "@opal/protocol";
 import {
   assertConformance,
   assertNoViolations,
@@ -9,9 +15,8 @@ import {
   optional,
 } from "../conformance-test";
 import { expectFailure } from "../expect-status";
-import { createHealthClient } from "../health-client";
-import { createReflectionClient, type ReflectionVersion } from "../reflection-client";
-import { toCredentials } from "../wire-client";
+import { firstWatchedStatus } from "../first-watched-status";
+import { unlessReflectionError } from "../unless-reflection-error";
 import { checkCapabilities } from "./check-capabilities";
 
 const v1 = opal.device.v1;
@@ -29,9 +34,9 @@ function reflectionTest(version: ReflectionVersion): ConformanceTest {
     tag: CORE,
     spec: ["GEN-9"],
     async run(ctx) {
-      const client = createReflectionClient(ctx.target, toCredentials(ctx.tls), version);
+      const client = createReflectionClient(ctx.target, { tls: ctx.tls, version });
       try {
-        const services = await client.listServices();
+        const services = await unlessReflectionError(client.listServices(), []);
         const required = [
           DEVICE_SERVICE,
           "grpc.health.v1.Health",
@@ -43,7 +48,8 @@ function reflectionTest(version: ReflectionVersion): ConformanceTest {
           missing.length === 0,
           `GEN-9: list_services lacks ${missing.join(", ")} (got ${services.join(", ")})`,
         );
-        const files = await client.fileContainingSymbol(DEVICE_SERVICE);
+        const files = (await unlessReflectionError(client.fileContainingSymbol(DEVICE_SERVICE), []))
+          .length;
         assertConformance(
           files > 0,
           `GEN-9: file_containing_symbol(${DEVICE_SERVICE}) returned no descriptor`,
@@ -207,7 +213,7 @@ async function runIdentityProbe(ctx: ConformanceContext): Promise<void> {
 async function runHealthCheck(ctx: ConformanceContext): Promise<void> {
   const { state } = await ctx.a.unary("probe", {}, { timeoutMs: 5_000 });
   const expected = state === v1.ProbeState.PROBE_STATE_READY ? "SERVING" : "NOT_SERVING";
-  const health = createHealthClient(ctx.target, toCredentials(ctx.tls));
+  const health = createHealthClient(ctx.target, { tls: ctx.tls });
   try {
     for (const service of ["", DEVICE_SERVICE]) {
       const status = await health.check(service);
@@ -225,9 +231,9 @@ async function runHealthCheck(ctx: ConformanceContext): Promise<void> {
 async function runHealthWatch(ctx: ConformanceContext): Promise<void> {
   const { state } = await ctx.a.unary("probe", {}, { timeoutMs: 5_000 });
   const expected = state === v1.ProbeState.PROBE_STATE_READY ? "SERVING" : "NOT_SERVING";
-  const health = createHealthClient(ctx.target, toCredentials(ctx.tls));
+  const health = createHealthClient(ctx.target, { tls: ctx.tls });
   try {
-    const status = await health.watchFirst(DEVICE_SERVICE);
+    const status = await firstWatchedStatus(health, DEVICE_SERVICE);
     assertConformance(
       status === expected,
       `ID-12: Health.Watch first sent ${status}, Probe says ${expected}`,
