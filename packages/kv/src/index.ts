@@ -37,7 +37,7 @@ export type {
 export { encodePickle } from "./block-hash-pickle";
 export type { BlockHashValue } from "./block-hash-value";
 export { CRC32C_BACKEND, crc32cOf } from "./crc32c-of";
-export type { DecodeOkvOptions, OkvDecoder, OkvEvent } from "./decode-okv";
+export type { DecodeOkvOptions, OkvDecoder } from "./decode-okv";
 export { createOkvDecoder, decodeOkv, decodeOkvBytes } from "./decode-okv";
 // safetensors and vLLM ExampleConnector
 export { decodeSafetensorsKv, SAFETENSORS_KV_DESCRIPTOR_KEY } from "./decode-safetensors-kv";
@@ -91,6 +91,7 @@ export { isKvFormatError, KV_FORMAT_REASONS, KvFormatError } from "./kv-format-e
 export { headRangeOf, mergeKvHeads, sliceKvHeads } from "./kv-head-range";
 export type { LmcacheChunkOptions, LmcacheMemoryFormat } from "./lmcache-chunks";
 export { fromLmcacheChunks, LMCACHE_CHUNK_TOKENS, toLmcacheChunks } from "./lmcache-chunks";
+export type { OkvEvent } from "./okv-event";
 export type { OkvHeader, OkvTrailer } from "./okv-format";
 export {
   OKV_DEFAULT_MAX_FRAME_BYTES,

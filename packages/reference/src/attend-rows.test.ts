@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { attendRows, createAttentionScratch, expNonPositive } from "./attend-rows";
+import { attendRows } from "./attend-rows";
+import { createAttentionScratch } from "./attention-scratch";
+import { expNonPositive } from "./exp-non-positive";
 import { createPrng } from "./prng";
 
 function random(length: number, seed: number): Float32Array {

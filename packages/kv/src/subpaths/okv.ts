@@ -6,10 +6,11 @@
  * @packageDocumentation
  */
 
-export type { DecodeOkvOptions, OkvDecoder, OkvEvent } from "../decode-okv";
+export type { DecodeOkvOptions, OkvDecoder } from "../decode-okv";
 export { createOkvDecoder, decodeOkv, decodeOkvBytes } from "../decode-okv";
 export type { EncodeOkvChunksOptions, EncodeOkvOptions } from "../encode-okv";
 export { encodeOkv, encodeOkvBytes, encodeOkvChunks, encodeOkvPieces } from "../encode-okv";
+export type { OkvEvent } from "../okv-event";
 export type { OkvHeader, OkvTrailer } from "../okv-format";
 export {
   OKV_DEFAULT_MAX_FRAME_BYTES,
