@@ -1,9 +1,7 @@
 import { Code, OpalError } from "@opal/core";
 import { describe, expect, it } from "vitest";
-import type { DeviceCapabilities } from "./device-capabilities";
-import type { ModelInfo } from "./model-info";
+import type { DeviceCapabilities, ModelInfo, PrefillRequest } from "./gen/messages";
 import { MIN_CHUNK_BYTES } from "./negotiate-chunk-bytes";
-import type { PrefillRequest } from "./prefill-request";
 import { validatePrefillRequest } from "./validate-prefill-request";
 
 const capabilities: DeviceCapabilities = {

@@ -1,9 +1,7 @@
 import { Code, invalidField, OpalError, Reason } from "@opal/core";
 import type { KvHeadRange } from "@opal/kv";
-import type { DeviceCapabilities } from "./device-capabilities";
-import type { ModelInfo } from "./model-info";
+import type { DeviceCapabilities, ModelInfo, PrefillRequest } from "./gen/messages";
 import { negotiateChunkBytes } from "./negotiate-chunk-bytes";
-import type { PrefillRequest } from "./prefill-request";
 
 /** A prefill request checked against a device and model, with its defaults resolved. */
 export interface ValidatedPrefill {
