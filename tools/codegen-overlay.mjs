@@ -116,6 +116,7 @@ export const MESSAGES = {
         imports: { "../sampling-wire": ["fromWireSampling", "toWireSampling"] },
       },
       maxChunkBytes: { optional: "keep" },
+      priority: { optional: "omitZero" },
       // Not part of the domain request: whoever serves the call carries the bytes (the server
       // host for shared memory) and reads it from the wire message.
       dataPlane: { omit: true },

@@ -28,6 +28,8 @@ interface Device {
 }
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+const INT32_MIN = -(2 ** 31);
+const INT32_MAX = 2 ** 31 - 1;
 
 /**
  * Checks `request` (a `PrefillRequest`, or one as received, whose enums may be UNSPECIFIED or
@@ -60,6 +62,10 @@ export function validatePrefillRequest(
   const saltBytes = new TextEncoder().encode(request.cacheSalt ?? "").byteLength;
   if (saltBytes > 256)
     throw invalidField("cache_salt", `expected at most 256 bytes of UTF-8, got ${saltBytes}`);
+  const priority = request.priority ?? 0;
+  if (!Number.isSafeInteger(priority) || priority < INT32_MIN || priority > INT32_MAX) {
+    throw invalidField("priority", `expected a whole number in the int32 range, got ${priority}`);
+  }
   return { chunkBytes, headRange, decoderPrefixTokens, retentionSeconds };
 }
 

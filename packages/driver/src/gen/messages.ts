@@ -404,6 +404,12 @@ export interface PrefillRequest {
    * max_chunk_bytes are rejected.
    */
   readonly maxChunkBytes?: number;
+  /**
+   * OPTIONAL. Admission order while the request waits for a device slot: lower is admitted first,
+   * equal priorities in arrival order; 0 (default) for all, negative allowed (vLLM's semantics).
+   * Never bypasses a limit nor preempts a running prefill (PF-50).
+   */
+  readonly priority?: number;
 }
 
 /** A `opal.device.v1.PrefillRequest` as received, before validation: enums may be unknown. */
@@ -445,6 +451,12 @@ export interface ReceivedPrefillRequest {
    * max_chunk_bytes are rejected.
    */
   readonly maxChunkBytes?: number;
+  /**
+   * OPTIONAL. Admission order while the request waits for a device slot: lower is admitted first,
+   * equal priorities in arrival order; 0 (default) for all, negative allowed (vLLM's semantics).
+   * Never bypasses a limit nor preempts a running prefill (PF-50).
+   */
+  readonly priority?: number;
 }
 
 /** Progress of a push to a receiver. */

@@ -491,6 +491,7 @@ export function toWirePrefillRequest(d: PrefillRequest): opal.device.v1.PrefillR
     ...(d.pushTarget ? { pushTarget: toWirePushTarget(d.pushTarget) } : {}),
     ...(d.sampling ? { sampling: toWireSampling(d.sampling) } : {}),
     maxChunkBytes: d.maxChunkBytes ?? 0,
+    priority: d.priority ?? 0,
   };
 }
 
@@ -507,6 +508,7 @@ export function fromWirePrefillRequest(w: opal.device.v1.PrefillRequest.$Propert
     ...(w.pushTarget ? { pushTarget: fromWirePushTarget(w.pushTarget) } : {}),
     ...(w.sampling ? { sampling: fromWireSampling(w.sampling) } : {}),
     maxChunkBytes: w.maxChunkBytes ?? 0,
+    ...(w.priority ? { priority: w.priority ?? 0 } : {}),
   };
 }
 
