@@ -58,13 +58,11 @@ function describe(root) {
   const byProto = new Map(messages.map((m) => [m.proto, m]));
   for (const message of messages) {
     for (const field of message.fields) {
-      if (field.kind === "message" && !field.custom && !field.oneof && !field.omit) {
-        field.message = byProto.get(field.protoType);
-        if (!field.message) throw new Error(`codegen: ${field.protoType} has no domain overlay`);
-      }
-      if (field.oneof) field.message = byProto.get(field.protoType);
+      if (field.kind !== "message" || field.custom || field.omit) continue;
+      field.message = byProto.get(field.protoType);
+      if (!field.message) throw new Error(`codegen: ${field.protoType} has no domain overlay`);
     }
-    // A received message decodes its enums without judging, and so do its received fields.
+    // A received message decodes its enums without judging into `Received<Name>`.
     message.receivedName = message.received ? `Received${message.domain}` : message.domain;
   }
   for (const message of messages) message.namesField = namesField(message, new Set());
@@ -141,9 +139,13 @@ const isOptional = (field, received) =>
 // --- Domain types: packages/driver/src/gen/messages.ts -------------------------------------------
 
 function messagesFile(model) {
-  const kvTypes = new Set(["KvAttention"]);
+  // @opal/kv owns the types marked so in the overlay, and the oneof unions (KvAttention).
+  const kvTypes = new Set();
   for (const e of model.enums) if (e.owner === "kv") kvTypes.add(e.name);
-  for (const m of model.messages) if (m.owner === "kv") kvTypes.add(m.domain);
+  for (const m of model.messages) {
+    if (m.owner === "kv") kvTypes.add(m.domain);
+    for (const oneof of Object.values(m.oneofs)) kvTypes.add(oneof.type);
+  }
   const lines = [
     `import type { ${[...kvTypes].sort().join(", ")} } from "@opal/kv";`,
     ...Object.entries(HAND_WRITTEN_TYPES).map(
@@ -191,12 +193,12 @@ function messagesFile(model) {
       );
     }
   }
-  lines.push(...attentionCheck(model));
+  lines.push(...oneofUnionChecks(model));
   return lines.join("\n");
 }
 
-/** The oneof unions name a kv type; check it against the cases. */
-function attentionCheck(model) {
+/** Compile-time checks that each oneof's union type is the union of its cases, tagged. */
+function oneofUnionChecks(model) {
   const seen = new Set();
   const lines = [];
   for (const m of model.messages) {
@@ -417,7 +419,7 @@ function fromWireMapper(m) {
   const judge = received
     ? " Decodes without judging: an UNSPECIFIED or unknown enum becomes an `UnknownEnumValue` for the validator."
     : m.namesField
-      ? " Throws INVALID_ARGUMENT naming the field (`field` is this message's path) for an UNSPECIFIED or unknown enum or a missing required field."
+      ? " Throws INVALID_ARGUMENT naming the field (below `field`, this message's path) for an enum it cannot decode (UNSPECIFIED or unknown) or a missing required field."
       : "";
   const lines = [
     `/** \`${PACKAGE}.${m.proto}\` as its domain value.${judge} */`,
@@ -471,7 +473,7 @@ function fromWireField(f, received) {
           ? `known(${value}, ${f.enumInfo.map})`
           : `${list}.map((v) => ${f.enumInfo.map}.fromWire(v, ${sub}))`;
     } else if (f.kind === "message") expr = `${list}.map((v) => ${call(f.message, "v", sub)})`;
-    else expr = `[...${list}]`;
+    else expr = `[...${f.optional === "omitZero" ? value : list}]`;
     return f.optional === "omitZero"
       ? `...(${value}?.length ? { ${f.name}: ${expr} } : {})`
       : `${f.name}: ${expr}`;
@@ -493,10 +495,12 @@ function fromWireField(f, received) {
     if (optionalMessage) return `...(${value} ? { ${f.name}: ${decode(value)} } : {})`;
     return `${f.name}: ${decode(`${value} ?? {}`)}`;
   }
+  // A field omitted at its zero value is read only when set, so it needs no default.
+  const set = f.optional === "omitZero";
   let expr;
-  if (SIXTY_FOUR.has(f.kind)) expr = `Number(${value} ?? 0)`;
-  else if (f.kind === "fixed32") expr = `(${value} ?? 0) >>> 0`;
-  else expr = `${value} ?? ${zero(f)}`;
-  if (f.optional === "omitZero") return `...(${value} ? { ${f.name}: ${expr} } : {})`;
+  if (SIXTY_FOUR.has(f.kind)) expr = set ? `Number(${value})` : `Number(${value} ?? 0)`;
+  else if (f.kind === "fixed32") expr = set ? `${value} >>> 0` : `(${value} ?? 0) >>> 0`;
+  else expr = set ? value : `${value} ?? ${zero(f)}`;
+  if (set) return `...(${value} ? { ${f.name}: ${expr} } : {})`;
   return `${f.name}: ${expr}`;
 }

@@ -49,7 +49,7 @@ export function toWireCapabilities(d: DeviceCapabilities): opal.device.v1.Capabi
   };
 }
 
-/** `opal.device.v1.Capabilities` as its domain value. Throws INVALID_ARGUMENT naming the field (`field` is this message's path) for an UNSPECIFIED or unknown enum or a missing required field. */
+/** `opal.device.v1.Capabilities` as its domain value. Throws INVALID_ARGUMENT naming the field (below `field`, this message's path) for an enum it cannot decode (UNSPECIFIED or unknown) or a missing required field. */
 export function fromWireCapabilities(w: opal.device.v1.Capabilities.$Properties, field = "capabilities"): DeviceCapabilities {
   return {
     dtypes: known(w.dtypes, dtypeEnum),
@@ -82,8 +82,8 @@ export function toWireDecoderPrefix(d: DecoderPrefix): opal.device.v1.DecoderPre
 /** `opal.device.v1.DecoderPrefix` as its domain value. */
 export function fromWireDecoderPrefix(w: opal.device.v1.DecoderPrefix.$Properties): DecoderPrefix {
   return {
-    ...(w.numTokens ? { numTokens: w.numTokens ?? 0 } : {}),
-    ...(w.blockHashes?.length ? { blockHashes: [...(w.blockHashes ?? [])] } : {}),
+    ...(w.numTokens ? { numTokens: w.numTokens } : {}),
+    ...(w.blockHashes?.length ? { blockHashes: [...w.blockHashes] } : {}),
   };
 }
 
@@ -119,7 +119,7 @@ export function toWireFetchKvAccepted(d: FetchKvAccepted): opal.device.v1.FetchK
   };
 }
 
-/** `opal.device.v1.FetchKvAccepted` as its domain value. Throws INVALID_ARGUMENT naming the field (`field` is this message's path) for an UNSPECIFIED or unknown enum or a missing required field. */
+/** `opal.device.v1.FetchKvAccepted` as its domain value. Throws INVALID_ARGUMENT naming the field (below `field`, this message's path) for an enum it cannot decode (UNSPECIFIED or unknown) or a missing required field. */
 export function fromWireFetchKvAccepted(w: opal.device.v1.FetchKvAccepted.$Properties, field = "accepted"): FetchKvAccepted {
   return {
     descriptor: fromWireDescriptor(w.descriptor ?? {}, path(field, "descriptor")),
@@ -154,7 +154,7 @@ export function toWireFetchRequest(d: FetchKvRequest): opal.device.v1.FetchKvReq
   };
 }
 
-/** `opal.device.v1.FetchKvRequest` as its domain value. Throws INVALID_ARGUMENT naming the field (`field` is this message's path) for an UNSPECIFIED or unknown enum or a missing required field. */
+/** `opal.device.v1.FetchKvRequest` as its domain value. Throws INVALID_ARGUMENT naming the field (below `field`, this message's path) for an enum it cannot decode (UNSPECIFIED or unknown) or a missing required field. */
 export function fromWireFetchRequest(w: opal.device.v1.FetchKvRequest.$Properties, field = ""): FetchKvRequest {
   return {
     kvHandle: w.kvHandle ?? "",
@@ -214,7 +214,7 @@ export function toWireHealthCondition(d: HealthCondition): opal.device.v1.Health
   };
 }
 
-/** `opal.device.v1.HealthCondition` as its domain value. Throws INVALID_ARGUMENT naming the field (`field` is this message's path) for an UNSPECIFIED or unknown enum or a missing required field. */
+/** `opal.device.v1.HealthCondition` as its domain value. Throws INVALID_ARGUMENT naming the field (below `field`, this message's path) for an enum it cannot decode (UNSPECIFIED or unknown) or a missing required field. */
 export function fromWireHealthCondition(w: opal.device.v1.HealthCondition.$Properties, field = ""): HealthCondition {
   return {
     name: w.name ?? "",
@@ -234,7 +234,7 @@ export function toWireChunk(d: KvChunk): opal.device.v1.KvChunk.$Properties {
   };
 }
 
-/** `opal.device.v1.KvChunk` as its domain value. Throws INVALID_ARGUMENT naming the field (`field` is this message's path) for an UNSPECIFIED or unknown enum or a missing required field. */
+/** `opal.device.v1.KvChunk` as its domain value. Throws INVALID_ARGUMENT naming the field (below `field`, this message's path) for an enum it cannot decode (UNSPECIFIED or unknown) or a missing required field. */
 export function fromWireChunk(w: opal.device.v1.KvChunk.$Properties, field = "chunk"): KvChunk {
   return {
     layer: w.layer ?? 0,
@@ -263,7 +263,7 @@ export function toWireDescriptor(d: KvDescriptor): opal.device.v1.KvDescriptor.$
   };
 }
 
-/** `opal.device.v1.KvDescriptor` as its domain value. Throws INVALID_ARGUMENT naming the field (`field` is this message's path) for an UNSPECIFIED or unknown enum or a missing required field. */
+/** `opal.device.v1.KvDescriptor` as its domain value. Throws INVALID_ARGUMENT naming the field (below `field`, this message's path) for an enum it cannot decode (UNSPECIFIED or unknown) or a missing required field. */
 export function fromWireDescriptor(w: opal.device.v1.KvDescriptor.$Properties, field = "descriptor"): KvDescriptor {
   if (!w.mha && !w.mla) throw missing(path(field, "attention"));
   if (!w.numerics) throw missing(path(field, "numerics"));
@@ -315,7 +315,7 @@ export function toWirePosition(d: KvPosition): opal.device.v1.KvPosition.$Proper
   };
 }
 
-/** `opal.device.v1.KvPosition` as its domain value. Throws INVALID_ARGUMENT naming the field (`field` is this message's path) for an UNSPECIFIED or unknown enum or a missing required field. */
+/** `opal.device.v1.KvPosition` as its domain value. Throws INVALID_ARGUMENT naming the field (below `field`, this message's path) for an enum it cannot decode (UNSPECIFIED or unknown) or a missing required field. */
 export function fromWirePosition(w: opal.device.v1.KvPosition.$Properties, field = "resume_from"): KvPosition {
   return {
     layer: w.layer ?? 0,
@@ -409,7 +409,7 @@ export function toWireKvNumerics(d: KvNumerics): opal.device.v1.Numerics.$Proper
   };
 }
 
-/** `opal.device.v1.Numerics` as its domain value. Throws INVALID_ARGUMENT naming the field (`field` is this message's path) for an UNSPECIFIED or unknown enum or a missing required field. */
+/** `opal.device.v1.Numerics` as its domain value. Throws INVALID_ARGUMENT naming the field (below `field`, this message's path) for an enum it cannot decode (UNSPECIFIED or unknown) or a missing required field. */
 export function fromWireKvNumerics(w: opal.device.v1.Numerics.$Properties, field = ""): KvNumerics {
   return {
     deviceKind: deviceKindEnum.fromWire(w.deviceKind, path(field, "device_kind")),
@@ -430,7 +430,7 @@ export function toWirePrefillAccepted(d: PrefillAccepted): opal.device.v1.Prefil
   };
 }
 
-/** `opal.device.v1.PrefillAccepted` as its domain value. Throws INVALID_ARGUMENT naming the field (`field` is this message's path) for an UNSPECIFIED or unknown enum or a missing required field. */
+/** `opal.device.v1.PrefillAccepted` as its domain value. Throws INVALID_ARGUMENT naming the field (below `field`, this message's path) for an enum it cannot decode (UNSPECIFIED or unknown) or a missing required field. */
 export function fromWirePrefillAccepted(w: opal.device.v1.PrefillAccepted.$Properties, field = "accepted"): PrefillAccepted {
   return {
     kvHandle: w.kvHandle ?? "",
@@ -502,13 +502,13 @@ export function fromWirePrefillRequest(w: opal.device.v1.PrefillRequest.$Propert
     modelId: w.modelId ?? "",
     promptTokenIds: Uint32Array.from(w.promptTokenIds ?? []),
     ...(w.kvFormat ? { kvFormat: fromWireKvFormat(w.kvFormat) } : {}),
-    ...(w.cacheSalt ? { cacheSalt: w.cacheSalt ?? "" } : {}),
+    ...(w.cacheSalt ? { cacheSalt: w.cacheSalt } : {}),
     ...(w.decoderPrefix && nonEmpty(fromWireDecoderPrefix(w.decoderPrefix)) ? { decoderPrefix: fromWireDecoderPrefix(w.decoderPrefix) } : {}),
     retentionSeconds: w.retentionSeconds ?? 0,
     ...(w.pushTarget ? { pushTarget: fromWirePushTarget(w.pushTarget) } : {}),
     ...(w.sampling ? { sampling: fromWireSampling(w.sampling) } : {}),
     maxChunkBytes: w.maxChunkBytes ?? 0,
-    ...(w.priority ? { priority: w.priority ?? 0 } : {}),
+    ...(w.priority ? { priority: w.priority } : {}),
   };
 }
 
@@ -558,7 +558,7 @@ export function toWirePushTarget(d: PushTarget): opal.device.v1.PushTarget.$Prop
 export function fromWirePushTarget(w: opal.device.v1.PushTarget.$Properties): PushTarget {
   return {
     address: w.address ?? "",
-    ...(w.authorizationToken ? { authorizationToken: w.authorizationToken ?? "" } : {}),
+    ...(w.authorizationToken ? { authorizationToken: w.authorizationToken } : {}),
     transferId: w.transferId ?? "",
     useTls: w.useTls ?? false,
   };
@@ -595,7 +595,7 @@ export function toWireTelemetry(d: TelemetrySnapshot): opal.device.v1.TelemetryS
   };
 }
 
-/** `opal.device.v1.TelemetrySnapshot` as its domain value. Throws INVALID_ARGUMENT naming the field (`field` is this message's path) for an UNSPECIFIED or unknown enum or a missing required field. */
+/** `opal.device.v1.TelemetrySnapshot` as its domain value. Throws INVALID_ARGUMENT naming the field (below `field`, this message's path) for an enum it cannot decode (UNSPECIFIED or unknown) or a missing required field. */
 export function fromWireTelemetry(w: opal.device.v1.TelemetrySnapshot.$Properties, field = ""): TelemetrySnapshot {
   return {
     timestampUnixMs: Number(w.timestampUnixMs ?? 0),
