@@ -11,8 +11,8 @@
  * - `field`: the default field path its `fromWire*` names in errors.
  * - `received`: its `fromWire*` decodes without judging into `Received<Name>` (enums of this
  *   version or `UnknownEnumValue`), for a validator to judge; otherwise unknown enums throw.
- * - `check`: a function (protocol/src/`check.module`) called as `check(domain, wire, field)` after
- *   decoding, for a rule that spans fields.
+ * - `check: { name, module }`: a hand-written function (`module` relative to protocol/src/gen)
+ *   called as `name(domain, wire, field)` after decoding, for a rule that spans fields.
  * - `oneofs`: a oneof of messages as a discriminated union: `{ type, tag, required }` where
  *   `required: "throw"` rejects a message with no case set (INVALID_FIELD), otherwise the first
  *   case with zero values stands in.
@@ -24,8 +24,9 @@
  *   - `emptyIsAbsent`: a message field whose decoded value with no fields set counts as absent;
  *   - `enum: "known" | { default }`: a repeated enum drops values this version does not know; a
  *     scalar enum decodes UNSPECIFIED to `default`;
- *   - `type`, `toWire`, `fromWire`, `imports`: a hand-written domain type and the expressions that
- *     convert it (`d` is the domain value, `w` the wire message, `field` the path).
+ *   - `type`, `receivedType`, `toWire`, `fromWire`, `imports`: a hand-written domain type (and its
+ *     received form) and the expressions that convert it (`d` is the domain value, `w` the wire
+ *     message, `field` the path), with what they import.
  */
 export const MESSAGES = {
   Capabilities: {
@@ -43,7 +44,7 @@ export const MESSAGES = {
       numerics: {
         required: "default",
         fromWire:
-          'fromWireKvNumerics({ ...w.numerics, deviceKind: w.numerics?.deviceKind || 2 }, path(field, "numerics"))',
+          'fromWireKvNumerics({ ...w.numerics, deviceKind: w.numerics?.deviceKind || deviceKindEnum.toWire("digital") }, path(field, "numerics"))',
       },
     },
   },
@@ -79,7 +80,7 @@ export const MESSAGES = {
       },
     },
   },
-  KvFormat: { received: true, fields: { headRange: {} } },
+  KvFormat: { received: true },
   KvPosition: {
     mapper: "Position",
     field: "resume_from",
