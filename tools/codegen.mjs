@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Generates @opal/protocol's wire code from proto/: protobufjs static code (with uint64 decoded to
-// numbers, never Long objects), typed grpc-js service definitions, and the binary FileDescriptorSet
-// served by reflection. `--check` regenerates into a temporary folder and fails if anything differs
+// numbers, never Long objects), typed grpc-js service definitions, the binary FileDescriptorSet
+// served by reflection, and (tools/codegen-domain.mjs) @opal/driver's domain types with
+// @opal/protocol's enum maps and wire<->domain mappers. `--check` regenerates into a temporary folder and fails if anything differs
 // from what is committed.
 import { execFileSync } from "node:child_process";
 import {
@@ -17,10 +18,12 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import protobuf from "protobufjs";
+import { domainFiles } from "./codegen-domain.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const protoDir = join(root, "proto");
 const protocolGen = "packages/protocol/src/gen";
+const driverGen = "packages/driver/src/gen";
 const check = process.argv.includes("--check");
 
 const protoFiles = [
@@ -59,6 +62,7 @@ function generate() {
       [`${protocolGen}/services.ts`]: header + serviceDefinitions(),
       [`${protocolGen}/descriptor-set.ts`]: header + descriptorSet(),
       "packages/core/src/reason.ts": header + errorReasons(),
+      ...domainFiles(loadProtos({ keepCase: true, alternateCommentMode: true }), header),
     };
   } finally {
     rmSync(scratch, { recursive: true, force: true });
@@ -82,14 +86,23 @@ function numbersNotLongs(code) {
   return out;
 }
 
-function serviceDefinitions() {
+/** proto/ reflected by protobufjs, every type resolved. */
+function loadProtos(options) {
   const rootNs = new protobuf.Root();
   rootNs.resolvePath = (_origin, target) =>
     target.startsWith("google/protobuf/")
       ? join(root, "node_modules/protobufjs", target)
       : join(protoDir, target);
-  rootNs.loadSync(protoFiles.map((file) => relative(protoDir, file)));
+  rootNs.loadSync(
+    protoFiles.map((file) => relative(protoDir, file)),
+    options,
+  );
   rootNs.resolveAll();
+  return rootNs;
+}
+
+function serviceDefinitions() {
+  const rootNs = loadProtos({});
   const services = [];
   rootNs.nestedArray.forEach(function walk(ns) {
     if (ns instanceof protobuf.Service) services.push(ns);
@@ -183,8 +196,10 @@ if (check) {
   }
   console.log("codegen: generated code is up to date");
 } else {
-  rmSync(join(root, protocolGen), { recursive: true, force: true });
-  mkdirSync(join(root, protocolGen), { recursive: true });
+  for (const gen of [protocolGen, driverGen]) {
+    rmSync(join(root, gen), { recursive: true, force: true });
+    mkdirSync(join(root, gen), { recursive: true });
+  }
   for (const [path, text] of Object.entries(files)) writeFileSync(join(root, path), text);
   console.log(`codegen: wrote ${Object.keys(files).join(", ")}`);
 }

@@ -1,4 +1,4 @@
-import type { DeviceCapabilities } from "./device-capabilities";
+import type { DeviceCapabilities } from "./gen/messages";
 
 const MIB = 1024 * 1024;
 

@@ -12,35 +12,47 @@ export type { DeviceSlots } from "./create-device-slots";
 export { createDeviceSlots } from "./create-device-slots";
 export type {
   DataPlaneKind,
+  DecoderPrefix,
   DeviceCapabilities,
   DeviceFeatures,
+  DeviceInfo,
+  DeviceKind,
+  FetchKvAccepted,
+  FetchKvCompleted,
+  FetchKvRequest,
+  HealthCondition,
+  HealthSeverity,
+  KvFormat,
+  KvPosition,
+  LoadModelResult,
+  MhaShape,
+  MlaShape,
+  ModelInfo,
+  PrefillAccepted,
+  PrefillRequest,
+  PrefillStats,
+  ProbeState,
+  PushProgress,
+  PushReceipt,
+  PushTarget,
+  ReceivedKvFormat,
+  ReceivedPrefillRequest,
   RetentionLimits,
-} from "./device-capabilities";
-export type { DeviceInfo, ProbeState } from "./device-info";
-export { PROTOCOL_VERSION } from "./device-info";
-export type { LoadModelRequest, LoadModelResult, ModelInfo } from "./model-info";
+  SamplingMode,
+  TelemetrySnapshot,
+} from "./gen/messages";
+export type { LoadModelRequest } from "./load-model-request";
 export { MIN_CHUNK_BYTES, negotiateChunkBytes } from "./negotiate-chunk-bytes";
 export { prefillBodyDigest } from "./prefill-body-digest";
 export { prefillCacheByteLength } from "./prefill-cache-byte-length";
 export type { DriverCallOptions, PrefillDriver } from "./prefill-driver";
 export { DRIVER_API_VERSION } from "./prefill-driver";
-export type {
-  FetchEvent,
-  FetchKvRequest,
-  KvPosition,
-  PrefillEvent,
-  PrefillStats,
-} from "./prefill-event";
-export type {
-  DecoderPrefix,
-  KvFormat,
-  PrefillRequest,
-  PushTarget,
-  Sampling,
-} from "./prefill-request";
+export type { FetchEvent, PrefillEvent } from "./prefill-event";
+export { PROTOCOL_VERSION } from "./protocol-version";
+export type { ReceivedSampling, Sampling } from "./sampling";
 export type { StreamKvCacheOptions } from "./stream-kv-cache";
 export { streamKvCache } from "./stream-kv-cache";
 export { telemetryIntervalMs } from "./telemetry-interval-ms";
-export type { HealthCondition, TelemetrySnapshot } from "./telemetry-snapshot";
+export type { UnknownEnumValue } from "./unknown-enum-value";
 export type { ValidatedPrefill } from "./validate-prefill-request";
 export { validatePrefillRequest } from "./validate-prefill-request";

@@ -1,5 +1,5 @@
 import { invalidField } from "@opal/core";
-import type { DeviceCapabilities } from "./device-capabilities";
+import type { DeviceCapabilities } from "./gen/messages";
 
 /**
  * The smallest non-zero `max_chunk_bytes` a Prefill or FetchKv request may ask for (`PF-14`),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
+import type { PrefillRequest } from "./gen/messages";
 import { prefillBodyDigest } from "./prefill-body-digest";
-import type { PrefillRequest } from "./prefill-request";
 
 const base: PrefillRequest = {
   requestId: "r-1",

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { PrefillRequest } from "./prefill-request";
+import type { PrefillRequest } from "./gen/messages";
 
 /**
  * The identity of a prefill request's body (`PF-5`..`PF-7`, docs/protocol/prefill.md §3): SHA-256

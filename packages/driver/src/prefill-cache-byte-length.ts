@@ -1,6 +1,5 @@
 import { cacheByteLength } from "@opal/kv";
-import type { ModelInfo } from "./model-info";
-import type { PrefillRequest } from "./prefill-request";
+import type { ModelInfo, PrefillRequest } from "./gen/messages";
 
 /**
  * Bytes of the cache a prefill of `request` on `model` produces for `tokenCount` tokens (default

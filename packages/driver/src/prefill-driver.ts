@@ -1,9 +1,15 @@
-import type { DeviceCapabilities } from "./device-capabilities";
-import type { DeviceInfo, ProbeState } from "./device-info";
-import type { LoadModelRequest, LoadModelResult, ModelInfo } from "./model-info";
-import type { FetchEvent, FetchKvRequest, PrefillEvent } from "./prefill-event";
-import type { PrefillRequest } from "./prefill-request";
-import type { TelemetrySnapshot } from "./telemetry-snapshot";
+import type {
+  DeviceCapabilities,
+  DeviceInfo,
+  FetchKvRequest,
+  LoadModelResult,
+  ModelInfo,
+  PrefillRequest,
+  ProbeState,
+  TelemetrySnapshot,
+} from "./gen/messages";
+import type { LoadModelRequest } from "./load-model-request";
+import type { FetchEvent, PrefillEvent } from "./prefill-event";
 
 /**
  * Version of the {@link PrefillDriver} interface. A host refuses a driver whose

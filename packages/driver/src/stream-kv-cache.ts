@@ -1,6 +1,7 @@
 import { throwIfAborted } from "@opal/core";
 import { cacheByteLength, createKvChunker, digestKvCache, type KvCache } from "@opal/kv";
-import type { PrefillEvent, PrefillStats } from "./prefill-event";
+import type { PrefillStats } from "./gen/messages";
+import type { PrefillEvent } from "./prefill-event";
 
 /** Options of {@link streamKvCache}. */
 export interface StreamKvCacheOptions {

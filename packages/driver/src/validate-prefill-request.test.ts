@@ -1,9 +1,7 @@
 import { Code, OpalError } from "@opal/core";
 import { describe, expect, it } from "vitest";
-import type { DeviceCapabilities } from "./device-capabilities";
-import type { ModelInfo } from "./model-info";
+import type { DeviceCapabilities, ModelInfo, PrefillRequest } from "./gen/messages";
 import { MIN_CHUNK_BYTES } from "./negotiate-chunk-bytes";
-import type { PrefillRequest } from "./prefill-request";
 import { validatePrefillRequest } from "./validate-prefill-request";
 
 const capabilities: DeviceCapabilities = {
@@ -282,5 +280,18 @@ describe("validatePrefillRequest", () => {
         { capabilities, model },
       ),
     ).not.toThrow();
+  });
+
+  it("accepts any int32 priority and rejects others last in PF-1 stage 4 (PF-50)", () => {
+    for (const priority of [-(2 ** 31), -1, 0, 7, 2 ** 31 - 1]) {
+      expect(() =>
+        validatePrefillRequest({ ...request, priority }, { capabilities, model }),
+      ).not.toThrow();
+    }
+    expect(failure({ priority: 0.5 }).fieldViolations.map((v) => v.field)).toEqual(["priority"]);
+    expect(failure({ priority: 2 ** 31 }).reason).toBe("INVALID_FIELD");
+    expect(failure({ priority: 0.5, cacheSalt: "x".repeat(300) }).fieldViolations[0]?.field).toBe(
+      "cache_salt",
+    );
   });
 });

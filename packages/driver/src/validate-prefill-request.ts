@@ -1,9 +1,14 @@
 import { Code, invalidField, OpalError, Reason } from "@opal/core";
 import type { KvHeadRange } from "@opal/kv";
-import type { DeviceCapabilities } from "./device-capabilities";
-import type { ModelInfo } from "./model-info";
+import { assertKvFormat } from "./assert-kv-format";
+import type {
+  DecoderPrefix,
+  DeviceCapabilities,
+  ModelInfo,
+  ReceivedPrefillRequest,
+} from "./gen/messages";
 import { negotiateChunkBytes } from "./negotiate-chunk-bytes";
-import type { PrefillRequest } from "./prefill-request";
+import { quote } from "./quote";
 
 /** A prefill request checked against a device and model, with its defaults resolved. */
 export interface ValidatedPrefill {
@@ -16,11 +21,20 @@ export interface ValidatedPrefill {
   readonly retentionSeconds: number;
 }
 
+/** The device a request is checked against: its capabilities and the model (undefined when not loaded). */
+interface Device {
+  readonly capabilities: DeviceCapabilities;
+  readonly model: ModelInfo | undefined;
+}
+
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+const INT32_MIN = -(2 ** 31);
+const INT32_MAX = 2 ** 31 - 1;
 
 /**
- * Checks `request` against the device's capabilities and the model (undefined when not loaded),
- * in the order the protocol specifies, and resolves defaults. Throws an `OpalError`:
+ * Checks `request` (a `PrefillRequest`, or one as received, whose enums may be UNSPECIFIED or
+ * unknown) against the device's capabilities and the model (undefined when not loaded), in the
+ * order the protocol specifies (`PF-1`), and resolves defaults. Throws an `OpalError`:
  * INVALID_ARGUMENT with a BadRequest field violation and the matching reason (INVALID_FIELD,
  * PROMPT_EMPTY, PROMPT_TOO_LONG, TOKEN_OUT_OF_RANGE, UNSUPPORTED_DTYPE, UNSUPPORTED_LAYOUT,
  * UNSUPPORTED_SCALE_SCHEME, UNSUPPORTED_BLOCK_SIZE, HEAD_RANGE_INVALID), FAILED_PRECONDITION
@@ -28,10 +42,37 @@ const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
  * RETENTION_LIMIT_EXCEEDED.
  */
 export function validatePrefillRequest(
-  request: PrefillRequest,
-  device: { readonly capabilities: DeviceCapabilities; readonly model: ModelInfo | undefined },
+  request: ReceivedPrefillRequest,
+  device: Device,
 ): ValidatedPrefill {
-  const { capabilities: caps, model } = device;
+  const { capabilities: caps } = device;
+  assertRequestShape(request);
+  const model = requireModel(request.modelId, device.model);
+  const tokens = request.promptTokenIds;
+  assertPrompt(tokens, caps, model);
+  assertKvFormat(request.kvFormat, caps, model);
+  const headRange = resolveHeadRange(request.kvFormat.headRange, model);
+  const chunkBytes = negotiateChunkBytes(request.maxChunkBytes, caps);
+  const decoderPrefixTokens = request.decoderPrefix
+    ? checkDecoderPrefix(request.decoderPrefix, tokens.length, caps)
+    : 0;
+  const retentionSeconds = checkRetention(request.retentionSeconds ?? 0, caps);
+  assertPushTarget(request, caps);
+  assertSampling(request, caps);
+  const saltBytes = new TextEncoder().encode(request.cacheSalt ?? "").byteLength;
+  if (saltBytes > 256)
+    throw invalidField("cache_salt", `expected at most 256 bytes of UTF-8, got ${saltBytes}`);
+  const priority = request.priority ?? 0;
+  if (!Number.isSafeInteger(priority) || priority < INT32_MIN || priority > INT32_MAX) {
+    throw invalidField("priority", `expected a whole number in the int32 range, got ${priority}`);
+  }
+  return { chunkBytes, headRange, decoderPrefixTokens, retentionSeconds };
+}
+
+/** The checks before the model: `request_id`, `model_id`, a non-empty prompt, `kv_format` present. */
+function assertRequestShape(
+  request: ReceivedPrefillRequest,
+): asserts request is ReceivedPrefillRequest & Required<Pick<ReceivedPrefillRequest, "kvFormat">> {
   if (!REQUEST_ID.test(request.requestId ?? "")) {
     throw invalidField(
       "request_id",
@@ -43,14 +84,20 @@ export function validatePrefillRequest(
   if (!tokens || tokens.length === 0) {
     throw invalidField("prompt_token_ids", "expected at least 1 token, got 0", Reason.PROMPT_EMPTY);
   }
-  const format = request.kvFormat;
-  if (!format) throw invalidField("kv_format", "required, got nothing");
-  if (!model) {
-    throw new OpalError(Code.FAILED_PRECONDITION, `model ${quote(request.modelId)} is not loaded`, {
-      reason: Reason.MODEL_NOT_LOADED,
-      resource: { resourceType: "opal.device.v1.Model", resourceName: request.modelId },
-    });
-  }
+  if (!request.kvFormat) throw invalidField("kv_format", "required, got nothing");
+}
+
+/** The loaded model; throws FAILED_PRECONDITION MODEL_NOT_LOADED when there is none. */
+function requireModel(modelId: string, model: ModelInfo | undefined): ModelInfo {
+  if (model) return model;
+  throw new OpalError(Code.FAILED_PRECONDITION, `model ${quote(modelId)} is not loaded`, {
+    reason: Reason.MODEL_NOT_LOADED,
+    resource: { resourceType: "opal.device.v1.Model", resourceName: modelId },
+  });
+}
+
+/** The prompt fits the device and the model (PROMPT_TOO_LONG) and every token is in the vocabulary. */
+function assertPrompt(tokens: Uint32Array, caps: DeviceCapabilities, model: ModelInfo): void {
   const maxTokens = Math.min(caps.maxPromptTokens, model.maxPositionEmbeddings);
   if (tokens.length > maxTokens) {
     throw invalidField(
@@ -68,79 +115,63 @@ export function validatePrefillRequest(
       );
     }
   }
-  // GEN-3: an UNSPECIFIED enum ("" from fromWirePrefillRequest, or absent) is INVALID_FIELD; an
-  // unknown or unsupported value gets the field's own reason below.
-  if (!format.dtype) throw invalidField("kv_format.dtype", "required, got UNSPECIFIED");
-  if (!caps.dtypes.includes(format.dtype)) {
+}
+
+/**
+ * The heads to produce: all of them when `range` is absent, {start: 0, count: 1} for MLA; throws
+ * INVALID_ARGUMENT HEAD_RANGE_INVALID for a range outside the model's KV heads.
+ */
+function resolveHeadRange(range: KvHeadRange | undefined, model: ModelInfo): KvHeadRange {
+  if (model.attention.kind === "mla") return { start: 0, count: 1 };
+  const heads = model.attention.numKvHeads;
+  if (!range) return { start: 0, count: heads };
+  if (!isCount(range.count, 1) || !isCount(range.start, 0) || range.start + range.count > heads) {
     throw invalidField(
-      "kv_format.dtype",
-      `expected one of [${caps.dtypes}], got ${quote(format.dtype)}`,
-      Reason.UNSUPPORTED_DTYPE,
+      "kv_format.head_range",
+      `expected a range inside heads 0..${heads - 1}, got start ${range.start} count ${range.count}`,
+      Reason.HEAD_RANGE_INVALID,
     );
   }
-  const validLayouts =
-    model.attention.kind === "mla" ? caps.layouts.filter((l) => l === "nhd") : caps.layouts;
-  if (!format.layout) throw invalidField("kv_format.layout", "required, got UNSPECIFIED");
-  if (!validLayouts.includes(format.layout)) {
+  return range;
+}
+
+/** Tokens the decoder holds per `decoder_prefix` (a feature the device must declare). */
+function checkDecoderPrefix(
+  prefix: DecoderPrefix,
+  promptTokens: number,
+  caps: DeviceCapabilities,
+): number {
+  if (!caps.features.decoderPrefix) throw unsupported("decoder_prefix");
+  if (prefix.numTokens !== undefined && !isCount(prefix.numTokens, 0)) {
     throw invalidField(
-      "kv_format.layout",
-      `expected one of [${validLayouts}], got ${quote(format.layout)}`,
-      Reason.UNSUPPORTED_LAYOUT,
+      "decoder_prefix.num_tokens",
+      `expected a whole number of tokens, got ${prefix.numTokens}`,
     );
   }
-  const quantized = format.dtype.startsWith("fp8") || format.dtype === "int8";
-  const schemes = quantized ? ["none", ...caps.scaleSchemes] : ["none"];
-  if (format.dtype === "int8") schemes.splice(schemes.indexOf("none"), 1);
-  if (!format.scaleScheme)
-    throw invalidField("kv_format.scale_scheme", "required, got UNSPECIFIED");
-  if (!schemes.includes(format.scaleScheme)) {
+  const hasTokens = (prefix.numTokens ?? 0) > 0;
+  const hasHashes = (prefix.blockHashes?.length ?? 0) > 0;
+  if (hasTokens && hasHashes) {
+    throw invalidField("decoder_prefix", "set num_tokens or block_hashes, not both");
+  }
+  if (hasTokens && prefix.numTokens! >= promptTokens) {
     throw invalidField(
-      "kv_format.scale_scheme",
-      `expected one of [${schemes}] for ${format.dtype}, got ${quote(format.scaleScheme)}`,
-      Reason.UNSUPPORTED_SCALE_SCHEME,
+      "decoder_prefix.num_tokens",
+      `expected fewer than the ${promptTokens} prompt tokens, got ${prefix.numTokens}`,
     );
   }
-  if (!caps.blockSizesTokens.includes(format.blockSizeTokens)) {
-    throw invalidField(
-      "kv_format.block_size_tokens",
-      `expected one of [${caps.blockSizesTokens}], got ${format.blockSizeTokens}`,
-      Reason.UNSUPPORTED_BLOCK_SIZE,
-    );
-  }
-  const headRange = resolveHeadRange(format.headRange, model);
-  const chunkBytes = negotiateChunkBytes(request.maxChunkBytes, caps);
-  const prefix = request.decoderPrefix;
-  let decoderPrefixTokens = 0;
-  if (prefix) {
-    if (!caps.features.decoderPrefix) throw unsupported("decoder_prefix");
-    if (prefix.numTokens !== undefined && !isCount(prefix.numTokens, 0)) {
+  for (const [i, hash] of (prefix.blockHashes ?? []).entries()) {
+    if (hash.byteLength !== 32) {
       throw invalidField(
-        "decoder_prefix.num_tokens",
-        `expected a whole number of tokens, got ${prefix.numTokens}`,
+        `decoder_prefix.block_hashes[${i}]`,
+        `expected 32 bytes, got ${hash.byteLength}`,
       );
     }
-    const hasTokens = (prefix.numTokens ?? 0) > 0;
-    const hasHashes = (prefix.blockHashes?.length ?? 0) > 0;
-    if (hasTokens && hasHashes) {
-      throw invalidField("decoder_prefix", "set num_tokens or block_hashes, not both");
-    }
-    if (hasTokens && prefix.numTokens! >= tokens.length) {
-      throw invalidField(
-        "decoder_prefix.num_tokens",
-        `expected fewer than the ${tokens.length} prompt tokens, got ${prefix.numTokens}`,
-      );
-    }
-    for (const [i, hash] of (prefix.blockHashes ?? []).entries()) {
-      if (hash.byteLength !== 32) {
-        throw invalidField(
-          `decoder_prefix.block_hashes[${i}]`,
-          `expected 32 bytes, got ${hash.byteLength}`,
-        );
-      }
-    }
-    decoderPrefixTokens = prefix.numTokens ?? 0;
   }
-  const retentionSeconds = request.retentionSeconds ?? 0;
+  return prefix.numTokens ?? 0;
+}
+
+/** `retention_seconds`, whole and within the device's limit (RESOURCE_EXHAUSTED beyond it). */
+function checkRetention(retentionSeconds: number, caps: DeviceCapabilities): number {
   if (!isCount(retentionSeconds, 0)) {
     throw invalidField(
       "retention_seconds",
@@ -156,6 +187,11 @@ export function validatePrefillRequest(
       { reason: Reason.RETENTION_LIMIT_EXCEEDED },
     );
   }
+  return retentionSeconds;
+}
+
+/** A push target needs the push feature, an address and a transfer id. */
+function assertPushTarget(request: ReceivedPrefillRequest, caps: DeviceCapabilities): void {
   if (request.pushTarget && !caps.features.push) throw unsupported("push_target");
   if (request.pushTarget && !request.pushTarget.address) {
     throw invalidField("push_target.address", "required, got an empty string");
@@ -163,6 +199,10 @@ export function validatePrefillRequest(
   if (request.pushTarget && !request.pushTarget.transferId) {
     throw invalidField("push_target.transfer_id", "required, got an empty string");
   }
+}
+
+/** The sampling mode is known (`GEN-3`); seeded sampling needs its feature and a temperature > 0. */
+function assertSampling(request: ReceivedPrefillRequest, caps: DeviceCapabilities): void {
   const mode = request.sampling?.mode;
   if (mode !== undefined && mode !== "greedy" && mode !== "seeded") {
     throw invalidField(
@@ -180,24 +220,6 @@ export function validatePrefillRequest(
       );
     }
   }
-  const saltBytes = new TextEncoder().encode(request.cacheSalt ?? "").byteLength;
-  if (saltBytes > 256)
-    throw invalidField("cache_salt", `expected at most 256 bytes of UTF-8, got ${saltBytes}`);
-  return { chunkBytes, headRange, decoderPrefixTokens, retentionSeconds };
-}
-
-function resolveHeadRange(range: KvHeadRange | undefined, model: ModelInfo): KvHeadRange {
-  if (model.attention.kind === "mla") return { start: 0, count: 1 };
-  const heads = model.attention.numKvHeads;
-  if (!range) return { start: 0, count: heads };
-  if (!isCount(range.count, 1) || !isCount(range.start, 0) || range.start + range.count > heads) {
-    throw invalidField(
-      "kv_format.head_range",
-      `expected a range inside heads 0..${heads - 1}, got start ${range.start} count ${range.count}`,
-      Reason.HEAD_RANGE_INVALID,
-    );
-  }
-  return range;
 }
 
 /** An integer of at least `min` (not NaN, not fractional, not infinite). */
@@ -210,8 +232,4 @@ function unsupported(field: string): OpalError {
     reason: Reason.UNSUPPORTED_FEATURE,
     fieldViolations: [{ field, description: "the device does not declare this feature" }],
   });
-}
-
-function quote(value: unknown): string {
-  return JSON.stringify(value) ?? String(value);
 }

@@ -8,6 +8,7 @@
  * @packageDocumentation
  */
 
+export type { EnumMap } from "./create-enum-map";
 export type { GrpcChannel } from "./create-grpc-channel";
 export { createGrpcChannel } from "./create-grpc-channel";
 export type { GrpcClient, GrpcClientMethod } from "./create-grpc-client";
@@ -16,19 +17,39 @@ export type { HealthClient, HealthClientOptions } from "./create-health-client";
 export { createHealthClient } from "./create-health-client";
 export type { ReflectionClient, ReflectionClientOptions } from "./create-reflection-client";
 export { createReflectionClient } from "./create-reflection-client";
+export { encodeChunkResponse } from "./encode-chunk-response";
+export { FILE_DESCRIPTOR_SET_BASE64 } from "./gen/descriptor-set";
+export {
+  dataPlaneEnum,
+  deviceKindEnum,
+  dtypeEnum,
+  layoutEnum,
+  partEnum,
+  probeStateEnum,
+  samplingModeEnum,
+  scaleSchemeEnum,
+  severityEnum,
+} from "./gen/enums";
 export {
   fromWireCapabilities,
+  fromWireChunk,
+  fromWireDescriptor,
+  fromWireFetchRequest,
   fromWireInfo,
   fromWireModel,
+  fromWirePosition,
   fromWireTelemetry,
   toWireCapabilities,
+  toWireChunk,
+  toWireDescriptor,
+  toWireFetchRequest,
   toWireInfo,
   toWireLoadResult,
   toWireModel,
+  toWirePosition,
+  toWirePrefillRequest,
   toWireTelemetry,
-} from "./device-wire";
-export { encodeChunkResponse } from "./encode-chunk-response";
-export { FILE_DESCRIPTOR_SET_BASE64 } from "./gen/descriptor-set";
+} from "./gen/mappers";
 export { google, opal } from "./gen/pb.js";
 export { DeviceServiceDefinition, KvReceiverServiceDefinition } from "./gen/services";
 export type { GrpcCallOptions } from "./grpc-call-options";
@@ -48,25 +69,14 @@ export type {
 } from "./health-service-definition";
 export { HealthServiceDefinition } from "./health-service-definition";
 export { isLoopbackHost } from "./is-loopback-host";
-export {
-  fromWireChunk,
-  fromWireDescriptor,
-  fromWirePosition,
-  toWireChunk,
-  toWireDescriptor,
-  toWirePosition,
-} from "./kv-wire";
 export type { MalformedRequest } from "./malformed-request";
 export { assertWellFormed, tolerantDeserializer } from "./malformed-request";
 export {
   fromWireFetchEvent,
-  fromWireFetchRequest,
   fromWirePrefillEvent,
   fromWirePrefillRequest,
   toWireFetchEvent,
-  toWireFetchRequest,
   toWirePrefillEvent,
-  toWirePrefillRequest,
 } from "./prefill-wire";
 export type {
   ReflectionRequest,
@@ -78,13 +88,3 @@ export { hasSharedMemory, SHARED_MEMORY_DIRECTORY, sharedMemoryPath } from "./sh
 export { decodeStatus, ERROR_DOMAIN, encodeStatus, MAX_STATUS_BYTES } from "./status-codec";
 export type { ProtocolVersion } from "./version";
 export { assertCompatibleVersion, PROTOCOL_VERSION, parseProtocolVersion } from "./version";
-export {
-  dataPlaneEnum,
-  deviceKindEnum,
-  dtypeEnum,
-  layoutEnum,
-  partEnum,
-  probeStateEnum,
-  scaleSchemeEnum,
-  severityEnum,
-} from "./wire-enums";

@@ -95,7 +95,7 @@ async function admitPrefill(
   if (!ctx.slots) return 0;
   // A request that would queue or be refused is checked first, so it never waits to fail.
   if (ctx.slots.active > 0) await throwRequestError(ctx, scope, request, capabilities);
-  const slot = await ctx.slots.acquire(scope.signal);
+  const slot = await ctx.slots.acquire(scope.signal, request.priority);
   scope.onDispose(slot.release);
   running.releaseSlot = () => {
     releaseTenant();

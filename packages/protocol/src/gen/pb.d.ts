@@ -2270,6 +2270,9 @@ export namespace opal {
                 /** PrefillRequest dataPlane. */
                 dataPlane?: (opal.device.v1.DataPlaneOffer.$Properties|null);
 
+                /** PrefillRequest priority. */
+                priority: number;
+
                 /**
                  * Creates a new PrefillRequest instance using the specified properties.
                  * @param [properties] Properties to set
@@ -2335,6 +2338,9 @@ export namespace opal {
                     /** PrefillRequest dataPlane */
                     dataPlane?: (opal.device.v1.DataPlaneOffer.$Properties|null);
 
+                    /** PrefillRequest priority */
+                    priority?: (number|null);
+
                     /** Unknown fields preserved while decoding when enabled */
                     $unknowns?: Uint8Array[];
                 }
@@ -2352,6 +2358,7 @@ export namespace opal {
                   sampling?: opal.device.v1.Sampling.$Shape|null;
                   maxChunkBytes?: number|null;
                   dataPlane?: opal.device.v1.DataPlaneOffer.$Shape|null;
+                  priority?: number|null;
                   $unknowns?: Uint8Array[];
                 };
             }

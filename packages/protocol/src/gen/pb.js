@@ -5366,6 +5366,7 @@ export const opal = $root.opal = (() => {
                  * @property {opal.device.v1.Sampling.$Properties|null} [sampling] PrefillRequest sampling
                  * @property {number|null} [maxChunkBytes] PrefillRequest maxChunkBytes
                  * @property {opal.device.v1.DataPlaneOffer.$Properties|null} [dataPlane] PrefillRequest dataPlane
+                 * @property {number|null} [priority] PrefillRequest priority
                  * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
                  */
 
@@ -5391,6 +5392,7 @@ export const opal = $root.opal = (() => {
                  *   sampling?: opal.device.v1.Sampling.$Shape|null;
                  *   maxChunkBytes?: number|null;
                  *   dataPlane?: opal.device.v1.DataPlaneOffer.$Shape|null;
+                 *   priority?: number|null;
                  *   $unknowns?: Array.<Uint8Array>;
                  * }} opal.device.v1.PrefillRequest.$Shape
                  */
@@ -5500,6 +5502,14 @@ export const opal = $root.opal = (() => {
                 PrefillRequest.prototype.dataPlane = null;
 
                 /**
+                 * PrefillRequest priority.
+                 * @member {number} priority
+                 * @memberof opal.device.v1.PrefillRequest
+                 * @instance
+                 */
+                PrefillRequest.prototype.priority = 0;
+
+                /**
                  * Creates a new PrefillRequest instance using the specified properties.
                  * @function create
                  * @memberof opal.device.v1.PrefillRequest
@@ -5554,6 +5564,8 @@ export const opal = $root.opal = (() => {
                         w.uint32(/* id 10, wireType 0 =*/80).uint32(m.maxChunkBytes);
                     if (m.dataPlane != null && $Object.hasOwnProperty.call(m, "dataPlane"))
                         $root.opal.device.v1.DataPlaneOffer.encode(m.dataPlane, w.uint32(/* id 11, wireType 2 =*/90).fork(), q + 1).ldelim();
+                    if (m.priority != null && $Object.hasOwnProperty.call(m, "priority") && m.priority !== 0)
+                        w.uint32(/* id 12, wireType 0 =*/96).int32(m.priority);
                     if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                         for (var i = 0; i < m.$unknowns.length; ++i)
                             w.raw(m.$unknowns[i]);
@@ -5685,6 +5697,15 @@ export const opal = $root.opal = (() => {
                                 if (u !== 2)
                                     break;
                                 m.dataPlane = $root.opal.device.v1.DataPlaneOffer.decode(r, r.size(), $undefined, q + 1, m.dataPlane);
+                                continue;
+                            }
+                        case 12: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.int32())
+                                    m.priority = v;
+                                else
+                                    delete m.priority;
                                 continue;
                             }
                         }

@@ -1,0 +1,4 @@
+/** `value` as JSON (or `String(value)` when JSON has no form for it), for error messages. */
+export function quote(value: unknown): string {
+  return JSON.stringify(value) ?? String(value);
+}
