@@ -48,7 +48,7 @@ export async function* prefillMock(
       });
       return;
     }
-    const slot = await state.slots.acquire(signal);
+    const slot = await state.slots.acquire(signal, request.priority);
     state.prefillsStarted++;
     try {
       assertModelStillLoaded(state, request.modelId, model);
