@@ -6,6 +6,8 @@
  * @packageDocumentation
  */
 
+export type { GrpcService, ServiceImplementationOptions } from "./create-service-implementation";
+export { createServiceImplementation } from "./create-service-implementation";
 export {
   fromWireCapabilities,
   fromWireInfo,
@@ -31,6 +33,13 @@ export {
   toWireDescriptor,
   toWirePosition,
 } from "./kv-wire";
+export type {
+  GrpcListener,
+  GrpcListenerOptions,
+  GrpcListenerTls,
+  GrpcTransportSettings,
+} from "./listen-grpc";
+export { listenGrpc } from "./listen-grpc";
 export type { MalformedRequest } from "./malformed-request";
 export { assertWellFormed, tolerantDeserializer } from "./malformed-request";
 export {
@@ -43,10 +52,28 @@ export {
   toWirePrefillEvent,
   toWirePrefillRequest,
 } from "./prefill-wire";
+export type { CallMetadata, ServiceContext } from "./service-context";
+export type {
+  ClientStreamHandler,
+  HandlerOf,
+  RequestOf,
+  ResponseOf,
+  ServerStreamHandler,
+  ServiceDefinitionOf,
+  ServiceHandlers,
+  ServiceMethod,
+  UnaryHandler,
+} from "./service-handlers";
+export type {
+  InterceptedCall,
+  ServiceInterceptor,
+  ServiceMethodKind,
+} from "./service-interceptor";
 export { hasSharedMemory, SHARED_MEMORY_DIRECTORY, sharedMemoryPath } from "./shared-memory-path";
 export { decodeStatus, ERROR_DOMAIN, encodeStatus, MAX_STATUS_BYTES } from "./status-codec";
 export type { ProtocolVersion } from "./version";
 export { assertCompatibleVersion, PROTOCOL_VERSION, parseProtocolVersion } from "./version";
+export { waitForDrain } from "./wait-for-drain";
 export {
   dataPlaneEnum,
   deviceKindEnum,

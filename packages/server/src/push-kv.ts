@@ -7,8 +7,8 @@ import {
   KvReceiverServiceDefinition as R,
   toWireChunk,
   toWireDescriptor,
+  waitForDrain,
 } from "@opal/protocol";
-import { waitForDrain } from "./wait-for-drain";
 
 type PushMessage = Parameters<typeof R.pushKv.requestSerialize>[0];
 
