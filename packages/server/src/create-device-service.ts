@@ -63,7 +63,6 @@ export function createDeviceService(
     capabilities,
     limiter,
     metrics: host.metrics,
-    logger: host.logger,
     hostPush: (options.push ?? true) && !capabilities.features.push,
     running: new Map(),
     pushTargets: options.pushTargets ? new Set(options.pushTargets) : undefined,

@@ -1,5 +1,4 @@
 import type { DeviceCapabilities, DeviceSlots, PrefillDriver } from "@opal/driver";
-import type { Logger } from "pino";
 import type { DeviceCallContext } from "./device-call-context";
 import type { ServerMetrics } from "./server-metrics";
 import type { TenantLimiter } from "./tenant-limiter";
@@ -13,7 +12,6 @@ export interface HandlerContext {
   /** The tenants' rate and concurrency limits (`limits`). */
   readonly limiter: TenantLimiter;
   readonly metrics: ServerMetrics | undefined;
-  readonly logger: Logger;
   /** The host implements push for a driver that does not declare it. */
   readonly hostPush: boolean;
   /** Prefill calls in progress (PF-7). */
