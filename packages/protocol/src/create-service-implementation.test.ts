@@ -57,13 +57,14 @@ async function serve(
   return client;
 }
 
-function unload(c: Client, modelId: string) {
+function unload(c: Client, modelId: string, deadline?: Date) {
   return new Promise<{ wasLoaded: boolean }>((resolve, reject) =>
     c.makeUnaryRequest(
       D.unloadModel.path,
       D.unloadModel.requestSerialize,
       D.unloadModel.responseDeserialize,
       { modelId },
+      deadline ? { deadline } : {},
       (error, value) => (error ? reject(error) : resolve(value as { wasLoaded: boolean })),
     ),
   );
@@ -155,6 +156,56 @@ describe("createServiceImplementation over listenGrpc", () => {
     const error = fromGrpcStatus((await unload(c, "m").catch((e) => e)) as ServiceError);
     expect(error).toMatchObject({ code: Code.UNAUTHENTICATED, reason: Reason.TOKEN_INVALID });
     expect(ran).toBe(false);
+  });
+
+  it("aborts ctx.signal with DEADLINE_EXCEEDED at the call's deadline", async () => {
+    let reason: unknown;
+    const c = await serve({
+      unloadModel: async (_request, ctx) => {
+        await new Promise((wake) => ctx.signal.addEventListener("abort", wake));
+        reason = ctx.signal.reason;
+        return {};
+      },
+    });
+    await unload(c, "m", new Date(Date.now() + 100)).catch(() => {});
+    await expect.poll(() => reason).toBeInstanceOf(OpalError);
+    expect(reason).toMatchObject({
+      code: Code.DEADLINE_EXCEEDED,
+      reason: Reason.DEADLINE_EXCEEDED,
+    });
+  });
+
+  it("refuses a request that does not parse with INVALID_ARGUMENT, after the interceptors", async () => {
+    const order: string[] = [];
+    const c = await serve(
+      {
+        unloadModel: async () => {
+          order.push("handler");
+          return {};
+        },
+      },
+      [
+        async (_call, next) => {
+          order.push("interceptor");
+          await next();
+        },
+      ],
+    );
+    const error = await new Promise<ServiceError>((resolve) =>
+      c.makeUnaryRequest(
+        D.unloadModel.path,
+        (bytes: Buffer) => bytes,
+        D.unloadModel.responseDeserialize,
+        Buffer.from([0x0a, 0xff]),
+        (e) => resolve(e as ServiceError),
+      ),
+    );
+    expect(fromGrpcStatus(error)).toMatchObject({
+      code: Code.INVALID_ARGUMENT,
+      reason: Reason.INVALID_FIELD,
+    });
+    expect(fromGrpcStatus(error).rawMessage).toMatch(/^not a valid UnloadModelRequest message/);
+    expect(order).toEqual(["interceptor"]);
   });
 
   it("streams a typed server-streaming handler's responses, and its cancellation reaches ctx.signal", async () => {

@@ -11,6 +11,9 @@ export type SurfaceCall = Pick<
   removeListener(event: "cancelled", listener: () => void): unknown;
 };
 
+/** A cancellation this close to the call's deadline is the deadline, in ms. */
+const DEADLINE_TOLERANCE_MS = 5;
+
 /** A call's context and how to end it. */
 export interface OpenServiceContext {
   readonly context: ServiceContext;
@@ -20,19 +23,27 @@ export interface OpenServiceContext {
 
 /**
  * Opens the context of `call`: its signal aborts with CANCELLED when the caller cancels (also when
- * that happened before this ran), with DEADLINE_EXCEEDED when the call's deadline passes, and with
- * the reason given to `abort`.
+ * that happened before this ran), with DEADLINE_EXCEEDED when the call's deadline passes (whether
+ * our timer or grpc-js notices first), and with the reason given to `abort`.
  */
 export function openServiceContext(call: SurfaceCall, method: string): OpenServiceContext {
   const controller = new AbortController();
+  const deadlineMs = deadlineOf(call);
+  // grpc-js also ends a call whose deadline passed as "cancelled", usually before our own timer
+  // (and its timer may fire a little before the wall clock reaches the deadline).
   const onCancel = () =>
     controller.abort(
-      new OpalError(Code.CANCELLED, "the caller cancelled", { reason: Reason.CANCELLED }),
+      Date.now() >= deadlineMs - DEADLINE_TOLERANCE_MS
+        ? deadlinePassed()
+        : new OpalError(Code.CANCELLED, "the caller cancelled", { reason: Reason.CANCELLED }),
     );
   call.on("cancelled", onCancel);
   // grpc-js emits "cancelled" once: a caller that went away already is gone.
   if (call.cancelled) onCancel();
-  const timer = deadlineTimer(call, controller);
+  const timer = Number.isFinite(deadlineMs)
+    ? setTimeout(() => controller.abort(deadlinePassed()), Math.max(0, deadlineMs - Date.now()))
+    : undefined;
+  timer?.unref();
   const cleanups: Array<() => void> = [];
   const certificate = call.getAuthContext?.()?.sslPeerCertificate;
   const commonName = certificate?.subject?.CN;
@@ -54,20 +65,15 @@ export function openServiceContext(call: SurfaceCall, method: string): OpenServi
   };
 }
 
-/** Aborts `controller` with DEADLINE_EXCEEDED at the call's deadline, if it has one. */
-function deadlineTimer(call: SurfaceCall, controller: AbortController): NodeJS.Timeout | undefined {
+/** The call's deadline in ms since the epoch; Infinity without one. */
+function deadlineOf(call: SurfaceCall): number {
   const deadline = call.getDeadline();
   const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
-  if (!Number.isFinite(deadlineMs)) return undefined;
-  const timer = setTimeout(
-    () =>
-      controller.abort(
-        new OpalError(Code.DEADLINE_EXCEEDED, "the call's deadline passed", {
-          reason: Reason.DEADLINE_EXCEEDED,
-        }),
-      ),
-    Math.max(0, deadlineMs - Date.now()),
-  );
-  timer.unref();
-  return timer;
+  return Number.isFinite(deadlineMs) ? deadlineMs : Infinity;
+}
+
+function deadlinePassed(): OpalError {
+  return new OpalError(Code.DEADLINE_EXCEEDED, "the call's deadline passed", {
+    reason: Reason.DEADLINE_EXCEEDED,
+  });
 }
