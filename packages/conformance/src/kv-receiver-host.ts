@@ -1,14 +1,13 @@
 import { randomBytes } from "node:crypto";
-import {
-  Metadata,
-  Server,
-  ServerCredentials,
-  type ServerReadableStream,
-  type sendUnaryData,
-} from "@grpc/grpc-js";
 import { Code, OpalError, Reason } from "@opal/core";
 import { toHex } from "@opal/kv";
-import { KvReceiverServiceDefinition, type opal, toGrpcStatus } from "@opal/protocol";
+import {
+  createServiceImplementation,
+  KvReceiverServiceDefinition,
+  listenGrpc,
+  type opal,
+  type ServiceContext,
+} from "@opal/protocol";
 import { type CollectedKv, collectKvStream } from "./collect-kv-stream";
 import type { WireStream } from "./wire-client";
 
@@ -56,179 +55,196 @@ export interface KvReceiverHost {
   close(): Promise<void>;
 }
 
+/** What the host keeps across pushes. */
+interface HostState {
+  readonly options: KvReceiverHostOptions;
+  readonly pushes: ReceivedPush[];
+  readonly expected: Set<string>;
+  /** Committed transfers by id: their cache id, descriptor (as JSON) and digest (hex). */
+  readonly committed: Map<string, { cacheId: string; descriptor: string; digest: string }>;
+}
+
+/** A push as read: its stream checked by `collectKvStream`, and its header and commit. */
+interface ReadPush {
+  readonly collected: CollectedKv;
+  readonly header: opal.device.v1.IPushKvHeader | undefined;
+  readonly commit: opal.device.v1.IPushKvCommit | undefined;
+  /** Set when the first message was not a header. */
+  readonly order: string;
+}
+
 /** Starts a receiver host on a free port. */
 export async function createKvReceiverHost(
   options: KvReceiverHostOptions = {},
 ): Promise<KvReceiverHost> {
-  const pushes: ReceivedPush[] = [];
-  const expected = new Set<string>();
-  const committed = new Map<string, { cacheId: string; descriptor: string; digest: string }>();
-  const server = new Server({ "grpc.max_receive_message_length": 67_174_400 + 65_536 });
-
-  const fail = (callback: sendUnaryData<PushResponse>, error: OpalError) => {
-    const status = toGrpcStatus(error);
-    callback({
-      code: status.code,
-      details: status.details,
-      metadata: status.metadata ?? new Metadata(),
-      name: "",
-      message: status.details,
-    });
-  };
-
-  server.addService(KvReceiverServiceDefinition, {
-    pushKv(
-      call: ServerReadableStream<PushRequest, PushResponse>,
-      callback: sendUnaryData<PushResponse>,
-    ) {
-      const auth = String(call.metadata.get("authorization")[0] ?? "");
-      const token = /^bearer\s+(.+)$/i.exec(auth)?.[1];
-      if (options.token && token !== options.token) {
-        call.on("data", () => {});
-        fail(
-          callback,
-          new OpalError(Code.UNAUTHENTICATED, "missing or unknown bearer token", {
-            reason: Reason.TOKEN_INVALID,
-          }),
-        );
-        return;
-      }
-      let header: opal.device.v1.IPushKvHeader | undefined;
-      let commit: opal.device.v1.IPushKvCommit | undefined;
-      let order = "";
-      // Present the push as a KV stream: header → accepted, chunk → chunk, commit → completed.
-      const stream: WireStream<opal.device.v1.PrefillResponse> = {
-        cancel: () => call.destroy(),
-        async *[Symbol.asyncIterator]() {
-          let first = true;
-          for await (const message of call as AsyncIterable<PushRequest>) {
-            if (first && !message.header) order = "the first message is not a header";
-            first = false;
-            if (message.header) {
-              header = message.header;
-              yield {
-                event: "accepted",
-                accepted: { descriptor: message.header.descriptor ?? null },
-              } as never;
-            } else if (message.chunk) {
-              yield { event: "chunk", chunk: message.chunk } as never;
-            } else if (message.commit) {
-              commit = message.commit;
-              yield {
-                event: "completed",
-                completed: {
-                  kvTotalBytes: message.commit.kvTotalBytes,
-                  kvDigest: message.commit.kvDigest,
-                },
-              } as never;
-            }
-          }
-        },
-      };
-      collectKvStream(stream, { chunkBytes: options.maxChunkBytes ?? 64 * 1024 * 1024 }).then(
-        (collected) => {
-          const transferId = header?.transferId ?? "";
-          const record = (extra: Partial<ReceivedPush>) =>
-            pushes.push({
-              transferId,
-              collected,
-              token,
-              ...(header ? { header } : {}),
-              ...(commit ? { commit } : {}),
-              ...extra,
-            });
-          const reject = (code: Code, reason: Reason, message: string) => {
-            record({ rejection: `${reason}: ${message}` });
-            fail(callback, new OpalError(code, message, { reason }));
-          };
-          if (order || !header?.transferId)
-            return reject(
-              Code.INVALID_ARGUMENT,
-              Reason.INVALID_FIELD,
-              order || "header.transfer_id is empty",
-            );
-          if (!expected.has(transferId))
-            return reject(
-              Code.ABORTED,
-              Reason.PUSH_REJECTED,
-              `transfer ${transferId} is not expected`,
-            );
-          if (!collected.descriptor)
-            return reject(
-              Code.INVALID_ARGUMENT,
-              Reason.INVALID_FIELD,
-              collected.violations.join("; ") || "invalid descriptor",
-            );
-          if (collected.error)
-            return reject(
-              Code.DATA_LOSS,
-              Reason.STREAM_INCOMPLETE,
-              `the push broke: ${collected.error.message}`,
-            );
-          const crc = collected.violations.find((v) => v.startsWith("PF-15"));
-          if (crc) return reject(Code.DATA_LOSS, Reason.CHECKSUM_MISMATCH, crc);
-          if (collected.violations.length > 0)
-            return reject(
-              Code.DATA_LOSS,
-              Reason.STREAM_INCOMPLETE,
-              collected.violations.join("; "),
-            );
-          if (!commit) return reject(Code.DATA_LOSS, Reason.STREAM_INCOMPLETE, "no commit");
-          if (Number(commit.kvTotalBytes ?? 0) !== collected.receivedBytes) {
-            return reject(
-              Code.DATA_LOSS,
-              Reason.STREAM_INCOMPLETE,
-              `commit says ${commit.kvTotalBytes} bytes, received ${collected.receivedBytes}`,
-            );
-          }
-          const digest = toHex(commit.kvDigest ?? new Uint8Array());
-          if (digest !== collected.digestHex) {
-            return reject(
-              Code.DATA_LOSS,
-              Reason.CHECKSUM_MISMATCH,
-              `commit digest ${digest}, received bytes hash to ${collected.digestHex}`,
-            );
-          }
-          const descriptor = JSON.stringify(collected.descriptor);
-          const prior = committed.get(transferId);
-          if (prior && (prior.descriptor !== descriptor || prior.digest !== digest)) {
-            return reject(
-              Code.ABORTED,
-              Reason.PUSH_REJECTED,
-              `transfer ${transferId} was committed with another cache`,
-            );
-          }
-          const cacheId = prior?.cacheId ?? `cache-${randomBytes(8).toString("hex")}`;
-          committed.set(transferId, { cacheId, descriptor, digest });
-          record({ cacheId });
-          callback(null, {
-            transferId,
-            committed: true,
-            cacheId,
-            receivedBytes: collected.receivedBytes,
-          });
-        },
-      );
-    },
+  const state: HostState = { options, pushes: [], expected: new Set(), committed: new Map() };
+  const host = options.host ?? "127.0.0.1";
+  const listener = await listenGrpc({
+    address: `${host}:0`,
+    transport: { maxReceiveMessageBytes: 67_174_400 + 65_536 },
+    services: [
+      createServiceImplementation(KvReceiverServiceDefinition, {
+        pushKv: (requests, call) => receivePush(state, requests, call),
+      }),
+    ],
   });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      `${options.host ?? "127.0.0.1"}:0`,
-      ServerCredentials.createInsecure(),
-      (error, bound) => (error ? reject(error) : resolve(bound)),
-    ),
-  );
   return {
-    address: `${options.host ?? "127.0.0.1"}:${port}`,
-    pushes,
-    expect: (transferId) => expected.add(transferId),
+    address: `${host}:${listener.port}`,
+    pushes: state.pushes,
+    expect: (transferId) => state.expected.add(transferId),
     close: () =>
       new Promise<void>((resolve) => {
-        server.tryShutdown(() => resolve());
+        void listener.shutdown().then(resolve);
         setTimeout(() => {
-          server.forceShutdown();
+          listener.forceShutdown();
           resolve();
         }, 2_000).unref();
       }),
   };
+}
+
+/** One PushKv call: checks the sender's token, reads the push, then judges and records it. */
+async function receivePush(
+  state: HostState,
+  requests: AsyncIterable<PushRequest>,
+  call: ServiceContext,
+): Promise<PushResponse> {
+  const auth = String(call.metadata.get("authorization")[0] ?? "");
+  const token = /^bearer\s+(.+)$/i.exec(auth)?.[1];
+  if (state.options.token && token !== state.options.token) {
+    throw new OpalError(Code.UNAUTHENTICATED, "missing or unknown bearer token", {
+      reason: Reason.TOKEN_INVALID,
+    });
+  }
+  const push = await readPush(state.options, requests, call);
+  const { collected, header, commit } = push;
+  const transferId = header?.transferId ?? "";
+  const record = (extra: Partial<ReceivedPush>) =>
+    state.pushes.push({
+      transferId,
+      collected,
+      token,
+      ...(header ? { header } : {}),
+      ...(commit ? { commit } : {}),
+      ...extra,
+    });
+  const refusal = refusalOf(state, push);
+  if (refusal) {
+    record({ rejection: `${refusal.reason}: ${refusal.message}` });
+    throw new OpalError(refusal.code, refusal.message, { reason: refusal.reason });
+  }
+  const descriptor = JSON.stringify(collected.descriptor);
+  const digest = toHex(commit?.kvDigest ?? new Uint8Array());
+  const cacheId =
+    state.committed.get(transferId)?.cacheId ?? `cache-${randomBytes(8).toString("hex")}`;
+  state.committed.set(transferId, { cacheId, descriptor, digest });
+  record({ cacheId });
+  return { transferId, committed: true, cacheId, receivedBytes: collected.receivedBytes };
+}
+
+/** Reads a push, presented as a KV stream: header → accepted, chunk → chunk, commit → completed. */
+async function readPush(
+  options: KvReceiverHostOptions,
+  requests: AsyncIterable<PushRequest>,
+  call: ServiceContext,
+): Promise<ReadPush> {
+  let header: opal.device.v1.IPushKvHeader | undefined;
+  let commit: opal.device.v1.IPushKvCommit | undefined;
+  let order = "";
+  const stream: WireStream<opal.device.v1.PrefillResponse> = {
+    cancel: () =>
+      call.abort(new OpalError(Code.CANCELLED, "cancelled", { reason: Reason.CANCELLED })),
+    async *[Symbol.asyncIterator]() {
+      let first = true;
+      for await (const message of requests) {
+        if (first && !message.header) order = "the first message is not a header";
+        first = false;
+        if (message.header) {
+          header = message.header;
+          yield {
+            event: "accepted",
+            accepted: { descriptor: message.header.descriptor ?? null },
+          } as never;
+        } else if (message.chunk) {
+          yield { event: "chunk", chunk: message.chunk } as never;
+        } else if (message.commit) {
+          commit = message.commit;
+          yield {
+            event: "completed",
+            completed: {
+              kvTotalBytes: message.commit.kvTotalBytes,
+              kvDigest: message.commit.kvDigest,
+            },
+          } as never;
+        }
+      }
+    },
+  };
+  const collected = await collectKvStream(stream, {
+    chunkBytes: options.maxChunkBytes ?? 64 * 1024 * 1024,
+  });
+  return { collected, header, commit, order };
+}
+
+/**
+ * Why the host refuses a push, checked as a receiver must (`PS-6`, `PS-13`): order and transfer id,
+ * expected, descriptor, a stream that broke, CRC32C, other stream violations, the commit's total
+ * and digest, and a committed id pushed again with another cache; undefined: accepted.
+ */
+function refusalOf(
+  state: HostState,
+  { collected, header, commit, order }: ReadPush,
+): { code: Code; reason: Reason; message: string } | undefined {
+  const refuse = (code: Code, reason: Reason, message: string) => ({ code, reason, message });
+  const transferId = header?.transferId ?? "";
+  if (order || !header?.transferId)
+    return refuse(
+      Code.INVALID_ARGUMENT,
+      Reason.INVALID_FIELD,
+      order || "header.transfer_id is empty",
+    );
+  if (!state.expected.has(transferId))
+    return refuse(Code.ABORTED, Reason.PUSH_REJECTED, `transfer ${transferId} is not expected`);
+  if (!collected.descriptor)
+    return refuse(
+      Code.INVALID_ARGUMENT,
+      Reason.INVALID_FIELD,
+      collected.violations.join("; ") || "invalid descriptor",
+    );
+  if (collected.error)
+    return refuse(
+      Code.DATA_LOSS,
+      Reason.STREAM_INCOMPLETE,
+      `the push broke: ${collected.error.message}`,
+    );
+  const crc = collected.violations.find((v) => v.startsWith("PF-15"));
+  if (crc) return refuse(Code.DATA_LOSS, Reason.CHECKSUM_MISMATCH, crc);
+  if (collected.violations.length > 0)
+    return refuse(Code.DATA_LOSS, Reason.STREAM_INCOMPLETE, collected.violations.join("; "));
+  if (!commit) return refuse(Code.DATA_LOSS, Reason.STREAM_INCOMPLETE, "no commit");
+  if (Number(commit.kvTotalBytes ?? 0) !== collected.receivedBytes) {
+    return refuse(
+      Code.DATA_LOSS,
+      Reason.STREAM_INCOMPLETE,
+      `commit says ${commit.kvTotalBytes} bytes, received ${collected.receivedBytes}`,
+    );
+  }
+  const digest = toHex(commit.kvDigest ?? new Uint8Array());
+  if (digest !== collected.digestHex) {
+    return refuse(
+      Code.DATA_LOSS,
+      Reason.CHECKSUM_MISMATCH,
+      `commit digest ${digest}, received bytes hash to ${collected.digestHex}`,
+    );
+  }
+  const prior = state.committed.get(transferId);
+  const descriptor = JSON.stringify(collected.descriptor);
+  if (prior && (prior.descriptor !== descriptor || prior.digest !== digest)) {
+    return refuse(
+      Code.ABORTED,
+      Reason.PUSH_REJECTED,
+      `transfer ${transferId} was committed with another cache`,
+    );
+  }
+  return undefined;
 }

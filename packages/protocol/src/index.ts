@@ -17,6 +17,8 @@ export type { HealthClient, HealthClientOptions } from "./create-health-client";
 export { createHealthClient } from "./create-health-client";
 export type { ReflectionClient, ReflectionClientOptions } from "./create-reflection-client";
 export { createReflectionClient } from "./create-reflection-client";
+export type { GrpcService, ServiceImplementationOptions } from "./create-service-implementation";
+export { createServiceImplementation } from "./create-service-implementation";
 export { encodeChunkResponse } from "./encode-chunk-response";
 export { FILE_DESCRIPTOR_SET_BASE64 } from "./gen/descriptor-set";
 export {
@@ -69,6 +71,13 @@ export type {
 } from "./health-service-definition";
 export { HealthServiceDefinition } from "./health-service-definition";
 export { isLoopbackHost } from "./is-loopback-host";
+export type {
+  GrpcListener,
+  GrpcListenerOptions,
+  GrpcListenerTls,
+  GrpcTransportSettings,
+} from "./listen-grpc";
+export { listenGrpc } from "./listen-grpc";
 export type { MalformedRequest } from "./malformed-request";
 export { assertWellFormed, tolerantDeserializer } from "./malformed-request";
 export {
@@ -84,7 +93,25 @@ export type {
   ReflectionVersion,
 } from "./reflection-service-definition";
 export { reflectionServiceDefinition } from "./reflection-service-definition";
+export type { CallMetadata, ServiceContext } from "./service-context";
+export type {
+  ClientStreamHandler,
+  HandlerOf,
+  RequestOf,
+  ResponseOf,
+  ServerStreamHandler,
+  ServiceDefinitionOf,
+  ServiceHandlers,
+  ServiceMethod,
+  UnaryHandler,
+} from "./service-handlers";
+export type {
+  InterceptedCall,
+  ServiceInterceptor,
+  ServiceMethodKind,
+} from "./service-interceptor";
 export { hasSharedMemory, SHARED_MEMORY_DIRECTORY, sharedMemoryPath } from "./shared-memory-path";
 export { decodeStatus, ERROR_DOMAIN, encodeStatus, MAX_STATUS_BYTES } from "./status-codec";
 export type { ProtocolVersion } from "./version";
 export { assertCompatibleVersion, PROTOCOL_VERSION, parseProtocolVersion } from "./version";
+export { waitForDrain } from "./wait-for-drain";

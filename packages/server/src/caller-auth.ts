@@ -1,7 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { Metadata } from "@grpc/grpc-js";
 import { Code, OpalError, Reason } from "@opal/core";
-import { isLoopbackHost } from "@opal/protocol";
+import { type CallMetadata, isLoopbackHost } from "@opal/protocol";
 import type { CallerCredentials, ServerAuthOptions } from "./server-options";
 
 /** The tenant of unauthenticated servers. */
@@ -16,7 +15,7 @@ export interface CallerPeer {
 }
 
 /** Resolves a call's tenant from its metadata and transport peer. */
-export type Authenticator = (metadata: Metadata, peer: CallerPeer) => Promise<string>;
+export type Authenticator = (metadata: CallMetadata, peer: CallerPeer) => Promise<string>;
 
 /**
  * Builds the authenticator for `auth` (undefined: every caller is {@link DEFAULT_TENANT}). `tls`

@@ -1,306 +1,100 @@
-import type {
-  ServerReadableStream,
-  ServerUnaryCall,
-  ServerWritableStream,
-  sendUnaryData,
-  UntypedServiceImplementation,
-} from "@grpc/grpc-js";
-import { Code, invalidField, OpalError, Reason, toAbortError } from "@opal/core";
+import { Code, invalidField, OpalError, Reason } from "@opal/core";
 import { telemetryIntervalMs } from "@opal/driver";
 import {
-  assertWellFormed,
+  type DeviceServiceDefinition,
   fromWireFetchRequest,
   type opal,
   probeStateEnum,
-  toGrpcStatus,
+  type ServiceHandlers,
   toWireCapabilities,
   toWireFetchEvent,
   toWireInfo,
-  toWireLoadResult,
   toWireModel,
   toWireTelemetry,
 } from "@opal/protocol";
-import { type CallScope, type CallScopeOptions, openCallScope } from "./call-scope";
-import { checkedWeights } from "./checked-weights";
+import type { DeviceCallContext } from "./device-call-context";
 import type { HandlerContext } from "./handler-context";
 import { hostPrefill } from "./host-prefill";
-import { nextWithin } from "./next-within";
+import { loadModel } from "./load-model";
 import { toWireHostPrefillEvent } from "./prefill-through-region";
-import { waitForDrain } from "./wait-for-drain";
 import { withHostFeatures } from "./with-host-features";
 
-type V1 = typeof opal.device.v1;
-type Msg<T extends keyof V1> = V1[T] extends { prototype: infer I } ? I : never;
+/** Typed handlers of `opal.device.v1.DeviceService`, each with its call's context. */
+export type DeviceHandlers = ServiceHandlers<typeof DeviceServiceDefinition, DeviceCallContext>;
 
-/** The `opal.device.v1.DeviceService` implementation over a driver. */
-export function createDeviceHandlers(ctx: HandlerContext): UntypedServiceImplementation {
+/**
+ * The `opal.device.v1.DeviceService` implementation over a driver. Admission (authentication,
+ * shutdown, rate) runs before these, in the device's interceptors; a limited call takes its slot
+ * here and gives it back with `call.onDispose`.
+ */
+export function createDeviceHandlers(ctx: HandlerContext): DeviceHandlers {
   const { driver } = ctx;
   return {
-    // GetInfo is answered while shutting down (errors.md), so clients can still identify the device.
-    getInfo: unary(ctx, "GetInfo", async (_req, s) => toWireInfo(await driver.getInfo(opts(s))), {
-      servedWhileShuttingDown: true,
-    }),
-    getCapabilities: unary(ctx, "GetCapabilities", async (_req, s) => ({
+    getInfo: async (_req, call) => toWireInfo(await driver.getInfo(opts(call))),
+    getCapabilities: async (_req, call) => ({
       capabilities: toWireCapabilities(
-        withHostFeatures(await driver.getCapabilities(opts(s)), ctx),
+        withHostFeatures(await driver.getCapabilities(opts(call)), ctx),
       ),
-    })),
-    probe: unary(ctx, "Probe", async (_req, s) => ({
-      state: probeStateEnum.toWire(await driver.probe(opts(s))),
-    })),
-    listModels: unary(ctx, "ListModels", async (_req, s) => ({
-      models: (await driver.listModels(opts(s))).map(toWireModel),
-    })),
-    unloadModel: unary(ctx, "UnloadModel", async (req: Msg<"UnloadModelRequest">, s) => {
-      if (!req.modelId) throw invalidField("model_id", "required, got an empty string");
-      return driver.unloadModel(req.modelId, opts(s));
     }),
-    releaseKv: unary(ctx, "ReleaseKv", async (req: Msg<"ReleaseKvRequest">, s) => {
+    probe: async (_req, call) => ({ state: probeStateEnum.toWire(await driver.probe(opts(call))) }),
+    listModels: async (_req, call) => ({
+      models: (await driver.listModels(opts(call))).map(toWireModel),
+    }),
+    unloadModel: async (req, call) => {
+      if (!req.modelId) throw invalidField("model_id", "required, got an empty string");
+      return driver.unloadModel(req.modelId, opts(call));
+    },
+    releaseKv: async (req, call) => {
       assertHandle(req.kvHandle);
       // RT-17: a device without retention holds no lease to end.
       if (!retains(ctx)) return { released: false };
-      return driver.releaseKv(req.kvHandle, opts(s));
-    }),
-    loadModel: loadModelHandler(ctx),
-    prefill: serverStream(
-      ctx,
-      "Prefill",
-      (req: Msg<"PrefillRequest">, s) => hostPrefill(ctx, req, s),
-      toWireHostPrefillEvent,
-    ),
-    fetchKv: serverStream(
-      ctx,
-      "FetchKv",
-      (req: Msg<"FetchKvRequest">, s) => {
-        assertHandle(req.kvHandle);
-        assertFetchable(ctx, req);
-        // FetchKv streams share the tenant's concurrency limit with prefills.
-        s.onDispose(ctx.registry.limiter.acquireStream(s.tenant));
-        return driver.fetchKv(fromWireFetchRequest(req), opts(s));
-      },
-      toWireFetchEvent,
-    ),
-    watchTelemetry: serverStream(
-      ctx,
-      "WatchTelemetry",
-      (req: Msg<"WatchTelemetryRequest">, s) =>
-        mapIterable(
-          driver.watchTelemetry({ intervalMs: telemetryIntervalMs(req.intervalMs) }, opts(s)),
-          (snapshot) => ({
-            snapshot: toWireTelemetry(snapshot),
-          }),
-        ),
-      (m) => m,
-      { watch: true },
-    ),
+      return driver.releaseKv(req.kvHandle, opts(call));
+    },
+    loadModel: (requests, call) => loadModel(ctx, requests, call),
+    prefill: (req, call) =>
+      streamEvents(ctx, () => hostPrefill(ctx, req, call), toWireHostPrefillEvent),
+    fetchKv: (req, call) =>
+      streamEvents(
+        ctx,
+        async () => {
+          assertHandle(req.kvHandle);
+          assertFetchable(ctx, req);
+          // FetchKv streams share the tenant's concurrency limit with prefills.
+          call.onDispose(ctx.limiter.acquireStream(call.tenant));
+          return driver.fetchKv(fromWireFetchRequest(req), opts(call));
+        },
+        toWireFetchEvent,
+      ),
+    watchTelemetry: (req, call) =>
+      streamEvents(
+        ctx,
+        async () =>
+          driver.watchTelemetry({ intervalMs: telemetryIntervalMs(req.intervalMs) }, opts(call)),
+        (snapshot) => ({ snapshot: toWireTelemetry(snapshot) }),
+      ),
   };
 }
 
-function opts(scope: CallScope) {
-  return { signal: scope.signal, tenant: scope.tenant };
-}
-
-function unary<Req, Res>(
-  ctx: HandlerContext,
-  method: string,
-  run: (request: Req, scope: CallScope) => Promise<Res>,
-  scopeOptions: CallScopeOptions = {},
-) {
-  return async (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
-    const started = performance.now();
-    let scope: CallScope | undefined;
-    try {
-      scope = await openCallScope(call, ctx.registry, scopeOptions);
-      assertWellFormed(call.request);
-      const response = await run(call.request, scope);
-      finish(ctx, method, started, Code.OK);
-      callback(null, response);
-    } catch (error) {
-      const status = fail(ctx, method, started, error, scope);
-      callback(status);
-    } finally {
-      scope?.dispose();
-    }
-  };
+function opts(call: DeviceCallContext) {
+  return { signal: call.signal, tenant: call.tenant };
 }
 
 /**
- * A server-streaming handler: `run` starts the call (admission included: a limited call takes its
- * slot there and gives it back with `scope.onDispose`) and resolves to its events.
+ * The wire responses of a stream `start` resolves to (starting it, admission included, when first
+ * read); the KV bytes each carries are counted in the metrics.
  */
-function serverStream<Req, Ev, Wire>(
+async function* streamEvents<Event, Wire>(
   ctx: HandlerContext,
-  method: string,
-  run: (request: Req, scope: CallScope) => AsyncIterable<Ev> | Promise<AsyncIterable<Ev>>,
-  toWire: (event: Ev) => Wire,
-  scopeOptions: CallScopeOptions = {},
-) {
-  return async (call: ServerWritableStream<Req, Wire>) => {
-    const started = performance.now();
-    let scope: CallScope | undefined;
-    const closeStream = ctx.metrics?.streamOpened(method);
-    try {
-      scope = await openCallScope(call, ctx.registry, scopeOptions);
-      assertWellFormed(call.request);
-      const signal = scope.signal;
-      for await (const event of await run(call.request, scope)) {
-        if (signal.aborted) throw toAbortError(signal.reason);
-        const wire = toWire(event);
-        const carried = event as {
-          chunk?: { data: Uint8Array };
-          dataRef?: { lengthBytes: number };
-        };
-        const chunkBytes = carried.chunk?.data.byteLength || carried.dataRef?.lengthBytes;
-        if (chunkBytes) ctx.metrics?.addKvBytes(chunkBytes);
-        // Back-pressure: a slow reader stops us here instead of growing the write buffer; one
-        // that stops reading is ended after the stall timeout, freeing its slots.
-        if (!call.write(wire)) await waitForDrain(call, signal, ctx.stallTimeoutMs);
-      }
-      finish(ctx, method, started, Code.OK);
-      call.end();
-    } catch (error) {
-      const status = fail(
-        ctx,
-        method,
-        started,
-        error instanceof Error && error.name === "AbortError" && scope
-          ? toAbortError(scope.signal.reason)
-          : error,
-        scope,
-      );
-      call.emit("error", status);
-    } finally {
-      closeStream?.();
-      scope?.dispose();
-    }
-  };
-}
-
-function loadModelHandler(ctx: HandlerContext) {
-  return async (
-    call: ServerReadableStream<Msg<"LoadModelRequest">, unknown>,
-    callback: sendUnaryData<unknown>,
-  ) => {
-    const started = performance.now();
-    let scope: CallScope | undefined;
-    try {
-      scope = await openCallScope(call, ctx.registry);
-      const messages = call[Symbol.asyncIterator]() as AsyncIterator<Msg<"LoadModelRequest">>;
-      const first = await nextWithin(messages, ctx.uploadIdleTimeoutMs);
-      if (!first.done) assertWellFormed(first.value);
-      const header = first.done ? undefined : first.value.header;
-      if (!header)
-        throw invalidField("header", "the first LoadModel message must carry the header");
-      // The check order of models.md ("LoadModel checks, in order"): header, model_id, config,
-      // one weight source (MD-5), uploads supported and within max_model_bytes (MD-6).
-      if (!header.modelId) throw invalidField("header.model_id", "required, got an empty string");
-      if (!MODEL_ID.test(header.modelId))
-        throw invalidField(
-          "header.model_id",
-          `expected 1-128 characters of [A-Za-z0-9._:/-], got ${JSON.stringify(header.modelId)}`,
-        );
-      if (!header.configJson)
-        throw invalidField("header.config_json", "required, got an empty string");
-      const byteLength = Number(header.weightsByteLength ?? 0);
-      if (header.deviceLocalRef ? byteLength !== 0 : byteLength < 1)
-        throw invalidField(
-          "header.weights_byte_length",
-          header.deviceLocalRef
-            ? `expected 0 with device_local_ref, got ${byteLength}`
-            : "expected >= 1 with uploaded weights (or a device_local_ref), got 0",
-        );
-      const maxModelBytes = ctx.capabilities.maxModelBytes;
-      if (!header.deviceLocalRef && maxModelBytes === 0) {
-        throw new OpalError(Code.UNIMPLEMENTED, "this device accepts no model uploads", {
-          reason: Reason.UNSUPPORTED_FEATURE,
-          fieldViolations: [
-            {
-              field: "header.weights_byte_length",
-              description: "uploads unsupported (capabilities.max_model_bytes = 0)",
-            },
-          ],
-        });
-      }
-      if (!header.deviceLocalRef && byteLength > maxModelBytes) {
-        throw new OpalError(
-          Code.RESOURCE_EXHAUSTED,
-          `weights of ${byteLength} bytes exceed the device limit of ${maxModelBytes} bytes`,
-          { reason: Reason.MESSAGE_TOO_LARGE },
-        );
-      }
-      // MD-20: an upload takes one of the device's upload slots and its declared bytes.
-      if (!header.deviceLocalRef) scope.onDispose(ctx.uploads.admit(byteLength));
-      const result = await ctx.driver.loadModel(
-        {
-          modelId: header.modelId,
-          configJson: header.configJson,
-          ...(header.deviceLocalRef
-            ? { deviceLocalRef: header.deviceLocalRef }
-            : {
-                weights: checkedWeights(
-                  messages,
-                  byteLength,
-                  header.weightsSha256 || undefined,
-                  ctx.uploadIdleTimeoutMs,
-                ),
-                weightsByteLength: byteLength,
-              }),
-          ...(header.weightsSha256 ? { weightsSha256: header.weightsSha256 } : {}),
-        },
-        opts(scope),
-      );
-      finish(ctx, "LoadModel", started, Code.OK);
-      callback(null, toWireLoadResult(result));
-    } catch (error) {
-      // A client that goes away mid-upload is a cancellation, not a server fault worth an error log.
-      const gone = (error as NodeJS.ErrnoException)?.code === "ERR_STREAM_PREMATURE_CLOSE";
-      const reported = gone
-        ? new OpalError(Code.CANCELLED, "the upload ended early", { reason: Reason.CANCELLED })
-        : error;
-      callback(fail(ctx, "LoadModel", started, reported, scope));
-    } finally {
-      scope?.dispose();
-    }
-  };
-}
-
-async function* mapIterable<A, B>(source: AsyncIterable<A>, map: (a: A) => B): AsyncIterable<B> {
-  for await (const item of source) yield map(item);
-}
-
-function finish(ctx: HandlerContext, method: string, started: number, code: number): void {
-  ctx.metrics?.recordCall(method, code, (performance.now() - started) / 1000);
-}
-
-function fail(
-  ctx: HandlerContext,
-  method: string,
-  started: number,
-  error: unknown,
-  scope: CallScope | undefined,
-) {
-  const status = toGrpcStatus(error instanceof OpalError ? error : unexpected(error));
-  finish(ctx, method, started, status.code);
-  const log = {
-    method,
-    code: status.code,
-    tenant: scope?.tenant,
-    reason: (error as OpalError).reason,
-  };
-  if (status.code === Code.INTERNAL || status.code === Code.UNKNOWN) {
-    ctx.logger.error({ ...log, err: error }, `${method} failed`);
-  } else {
-    ctx.logger.debug(log, `${method} ended with ${status.details}`);
+  start: () => Promise<AsyncIterable<Event>>,
+  toWire: (event: Event) => Wire,
+): AsyncGenerator<Wire> {
+  for await (const event of await start()) {
+    const carried = event as { chunk?: { data: Uint8Array }; dataRef?: { lengthBytes: number } };
+    const chunkBytes = carried.chunk?.data.byteLength || carried.dataRef?.lengthBytes;
+    if (chunkBytes) ctx.metrics?.addKvBytes(chunkBytes);
+    yield toWire(event);
   }
-  return status;
 }
-
-function unexpected(error: unknown): OpalError {
-  return new OpalError(Code.INTERNAL, "internal error", { reason: Reason.INTERNAL, cause: error });
-}
-
-/** A model id (models.md, MD-5). */
-const MODEL_ID = /^[A-Za-z0-9._:/-]{1,128}$/;
 
 /** The device declares retention (`max_retention_seconds > 0`). */
 function retains(ctx: HandlerContext): boolean {
@@ -312,7 +106,7 @@ function retains(ctx: HandlerContext): boolean {
  * answers every FetchKv UNIMPLEMENTED UNSUPPORTED_FEATURE naming `kv_handle`, and `resume_from`
  * without `features.resume` is UNSUPPORTED_FEATURE naming it; the driver never sees either.
  */
-function assertFetchable(ctx: HandlerContext, request: Msg<"FetchKvRequest">): void {
+function assertFetchable(ctx: HandlerContext, request: opal.device.v1.FetchKvRequest): void {
   const unsupported = (field: string, description: string) =>
     new OpalError(Code.UNIMPLEMENTED, `${field}: ${description}`, {
       reason: Reason.UNSUPPORTED_FEATURE,

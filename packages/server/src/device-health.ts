@@ -1,11 +1,21 @@
-import type { Server, ServerUnaryCall, ServerWritableStream, sendUnaryData } from "@grpc/grpc-js";
-import { Code, type OpalError } from "@opal/core";
-import { toGrpcStatus } from "@opal/protocol";
-import { service as healthService } from "grpc-health-check";
+import { Code, OpalError, toAbortError } from "@opal/core";
+import type { ServiceContext, ServiceHandlers, ServiceMethod } from "@opal/protocol";
 
 type ServingStatus = "SERVING" | "NOT_SERVING";
 type HealthRequest = { service: string };
 type HealthResponse = { status: ServingStatus | "SERVICE_UNKNOWN" };
+
+/** `grpc.health.v1.Health` as its handlers see it (the definition comes from grpc-health-check). */
+export type HealthServiceDefinition = {
+  readonly check: ServiceMethod<HealthRequest, HealthResponse> & Kind<false>;
+  readonly watch: ServiceMethod<HealthRequest, HealthResponse> & Kind<true>;
+  readonly list: ServiceMethod<unknown, { statuses: Record<string, HealthResponse> }> & Kind<false>;
+};
+
+type Kind<ResponseStream extends boolean> = {
+  readonly requestStream: false;
+  readonly responseStream: ResponseStream;
+};
 
 /**
  * `grpc.health.v1.Health` of a device server, following the driver's `probe()` (GEN-9, ID-12):
@@ -14,8 +24,8 @@ type HealthResponse = { status: ServingStatus | "SERVICE_UNKNOWN" };
  * every poll interval and sends each transition.
  */
 export interface DeviceHealth {
-  /** Registers `grpc.health.v1.Health` (Check, Watch, List) on `server`. */
-  addToServer(server: Server): void;
+  /** The handlers of `grpc.health.v1.Health` (Check, Watch, List). */
+  readonly handlers: ServiceHandlers<HealthServiceDefinition>;
   /**
    * Turns NOT_SERVING for good: every open `Watch` stream, and every one opened later, gets
    * NOT_SERVING (unless it last sent that) and ends with `reason`, so watchers never hold a
@@ -38,85 +48,88 @@ export function createDeviceHealth(
   options: DeviceHealthOptions,
 ): DeviceHealth {
   const known = new Set(options.serviceNames);
-  let shutdownReason: OpalError | undefined;
-  const watchers = new Set<(reason: OpalError) => void>();
-
+  const shutdown = new AbortController();
   const current = async (): Promise<ServingStatus> => {
-    if (shutdownReason) return "NOT_SERVING";
+    if (shutdown.signal.aborted) return "NOT_SERVING";
     const ready = await probe().catch(() => false);
-    return ready && !shutdownReason ? "SERVING" : "NOT_SERVING";
+    return ready && !shutdown.signal.aborted ? "SERVING" : "NOT_SERVING";
   };
-
-  const check = (
-    call: ServerUnaryCall<HealthRequest, HealthResponse>,
-    callback: sendUnaryData<HealthResponse>,
-  ) => {
-    const name = call.request.service;
-    if (!known.has(name)) {
-      callback({ code: Code.NOT_FOUND, details: `unknown service ${JSON.stringify(name)}` });
-      return;
-    }
-    current().then((status) => callback(null, { status }));
-  };
-
-  const list = (
-    _call: ServerUnaryCall<unknown, unknown>,
-    callback: sendUnaryData<{ statuses: Record<string, HealthResponse> }>,
-  ) => {
-    current().then((status) =>
-      callback(null, {
-        statuses: Object.fromEntries([...known].map((name) => [name, { status }])),
-      }),
-    );
-  };
-
-  const watch = (call: ServerWritableStream<HealthRequest, HealthResponse>) => {
-    let last: HealthResponse["status"] | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    let ended = false;
-    const refresh = async () => {
-      const status = await current();
-      if (ended) return;
-      if (status !== last) {
-        last = status;
-        call.write({ status });
-      }
-      timer = setTimeout(refresh, options.pollIntervalMs);
-    };
-    const stop = () => {
-      ended = true;
-      clearTimeout(timer);
-      watchers.delete(end);
-    };
-    const end = (reason: OpalError) => {
-      if (ended) return;
-      stop();
-      if (last !== "NOT_SERVING" && last !== "SERVICE_UNKNOWN")
-        call.write({ status: "NOT_SERVING" });
-      call.emit("error", toGrpcStatus(reason));
-    };
-    if (!known.has(call.request.service)) {
-      // The stream stays open (a service may appear), so it too ends at shutdown.
-      last = "SERVICE_UNKNOWN";
-      call.write({ status: last });
-    }
-    if (shutdownReason) {
-      end(shutdownReason);
-      return;
-    }
-    watchers.add(end);
-    call.on("cancelled", stop);
-    if (last === undefined) void refresh();
-  };
-
   return {
-    addToServer(server) {
-      server.addService(healthService, { check, watch, list });
+    handlers: {
+      check: async ({ service }) => {
+        if (!known.has(service))
+          throw new OpalError(Code.NOT_FOUND, `unknown service ${JSON.stringify(service)}`);
+        return { status: await current() };
+      },
+      list: async () => {
+        const status = await current();
+        return { statuses: Object.fromEntries([...known].map((name) => [name, { status }])) };
+      },
+      watch: (request, call) =>
+        watchHealth(known.has(request.service), current, {
+          call,
+          shutdown: shutdown.signal,
+          pollIntervalMs: options.pollIntervalMs,
+        }),
     },
     setShuttingDown(reason) {
-      if (shutdownReason) return;
-      shutdownReason = reason;
-      for (const end of [...watchers]) end(reason);
+      if (!shutdown.signal.aborted) shutdown.abort(reason);
     },
   };
+}
+
+/**
+ * One `Watch` stream: SERVICE_UNKNOWN once for an unknown service (the stream stays open, as a
+ * service may appear), else the status at once and at each change, probed every poll interval.
+ * At shutdown it sends NOT_SERVING (unless it last sent that or SERVICE_UNKNOWN) and ends with the
+ * shutdown's reason; it ends when the caller cancels.
+ */
+async function* watchHealth(
+  known: boolean,
+  current: () => Promise<ServingStatus>,
+  options: { call: ServiceContext; shutdown: AbortSignal; pollIntervalMs: number },
+): AsyncGenerator<HealthResponse> {
+  const { call, shutdown } = options;
+  let last: HealthResponse["status"] | undefined;
+  if (!known) {
+    last = "SERVICE_UNKNOWN";
+    yield { status: last };
+  }
+  while (!shutdown.aborted) {
+    if (last !== "SERVICE_UNKNOWN") {
+      // A probe in progress does not hold the shutdown.
+      const status = await Promise.race([
+        current(),
+        sleep(undefined, [shutdown]).then(() => "NOT_SERVING" as const),
+      ]);
+      if (shutdown.aborted) break;
+      if (status !== last) {
+        last = status;
+        yield { status };
+      }
+    }
+    await sleep(last === "SERVICE_UNKNOWN" ? undefined : options.pollIntervalMs, [
+      call.signal,
+      shutdown,
+    ]);
+    if (call.signal.aborted) throw toAbortError(call.signal.reason);
+  }
+  if (last !== "NOT_SERVING" && last !== "SERVICE_UNKNOWN") yield { status: "NOT_SERVING" };
+  throw shutdown.reason;
+}
+
+/** Resolves after `ms` (never, when undefined) or as soon as one of `signals` aborts. */
+function sleep(ms: number | undefined, signals: readonly AbortSignal[]): Promise<void> {
+  return new Promise((resolve) => {
+    const wake = () => {
+      clearTimeout(timer);
+      for (const signal of signals) signal.removeEventListener("abort", wake);
+      resolve();
+    };
+    const timer = ms === undefined ? undefined : setTimeout(wake, ms);
+    for (const signal of signals) {
+      if (signal.aborted) return wake();
+      signal.addEventListener("abort", wake, { once: true });
+    }
+  });
 }

@@ -1,7 +1,7 @@
 import type { DeviceCapabilities, DeviceSlots, PrefillDriver } from "@opal/driver";
-import type { Logger } from "pino";
-import type { CallScope, ScopeRegistry } from "./call-scope";
+import type { DeviceCallContext } from "./device-call-context";
 import type { ServerMetrics } from "./server-metrics";
+import type { TenantLimiter } from "./tenant-limiter";
 import type { UploadLimiter } from "./upload-limiter";
 
 /** Everything the device service's handlers share. */
@@ -9,9 +9,9 @@ export interface HandlerContext {
   readonly driver: PrefillDriver;
   /** The driver's capabilities, read once at start (stable for one device version). */
   readonly capabilities: DeviceCapabilities;
-  readonly registry: ScopeRegistry;
+  /** The tenants' rate and concurrency limits (`limits`). */
+  readonly limiter: TenantLimiter;
   readonly metrics: ServerMetrics | undefined;
-  readonly logger: Logger;
   /** The host implements push for a driver that does not declare it. */
   readonly hostPush: boolean;
   /** Prefill calls in progress (PF-7). */
@@ -40,7 +40,7 @@ export type RunningPrefills = Map<string, RunningPrefill>;
 export interface RunningPrefill {
   /** `prefillBodyDigest` of the request (its body: without `request_id` and `data_plane`). */
   readonly body: string;
-  readonly scope: CallScope;
+  readonly scope: DeviceCallContext;
   /** Gives the call's tenant and device slots back (idempotent); a no-op until it is admitted. */
   releaseSlot: () => void;
 }

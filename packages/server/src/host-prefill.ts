@@ -8,7 +8,7 @@ import {
   validatePrefillRequest,
 } from "@opal/driver";
 import { fromWirePrefillRequest, type opal } from "@opal/protocol";
-import type { CallScope } from "./call-scope";
+import type { DeviceCallContext } from "./device-call-context";
 import type { HandlerContext, RunningPrefill, RunningPrefills } from "./handler-context";
 import { prefillThroughRegion, sharedMemoryOffer } from "./prefill-through-region";
 import { pushKv } from "./push-kv";
@@ -31,7 +31,7 @@ import { withHostFeatures } from "./with-host-features";
 export async function hostPrefill(
   ctx: HandlerContext,
   wire: opal.device.v1.PrefillRequest,
-  scope: CallScope,
+  scope: DeviceCallContext,
 ): Promise<AsyncIterable<HostPrefillEvent>> {
   const call = { signal: scope.signal, tenant: scope.tenant };
   const queued = { us: 0 };
@@ -73,7 +73,7 @@ export async function hostPrefill(
  */
 async function admitPrefill(
   ctx: HandlerContext,
-  scope: CallScope,
+  scope: DeviceCallContext,
   request: PrefillRequest,
   capabilities: DeviceCapabilities,
 ): Promise<number> {
@@ -86,7 +86,7 @@ async function admitPrefill(
   if (running instanceof OpalError) return refuse(running);
   let releaseTenant: () => void;
   try {
-    releaseTenant = ctx.registry.limiter.acquireStream(scope.tenant);
+    releaseTenant = ctx.limiter.acquireStream(scope.tenant);
   } catch (quotaExceeded) {
     return refuse(quotaExceeded);
   }
@@ -129,7 +129,7 @@ function withQueueTime(driver: PrefillDriver, queued: { us: number }): PrefillDr
  */
 async function throwRequestError(
   ctx: HandlerContext,
-  scope: CallScope,
+  scope: DeviceCallContext,
   request: PrefillRequest,
   capabilities: DeviceCapabilities,
 ): Promise<void> {
@@ -149,7 +149,7 @@ async function throwRequestError(
  */
 function supersedeRunning(
   running: RunningPrefills,
-  scope: CallScope,
+  scope: DeviceCallContext,
   request: PrefillRequest,
 ): RunningPrefill | OpalError {
   const key = `${scope.tenant}\0${request.requestId}`;

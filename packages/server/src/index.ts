@@ -9,7 +9,8 @@
 
 export { DEFAULT_TENANT } from "./caller-auth";
 export type { DeviceServer } from "./create-device-server";
-export { createDeviceServer, DEFAULT_TRANSPORT, DEVICE_SERVICE_NAME } from "./create-device-server";
+export { createDeviceServer, DEFAULT_TRANSPORT } from "./create-device-server";
+export { DEVICE_SERVICE_NAME } from "./listen-device-services";
 export type {
   CallerCredentials,
   DeviceServerOptions,

@@ -8,6 +8,7 @@ import {
   KvReceiverServiceDefinition as R,
   toWireChunk,
   toWireDescriptor,
+  waitForDrain,
 } from "@opal/protocol";
 
 type PushMessage = Parameters<typeof R.pushKv.requestSerialize>[0];

@@ -1,0 +1,76 @@
+import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
+import { tolerantDeserializer } from "./malformed-request";
+import {
+  type ServedMethod,
+  serveClientStream,
+  serveServerStream,
+  serveUnary,
+} from "./serve-service-call";
+import type { ServiceContext } from "./service-context";
+import type { ServiceDefinitionOf, ServiceHandlers } from "./service-handlers";
+import type { ServiceInterceptor } from "./service-interceptor";
+
+/** A service ready to serve: what grpc-js' `Server.addService` takes, for {@link listenGrpc}. */
+export interface GrpcService {
+  readonly definition: ServiceDefinition;
+  readonly implementation: UntypedServiceImplementation;
+}
+
+/** Options of {@link createServiceImplementation}; every field is optional. */
+export interface ServiceImplementationOptions<Ctx extends ServiceContext> {
+  /** Run around every call, the first outermost; default none. */
+  readonly interceptors?: readonly ServiceInterceptor<Ctx>[];
+  /**
+   * How long a response stream may wait for its caller to read before it ends DEADLINE_EXCEEDED
+   * ("stalled", PF-49), in ms; default 30 000.
+   */
+  readonly streamStallTimeoutMs?: number;
+}
+
+/** Default of {@link ServiceImplementationOptions.streamStallTimeoutMs}, in ms. */
+const DEFAULT_STREAM_STALL_TIMEOUT_MS = 30_000;
+
+/**
+ * Serves `definition` (a generated service definition) with typed `handlers`: unary handlers
+ * resolve with their response, server-streaming ones return an `AsyncIterable` of responses
+ * (written with back-pressure), client-streaming ones read an `AsyncIterable` of requests. Every
+ * call runs behind `options.interceptors` with a {@link ServiceContext} whose signal aborts on
+ * cancellation and at the deadline. Requests that do not parse reach the call as INVALID_ARGUMENT
+ * INVALID_FIELD (ERR-2), raised after the interceptors (so after authentication). A thrown
+ * `OpalError` ends the call with its status and rich details trailer; anything else INTERNAL
+ * "internal error". Bidirectional methods are not supported.
+ */
+export function createServiceImplementation<
+  Definition extends ServiceDefinitionOf,
+  Ctx extends ServiceContext = ServiceContext,
+>(
+  definition: Definition,
+  handlers: ServiceHandlers<Definition, Ctx>,
+  options: ServiceImplementationOptions<Ctx> = {},
+): GrpcService {
+  const served: Record<string, unknown> = {};
+  const implementation: UntypedServiceImplementation = {};
+  for (const [key, method] of Object.entries(definition)) {
+    const name = method.originalName ?? key;
+    served[key] = {
+      ...method,
+      requestDeserialize: tolerantDeserializer(`${name}Request`, method.requestDeserialize),
+    };
+    const spec: ServedMethod<Ctx> = {
+      name,
+      interceptors: options.interceptors ?? [],
+      streamStallTimeoutMs: options.streamStallTimeoutMs ?? DEFAULT_STREAM_STALL_TIMEOUT_MS,
+    };
+    const handler = handlers[key as keyof Definition] as never;
+    if (typeof handler !== "function") throw new TypeError(`${name}: no handler`);
+    if (method.requestStream && method.responseStream) {
+      throw new TypeError(`${name}: bidirectional streaming is not supported`);
+    }
+    implementation[key] = method.requestStream
+      ? serveClientStream(spec, handler)
+      : method.responseStream
+        ? serveServerStream(spec, handler)
+        : serveUnary(spec, handler);
+  }
+  return { definition: served as ServiceDefinition, implementation };
+}
