@@ -1,4 +1,5 @@
 // Architecture rules: each package imports only the packages its layer allows (tools/architecture.mjs),
+// gRPC packages only behind @opal/protocol and the server host's listener,
 // production code never imports test code, and there are no import cycles. Tests (*.test.ts,
 // test/, bench/) may import any package, including the private `testing` kit.
 const { readdirSync } = require("node:fs");
@@ -22,6 +23,29 @@ module.exports = (async () => {
       comment: "Production code never imports tests or the testing kit.",
       from: { path: "^packages/(?!testing/)[^/]+/src/", pathNot: testPaths },
       to: { path: ["^packages/testing/", testPaths] },
+    },
+    {
+      name: "grpc-behind-protocol",
+      severity: "error",
+      comment:
+        "gRPC is used through @opal/protocol's client and service adapters; only protocol and the server host's listener import grpc packages (the test kit rebuilds reflected services for tests).",
+      from: {
+        path: "^packages/[^/]+/src/",
+        pathNot: [
+          testPaths,
+          "^packages/protocol/src/",
+          "^packages/server/src/listen-device-services\\.ts$",
+          "^packages/testing/",
+        ],
+      },
+      to: { path: "node_modules/(@grpc/|grpc-health-check/)" },
+    },
+    {
+      name: "no-deep-grpc-imports",
+      severity: "error",
+      comment: "grpc-js internals change without notice: import its public entry only.",
+      from: {},
+      to: { path: "node_modules/@grpc/grpc-js/build/src/(?!index\\.js$)", dependencyTypes: ["npm"] },
     },
   ];
   for (const name of packages) {

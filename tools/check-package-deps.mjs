@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 // Checks each package.json against its sources: every package its production code imports (src/
 // and bin/) is declared in `dependencies` or `peerDependencies` (a peer, such as
 // @opentelemetry/api, also in `devDependencies` for the package's own tests, and never in
-// `dependencies` too), every declared workspace package is imported, and
+// `dependencies` too), every declared dependency is imported by production code, and
 // workspace dependencies respect the layers of tools/architecture.mjs. dependency-cruiser checks
 // the imports themselves; this keeps the published manifests honest (a bundled or missing
 // dependency only shows up after publishing otherwise).
@@ -24,6 +24,12 @@ function sourceFiles(dir) {
       (path) => path.endsWith(".ts") && !path.endsWith(".test.ts") && !path.startsWith("gen/"),
     )
     .map((path) => join(dir, path));
+}
+
+/** The package.json of an installed dependency, or undefined (a workspace or missing package). */
+function installedManifest(dep) {
+  const path = join(root, "..", "node_modules", dep, "package.json");
+  return existsSync(path) ? JSON.parse(readFileSync(path, "utf8")) : undefined;
 }
 
 /** `@scope/name/sub` → `@scope/name`; `name/sub` → `name`. */
@@ -61,6 +67,17 @@ for (const name of readdirSync(root)) {
     if (!declared.has(dep))
       problems.push(
         `${name} imports ${dep} without declaring it in dependencies or peerDependencies`,
+      );
+  }
+  // A dependency the code does not import may still be the peer of one it does (grpc-js for
+  // @grpc/reflection): the package must then provide it.
+  const peersOfImported = new Set(
+    [...imported].flatMap((dep) => Object.keys(installedManifest(dep)?.peerDependencies ?? {})),
+  );
+  for (const dep of Object.keys(manifest.dependencies ?? {})) {
+    if (!dep.startsWith("@opal/") && !imported.has(dep) && !peersOfImported.has(dep))
+      problems.push(
+        `${name} declares ${dep} in dependencies but its production code never imports it (a devDependency?)`,
       );
   }
   const allowed = ALLOWED_DEPENDENCIES[name] ?? [];

@@ -8,7 +8,6 @@ import {
   KvReceiverServiceDefinition as R,
   toWireChunk,
   toWireDescriptor,
-  waitForDrain,
 } from "@opal/protocol";
 
 type PushMessage = Parameters<typeof R.pushKv.requestSerialize>[0];

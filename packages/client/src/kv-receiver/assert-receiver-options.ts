@@ -1,7 +1,7 @@
 import { MAX_TIMER_MS } from "@opal/core";
 import { assertIntegerOption, MAX_INT32 } from "../assert-option";
 import type { KvReceiverOptions } from "../kv-receiver-options";
-import { invalidOption } from "../sinks/sink-errors";
+import { invalidOption } from "../options/invalid-option";
 
 /**
  * Checks {@link KvReceiverOptions}: INVALID_ARGUMENT INVALID_FIELD naming the first bad field,

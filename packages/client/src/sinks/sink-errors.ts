@@ -1,9 +1,5 @@
 import { Code, OpalError, Reason } from "@opal/core";
 
-// Kept for `create-device-client.ts` and `create-kv-receiver.ts`, which other work rewrites now:
-// drop it once they import `invalidOption` from `../options/invalid-option`.
-export { invalidOption } from "../options/invalid-option";
-
 /**
  * FAILED_PRECONDITION DESCRIPTOR_MISMATCH: the sink's target cannot take this cache. The message
  * names what differs, the target's value and the cache's: `[failed_precondition] dtype: the pool
