@@ -19,7 +19,7 @@ import type { PrefillRequest } from "@opal/driver";
 import { digestKvCache, toHex } from "@opal/kv";
 import { createMockDevice } from "@opal/mock";
 import { startListeningProcess } from "@opal/testing";
-import { createDeviceClient } from "../src/create-device-client";
+import { createDeviceClient } from "../src/device-client/create-device-client";
 import { startPrefill } from "../src/prefill/start-prefill";
 import { reportFigure } from "../test/reliability/bench-report";
 

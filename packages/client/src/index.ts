@@ -9,12 +9,15 @@
 
 export type { FieldViolation } from "@opal/core";
 export { Code, isOpalError, OpalError, Reason } from "@opal/core";
-export type { ClientChannelOptions, ClientTlsOptions, DeviceClientOptions } from "./client-options";
-export type { DeviceClient } from "./create-device-client";
-export { createDeviceClient, DEFAULT_CHANNEL } from "./create-device-client";
-export { createKvReceiver } from "./create-kv-receiver";
-export type { KvReceiver, KvReceiverOptions, ReceivedKv } from "./kv-receiver-options";
-export type { KvSink } from "./kv-sink";
+export type {
+  ClientChannelOptions,
+  ClientTlsOptions,
+  DeviceClientOptions,
+} from "./device-client/client-options";
+export type { DeviceClient } from "./device-client/create-device-client";
+export { createDeviceClient, DEFAULT_CHANNEL } from "./device-client/create-device-client";
+export { createKvReceiver } from "./kv-receiver/create-kv-receiver";
+export type { KvReceiver, KvReceiverOptions, ReceivedKv } from "./kv-receiver/kv-receiver-options";
 export { createDevicePool } from "./pool/create-device-pool";
 export type {
   DevicePool,
@@ -29,12 +32,13 @@ export type {
   PrefillRun,
   TransferStats,
 } from "./prefill/prefill-run";
+export type { PushOutcome } from "./prefill/push-prefill";
+export { pushPrefill } from "./prefill/push-prefill";
+export type { RetryPolicy } from "./prefill/retry-policy";
+export { backoffMs, isRetryable } from "./prefill/retry-policy";
 export { startPrefill } from "./prefill/start-prefill";
-export type { PushOutcome } from "./push-prefill";
-export { pushPrefill } from "./push-prefill";
-export type { RetryPolicy } from "./retry-policy";
-export { backoffMs, isRetryable } from "./retry-policy";
 export { writeAtomicFile } from "./sinks/create-atomic-file";
+export type { KvSink } from "./sinks/kv-sink";
 export type { LmcacheReceipt, LmcacheSinkOptions } from "./sinks/lmcache-sink";
 export { createLmcacheSink } from "./sinks/lmcache-sink";
 export { createMemorySink } from "./sinks/memory-sink";

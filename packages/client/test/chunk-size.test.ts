@@ -3,7 +3,7 @@ import type { PrefillDriver, PrefillRequest } from "@opal/driver";
 import { digestKvCache, partsOf } from "@opal/kv";
 import { createMockDevice, type MockServer, serveMockDevice } from "@opal/mock";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDeviceClient } from "../src/create-device-client";
+import { createDeviceClient } from "../src/device-client/create-device-client";
 import { startPrefill } from "../src/prefill/start-prefill";
 
 const KIB = 1024;

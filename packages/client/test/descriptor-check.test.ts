@@ -5,12 +5,12 @@ import { createMockDevice } from "@opal/mock";
 import { createDeviceServer, type DeviceServer } from "@opal/server";
 import { expectOpalError } from "@opal/testing";
 import { afterEach, describe, expect, it } from "vitest";
-import { createDeviceClient } from "../src/create-device-client";
-import { createKvReceiver } from "../src/create-kv-receiver";
-import type { KvSink } from "../src/kv-sink";
+import { createDeviceClient } from "../src/device-client/create-device-client";
+import { createKvReceiver } from "../src/kv-receiver/create-kv-receiver";
 import { createDevicePool } from "../src/pool/create-device-pool";
+import { pushPrefill } from "../src/prefill/push-prefill";
 import { startPrefill } from "../src/prefill/start-prefill";
-import { pushPrefill } from "../src/push-prefill";
+import type { KvSink } from "../src/sinks/kv-sink";
 import { createMemorySink } from "../src/sinks/memory-sink";
 import { F32_NHD, tinyRequest } from "./reliability/fixtures";
 

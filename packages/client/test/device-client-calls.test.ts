@@ -6,12 +6,12 @@ import { createDeviceServer, type DeviceServer } from "@opal/server";
 import { expectOpalError } from "@opal/testing";
 import pino from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import type { DeviceClientOptions } from "../src/client-options";
+import type { DeviceClientOptions } from "../src/device-client/client-options";
 import {
   createDeviceClient,
   DEFAULT_CHANNEL,
   type DeviceClient,
-} from "../src/create-device-client";
+} from "../src/device-client/create-device-client";
 
 // createDeviceClient builds its grpc-js channel options inline and exposes no function returning
 // them, so the grpc-js Client it constructs is recorded (a subclass that behaves as grpc-js's own).

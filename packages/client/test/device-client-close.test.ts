@@ -4,8 +4,8 @@ import type { PrefillDriver, PrefillRequest } from "@opal/driver";
 import { type MockServer, serveMockDevice } from "@opal/mock";
 import { expectOpalError } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { DeviceClientOptions } from "../src/client-options";
-import { createDeviceClient } from "../src/create-device-client";
+import type { DeviceClientOptions } from "../src/device-client/client-options";
+import { createDeviceClient } from "../src/device-client/create-device-client";
 import { startPrefill } from "../src/prefill/start-prefill";
 
 let n = 0;

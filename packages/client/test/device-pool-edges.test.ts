@@ -4,7 +4,7 @@ import { createMockDevice, type MockServer, serveMockDevice } from "@opal/mock";
 import { createPresetWeights, encodeHfCheckpoint } from "@opal/reference";
 import { expectOpalError } from "@opal/testing";
 import { afterEach, describe, expect, it } from "vitest";
-import { createDeviceClient } from "../src/create-device-client";
+import { createDeviceClient } from "../src/device-client/create-device-client";
 import { createDevicePool } from "../src/pool/create-device-pool";
 import type { DevicePool, DevicePoolOptions } from "../src/pool/device-pool-options";
 import { startPrefill } from "../src/prefill/start-prefill";

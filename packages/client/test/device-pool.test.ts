@@ -4,7 +4,7 @@ import type { PrefillDriver, PrefillRequest } from "@opal/driver";
 import { createMockDevice, type MockDevice, type MockServer, serveMockDevice } from "@opal/mock";
 import { expectOpalError } from "@opal/testing";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createDeviceClient } from "../src/create-device-client";
+import { createDeviceClient } from "../src/device-client/create-device-client";
 import { createDevicePool } from "../src/pool/create-device-pool";
 import type { DevicePool, DevicePoolOptions, RoutingPolicy } from "../src/pool/device-pool-options";
 

@@ -6,9 +6,9 @@ import type { PrefillDriver, PrefillEvent, PrefillRequest } from "@opal/driver";
 import { createMockDevice, type FaultConfig, type MockServer, serveMockDevice } from "@opal/mock";
 import { expectOpalError } from "@opal/testing";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createDeviceClient, type DeviceClient } from "../src/create-device-client";
-import type { KvSink } from "../src/kv-sink";
+import { createDeviceClient, type DeviceClient } from "../src/device-client/create-device-client";
 import { startPrefill } from "../src/prefill/start-prefill";
+import type { KvSink } from "../src/sinks/kv-sink";
 import { createOkvFileSink } from "../src/sinks/okv-file-sink";
 import { tinyRequest } from "./reliability/fixtures";
 

@@ -26,9 +26,9 @@ import {
   sampleGreedy,
 } from "@opal/reference";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDeviceClient, type DeviceClient } from "../src/create-device-client";
-import type { KvSink } from "../src/kv-sink";
+import { createDeviceClient, type DeviceClient } from "../src/device-client/create-device-client";
 import { startPrefill } from "../src/prefill/start-prefill";
+import type { KvSink } from "../src/sinks/kv-sink";
 import { createLmcacheSink } from "../src/sinks/lmcache-sink";
 import { createMemorySink } from "../src/sinks/memory-sink";
 import { createOkvFileSink } from "../src/sinks/okv-file-sink";

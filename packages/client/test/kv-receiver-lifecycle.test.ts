@@ -1,8 +1,8 @@
 import { Code, Reason } from "@opal/core";
 import { expectOpalError } from "@opal/testing";
 import { describe, expect, it } from "vitest";
-import { createKvReceiver } from "../src/create-kv-receiver";
-import type { KvReceiverOptions } from "../src/kv-receiver-options";
+import { createKvReceiver } from "../src/kv-receiver/create-kv-receiver";
+import type { KvReceiverOptions } from "../src/kv-receiver/kv-receiver-options";
 import { createMemorySink } from "../src/sinks/memory-sink";
 
 const createSink = () => createMemorySink();

@@ -4,11 +4,11 @@ import { digestKvCache, type KvCache } from "@opal/kv";
 import { serveMockDevice } from "@opal/mock";
 import { expectOpalError } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDeviceClient, type DeviceClient } from "../src/create-device-client";
-import { createKvReceiver } from "../src/create-kv-receiver";
-import type { KvReceiver } from "../src/kv-receiver-options";
-import type { KvSink } from "../src/kv-sink";
-import { pushPrefill } from "../src/push-prefill";
+import { createDeviceClient, type DeviceClient } from "../src/device-client/create-device-client";
+import { createKvReceiver } from "../src/kv-receiver/create-kv-receiver";
+import type { KvReceiver } from "../src/kv-receiver/kv-receiver-options";
+import { pushPrefill } from "../src/prefill/push-prefill";
+import type { KvSink } from "../src/sinks/kv-sink";
 import { createMemorySink } from "../src/sinks/memory-sink";
 
 let mock: Awaited<ReturnType<typeof serveMockDevice>>;

@@ -5,11 +5,11 @@ import type { KvLayerParts } from "@opal/kv";
 import { type MockServer, serveMockDevice } from "@opal/mock";
 import { expectOpalError } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDeviceClient, type DeviceClient } from "../src/create-device-client";
-import type { KvSink } from "../src/kv-sink";
+import { createDeviceClient, type DeviceClient } from "../src/device-client/create-device-client";
 import type { LayerReady } from "../src/prefill/prefill-run";
+import { pushPrefill } from "../src/prefill/push-prefill";
 import { startPrefill } from "../src/prefill/start-prefill";
-import { pushPrefill } from "../src/push-prefill";
+import type { KvSink } from "../src/sinks/kv-sink";
 
 let n = 0;
 // Llama-3-8B's shape, 16 tokens, bf16: 32 layers of 32 KiB parts, in 4 KiB chunks.

@@ -8,8 +8,8 @@ import {
   SimpleSpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { pushPrefill } from "../src/prefill/push-prefill";
 import { startPrefill } from "../src/prefill/start-prefill";
-import { pushPrefill } from "../src/push-prefill";
 
 const exporter = new InMemorySpanExporter();
 

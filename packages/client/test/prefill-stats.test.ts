@@ -3,7 +3,7 @@ import { cacheByteLength, computeOpalBlockHashes, type KvPart, partsOf } from "@
 import { createMockDevice, type MockDevice, mockProfile } from "@opal/mock";
 import { createDeviceServer, type DeviceServer } from "@opal/server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDeviceClient, type DeviceClient } from "../src/create-device-client";
+import { createDeviceClient, type DeviceClient } from "../src/device-client/create-device-client";
 import type { PrefillOutcome } from "../src/prefill/prefill-run";
 import { startPrefill } from "../src/prefill/start-prefill";
 

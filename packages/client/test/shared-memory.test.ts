@@ -20,9 +20,9 @@ import { digestKvCache, FILE_LOCKS_AVAILABLE, partsOf, toHex, tryLockFile } from
 import { type MockServer, serveMockDevice } from "@opal/mock";
 import { expectOpalError, startListeningProcess } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDeviceClient, type DeviceClient } from "../src/create-device-client";
+import { createDeviceClient, type DeviceClient } from "../src/device-client/create-device-client";
 import { startPrefill } from "../src/prefill/start-prefill";
-import { createSharedMemoryRegions } from "../src/shared-memory-regions";
+import { createSharedMemoryRegions } from "../src/shared-memory/shared-memory-regions";
 
 let n = 0;
 // Llama-3-8B's shape, 64 tokens, bf16: 32 layers of K and V, 128 KiB each (8 MiB).

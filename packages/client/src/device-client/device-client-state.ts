@@ -1,5 +1,5 @@
 import type { DeviceServiceDefinition, GrpcClient, opal } from "@opal/protocol";
-import type { DeviceClientOptions } from "../client-options";
+import type { DeviceClientOptions } from "./client-options";
 
 /** What a device client holds: its connection, settings, and the capabilities read once. */
 export interface DeviceClientState {

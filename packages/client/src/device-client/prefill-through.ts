@@ -11,8 +11,8 @@ import {
   toWireFetchRequest,
   toWirePrefillRequest,
 } from "@opal/protocol";
-import type { SharedMemoryPlane } from "../create-shared-memory-plane";
 import { chunkBytesFor } from "./chunk-bytes-for";
+import type { SharedMemoryPlane } from "./create-shared-memory-plane";
 import { deviceStream } from "./device-call";
 import type { DeviceClientState } from "./device-client-state";
 

@@ -1,7 +1,7 @@
 import { MAX_TIMER_MS } from "@opal/core";
-import { assertIntegerOption, MAX_INT32 } from "../assert-option";
-import type { KvReceiverOptions } from "../kv-receiver-options";
+import { assertIntegerOption, MAX_INT32 } from "../options/assert-option";
 import { invalidOption } from "../options/invalid-option";
+import type { KvReceiverOptions } from "./kv-receiver-options";
 
 /**
  * Checks {@link KvReceiverOptions}: INVALID_ARGUMENT INVALID_FIELD naming the first bad field,

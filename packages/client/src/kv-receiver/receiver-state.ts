@@ -1,6 +1,6 @@
-import type { KvReceiverOptions, ReceivedKv } from "../kv-receiver-options";
-import { createReceiverAdmission } from "../receiver-admission";
-import { DEFAULT_IDLE_TIMEOUT_MS } from "../with-idle-timeout";
+import type { KvReceiverOptions, ReceivedKv } from "./kv-receiver-options";
+import { createReceiverAdmission } from "./receiver-admission";
+import { DEFAULT_IDLE_TIMEOUT_MS } from "./with-idle-timeout";
 
 /** 2 GiB: the default of `KvReceiverOptions.maxBufferedBytes`. */
 const DEFAULT_MAX_BUFFERED_BYTES = 2 ** 31;

@@ -1,4 +1,4 @@
-import type { ReceivedKv } from "../kv-receiver-options";
+import type { ReceivedKv } from "./kv-receiver-options";
 import type { ReceiverState } from "./receiver-state";
 
 /**

@@ -2,13 +2,13 @@ import { timingSafeEqual } from "node:crypto";
 import { Code, OpalError, Reason } from "@opal/core";
 import { cacheByteLength, type KvDescriptor, layerByteLength, toHex } from "@opal/kv";
 import type { opal, ServiceContext } from "@opal/protocol";
-import type { ReceivedKv } from "../kv-receiver-options";
-import type { KvSink } from "../kv-sink";
-import { confirmRepeat, type Messages, readHeader, receive } from "../receive-push";
-import { type Admission, senderOf } from "../receiver-admission";
-import { withIdleTimeout } from "../with-idle-timeout";
+import type { KvSink } from "../sinks/kv-sink";
+import type { ReceivedKv } from "./kv-receiver-options";
+import { confirmRepeat, type Messages, readHeader, receive } from "./receive-push";
+import { type Admission, senderOf } from "./receiver-admission";
 import type { ReceiverState } from "./receiver-state";
 import { rememberTransfer } from "./remember-transfer";
+import { withIdleTimeout } from "./with-idle-timeout";
 
 type PushMessage = opal.device.v1.PushKvRequest;
 type PushResponse = opal.device.v1.PushKvResponse.$Properties;

@@ -1,5 +1,5 @@
 import { type CallOptions, type CallSignal, createCallSignal, toAbortError } from "@opal/core";
-import type { ReceivedKv } from "../kv-receiver-options";
+import type { ReceivedKv } from "./kv-receiver-options";
 import { receiverClosed } from "./receiver-closed";
 import type { ReceiverState, Waiter } from "./receiver-state";
 

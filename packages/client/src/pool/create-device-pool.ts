@@ -1,6 +1,6 @@
 import { Code, createCallRegistry, OpalError, Reason } from "@opal/core";
 import { DRIVER_API_VERSION } from "@opal/driver";
-import { createDeviceClient, type DeviceClient } from "../create-device-client";
+import { createDeviceClient, type DeviceClient } from "../device-client/create-device-client";
 import {
   assertDevicePoolOptions,
   type DevicePool,

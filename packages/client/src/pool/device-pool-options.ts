@@ -1,7 +1,10 @@
 import { MAX_TIMER_MS } from "@opal/core";
 import type { PrefillDriver } from "@opal/driver";
-import { assertIntegerOption, assertOneOfOption } from "../assert-option";
-import { assertDeviceClientOptions, type DeviceClientOptions } from "../client-options";
+import {
+  assertDeviceClientOptions,
+  type DeviceClientOptions,
+} from "../device-client/client-options";
+import { assertIntegerOption, assertOneOfOption } from "../options/assert-option";
 import { invalidOption } from "../options/invalid-option";
 
 /** How a pool picks a device for a prefill. */

@@ -1,6 +1,6 @@
 import { OpalError } from "@opal/core";
 import type { DriverCallOptions, PrefillEvent, PrefillRequest } from "@opal/driver";
-import { checkAcceptedDescriptor } from "../check-accepted-descriptor";
+import { checkAcceptedDescriptor } from "../prefill/check-accepted-descriptor";
 import { admitTrial } from "./circuit-breaker";
 import { pickDevice } from "./pick-device";
 import { toPoolHandle } from "./pool-handle";

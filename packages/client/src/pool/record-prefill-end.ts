@@ -1,5 +1,5 @@
 import type { OpalError } from "@opal/core";
-import { isDescriptorViolation } from "../check-accepted-descriptor";
+import { isDescriptorViolation } from "../prefill/check-accepted-descriptor";
 import { closeCircuit, isDeviceFailureCode, recordFailure } from "./circuit-breaker";
 import type { PoolMember } from "./pool-member";
 import type { PoolState } from "./pool-state";

@@ -1,9 +1,9 @@
 import type { PrefillDriver, PrefillRequest } from "@opal/driver";
 import type { Span } from "@opentelemetry/api";
-import type { KvSink } from "../kv-sink";
-import type { RetryPolicy } from "../retry-policy";
+import type { KvSink } from "../sinks/kv-sink";
 import type { LayerDelivery } from "./layer-delivery";
 import type { RetainedCaches } from "./retained-caches";
+import type { RetryPolicy } from "./retry-policy";
 
 /** Everything one `startPrefill` run knows, shared by its attempts: plain state. */
 export interface PrefillRunState<Receipt> {

@@ -1,8 +1,8 @@
 import type { CallOptions } from "@opal/core";
 import type { PrefillStats } from "@opal/driver";
 import type { KvDescriptor, KvLayerParts } from "@opal/kv";
-import type { KvSink } from "../kv-sink";
-import type { RetryPolicy } from "../retry-policy";
+import type { KvSink } from "../sinks/kv-sink";
+import type { RetryPolicy } from "./retry-policy";
 
 /** A layer that arrived complete and verified (every chunk's CRC32C checked). */
 export interface LayerReady {

@@ -1,7 +1,7 @@
 import type { KvAssembler } from "@opal/kv";
 import { describe, expect, it } from "vitest";
-import type { StreamProgress } from "../read-kv-stream";
 import type { PrefillRunState } from "./prefill-run-state";
+import type { StreamProgress } from "./read-kv-stream";
 import { resumePointOf } from "./read-with-resume";
 
 const position = { layer: 2, offsetBytes: 4096 };

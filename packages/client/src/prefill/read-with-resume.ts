@@ -1,14 +1,14 @@
 import { OpalError } from "@opal/core";
 import type { KvPosition } from "@opal/driver";
-import { recordAttemptFailure } from "../prefill-span";
+import type { PrefillRunState } from "./prefill-run-state";
+import { recordAttemptFailure } from "./prefill-span";
 import {
   readKvStream,
   type StreamHooks,
   type StreamOutcome,
   type StreamProgress,
-} from "../read-kv-stream";
-import { isRetryable } from "../retry-policy";
-import type { PrefillRunState } from "./prefill-run-state";
+} from "./read-kv-stream";
+import { isRetryable } from "./retry-policy";
 
 /** A stream that ended with a verified, complete cache. */
 export type CompletedStream = Extract<StreamOutcome, { readonly kind: "completed" }>;

@@ -1,10 +1,10 @@
 import type { PrefillDriver, PrefillStats } from "@opal/driver";
 import type { KvDescriptor, KvLayerParts } from "@opal/kv";
-import { checkAcceptedDescriptor } from "../check-accepted-descriptor";
-import { endPrefillSpan } from "../prefill-span";
-import type { StreamHooks, StreamProgress } from "../read-kv-stream";
+import { checkAcceptedDescriptor } from "./check-accepted-descriptor";
 import type { PrefillOutcome, TransferStats } from "./prefill-run";
 import type { PrefillRunState } from "./prefill-run-state";
+import { endPrefillSpan } from "./prefill-span";
+import type { StreamHooks, StreamProgress } from "./read-kv-stream";
 import { readWithResume } from "./read-with-resume";
 import type { SinkSerialiser } from "./sink-serialiser";
 

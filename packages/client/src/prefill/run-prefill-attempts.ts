@@ -1,9 +1,9 @@
 import { OpalError, sleep } from "@opal/core";
-import { retriesElsewhere } from "../check-accepted-descriptor";
-import { failPrefillSpan, recordAttemptFailure } from "../prefill-span";
-import { backoffMs, isRetryable } from "../retry-policy";
+import { retriesElsewhere } from "./check-accepted-descriptor";
 import type { PrefillOutcome } from "./prefill-run";
 import type { PrefillRunState } from "./prefill-run-state";
+import { failPrefillSpan, recordAttemptFailure } from "./prefill-span";
+import { backoffMs, isRetryable } from "./retry-policy";
 import { runPrefillAttempt } from "./run-prefill-attempt";
 import { createSinkSerialiser, type SinkSerialiser } from "./sink-serialiser";
 

@@ -1,7 +1,7 @@
 import { Code, OpalError } from "@opal/core";
 import type { KvDescriptor } from "@opal/kv";
 import { describe, expect, it } from "vitest";
-import type { KvSink } from "../kv-sink";
+import type { KvSink } from "../sinks/kv-sink";
 import { createSinkSerialiser } from "./sink-serialiser";
 
 const descriptor = {} as KvDescriptor;

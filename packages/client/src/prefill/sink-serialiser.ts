@@ -1,8 +1,8 @@
 import { toAbortError } from "@opal/core";
 import type { PrefillStats } from "@opal/driver";
 import type { KvDescriptor, KvLayerParts } from "@opal/kv";
-import type { KvSink } from "../kv-sink";
-import { untilAborted } from "../until-aborted";
+import { untilAborted } from "../abort/until-aborted";
+import type { KvSink } from "../sinks/kv-sink";
 
 /**
  * Where an attempt's sink stands: "new" until `open` is called, "opened" from then (whatever

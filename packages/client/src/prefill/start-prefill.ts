@@ -1,13 +1,13 @@
 import { createCallSignal } from "@opal/core";
 import type { PrefillDriver, PrefillRequest } from "@opal/driver";
-import type { KvSink } from "../kv-sink";
-import { startPrefillSpan } from "../prefill-span";
-import { assertRetryPolicy } from "../retry-policy";
+import type { KvSink } from "../sinks/kv-sink";
 import { createMemorySink } from "../sinks/memory-sink";
 import { createLayerDelivery } from "./layer-delivery";
 import type { PrefillOptions, PrefillRun } from "./prefill-run";
 import type { PrefillRunState } from "./prefill-run-state";
+import { startPrefillSpan } from "./prefill-span";
 import { createRetainedCaches } from "./retained-caches";
+import { assertRetryPolicy } from "./retry-policy";
 import { runPrefillAttempts } from "./run-prefill-attempts";
 
 /**

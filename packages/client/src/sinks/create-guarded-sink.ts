@@ -7,8 +7,8 @@ import {
   partByteLength,
   partsOf,
 } from "@opal/kv";
-import type { KvSink } from "../kv-sink";
 import { describeValue } from "../options/invalid-option";
+import type { KvSink } from "./kv-sink";
 import { sinkCancelled, toSinkError } from "./sink-errors";
 
 /**

@@ -5,9 +5,9 @@ import {
   type LmcacheMemoryFormat,
   toLmcacheChunks,
 } from "@opal/kv";
-import type { KvSink } from "../kv-sink";
 import { invalidOption } from "../options/invalid-option";
 import { createGuardedSink } from "./create-guarded-sink";
+import type { KvSink } from "./kv-sink";
 import { createMemorySink } from "./memory-sink";
 import { descriptorMismatch } from "./sink-errors";
 

@@ -1,6 +1,6 @@
 import { fromKvParts, type KvCache, type KvDescriptor, type KvLayerParts, partsOf } from "@opal/kv";
-import type { KvSink } from "../kv-sink";
 import { createGuardedSink } from "./create-guarded-sink";
+import type { KvSink } from "./kv-sink";
 
 /**
  * A sink that keeps the cache in memory. Receipt: a `KvCache` made of the layers it was given:

@@ -1,9 +1,9 @@
 import { type Channel, createChannel } from "@opal/core";
 import { encodeOkv, type KvLayerParts, MAX_CHUNK_BYTES } from "@opal/kv";
-import type { KvSink } from "../kv-sink";
 import { invalidOption } from "../options/invalid-option";
 import { type AtomicFile, createAtomicFile } from "./create-atomic-file";
 import { createGuardedSink } from "./create-guarded-sink";
+import type { KvSink } from "./kv-sink";
 import { sinkCancelled } from "./sink-errors";
 
 /** Options of {@link createOkvFileSink}. */

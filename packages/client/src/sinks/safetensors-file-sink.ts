@@ -11,10 +11,10 @@ import {
   scaleCountOf,
   toSafetensorsDtype,
 } from "@opal/kv";
-import type { KvSink } from "../kv-sink";
 import { invalidOption } from "../options/invalid-option";
 import { type AtomicFile, createAtomicFile } from "./create-atomic-file";
 import { createGuardedSink } from "./create-guarded-sink";
+import type { KvSink } from "./kv-sink";
 import { sinkCancelled } from "./sink-errors";
 
 /** Options of {@link createSafetensorsFileSink}. */

@@ -7,10 +7,10 @@ import {
   type SglangLayerBuffers,
   toSglangLayer,
 } from "@opal/kv";
-import type { KvSink } from "../kv-sink";
 import { invalidOption } from "../options/invalid-option";
 import { assertFitsLayerTarget, checkCount } from "./check-layer-target";
 import { createGuardedSink } from "./create-guarded-sink";
+import type { KvSink } from "./kv-sink";
 import { copyScales, layerAsCache, zeroLayer } from "./layer-as-cache";
 import { descriptorMismatch } from "./sink-errors";
 

@@ -18,10 +18,10 @@ import {
   vllmLayerName,
   vllmStaticScale,
 } from "@opal/kv";
-import type { KvSink } from "../kv-sink";
 import { invalidOption } from "../options/invalid-option";
 import { partialSuffix, syncDirectory } from "./create-atomic-file";
 import { createGuardedSink } from "./create-guarded-sink";
+import type { KvSink } from "./kv-sink";
 import { layerAsCache } from "./layer-as-cache";
 import { assertFreeOutput, publishFolder } from "./publish-output";
 import { descriptorMismatch, sinkCancelled } from "./sink-errors";

@@ -4,7 +4,7 @@ import { createMockDevice, serveMockDevice } from "@opal/mock";
 import { fromWireDescriptor, toWireDescriptor } from "@opal/protocol";
 import { expectOpalError } from "@opal/testing";
 import { describe, expect, it } from "vitest";
-import { createDeviceClient } from "../../src/create-device-client";
+import { createDeviceClient } from "../../src/device-client/create-device-client";
 import { startPrefill } from "../../src/prefill/start-prefill";
 
 // Regression tests for findings of the reliability review (each names its requirement).

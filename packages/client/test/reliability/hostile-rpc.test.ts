@@ -19,10 +19,13 @@ import { createPresetWeights, encodeHfCheckpoint } from "@opal/reference";
 import { collectPrefill } from "@opal/testing";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDeviceClient, type DeviceClient } from "../../src/create-device-client";
-import { createKvReceiver } from "../../src/create-kv-receiver";
-import type { KvReceiver } from "../../src/kv-receiver-options";
-import { pushPrefill } from "../../src/push-prefill";
+import {
+  createDeviceClient,
+  type DeviceClient,
+} from "../../src/device-client/create-device-client";
+import { createKvReceiver } from "../../src/kv-receiver/create-kv-receiver";
+import type { KvReceiver } from "../../src/kv-receiver/kv-receiver-options";
+import { pushPrefill } from "../../src/prefill/push-prefill";
 import { createMemorySink } from "../../src/sinks/memory-sink";
 import { createMemoryLogger, tinyRequest } from "./fixtures";
 

@@ -11,11 +11,14 @@ import { fromGrpcStatus, KvReceiverServiceDefinition as R, toWireDescriptor } fr
 import { createPresetWeights, encodeHfCheckpoint } from "@opal/reference";
 import { collectPrefill, expectOpalError } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDeviceClient, type DeviceClient } from "../../src/create-device-client";
-import { createKvReceiver } from "../../src/create-kv-receiver";
-import type { KvReceiver } from "../../src/kv-receiver-options";
+import {
+  createDeviceClient,
+  type DeviceClient,
+} from "../../src/device-client/create-device-client";
+import { createKvReceiver } from "../../src/kv-receiver/create-kv-receiver";
+import type { KvReceiver } from "../../src/kv-receiver/kv-receiver-options";
+import { pushPrefill } from "../../src/prefill/push-prefill";
 import { startPrefill } from "../../src/prefill/start-prefill";
-import { pushPrefill } from "../../src/push-prefill";
 import { createMemorySink } from "../../src/sinks/memory-sink";
 import { createMemoryLogger, settle, tinyRequest } from "./fixtures";
 

@@ -1,5 +1,5 @@
 import type { KvDescriptor } from "@opal/kv";
-import type { KvSink } from "./kv-sink";
+import type { KvSink } from "../sinks/kv-sink";
 
 /** A cache a device pushed and the receiver committed. */
 export interface ReceivedKv<Receipt> {

@@ -1,5 +1,5 @@
 import { invalidField, MAX_TIMER_MS } from "@opal/core";
-import { assertIntegerOption, assertOneOfOption, MAX_INT32 } from "./assert-option";
+import { assertIntegerOption, assertOneOfOption, MAX_INT32 } from "../options/assert-option";
 
 /** TLS for a device client; with `certChainPem` and `privateKeyPem` it presents a client certificate (mutual TLS). */
 export interface ClientTlsOptions {

@@ -2,8 +2,8 @@ import { Code, OpalError, Reason } from "@opal/core";
 import type { PrefillStats } from "@opal/driver";
 import { type KvDescriptor, toHex } from "@opal/kv";
 import { assertWellFormed, fromWireChunk, fromWireDescriptor, type opal } from "@opal/protocol";
+import { readKvStream, type StreamHooks, type StreamProgress } from "../prefill/read-kv-stream";
 import type { ReceivedKv } from "./kv-receiver-options";
-import { readKvStream, type StreamHooks, type StreamProgress } from "./read-kv-stream";
 
 // The steps of one PushKv call after admission (docs/protocol/push.md PS-6, PS-13).
 

@@ -3,12 +3,12 @@ import {
   KvReceiverServiceDefinition,
   listenGrpc,
 } from "@opal/protocol";
-import { assertReceiverOptions } from "./kv-receiver/assert-receiver-options";
-import { receiverClosed } from "./kv-receiver/receiver-closed";
-import { createReceiverState } from "./kv-receiver/receiver-state";
-import { servePush } from "./kv-receiver/serve-push";
-import { waitForTransfer } from "./kv-receiver/wait-for-transfer";
+import { assertReceiverOptions } from "./assert-receiver-options";
 import type { KvReceiver, KvReceiverOptions } from "./kv-receiver-options";
+import { receiverClosed } from "./receiver-closed";
+import { createReceiverState } from "./receiver-state";
+import { servePush } from "./serve-push";
+import { waitForTransfer } from "./wait-for-transfer";
 
 /**
  * Hosts `opal.device.v1.KvReceiverService`: devices push caches into it (header, chunks, commit).

@@ -18,14 +18,14 @@ import {
   type GrpcConnectionOptions,
   probeStateEnum,
 } from "@opal/protocol";
+import { invalidOption } from "../options/invalid-option";
+import { capabilitiesOnce } from "./capabilities-once";
 import { assertDeviceClientOptions, type DeviceClientOptions } from "./client-options";
 import { createSharedMemoryPlane } from "./create-shared-memory-plane";
-import { capabilitiesOnce } from "./device-client/capabilities-once";
-import { deviceCall, deviceStream } from "./device-client/device-call";
-import type { DeviceClientState } from "./device-client/device-client-state";
-import { loadModel } from "./device-client/load-model";
-import { fetchKvFrom, prefillThrough } from "./device-client/prefill-through";
-import { invalidOption } from "./options/invalid-option";
+import { deviceCall, deviceStream } from "./device-call";
+import type { DeviceClientState } from "./device-client-state";
+import { loadModel } from "./load-model";
+import { fetchKvFrom, prefillThrough } from "./prefill-through";
 
 /** A remote device: the {@link PrefillDriver} interface over gRPC. */
 export interface DeviceClient extends PrefillDriver {

@@ -3,7 +3,7 @@ import { cacheByteLength } from "@opal/kv";
 import { opal, toWireDescriptor } from "@opal/protocol";
 import { expectOpalError } from "@opal/testing";
 import { describe, expect, it } from "vitest";
-import { mhaDescriptor } from "../../kv/test/fixtures";
+import { mhaDescriptor } from "../../../kv/test/fixtures";
 import { readRegionChunks } from "./read-region-chunks";
 import type { SharedMemoryRegion } from "./shared-memory-regions";
 

@@ -8,9 +8,12 @@ import {
   prefillCacheByteLength,
 } from "@opal/driver";
 import { hasSharedMemory, isLoopbackHost, opal, SHARED_MEMORY_DIRECTORY } from "@opal/protocol";
+import { readRegionChunks } from "../shared-memory/read-region-chunks";
+import {
+  createSharedMemoryRegions,
+  type SharedMemoryRegion,
+} from "../shared-memory/shared-memory-regions";
 import type { DeviceClientOptions } from "./client-options";
-import { readRegionChunks } from "./read-region-chunks";
-import { createSharedMemoryRegions, type SharedMemoryRegion } from "./shared-memory-regions";
 
 type Offer = opal.device.v1.SharedMemoryRegion.$Properties;
 

@@ -1,5 +1,5 @@
 import { Code, MAX_TIMER_MS, type OpalError } from "@opal/core";
-import { assertIntegerOption } from "./assert-option";
+import { assertIntegerOption } from "../options/assert-option";
 
 /** How failed attempts are retried. Every field documents its default. */
 export interface RetryPolicy {

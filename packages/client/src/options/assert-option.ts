@@ -1,4 +1,4 @@
-import { invalidOption } from "./options/invalid-option";
+import { invalidOption } from "./invalid-option";
 
 /** The largest HTTP/2 window and gRPC message limit grpc-js takes, in bytes (int32). */
 export const MAX_INT32 = 2 ** 31 - 1;
