@@ -45,7 +45,10 @@ module.exports = (async () => {
       severity: "error",
       comment: "grpc-js internals change without notice: import its public entry only.",
       from: {},
-      to: { path: "node_modules/@grpc/grpc-js/build/src/(?!index\\.js$)", dependencyTypes: ["npm"] },
+      to: {
+        path: "node_modules/@grpc/grpc-js/build/src/(?!index\\.js$)",
+        dependencyTypes: ["npm"],
+      },
     },
   ];
   for (const name of packages) {
@@ -65,7 +68,7 @@ module.exports = (async () => {
     forbidden,
     options: {
       doNotFollow: { path: "node_modules" },
-      exclude: { path: ["/dist/", "/gen/pb\\.js$"] },
+      exclude: { path: ["/dist/", "/gen/(grpc-)?pb\\.js$"] },
       tsConfig: { fileName: "tsconfig.base.json" },
       tsPreCompilationDeps: true,
       enhancedResolveOptions: {
