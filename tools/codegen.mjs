@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // Generates @opal/protocol's wire code from proto/: protobufjs static code (with uint64 decoded to
 // numbers, never Long objects), typed grpc-js service definitions, the binary FileDescriptorSet
-// served by reflection; the same static code and service definitions for gRPC's own health and
-// reflection services from the .proto files that grpc-health-check and @grpc/reflection ship (read
-// from node_modules, so they stay out of proto/, buf and the served FileDescriptorSet); and (tools/codegen-domain.mjs) @opal/driver's domain types with
-// @opal/protocol's enum maps and wire<->domain mappers. `--check` regenerates into a temporary folder and fails if anything differs
-// from what is committed.
+// served by reflection, and (tools/codegen-domain.mjs) @opal/driver's domain types with
+// @opal/protocol's enum maps and wire<->domain mappers. gRPC's own health and reflection services
+// get the same static code and service definitions from the .proto files that grpc-health-check
+// and @grpc/reflection ship, read from node_modules: they stay out of proto/, so out of buf, the
+// domain types and the served FileDescriptorSet. `--check` regenerates into a temporary folder and
+// fails if anything differs from what is committed.
 import { execFileSync } from "node:child_process";
 import {
   existsSync,
@@ -109,13 +110,15 @@ function versionedName(service) {
 /** uint64 fields decode to `number` without touching protobufjs's global Long setting. */
 function numbersNotLongs(code) {
   const longDefault = /\$util\.Long \? \$util\.Long\.fromBits\(0,\s*0,\s*(true|false)\) : 0/g;
-  const out = code
+  const converted = code
     .replace(longDefault, "0")
-    .replace(/\b(r|reader)\.(u?int64|s?fixed64)\(\)/g, "$toNumber($1.$2())")
-    .replace(
-      "// Common aliases",
-      'const $toNumber = (value) => (typeof value === "number" ? value : value.toNumber());\n\n// Common aliases',
-    );
+    .replace(/\b(r|reader)\.(u?int64|s?fixed64)\(\)/g, "$toNumber($1.$2())");
+  const out = converted.includes("$toNumber(")
+    ? converted.replace(
+        "// Common aliases",
+        'const $toNumber = (value) => (typeof value === "number" ? value : value.toNumber());\n\n// Common aliases',
+      )
+    : converted;
   if (/\$util\.Long/.test(out)) throw new Error("codegen: a Long default survived the rewrite");
   if (/(?<!\$toNumber\()\b(r|reader)\.(u?int64|s?fixed64)\(\)/.test(out)) {
     throw new Error("codegen: a 64-bit read escaped the number conversion");
