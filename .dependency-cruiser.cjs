@@ -68,7 +68,7 @@ module.exports = (async () => {
     forbidden,
     options: {
       doNotFollow: { path: "node_modules" },
-      exclude: { path: ["/dist/", "/gen/pb\\.js$"] },
+      exclude: { path: ["/dist/", "/gen/(grpc-)?pb\\.js$"] },
       tsConfig: { fileName: "tsconfig.base.json" },
       tsPreCompilationDeps: true,
       enhancedResolveOptions: {

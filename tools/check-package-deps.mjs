@@ -16,12 +16,19 @@ const root = fileURLToPath(new URL("../packages/", import.meta.url));
 const builtins = new Set(builtinModules);
 const problems = [];
 
+/**
+ * Production sources under `dir`: hand-written TypeScript, and of generated code the JavaScript
+ * (protobufjs static code imports protobufjs at run time; its declarations import `long`, a type
+ * the generated code never loads).
+ */
 function sourceFiles(dir) {
   if (!existsSync(dir)) return [];
   return readdirSync(dir, { recursive: true })
     .map(String)
-    .filter(
-      (path) => path.endsWith(".ts") && !path.endsWith(".test.ts") && !path.startsWith("gen/"),
+    .filter((path) =>
+      path.startsWith("gen/")
+        ? path.endsWith(".js")
+        : path.endsWith(".ts") && !path.endsWith(".test.ts"),
     )
     .map((path) => join(dir, path));
 }

@@ -1,7 +1,8 @@
 import type { CallOptions } from "@opal/core";
 import { createGrpcChannel } from "./create-grpc-channel";
+import { HealthV1Definition as H } from "./gen/grpc-services";
 import type { GrpcConnectionOptions } from "./grpc-connection-options";
-import { HealthServiceDefinition as H, type HealthStatus } from "./health-service-definition";
+import { type HealthStatus, toHealthStatus } from "./health-status";
 
 /** A `grpc.health.v1.Health` client, as a load balancer, a probe or the conformance suite uses it. */
 export interface HealthClient {
@@ -34,12 +35,13 @@ export function createHealthClient(
   return {
     async check(service, call = {}) {
       const timeoutMs = call.timeoutMs ?? options.timeoutMs ?? 5_000;
-      return (await channel.unary(H.check, { service }, { ...call, timeoutMs })).status;
+      const response = await channel.unary(H.check, { service }, { ...call, timeoutMs });
+      return toHealthStatus(response.status);
     },
     async *watch(service, signal) {
       try {
         for await (const response of channel.serverStream(H.watch, { service }, { signal })) {
-          yield response.status;
+          yield toHealthStatus(response.status);
         }
       } catch (error) {
         if (!signal?.aborted) throw error;

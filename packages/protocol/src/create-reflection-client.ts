@@ -1,12 +1,20 @@
 import { Code, isCode, OpalError } from "@opal/core";
 import { createGrpcChannel } from "./create-grpc-channel";
-import type { GrpcConnectionOptions } from "./grpc-connection-options";
+import type { grpc } from "./gen/grpc-pb.js";
 import {
-  type ReflectionRequest,
-  type ReflectionResponse,
-  type ReflectionVersion,
-  reflectionServiceDefinition,
-} from "./reflection-service-definition";
+  ServerReflectionV1alphaDefinition,
+  ServerReflectionV1Definition,
+} from "./gen/grpc-services";
+import type { GrpcConnectionOptions } from "./grpc-connection-options";
+
+/** The two versions of gRPC server reflection a device serves (`GEN-9`). */
+export type ReflectionVersion = "v1" | "v1alpha";
+
+/** `ServerReflection` of each version; the two are wire-identical, so one type serves both. */
+const DEFINITIONS: Record<ReflectionVersion, typeof ServerReflectionV1Definition> = {
+  v1: ServerReflectionV1Definition,
+  v1alpha: ServerReflectionV1alphaDefinition,
+};
 
 /** A minimal gRPC server-reflection client, like `grpcurl list` / `grpcurl describe`. */
 export interface ReflectionClient {
@@ -43,11 +51,13 @@ export function createReflectionClient(
 ): ReflectionClient {
   const version = options.version ?? "v1";
   const serviceName = `grpc.reflection.${version}.ServerReflection`;
-  const { serverReflectionInfo } = reflectionServiceDefinition(version);
+  const { serverReflectionInfo } = DEFINITIONS[version];
   const channel = createGrpcChannel(address, options);
   const timeoutMs = options.timeoutMs ?? 5_000;
 
-  const ask = async (request: ReflectionRequest): Promise<ReflectionResponse> => {
+  const ask = async (
+    request: grpc.reflection.v1.ServerReflectionRequest.$Properties,
+  ): Promise<grpc.reflection.v1.ServerReflectionResponse> => {
     for await (const response of channel.bidiStream(serverReflectionInfo, [request], {
       timeoutMs,
     })) {
@@ -66,7 +76,7 @@ export function createReflectionClient(
     serviceName,
     async listServices() {
       const response = await ask({ listServices: "*" });
-      return (response.listServicesResponse?.service ?? []).map((s) => s.name);
+      return (response.listServicesResponse?.service ?? []).map((s) => s.name ?? "");
     },
     async fileContainingSymbol(symbol) {
       const response = await ask({ fileContainingSymbol: symbol });

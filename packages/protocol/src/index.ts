@@ -15,7 +15,11 @@ export type { GrpcClient, GrpcClientMethod } from "./create-grpc-client";
 export { createGrpcClient } from "./create-grpc-client";
 export type { HealthClient, HealthClientOptions } from "./create-health-client";
 export { createHealthClient } from "./create-health-client";
-export type { ReflectionClient, ReflectionClientOptions } from "./create-reflection-client";
+export type {
+  ReflectionClient,
+  ReflectionClientOptions,
+  ReflectionVersion,
+} from "./create-reflection-client";
 export { createReflectionClient } from "./create-reflection-client";
 export type { GrpcService, ServiceImplementationOptions } from "./create-service-implementation";
 export { createServiceImplementation } from "./create-service-implementation";
@@ -32,6 +36,8 @@ export {
   scaleSchemeEnum,
   severityEnum,
 } from "./gen/enums";
+export { grpc } from "./gen/grpc-pb.js";
+export { HealthV1Definition } from "./gen/grpc-services";
 export {
   fromWireCapabilities,
   fromWireChunk,
@@ -64,12 +70,7 @@ export type { GrpcMethod, GrpcRequest, GrpcResponse } from "./grpc-method";
 export type { GrpcPeerStatus } from "./grpc-peer-status";
 export { peerStatusOf } from "./grpc-peer-status";
 export { fromGrpcStatus, STATUS_DETAILS_TRAILER, toGrpcStatus } from "./grpc-status";
-export type {
-  HealthCheckRequest,
-  HealthCheckResponse,
-  HealthStatus,
-} from "./health-service-definition";
-export { HealthServiceDefinition } from "./health-service-definition";
+export type { HealthStatus } from "./health-status";
 export { isLoopbackHost } from "./is-loopback-host";
 export type {
   GrpcListener,
@@ -87,12 +88,6 @@ export {
   toWireFetchEvent,
   toWirePrefillEvent,
 } from "./prefill-wire";
-export type {
-  ReflectionRequest,
-  ReflectionResponse,
-  ReflectionVersion,
-} from "./reflection-service-definition";
-export { reflectionServiceDefinition } from "./reflection-service-definition";
 export type { CallMetadata, ServiceContext } from "./service-context";
 export type {
   ClientStreamHandler,

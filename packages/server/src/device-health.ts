@@ -1,21 +1,14 @@
 import { Code, OpalError, toAbortError } from "@opal/core";
-import type { ServiceContext, ServiceHandlers, ServiceMethod } from "@opal/protocol";
+import {
+  grpc,
+  type HealthV1Definition,
+  type ServiceContext,
+  type ServiceHandlers,
+} from "@opal/protocol";
 
-type ServingStatus = "SERVING" | "NOT_SERVING";
-type HealthRequest = { service: string };
-type HealthResponse = { status: ServingStatus | "SERVICE_UNKNOWN" };
-
-/** `grpc.health.v1.Health` as its handlers see it (the definition comes from grpc-health-check). */
-export type HealthServiceDefinition = {
-  readonly check: ServiceMethod<HealthRequest, HealthResponse> & Kind<false>;
-  readonly watch: ServiceMethod<HealthRequest, HealthResponse> & Kind<true>;
-  readonly list: ServiceMethod<unknown, { statuses: Record<string, HealthResponse> }> & Kind<false>;
-};
-
-type Kind<ResponseStream extends boolean> = {
-  readonly requestStream: false;
-  readonly responseStream: ResponseStream;
-};
+const { ServingStatus } = grpc.health.v1.HealthCheckResponse;
+type ServingStatus = grpc.health.v1.HealthCheckResponse.ServingStatus;
+type HealthResponse = { status: ServingStatus };
 
 /**
  * `grpc.health.v1.Health` of a device server, following the driver's `probe()` (GEN-9, ID-12):
@@ -25,7 +18,7 @@ type Kind<ResponseStream extends boolean> = {
  */
 export interface DeviceHealth {
   /** The handlers of `grpc.health.v1.Health` (Check, Watch, List). */
-  readonly handlers: ServiceHandlers<HealthServiceDefinition>;
+  readonly handlers: ServiceHandlers<typeof HealthV1Definition>;
   /**
    * Turns NOT_SERVING for good: every open `Watch` stream, and every one opened later, gets
    * NOT_SERVING (unless it last sent that) and ends with `reason`, so watchers never hold a
@@ -50,9 +43,9 @@ export function createDeviceHealth(
   const known = new Set(options.serviceNames);
   const shutdown = new AbortController();
   const current = async (): Promise<ServingStatus> => {
-    if (shutdown.signal.aborted) return "NOT_SERVING";
+    if (shutdown.signal.aborted) return ServingStatus.NOT_SERVING;
     const ready = await probe().catch(() => false);
-    return ready && !shutdown.signal.aborted ? "SERVING" : "NOT_SERVING";
+    return ready && !shutdown.signal.aborted ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
   };
   return {
     handlers: {
@@ -90,17 +83,17 @@ async function* watchHealth(
   options: { call: ServiceContext; shutdown: AbortSignal; pollIntervalMs: number },
 ): AsyncGenerator<HealthResponse> {
   const { call, shutdown } = options;
-  let last: HealthResponse["status"] | undefined;
+  let last: ServingStatus | undefined;
   if (!known) {
-    last = "SERVICE_UNKNOWN";
+    last = ServingStatus.SERVICE_UNKNOWN;
     yield { status: last };
   }
   while (!shutdown.aborted) {
-    if (last !== "SERVICE_UNKNOWN") {
+    if (last !== ServingStatus.SERVICE_UNKNOWN) {
       // A probe in progress does not hold the shutdown.
       const status = await Promise.race([
         current(),
-        sleep(undefined, [shutdown]).then(() => "NOT_SERVING" as const),
+        sleep(undefined, [shutdown]).then(() => ServingStatus.NOT_SERVING),
       ]);
       if (shutdown.aborted) break;
       if (status !== last) {
@@ -108,13 +101,15 @@ async function* watchHealth(
         yield { status };
       }
     }
-    await sleep(last === "SERVICE_UNKNOWN" ? undefined : options.pollIntervalMs, [
+    await sleep(last === ServingStatus.SERVICE_UNKNOWN ? undefined : options.pollIntervalMs, [
       call.signal,
       shutdown,
     ]);
     if (call.signal.aborted) throw toAbortError(call.signal.reason);
   }
-  if (last !== "NOT_SERVING" && last !== "SERVICE_UNKNOWN") yield { status: "NOT_SERVING" };
+  if (last !== ServingStatus.NOT_SERVING && last !== ServingStatus.SERVICE_UNKNOWN) {
+    yield { status: ServingStatus.NOT_SERVING };
+  }
   throw shutdown.reason;
 }
 

@@ -10,11 +10,12 @@ import {
   type GrpcListenerTls,
   type GrpcService,
   type GrpcTransportSettings,
+  HealthV1Definition,
   listenGrpc,
 } from "@opal/protocol";
-import { protoPath as healthProtoPath, service as healthService } from "grpc-health-check";
+import { protoPath as healthProtoPath } from "grpc-health-check";
 import type { Logger } from "pino";
-import type { DeviceHealth, HealthServiceDefinition } from "./device-health";
+import type { DeviceHealth } from "./device-health";
 
 /** The health-checked name of the device service. */
 export const DEVICE_SERVICE_NAME = "opal.device.v1.DeviceService";
@@ -26,17 +27,6 @@ const SERVED_SERVICES = [
   "grpc.reflection.v1.ServerReflection",
   "grpc.reflection.v1alpha.ServerReflection",
 ] as const;
-
-/**
- * `grpc.health.v1.Health` keyed as generated definitions are (camelCase keys, `.proto` names as
- * `originalName`); grpc-health-check keys it by `.proto` name.
- */
-const HEALTH_DEFINITION = Object.fromEntries(
-  Object.entries(healthService).map(([name, method]) => [
-    name.charAt(0).toLowerCase() + name.slice(1),
-    { ...method, originalName: name },
-  ]),
-) as unknown as HealthServiceDefinition;
 
 /** Options of {@link listenDeviceServices}. */
 export interface DeviceListenerOptions {
@@ -62,7 +52,7 @@ export function listenDeviceServices(options: DeviceListenerOptions): Promise<Gr
     transport: options.transport,
     services: [
       options.device,
-      createServiceImplementation(HEALTH_DEFINITION, options.health.handlers),
+      createServiceImplementation(HealthV1Definition, options.health.handlers),
       ...reflectionServices(options.logger),
     ],
     repeatedHeaders: ["authorization"],
