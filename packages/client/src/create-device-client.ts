@@ -5,6 +5,7 @@ import {
   DRIVER_API_VERSION,
   type ModelInfo,
   type PrefillDriver,
+  type PrefillRequest,
   type ProbeState,
   type TelemetrySnapshot,
 } from "@opal/driver";
@@ -97,7 +98,8 @@ export function createDeviceClient(
       const response = await deviceCall(state, (o) => rpc.unloadModel({ modelId }, o), call);
       return { wasLoaded: response.wasLoaded };
     },
-    prefill: (request, call) => prefillThrough(state, sharedMemory, request, call),
+    // A well-formed request only: the wire encoder has no form for a received one's unknown enums.
+    prefill: (request: PrefillRequest, call) => prefillThrough(state, sharedMemory, request, call),
     fetchKv: (request, call) => fetchKvFrom(state, request, call),
     async releaseKv(kvHandle, call) {
       const response = await deviceCall(state, (o) => rpc.releaseKv({ kvHandle }, o), call);

@@ -40,6 +40,7 @@ export {
   fromWireInfo,
   fromWireModel,
   fromWirePosition,
+  fromWirePrefillRequest,
   fromWireTelemetry,
   toWireCapabilities,
   toWireChunk,
@@ -83,7 +84,6 @@ export { assertWellFormed, tolerantDeserializer } from "./malformed-request";
 export {
   fromWireFetchEvent,
   fromWirePrefillEvent,
-  fromWirePrefillRequest,
   toWireFetchEvent,
   toWirePrefillEvent,
 } from "./prefill-wire";

@@ -1,5 +1,5 @@
 import { Code, createCallRegistry, OpalError, Reason } from "@opal/core";
-import { DRIVER_API_VERSION } from "@opal/driver";
+import { DRIVER_API_VERSION, type PrefillRequest } from "@opal/driver";
 import { createDeviceClient, type DeviceClient } from "../create-device-client";
 import {
   assertDevicePoolOptions,
@@ -96,7 +96,8 @@ function toDevicePool(pool: PoolState): DevicePool {
       const results = await Promise.all(members.map((m) => m.driver.unloadModel(modelId, call)));
       return { wasLoaded: results.some((r) => r.wasLoaded) };
     },
-    prefill: (request, call) => poolPrefill(pool, request, call),
+    // A well-formed request only, as the device clients it routes to.
+    prefill: (request: PrefillRequest, call) => poolPrefill(pool, request, call),
     fetchKv: (request, call) => fetchPoolKv(pool, request, call),
     releaseKv: (kvHandle, call) => releasePoolKv(pool, kvHandle, call),
     watchTelemetry: (request, call) => firstMember(pool).driver.watchTelemetry(request, call),
