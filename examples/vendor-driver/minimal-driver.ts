@@ -47,9 +47,11 @@ export function createMinimalDriver(): PrefillDriver {
     listModels: async () => [info],
     loadModel: async () => Promise.reject(unsupported("LoadModel")),
     unloadModel: async () => ({ wasLoaded: false }),
-    async *prefill(request, options) {
-      const loaded = request.modelId === info.modelId ? info : undefined;
-      const valid = validatePrefillRequest(request, { capabilities, model: loaded });
+    async *prefill(received, options) {
+      // The request as received (enums may be unknown): checked first, in the protocol's order.
+      const loaded = received.modelId === info.modelId ? info : undefined;
+      const valid = validatePrefillRequest(received, { capabilities, model: loaded });
+      const { request } = valid;
       const tokens = request.promptTokenIds;
       const descriptor: KvDescriptor = {
         ...{ modelFingerprint: info.fingerprint, numLayers: info.numLayers },

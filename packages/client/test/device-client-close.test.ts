@@ -1,11 +1,11 @@
 import { readdirSync } from "node:fs";
 import { Code, OpalError, Reason } from "@opal/core";
-import type { PrefillDriver, PrefillRequest } from "@opal/driver";
+import type { PrefillRequest } from "@opal/driver";
 import { type MockServer, serveMockDevice } from "@opal/mock";
 import { expectOpalError } from "@opal/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DeviceClientOptions } from "../src/device-client/client-options";
-import { createDeviceClient } from "../src/device-client/create-device-client";
+import { createDeviceClient, type DeviceClient } from "../src/device-client/create-device-client";
 import { startPrefill } from "../src/prefill/start-prefill";
 
 let n = 0;
@@ -56,7 +56,7 @@ describe("closing a device client", () => {
     const client = createDeviceClient(stalling.address);
     await client.close();
     let prefills = 0;
-    const counted: PrefillDriver = {
+    const counted: DeviceClient = {
       ...client,
       prefill(req, call) {
         prefills++;

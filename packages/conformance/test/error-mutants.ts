@@ -101,7 +101,7 @@ export const ERROR_MUTANTS: readonly Mutant[] = [
     mutation: (mock) =>
       mapPrefill(mock, async function* (events, r) {
         const { blockSizesTokens } = await mock.getCapabilities();
-        if (!blockSizesTokens.includes(r.kvFormat.blockSizeTokens)) {
+        if (r.kvFormat && !blockSizesTokens.includes(r.kvFormat.blockSizeTokens)) {
           throw invalid("kv_format.block_size_tokens", Reason.UNSUPPORTED_BLOCK_SIZE, "undeclared");
         }
         yield* events;
@@ -113,7 +113,7 @@ export const ERROR_MUTANTS: readonly Mutant[] = [
     name: "declares fp8_e5m2 but rejects it",
     mutation: (mock) =>
       mapPrefill(mock, async function* (events, r) {
-        if (r.kvFormat.dtype === "fp8_e5m2")
+        if (r.kvFormat?.dtype === "fp8_e5m2")
           throw invalid("kv_format.dtype", Reason.UNSUPPORTED_DTYPE, "fp8_e5m2 is not supported");
         yield* events;
       }),

@@ -1,12 +1,12 @@
 import { createHash } from "node:crypto";
 import { Code, OpalError, Reason, sleep } from "@opal/core";
-import type { FetchEvent, PrefillRequest } from "@opal/driver";
+import type { FetchEvent, ReceivedPrefillRequest } from "@opal/driver";
 import { opal } from "@opal/protocol";
 import { type Mutant, mapEvents, mapPrefill } from "./mutant";
 import { overrideDriver } from "./mutant-device";
 
 /** A request's body (everything but request_id), hashed. */
-const bodyKey = (r: PrefillRequest) =>
+const bodyKey = (r: ReceivedPrefillRequest) =>
   createHash("sha256")
     .update(JSON.stringify({ ...r, requestId: "", promptTokenIds: [...r.promptTokenIds] }))
     .digest("hex")

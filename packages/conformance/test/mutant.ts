@@ -1,5 +1,10 @@
 import { OpalError, type OpalErrorOptions } from "@opal/core";
-import type { DriverCallOptions, PrefillDriver, PrefillEvent, PrefillRequest } from "@opal/driver";
+import type {
+  DriverCallOptions,
+  PrefillDriver,
+  PrefillEvent,
+  ReceivedPrefillRequest,
+} from "@opal/driver";
 import type { KvChunk } from "@opal/kv";
 import type { MockDevice } from "@opal/mock";
 import { type Mutation, overrideDriver } from "./mutant-device";
@@ -27,10 +32,10 @@ export function mapPrefill(
   mock: MockDevice,
   rewrite: (
     events: AsyncIterable<PrefillEvent>,
-    request: PrefillRequest,
+    request: ReceivedPrefillRequest,
     options: DriverCallOptions | undefined,
   ) => AsyncIterable<PrefillEvent>,
-  request: (r: PrefillRequest) => PrefillRequest = (r) => r,
+  request: (r: ReceivedPrefillRequest) => ReceivedPrefillRequest = (r) => r,
 ): PrefillDriver {
   return overrideDriver(mock, {
     prefill: (r, options) => rewrite(mock.prefill(request(r), options), r, options),

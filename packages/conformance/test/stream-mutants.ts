@@ -154,7 +154,8 @@ export const STREAM_MUTANTS: readonly Mutant[] = [
       mapPrefill(
         mock,
         (events) => events,
-        (r) => ({ ...r, kvFormat: { ...r.kvFormat, dtype: "f32", scaleScheme: "none" } }),
+        (r) =>
+          r.kvFormat ? { ...r, kvFormat: { ...r.kvFormat, dtype: "f32", scaleScheme: "none" } } : r,
       ),
     fails: ["prefill.formats"],
     cites: /PF-12/,
@@ -166,11 +167,11 @@ export const STREAM_MUTANTS: readonly Mutant[] = [
         mock,
         (events, request) =>
           mapEvents(events, (e) =>
-            e.type === "accepted"
-              ? { ...e, descriptor: { ...e.descriptor, layout: request.kvFormat.layout } }
+            e.type === "accepted" && request.kvFormat?.layout === "hnd"
+              ? { ...e, descriptor: { ...e.descriptor, layout: "hnd" } }
               : e,
           ),
-        (r) => ({ ...r, kvFormat: { ...r.kvFormat, layout: "nhd" } }),
+        (r) => (r.kvFormat ? { ...r, kvFormat: { ...r.kvFormat, layout: "nhd" } } : r),
       ),
     fails: ["prefill.formats"],
     cites: /PF-38/,
@@ -182,12 +183,12 @@ export const STREAM_MUTANTS: readonly Mutant[] = [
         mock,
         (events, request) =>
           mapEvents(events, (e) =>
-            e.type === "accepted" && request.kvFormat.headRange
+            e.type === "accepted" && request.kvFormat?.headRange
               ? { ...e, descriptor: { ...e.descriptor, headRange: request.kvFormat.headRange } }
               : e,
           ),
         (r) =>
-          r.kvFormat.headRange
+          r.kvFormat?.headRange
             ? {
                 ...r,
                 kvFormat: { ...r.kvFormat, headRange: { ...r.kvFormat.headRange, start: 0 } },
@@ -238,7 +239,7 @@ export const STREAM_MUTANTS: readonly Mutant[] = [
       mapPrefill(
         mock,
         async function* (events, request) {
-          if (request.kvFormat.dtype !== "bf16") return yield* events;
+          if (request.kvFormat?.dtype !== "bf16") return yield* events;
           const digest = createKvDigest();
           for await (const e of events) {
             if (e.type === "accepted") {
@@ -258,7 +259,7 @@ export const STREAM_MUTANTS: readonly Mutant[] = [
           }
         },
         (r) =>
-          r.kvFormat.dtype === "bf16" ? { ...r, kvFormat: { ...r.kvFormat, dtype: "f32" } } : r,
+          r.kvFormat?.dtype === "bf16" ? { ...r, kvFormat: { ...r.kvFormat, dtype: "f32" } } : r,
       ),
     fails: ["prefill.formats"],
     cites: /bf16|BF16/,

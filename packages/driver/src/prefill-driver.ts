@@ -4,8 +4,8 @@ import type {
   FetchKvRequest,
   LoadModelResult,
   ModelInfo,
-  PrefillRequest,
   ProbeState,
+  ReceivedPrefillRequest,
   TelemetrySnapshot,
 } from "./gen/messages";
 import type { LoadModelRequest } from "./load-model-request";
@@ -88,8 +88,15 @@ export interface PrefillDriver {
   /**
    * Computes a prefill: one "accepted", chunks in canonical order (layer 0 first), one
    * "completed". Chunk `data` views stay valid until the consumer asks for the next event.
+   * `request` is as received, not yet checked: the server host passes what it decoded from the
+   * wire, whose enums may be UNSPECIFIED or unknown and whose `kv_format` may be absent. A driver
+   * checks it first, with `validatePrefillRequest` (which reports each problem at its `PF-1`
+   * place), and works with the `PrefillRequest` that returns.
    */
-  prefill(request: PrefillRequest, options?: DriverCallOptions): AsyncIterable<PrefillEvent>;
+  prefill(
+    request: ReceivedPrefillRequest,
+    options?: DriverCallOptions,
+  ): AsyncIterable<PrefillEvent>;
   /** Re-streams a retained cache from a position. Requires `features.resume`. */
   fetchKv(request: FetchKvRequest, options?: DriverCallOptions): AsyncIterable<FetchEvent>;
   /** Idempotent: `released` is false for unknown, expired or foreign handles. */

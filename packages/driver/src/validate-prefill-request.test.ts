@@ -75,7 +75,10 @@ describe("validatePrefillRequest", () => {
   });
 
   it("resolves defaults for a valid request", () => {
-    expect(validatePrefillRequest(request, { capabilities, model })).toEqual({
+    const valid = validatePrefillRequest(request, { capabilities, model });
+    expect(valid.request).toBe(request);
+    expect(valid).toEqual({
+      request,
       chunkBytes: 1024,
       headRange: { start: 0, count: 4 },
       decoderPrefixTokens: 0,

@@ -4,14 +4,23 @@ import { assertKvFormat } from "./assert-kv-format";
 import type {
   DecoderPrefix,
   DeviceCapabilities,
+  KvFormat,
   ModelInfo,
+  PrefillRequest,
+  ReceivedKvFormat,
   ReceivedPrefillRequest,
 } from "./gen/messages";
 import { negotiateChunkBytes } from "./negotiate-chunk-bytes";
 import { quote } from "./quote";
+import type { Sampling } from "./sampling";
 
 /** A prefill request checked against a device and model, with its defaults resolved. */
 export interface ValidatedPrefill {
+  /**
+   * The request that was checked, as a `PrefillRequest` (the same object, its `kv_format` present
+   * and every enum known).
+   */
+  readonly request: PrefillRequest;
   /** The chunk size to produce, in bytes. */
   readonly chunkBytes: number;
   /** The heads to produce ({start: 0, count: 1} for MLA). */
@@ -32,9 +41,10 @@ const INT32_MIN = -(2 ** 31);
 const INT32_MAX = 2 ** 31 - 1;
 
 /**
- * Checks `request` (a `PrefillRequest`, or one as received, whose enums may be UNSPECIFIED or
- * unknown) against the device's capabilities and the model (undefined when not loaded), in the
- * order the protocol specifies (`PF-1`), and resolves defaults. Throws an `OpalError`:
+ * Checks `request` as received (its enums may be UNSPECIFIED or unknown, its `kv_format` absent;
+ * a `PrefillRequest` is one too) against the device's capabilities and the model (undefined when
+ * not loaded), in the order the protocol specifies (`PF-1`), and resolves defaults; the result
+ * carries the request as a `PrefillRequest` for the driver to work with. Throws an `OpalError`:
  * INVALID_ARGUMENT with a BadRequest field violation and the matching reason (INVALID_FIELD,
  * PROMPT_EMPTY, PROMPT_TOO_LONG, TOKEN_OUT_OF_RANGE, UNSUPPORTED_DTYPE, UNSUPPORTED_LAYOUT,
  * UNSUPPORTED_SCALE_SCHEME, UNSUPPORTED_BLOCK_SIZE, HEAD_RANGE_INVALID), FAILED_PRECONDITION
@@ -50,7 +60,7 @@ export function validatePrefillRequest(
   const model = requireModel(request.modelId, device.model);
   const tokens = request.promptTokenIds;
   assertPrompt(tokens, caps, model);
-  assertKvFormat(request.kvFormat, caps, model);
+  assertFormat(request, caps, model);
   const headRange = resolveHeadRange(request.kvFormat.headRange, model);
   const chunkBytes = negotiateChunkBytes(request.maxChunkBytes, caps);
   const decoderPrefixTokens = request.decoderPrefix
@@ -66,7 +76,7 @@ export function validatePrefillRequest(
   if (!Number.isSafeInteger(priority) || priority < INT32_MIN || priority > INT32_MAX) {
     throw invalidField("priority", `expected a whole number in the int32 range, got ${priority}`);
   }
-  return { chunkBytes, headRange, decoderPrefixTokens, retentionSeconds };
+  return { request, chunkBytes, headRange, decoderPrefixTokens, retentionSeconds };
 }
 
 /** The checks before the model: `request_id`, `model_id`, a non-empty prompt, `kv_format` present. */
@@ -85,6 +95,15 @@ function assertRequestShape(
     throw invalidField("prompt_token_ids", "expected at least 1 token, got 0", Reason.PROMPT_EMPTY);
   }
   if (!request.kvFormat) throw invalidField("kv_format", "required, got nothing");
+}
+
+/** `kv_format` holds values of this version only (see `assertKvFormat`). */
+function assertFormat(
+  request: { readonly kvFormat: ReceivedKvFormat },
+  caps: DeviceCapabilities,
+  model: ModelInfo,
+): asserts request is { readonly kvFormat: KvFormat } {
+  assertKvFormat(request.kvFormat, caps, model);
 }
 
 /** The loaded model; throws FAILED_PRECONDITION MODEL_NOT_LOADED when there is none. */
@@ -202,7 +221,10 @@ function assertPushTarget(request: ReceivedPrefillRequest, caps: DeviceCapabilit
 }
 
 /** The sampling mode is known (`GEN-3`); seeded sampling needs its feature and a temperature > 0. */
-function assertSampling(request: ReceivedPrefillRequest, caps: DeviceCapabilities): void {
+function assertSampling(
+  request: ReceivedPrefillRequest,
+  caps: DeviceCapabilities,
+): asserts request is ReceivedPrefillRequest & { readonly sampling?: Sampling } {
   const mode = request.sampling?.mode;
   if (mode !== undefined && mode !== "greedy" && mode !== "seeded") {
     throw invalidField(

@@ -46,6 +46,7 @@ export {
   fromWireInfo,
   fromWireModel,
   fromWirePosition,
+  fromWirePrefillRequest,
   fromWireTelemetry,
   toWireCapabilities,
   toWireChunk,
@@ -84,7 +85,6 @@ export { assertWellFormed, tolerantDeserializer } from "./malformed-request";
 export {
   fromWireFetchEvent,
   fromWirePrefillEvent,
-  fromWirePrefillRequest,
   toWireFetchEvent,
   toWirePrefillEvent,
 } from "./prefill-wire";

@@ -1,8 +1,7 @@
 import type { PrefillRequest } from "@opal/driver";
 import { describe, expect, it } from "vitest";
-import { toWirePrefillRequest } from "./gen/mappers";
+import { fromWirePrefillRequest, toWirePrefillRequest } from "./gen/mappers";
 import { opal } from "./gen/pb.js";
-import { fromWirePrefillRequest } from "./prefill-wire";
 
 const v1 = opal.device.v1;
 /** A number no enum of this version has, as a newer peer may send. */

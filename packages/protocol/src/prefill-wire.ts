@@ -1,5 +1,5 @@
 import { Code, OpalError, Reason } from "@opal/core";
-import type { FetchEvent, PrefillEvent, PrefillRequest } from "@opal/driver";
+import type { FetchEvent, PrefillEvent } from "@opal/driver";
 import {
   fromWireChunk,
   fromWireFetchKvAccepted,
@@ -7,7 +7,6 @@ import {
   fromWirePrefillAccepted,
   fromWirePrefillStats,
   fromWirePushProgress,
-  fromWirePrefillRequest as fromWireReceivedPrefillRequest,
   toWireChunk,
   toWireFetchKvAccepted,
   toWireFetchKvCompleted,
@@ -16,24 +15,6 @@ import {
   toWirePushProgress,
 } from "./gen/mappers";
 import type { opal } from "./gen/pb.js";
-
-/**
- * A wire prefill request as a domain request, decoded without judging it (the generated
- * `ReceivedPrefillRequest`): a missing `kv_format` stays absent, an empty `decoder_prefix` is
- * absent, and an UNSPECIFIED or unknown enum (dtype, layout, scale scheme, sampling mode) decodes
- * to "" or a `Name(n)` string (`UnknownEnumValue`). The request goes to the driver as it was
- * received, which is what a driver's `prefill` gets on the wire too: `validatePrefillRequest`
- * (`@opal/driver`) takes the received type and reports each of them at its place in the `PF-1`
- * order (`GEN-3`). `data_plane` is not part of the domain request: whoever serves the call carries
- * the bytes (the server host for shared memory) and reads it from the wire message.
- */
-export function fromWirePrefillRequest(
-  w: opal.device.v1.PrefillRequest.$Properties,
-): PrefillRequest {
-  // The one widening left: PrefillDriver.prefill is typed with the validated shape although every
-  // driver validates its argument first (see ReceivedPrefillRequest).
-  return fromWireReceivedPrefillRequest(w) as PrefillRequest;
-}
 
 /** A prefill event as a `PrefillResponse` message. */
 export function toWirePrefillEvent(e: PrefillEvent): opal.device.v1.PrefillResponse.$Properties {

@@ -3,8 +3,8 @@ import {
   type DeviceCapabilities,
   type PrefillDriver,
   type PrefillEvent,
-  type PrefillRequest,
   prefillBodyDigest,
+  type ReceivedPrefillRequest,
   validatePrefillRequest,
 } from "@opal/driver";
 import { fromWirePrefillRequest, type opal } from "@opal/protocol";
@@ -18,13 +18,13 @@ import { withHostFeatures } from "./with-host-features";
 
 /**
  * Starts a Prefill call in `PF-1` order and resolves to its events: the push-target allow-list
- * (stage 1, PS-1), the request (stage 4: the driver validates it; the host validates first what
- * it handles itself, the shared-memory region and the push target), request identity (stage 5:
- * a running call with the same tenant, `request_id` and body is superseded, PF-7; another body
- * fails ALREADY_EXISTS REQUEST_ID_CONFLICT, PF-6), then the tenant's concurrency slot and, for a
- * driver that does not queue prefills itself, a device slot (stage 6: queued up to
- * `maxQueuedPrefills`, else RESOURCE_EXHAUSTED DEVICE_BUSY), both held until the call's scope ends
- * (completion, cancellation, deadline). A superseded call gives its slots back at once, so a retry
+ * (stage 1, PS-1), the request (stage 4: the driver gets it as received and validates it; the
+ * host validates first what it handles itself, the shared-memory region and the push target),
+ * request identity (stage 5: a running call with the same tenant, `request_id` and body is
+ * superseded, PF-7; another body fails ALREADY_EXISTS REQUEST_ID_CONFLICT, PF-6), then the
+ * tenant's concurrency slot and, for a driver that does not queue prefills itself, a device slot
+ * (stage 6: queued up to `maxQueuedPrefills`, else RESOURCE_EXHAUSTED DEVICE_BUSY), both held
+ * until the call's scope ends (completion, cancellation, deadline). A superseded call gives its slots back at once, so a retry
  * is served even when its tenant is at its limit; any other call refused at stage 5 or 6 gets the
  * request's own errors first. Time spent queued for a device slot is added to `queue_time_us`.
  */
@@ -74,7 +74,7 @@ export async function hostPrefill(
 async function admitPrefill(
   ctx: HandlerContext,
   scope: DeviceCallContext,
-  request: PrefillRequest,
+  request: ReceivedPrefillRequest,
   capabilities: DeviceCapabilities,
 ): Promise<number> {
   const refuse = async (error: unknown): Promise<never> => {
@@ -130,7 +130,7 @@ function withQueueTime(driver: PrefillDriver, queued: { us: number }): PrefillDr
 async function throwRequestError(
   ctx: HandlerContext,
   scope: DeviceCallContext,
-  request: PrefillRequest,
+  request: ReceivedPrefillRequest,
   capabilities: DeviceCapabilities,
 ): Promise<void> {
   const call = { signal: scope.signal, tenant: scope.tenant };
@@ -150,7 +150,7 @@ async function throwRequestError(
 function supersedeRunning(
   running: RunningPrefills,
   scope: DeviceCallContext,
-  request: PrefillRequest,
+  request: ReceivedPrefillRequest,
 ): RunningPrefill | OpalError {
   const key = `${scope.tenant}\0${request.requestId}`;
   const body = prefillBodyDigest(request);

@@ -3,8 +3,8 @@ import {
   type DeviceCapabilities,
   type DriverCallOptions,
   type PrefillDriver,
-  type PrefillRequest,
   prefillCacheByteLength,
+  type ReceivedPrefillRequest,
   validatePrefillRequest,
 } from "@opal/driver";
 import { type opal, toWirePrefillEvent } from "@opal/protocol";
@@ -64,7 +64,7 @@ export async function* prefillThroughRegion(
     readonly capabilities: DeviceCapabilities;
     readonly call: DriverCallOptions;
   },
-  request: PrefillRequest,
+  request: ReceivedPrefillRequest,
   offer: SharedMemoryOffer,
   admit: () => Promise<void>,
 ): AsyncGenerator<HostPrefillEvent> {
@@ -75,7 +75,7 @@ export async function* prefillThroughRegion(
   const tokens = request.promptTokenIds.length - valid.decoderPrefixTokens;
   const region = await openSharedMemoryRegion(
     offer,
-    prefillCacheByteLength(request, model!, Math.max(1, tokens)),
+    prefillCacheByteLength(valid.request, model!, Math.max(1, tokens)),
   );
   try {
     await admit();

@@ -3,8 +3,11 @@ import {
   type DeviceCapabilities,
   type DeviceInfo,
   DRIVER_API_VERSION,
+  type DriverCallOptions,
   type ModelInfo,
   type PrefillDriver,
+  type PrefillEvent,
+  type PrefillRequest,
   type ProbeState,
   type TelemetrySnapshot,
 } from "@opal/driver";
@@ -31,6 +34,12 @@ import { fetchKvFrom, prefillThrough } from "./prefill-through";
 export interface DeviceClient extends PrefillDriver {
   /** The target this client connects to. */
   readonly target: string;
+  /**
+   * Streams a prefill from the device. Takes a well-formed `PrefillRequest`, not one as a device
+   * receives it: the wire encoder refuses an enum this version does not know (INVALID_ARGUMENT)
+   * before anything is sent.
+   */
+  prefill(request: PrefillRequest, options?: DriverCallOptions): AsyncIterable<PrefillEvent>;
 }
 
 /** Default channel settings (see {@link DeviceClientOptions.channel}). */

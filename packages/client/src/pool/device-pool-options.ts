@@ -1,5 +1,5 @@
 import { MAX_TIMER_MS } from "@opal/core";
-import type { PrefillDriver } from "@opal/driver";
+import type { DriverCallOptions, PrefillDriver, PrefillEvent, PrefillRequest } from "@opal/driver";
 import {
   assertDeviceClientOptions,
   type DeviceClientOptions,
@@ -75,6 +75,8 @@ export interface PoolDevice {
  */
 export interface DevicePool extends PrefillDriver {
   readonly devices: readonly PoolDevice[];
+  /** Routes a prefill to a device; a well-formed `PrefillRequest`, as a {@link DeviceClient} takes. */
+  prefill(request: PrefillRequest, options?: DriverCallOptions): AsyncIterable<PrefillEvent>;
   /**
    * The target of the device holding `kvHandle`, a handle this pool's `prefill` returned (a run's
    * `result.kvHandle`); undefined for any other string.

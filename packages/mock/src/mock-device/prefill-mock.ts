@@ -2,7 +2,7 @@ import { throwIfAborted } from "@opal/core";
 import {
   type DriverCallOptions,
   type PrefillEvent,
-  type PrefillRequest,
+  type ReceivedPrefillRequest,
   streamKvCache,
   validatePrefillRequest,
 } from "@opal/driver";
@@ -16,25 +16,27 @@ import { retainPrefill } from "./retain-prefill";
 import { streamPrefill } from "./stream-prefill";
 
 /**
- * The mock's `PrefillDriver.prefill`, stage by stage: entry (faults, call signal), validation,
- * admission by request id (a conflict fails, a retained earlier result is replayed), a slot (or a
- * place in the queue), the plan, the retention budget check, compute with the timing and power
- * model, retention, and the paced stream.
+ * The mock's `PrefillDriver.prefill`, stage by stage: entry (faults, call signal), validation of
+ * the request as received (the later stages work with the `PrefillRequest` it returns), admission
+ * by request id (a conflict fails, a retained earlier result is replayed), a slot (or a place in
+ * the queue), the plan, the retention budget check, compute with the timing and power model,
+ * retention, and the paced stream.
  */
 export async function* prefillMock(
   state: MockDeviceState,
-  request: PrefillRequest,
+  received: ReceivedPrefillRequest,
   call?: DriverCallOptions,
 ): AsyncGenerator<PrefillEvent> {
   const { scope, tenant } = await enterMockCall(state, "Prefill", call);
   const signal = scope.signal;
   const acceptedAtMs = performance.now();
   try {
-    const model = state.models.get(request.modelId);
-    const valid = validatePrefillRequest(request, {
+    const model = state.models.get(received.modelId);
+    const valid = validatePrefillRequest(received, {
       capabilities: state.capabilities,
       model: model?.info,
     });
+    const { request } = valid;
     const admission = admitPrefill(state, request, { tenant, bodyDigest: call?.bodyDigest });
     if (admission.replay) {
       // Same id, same body, cache still retained: the same result, from the retained cache (PF-7).
