@@ -16,8 +16,9 @@ type PushMessage = Parameters<typeof R.pushKv.requestSerialize>[0];
  * Pushes a prefill's cache to a KvReceiver service: turns the driver's events into a PushKv client
  * stream (header, chunks, commit) and the caller's events into `accepted`, `push_progress` after
  * each layer, and `completed` carrying the receiver's receipt. Honours the receiver's flow control
- * (waits for `drain`, at most `stallTimeoutMs`: a receiver that reads nothing for that long fails
- * the push UNAVAILABLE PUSH_TARGET_UNREACHABLE). Receiver failures map to UNAVAILABLE
+ * (each message waits for its place in the client stream's one-message queue, which the adapter
+ * empties as the receiver's `drain` allows, at most `stallTimeoutMs`: a receiver that reads nothing
+ * for that long fails the push UNAVAILABLE PUSH_TARGET_UNREACHABLE). Receiver failures map to UNAVAILABLE
  * PUSH_TARGET_UNREACHABLE, ABORTED PUSH_REJECTED or the receiver's own DESCRIPTOR_MISMATCH.
  */
 export async function* pushKv(
