@@ -14,6 +14,8 @@ the conformance suite can be seen catching it.
 
 import argparse
 import atexit
+import heapq
+import itertools
 import secrets
 import shutil
 import signal
@@ -66,24 +68,34 @@ def build_capabilities(pb):
 
 
 class Slots:
-    """Prefills computed at once and a bounded queue in front of them (PF-1 stage 6, PF-30, PF-31)."""
+    """Prefills computed at once and a bounded queue in front of them (PF-1 stage 6, PF-30, PF-31).
+
+    A freed slot goes to the waiting prefill with the lowest priority, equal priorities in arrival
+    order (PF-50): waiters are a heap of (priority, arrival sequence) tickets.
+    """
 
     def __init__(self, slots, queue):
         self.slots, self.queue = slots, queue
         self.running = self.waiting = 0
+        self.heap = []  # tickets of the waiting prefills: (priority, arrival sequence)
+        self.arrivals = itertools.count()
         self.condition = threading.Condition()
 
-    def admit(self):
+    def admit(self, priority):
+        """Queues a prefill (DEVICE_BUSY beyond the slots and queue); returns its ticket."""
         with self.condition:
             if self.running + self.waiting >= self.slots + self.queue:
                 raise DeviceError("DEVICE_BUSY", "all slots and queue places are taken", retry_ms=200)
             self.waiting += 1
+            ticket = (priority, next(self.arrivals))
+            heapq.heappush(self.heap, ticket)
+            return ticket
 
-    def wait_for_slot(self, still_wanted):
-        """Blocks until a slot is free (True) or the call is gone (False); leaves the queue either way."""
+    def wait_for_slot(self, ticket, still_wanted):
+        """Blocks until `ticket` gets a slot (True) or the call is gone (False); leaves the queue either way."""
         with self.condition:
             try:
-                while self.running >= self.slots:
+                while self.running >= self.slots or self.heap[0] != ticket:
                     if not still_wanted():
                         return False
                     self.condition.wait(0.05)
@@ -91,6 +103,9 @@ class Slots:
                 return True
             finally:
                 self.waiting -= 1
+                self.heap.remove(ticket)
+                heapq.heapify(self.heap)
+                self.condition.notify_all()  # the head may have changed
 
     def release(self):
         with self.condition:
@@ -185,7 +200,8 @@ def create_servicer(pb, pb_grpc, faults, device_id, auth):
 
             context.add_callback(release)
             enqueued = time.monotonic()
-            if not self.slots.wait_for_slot(lambda: context.is_active() and not record["superseded"]):
+            still_wanted = lambda: context.is_active() and not record["superseded"]  # noqa: E731
+            if not self.slots.wait_for_slot(record["ticket"], still_wanted):
                 release()
                 if record["superseded"]:
                     wire.abort(context, _superseded())
@@ -205,10 +221,10 @@ def create_servicer(pb, pb_grpc, faults, device_id, auth):
                 running = self.requests.get(key)
                 if running and running["body"] != body:
                     raise DeviceError("REQUEST_ID_CONFLICT", f"request_id {request.request_id} is running with another body")
-                self.slots.admit()
+                ticket = self.slots.admit(request.priority)
                 if running:  # PF-7: the retry takes over; the older call ends CANCELLED
                     running["superseded"] = True
-                record = {"body": body, "superseded": False}
+                record = {"body": body, "superseded": False, "ticket": ticket}
                 self.requests[key] = record
                 return record
 

@@ -95,11 +95,12 @@ def check_enum(value, field, allowed, reason):
 
 
 def request_body(pb, request):
-    """The request minus request_id and data_plane, for PF-6/PF-7 (absent == empty)."""
+    """The request minus request_id, data_plane and priority, for PF-6/PF-7 (absent == empty)."""
     body = pb.PrefillRequest()
     body.CopyFrom(request)
     body.ClearField("request_id")
     body.ClearField("data_plane")
+    body.ClearField("priority")  # orders admission, not what is computed (prefill.md §3)
     body.DiscardUnknownFields()
     for field in ("kv_format", "decoder_prefix", "push_target", "sampling"):
         if body.HasField(field) and getattr(body, field).ByteSize() == 0:

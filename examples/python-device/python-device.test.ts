@@ -114,6 +114,34 @@ describe("examples/python-device: a grpcio + numpy device written from the spec"
     expect(report.model).toMatchObject({ conformanceWeights: true, uploaded: true });
   }, 60_000);
 
+  it("gives a freed slot to the lowest priority waiting, equal priorities in arrival order (PF-50)", async (ctx) => {
+    if (missing) return ctx.skip(missing);
+    // One slot, held; four waiters queued in this order; then the slot is freed.
+    const script = `
+import sys, threading, time
+from opal_device import Slots
+slots = Slots(1, 4)
+held = slots.admit(0)
+assert slots.wait_for_slot(held, lambda: True)
+order = []
+def wait(name, ticket):
+    slots.wait_for_slot(ticket, lambda: True)
+    order.append(name)
+    slots.release()
+threads = [threading.Thread(target=wait, args=(name, slots.admit(priority)))
+           for name, priority in [("batch-1", 5), ("batch-2", 5), ("interactive", -1), ("default", 0)]]
+for thread in threads: thread.start()
+time.sleep(0.2)
+slots.release()
+for thread in threads: thread.join(5)
+print(",".join(order))
+`;
+    const { stdout } = await promisify(execFile)(PYTHON, ["-c", script], {
+      cwd: fileURLToPath(new URL(".", import.meta.url)),
+    });
+    expect(stdout.trim()).toBe("interactive,default,batch-1,batch-2");
+  });
+
   it("with made-up KV (--fault garbage-kv) fails the numerics tests naming PF-38", async (ctx) => {
     if (missing) return ctx.skip(missing);
     const report = await runPrefillTests("garbage-kv");

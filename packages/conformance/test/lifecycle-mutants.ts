@@ -25,8 +25,13 @@ export const LIFECYCLE_MUTANTS: readonly Mutant[] = [
           if (method !== "prefill") return { bytes };
           const request = opal.device.v1.PrefillRequest.decode(bytes);
           const id = request.requestId;
+          // The body without request_id and priority (prefill.md §3).
           const body = Buffer.from(
-            opal.device.v1.PrefillRequest.encode({ ...request, requestId: "" }).finish(),
+            opal.device.v1.PrefillRequest.encode({
+              ...request,
+              requestId: "",
+              priority: 0,
+            }).finish(),
           ).toString("hex");
           const earlier = running.get(id);
           if (earlier !== undefined && earlier !== body) {
@@ -52,8 +57,13 @@ export const LIFECYCLE_MUTANTS: readonly Mutant[] = [
           if (method !== "prefill") return { bytes };
           const request = opal.device.v1.PrefillRequest.decode(bytes);
           const id = request.requestId;
+          // The body without request_id and priority (prefill.md §3).
           const body = Buffer.from(
-            opal.device.v1.PrefillRequest.encode({ ...request, requestId: "" }).finish(),
+            opal.device.v1.PrefillRequest.encode({
+              ...request,
+              requestId: "",
+              priority: 0,
+            }).finish(),
           ).toString("hex");
           if (running.get(id) === body) {
             request.requestId = `${id}.retry-${++retries}`;

@@ -14,6 +14,11 @@ describe("prefillBodyDigest: the body of PF-5..7, as docs/protocol/prefill.md §
     expect(prefillBodyDigest({ ...base, requestId: "other" })).toBe(prefillBodyDigest(base));
   });
 
+  it("leaves out priority, which orders admission but computes the same result", () => {
+    expect(prefillBodyDigest({ ...base, priority: -7 })).toBe(prefillBodyDigest(base));
+    expect(prefillBodyDigest({ ...base, priority: 3 })).toBe(prefillBodyDigest(base));
+  });
+
   it("treats a field equal to its zero value as absent (an empty sub-message as none)", () => {
     const zeros: PrefillRequest = {
       ...base,

@@ -3,15 +3,15 @@ import type { ReceivedPrefillRequest } from "./gen/messages";
 
 /**
  * The identity of a prefill request's body (`PF-5`..`PF-7`, docs/protocol/prefill.md §3): SHA-256
- * (lower-case hex) of the request without `request_id` (and without `data_plane`, which a driver
- * request never carries), in a canonical form where a field equal to its zero value counts as
+ * (lower-case hex) of the request without `request_id` and `priority` (which orders admission,
+ * not what is computed; nor `data_plane`, which a driver request never carries), in a canonical form where a field equal to its zero value counts as
  * absent (0, "", false, an empty list, an empty sub-message). Takes a request as received (a
  * `PrefillRequest` is one too). Two requests have the same digest
  * exactly when the spec calls their bodies the same. The server host and the mock both use this
  * one definition.
  */
 export function prefillBodyDigest(request: ReceivedPrefillRequest): string {
-  const { requestId: _, ...body } = request;
+  const { requestId: _id, priority: _priority, ...body } = request;
   return createHash("sha256")
     .update(canonicalJson(body) ?? "{}")
     .digest("hex");

@@ -52,7 +52,7 @@ export interface DriverCallOptions {
 /**
  * The vendor contract: one prefill device. Implemented in process (a vendor's code, the mock) and
  * remotely (the client's gRPC device), so every test of a driver runs against both. Every failure
- * is an `OpalError` carrying a protocol reason (`Reason` in `@opal/protocol`).
+ * is an `OpalError` carrying a protocol reason (`Reason` in `@opal/core`).
  *
  * Streams are `AsyncIterable`s: the consumer pulls, so a slow consumer slows the device instead of
  * growing memory; stopping iteration early (break/return) cancels the call.
@@ -69,8 +69,11 @@ export interface PrefillDriver {
   /**
    * True when the driver admits prefills itself: it holds `maxConcurrentPrefills` slots and a queue
    * of `maxQueuedPrefills`, answers DEVICE_BUSY, and frees a slot when a call ends, is cancelled or
-   * its deadline passes. Absent or false (the usual case): the server host does all of that for it,
-   * and the driver's `prefill` is called only once the call holds a slot.
+   * its deadline passes; it SHOULD give a freed slot to the waiting request with the lowest
+   * `priority`, equal priorities in arrival order (`PF-50`), as
+   * `createDeviceSlots(...).acquire(signal, request.priority)` does. Absent or false (the usual
+   * case): the server host does all of that for it, in that order, and the driver's `prefill` is
+   * called only once the call holds a slot.
    */
   readonly queuesPrefills?: boolean;
   getInfo(options?: DriverCallOptions): Promise<DeviceInfo>;

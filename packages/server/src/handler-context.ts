@@ -38,7 +38,7 @@ export type RunningPrefills = Map<string, RunningPrefill>;
 
 /** A prefill call in progress. */
 export interface RunningPrefill {
-  /** `prefillBodyDigest` of the request (its body: without `request_id` and `data_plane`). */
+  /** `prefillBodyDigest` of the request (its body: without `request_id`, `data_plane` and `priority`). */
   readonly body: string;
   readonly scope: DeviceCallContext;
   /** Gives the call's tenant and device slots back (idempotent); a no-op until it is admitted. */

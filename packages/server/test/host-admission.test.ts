@@ -92,6 +92,39 @@ describe("the host admits prefills for a driver that does not (ID-7, PF-29..31, 
     }
   });
 
+  it("takes the same request_id with another priority as the same body (PF-7, not PF-6)", async () => {
+    const { driver } = holdingDriver();
+    const server = await createDeviceServer(driver, { shutdownGraceMs: 0 });
+    const client = createDeviceClient(server.address);
+    try {
+      const running = start(client, tinyRequest({ priority: 5 }));
+      expect(((await running.first) as PrefillEvent).type).toBe("accepted");
+      // A router raising the priority of its retry supersedes the running call.
+      const retry = start(client, { ...running.request, priority: -5 });
+      expect(((await retry.first) as PrefillEvent).type).toBe("accepted");
+      retry.cancel();
+    } finally {
+      await client.close();
+      await server.shutdown({ graceMs: 0 });
+    }
+  });
+
+  it("replays a retained request retried with another priority (PF-7)", async () => {
+    const mock = createMockDevice({ models: ["opal-tiny"] });
+    const server = await createDeviceServer(mock, { shutdownGraceMs: 0 });
+    const client = createDeviceClient(server.address);
+    try {
+      const request = tinyRequest({ retentionSeconds: 60 });
+      const first = await collectPrefill(client.prefill(request));
+      const replay = await collectPrefill(client.prefill({ ...request, priority: -5 }));
+      expect(replay.kvHandle).toBe(first.kvHandle);
+    } finally {
+      await client.close();
+      await server.shutdown({ graceMs: 0 });
+      await mock.close();
+    }
+  });
+
   it("refuses uploads and FetchKv from the capabilities, before the driver", async () => {
     const { driver } = holdingDriver();
     const refusing: PrefillDriver = {

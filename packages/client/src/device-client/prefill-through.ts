@@ -11,6 +11,7 @@ import {
   toWireFetchRequest,
   toWirePrefillRequest,
 } from "@opal/protocol";
+import { assertWireIntegers } from "./assert-wire-integers";
 import { chunkBytesFor } from "./chunk-bytes-for";
 import type { SharedMemoryPlane } from "./create-shared-memory-plane";
 import { deviceStream } from "./device-call";
@@ -18,7 +19,9 @@ import type { DeviceClientState } from "./device-client-state";
 
 /**
  * A Prefill call: the request with its chunk size settled (see `chunkBytesFor`), its KV bytes
- * through a shared-memory region of `sharedMemory` when the plane offers one, else inline.
+ * through a shared-memory region of `sharedMemory` when the plane offers one, else inline. An
+ * integer field protobufjs would wrap fails INVALID_ARGUMENT before anything is sent
+ * (`assertWireIntegers`).
  */
 export async function* prefillThrough(
   state: DeviceClientState,
@@ -26,6 +29,7 @@ export async function* prefillThrough(
   request: PrefillRequest,
   call: DriverCallOptions = {},
 ): AsyncGenerator<PrefillEvent> {
+  assertWireIntegers(request);
   const maxChunkBytes = await chunkBytesFor(state, request.maxChunkBytes, call);
   const wire = toWirePrefillRequest({ ...request, maxChunkBytes });
   const inline = () => deviceStream((o) => state.rpc.prefill(wire, o), fromWirePrefillEvent, call);

@@ -28,7 +28,7 @@ export function toIdempotenceSuite(): ConformanceTest[] {
     {
       id: "idempotence.supersede-running",
       title:
-        "A retry with the same request_id and body while the first runs cancels the first (CANCELLED) and completes",
+        "A retry with the same request_id and body (another priority) while the first runs cancels the first (CANCELLED) and completes",
       tag: CORE,
       spec: ["PF-7"],
       needs: ["model"],
@@ -81,14 +81,18 @@ async function runIdempotenceConflict(ctx: ConformanceContext): Promise<void> {
 }
 
 /**
- * `idempotence.supersede-running`: A retry with the same request_id and body while the first runs
- * cancels the first (CANCELLED) and completes.
+ * `idempotence.supersede-running`: A retry with the same request_id and body (another priority)
+ * while the first runs cancels the first (CANCELLED) and completes. The retry raises its priority,
+ * as a router would: priority is not part of the body (§3).
  */
 async function runIdempotenceSupersedeRunning(ctx: ConformanceContext): Promise<void> {
   const held = startHeldPrefill(ctx, connectSlowReader(ctx));
   try {
     await assertHeldAccepted(held, "the first prefill");
-    const retry = await ctx.prefill(held.request);
+    const retry = await ctx.prefill({
+      ...held.request,
+      priority: (held.request.priority ?? 0) - 1,
+    });
     assertCompleted(retry, "the retry");
     const first = await held.finish();
     assertConformance(
