@@ -99,6 +99,7 @@ function describeField(f, overlay, enumByName) {
   }
   return {
     ...o,
+    optional: o.optional ?? optionalOnWire(f, kind, o),
     name,
     snake: f.name,
     kind,
@@ -109,6 +110,17 @@ function describeField(f, overlay, enumByName) {
     comment: f.comment,
     enumInfo: kind === "enum" ? enumByName.get(resolved.name) : undefined,
   };
+}
+
+/**
+ * How a scalar field the proto marks optional (the proto3 `optional` keyword, or a comment starting
+ * `OPTIONAL`) is optional in the domain: "omitZero" (`?`, a zero on the wire decodes to absent).
+ * Undefined for a message or repeated field, or when the overlay says `required`.
+ */
+function optionalOnWire(f, kind, overlay) {
+  if (kind === "message" || f.repeated || overlay.required !== undefined) return undefined;
+  const marked = f.options?.proto3_optional === true || /^OPTIONAL\b/.test(f.comment ?? "");
+  return marked ? "omitZero" : undefined;
 }
 
 /** Fields of a message in domain order, with each domain oneof in place of its first case. */

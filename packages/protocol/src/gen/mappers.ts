@@ -159,7 +159,7 @@ export function fromWireFetchRequest(w: opal.device.v1.FetchKvRequest.$Propertie
   return {
     kvHandle: w.kvHandle ?? "",
     ...(w.resumeFrom ? { resumeFrom: fromWirePosition(w.resumeFrom, path(field, "resume_from")) } : {}),
-    maxChunkBytes: w.maxChunkBytes ?? 0,
+    ...(w.maxChunkBytes ? { maxChunkBytes: w.maxChunkBytes } : {}),
   };
 }
 
@@ -504,10 +504,10 @@ export function fromWirePrefillRequest(w: opal.device.v1.PrefillRequest.$Propert
     ...(w.kvFormat ? { kvFormat: fromWireKvFormat(w.kvFormat) } : {}),
     ...(w.cacheSalt ? { cacheSalt: w.cacheSalt } : {}),
     ...(w.decoderPrefix && nonEmpty(fromWireDecoderPrefix(w.decoderPrefix)) ? { decoderPrefix: fromWireDecoderPrefix(w.decoderPrefix) } : {}),
-    retentionSeconds: w.retentionSeconds ?? 0,
+    ...(w.retentionSeconds ? { retentionSeconds: w.retentionSeconds } : {}),
     ...(w.pushTarget ? { pushTarget: fromWirePushTarget(w.pushTarget) } : {}),
     ...(w.sampling ? { sampling: fromWireSampling(w.sampling) } : {}),
-    maxChunkBytes: w.maxChunkBytes ?? 0,
+    ...(w.maxChunkBytes ? { maxChunkBytes: w.maxChunkBytes } : {}),
     ...(w.priority ? { priority: w.priority } : {}),
   };
 }
