@@ -89,6 +89,8 @@ export const MESSAGES = {
     field: "resume_from",
     fields: { part: { optional: "omitZero" } },
   },
+  // 0 (absent) when the weights are device-local.
+  LoadModelHeader: { fields: { weightsByteLength: { optional: "omitZero" } } },
   LoadModelResponse: {
     name: "LoadModelResult",
     mapper: "LoadResult",

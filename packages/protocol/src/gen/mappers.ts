@@ -4,7 +4,7 @@ import { fromWireSampling, toWireSampling } from "../sampling-wire";
 import { dataPlaneEnum, deviceKindEnum, dtypeEnum, layoutEnum, partEnum, scaleSchemeEnum, severityEnum } from "./enums";
 import type { opal } from "./pb.js";
 import { invalidField } from "@opal/core";
-import type { DecoderPrefix, DeviceCapabilities, DeviceFeatures, DeviceInfo, FetchKvAccepted, FetchKvCompleted, FetchKvRequest, HealthCondition, KvFormat, KvPosition, LoadModelResult, MhaShape, MlaShape, ModelInfo, PrefillAccepted, PrefillRequest, PrefillStats, PushProgress, PushReceipt, PushTarget, ReceivedKvFormat, ReceivedPrefillRequest, RetentionLimits, TelemetrySnapshot } from "@opal/driver";
+import type { DecoderPrefix, DeviceCapabilities, DeviceFeatures, DeviceInfo, FetchKvAccepted, FetchKvCompleted, FetchKvRequest, HealthCondition, KvFormat, KvPosition, LoadModelHeader, LoadModelResult, MhaShape, MlaShape, ModelInfo, PrefillAccepted, PrefillRequest, PrefillStats, PushProgress, PushReceipt, PushTarget, ReceivedKvFormat, ReceivedPrefillRequest, RetentionLimits, TelemetrySnapshot } from "@opal/driver";
 import { cacheByteLength, type KvAttention, type KvChunk, type KvDescriptor, type KvHeadRange, type KvNumerics } from "@opal/kv";
 
 /** `name` below the field path `field` (which may be empty). */
@@ -321,6 +321,28 @@ export function fromWirePosition(w: opal.device.v1.KvPosition.$Properties, field
     layer: w.layer ?? 0,
     ...(w.part ? { part: partEnum.fromWire(w.part, path(field, "part")) } : {}),
     offsetBytes: Number(w.offsetBytes ?? 0),
+  };
+}
+
+/** `opal.device.v1.LoadModelHeader` from its domain value. */
+export function toWireLoadModelHeader(d: LoadModelHeader): opal.device.v1.LoadModelHeader.$Properties {
+  return {
+    modelId: d.modelId,
+    configJson: d.configJson,
+    weightsByteLength: d.weightsByteLength ?? 0,
+    weightsSha256: d.weightsSha256 ?? "",
+    deviceLocalRef: d.deviceLocalRef ?? "",
+  };
+}
+
+/** `opal.device.v1.LoadModelHeader` as its domain value. */
+export function fromWireLoadModelHeader(w: opal.device.v1.LoadModelHeader.$Properties): LoadModelHeader {
+  return {
+    modelId: w.modelId ?? "",
+    configJson: w.configJson ?? "",
+    ...(w.weightsByteLength ? { weightsByteLength: Number(w.weightsByteLength) } : {}),
+    ...(w.weightsSha256 ? { weightsSha256: w.weightsSha256 } : {}),
+    ...(w.deviceLocalRef ? { deviceLocalRef: w.deviceLocalRef } : {}),
   };
 }
 
