@@ -336,8 +336,10 @@ function mappersFile(model) {
     "/** `name` below the field path `field` (which may be empty). */",
     'const path = (field: string, name: string): string => (field ? [field, name].join(".") : name);',
     "",
-    "/** True when a decoded sub-message has any field set. */",
-    "const nonEmpty = (value: object): boolean => Object.keys(value).length > 0;",
+    "/** `{ [name]: value }` when the decoded sub-message `value` has any field set, else `{}`. */",
+    "function ifNonEmpty<K extends string, T extends object>(name: K, value: T | undefined): { [P in K]?: T } {",
+    "  return value && Object.keys(value).length > 0 ? ({ [name]: value } as { [P in K]?: T }) : {};",
+    "}",
     "",
     "/** Values of a repeated enum this version knows; newer values are dropped. */",
     "function known<T>(values: readonly number[] | null | undefined, map: { fromWire(v: number, f: string): T }): T[] {",
@@ -502,7 +504,7 @@ function fromWireField(f, received) {
   if (f.kind === "message") {
     const decode = (v) => call(f.message, v, sub);
     if (f.emptyIsAbsent) {
-      return `...(${value} && nonEmpty(${decode(value)}) ? { ${f.name}: ${decode(value)} } : {})`;
+      return `...ifNonEmpty("${f.name}", ${value} ? ${decode(value)} : undefined)`;
     }
     if (optionalMessage) return `...(${value} ? { ${f.name}: ${decode(value)} } : {})`;
     return `${f.name}: ${decode(`${value} ?? {}`)}`;

@@ -10,8 +10,10 @@ import { cacheByteLength, type KvAttention, type KvChunk, type KvDescriptor, typ
 /** `name` below the field path `field` (which may be empty). */
 const path = (field: string, name: string): string => (field ? [field, name].join(".") : name);
 
-/** True when a decoded sub-message has any field set. */
-const nonEmpty = (value: object): boolean => Object.keys(value).length > 0;
+/** `{ [name]: value }` when the decoded sub-message `value` has any field set, else `{}`. */
+function ifNonEmpty<K extends string, T extends object>(name: K, value: T | undefined): { [P in K]?: T } {
+  return value && Object.keys(value).length > 0 ? ({ [name]: value } as { [P in K]?: T }) : {};
+}
 
 /** Values of a repeated enum this version knows; newer values are dropped. */
 function known<T>(values: readonly number[] | null | undefined, map: { fromWire(v: number, f: string): T }): T[] {
@@ -525,7 +527,7 @@ export function fromWirePrefillRequest(w: opal.device.v1.PrefillRequest.$Propert
     promptTokenIds: Uint32Array.from(w.promptTokenIds ?? []),
     ...(w.kvFormat ? { kvFormat: fromWireKvFormat(w.kvFormat) } : {}),
     ...(w.cacheSalt ? { cacheSalt: w.cacheSalt } : {}),
-    ...(w.decoderPrefix && nonEmpty(fromWireDecoderPrefix(w.decoderPrefix)) ? { decoderPrefix: fromWireDecoderPrefix(w.decoderPrefix) } : {}),
+    ...ifNonEmpty("decoderPrefix", w.decoderPrefix ? fromWireDecoderPrefix(w.decoderPrefix) : undefined),
     ...(w.retentionSeconds ? { retentionSeconds: w.retentionSeconds } : {}),
     ...(w.pushTarget ? { pushTarget: fromWirePushTarget(w.pushTarget) } : {}),
     ...(w.sampling ? { sampling: fromWireSampling(w.sampling) } : {}),
