@@ -447,11 +447,14 @@ function zero(f) {
 /** The lines of `fromWire<mapper>`, wire properties to domain (or received) value. */
 function fromWireMapper(m) {
   const received = Boolean(m.received);
-  const judge = received
-    ? " Decodes without judging: an UNSPECIFIED or unknown enum becomes an `UnknownEnumValue` for the validator."
-    : m.namesField
-      ? " Throws INVALID_ARGUMENT naming the field (below `field`, this message's path) for an enum it cannot decode (UNSPECIFIED or unknown) or a missing required field."
-      : "";
+  let judge = "";
+  if (received) {
+    judge =
+      " Decodes without judging: an UNSPECIFIED or unknown enum becomes an `UnknownEnumValue` for the validator.";
+  } else if (m.namesField) {
+    judge =
+      " Throws INVALID_ARGUMENT naming the field (below `field`, this message's path) for an enum it cannot decode (UNSPECIFIED or unknown) or a missing required field.";
+  }
   const lines = [
     `/** \`${PACKAGE}.${m.proto}\` as its domain value.${judge} */`,
     m.namesField
