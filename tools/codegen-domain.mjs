@@ -8,8 +8,11 @@ import { ENUMS, HAND_WRITTEN_TYPES, MESSAGES } from "./codegen-overlay.mjs";
 const PACKAGE = "opal.device.v1";
 const SIXTY_FOUR = new Set(["uint64", "int64", "sint64", "fixed64", "sfixed64"]);
 
+/** `cache_salt` -> `cacheSalt`. */
 const camel = (snake) => snake.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
+/** `KvDtype` -> `KV_DTYPE`: the prefix of an enum's value names. */
 const screaming = (pascal) => pascal.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase();
+/** The keys of `record`, sorted. */
 const sorted = (record) => Object.keys(record).sort();
 
 /** The three generated files, keyed by path from the repository root. */
@@ -24,6 +27,7 @@ export function domainFiles(root, header) {
 
 // --- The model: reflected messages and enums with their overlay. ---------------------------------
 
+/** The enums and messages the overlay lists, reflected from `root` and merged with their overlay. */
 function describe(root) {
   const enums = sorted(ENUMS).map((name) => {
     const type = root.lookupEnum(`${PACKAGE}.${name}`);
@@ -84,21 +88,20 @@ function namesField(message, seen) {
   );
 }
 
+/** One reflected field with its overlay: its kind ("enum", "message" or the scalar type) and names. */
 function describeField(f, overlay, enumByName) {
   const name = camel(f.name);
   const o = overlay.fields?.[name] ?? {};
   const resolved = f.resolvedType;
-  const kind =
-    resolved instanceof protobuf.Enum
-      ? "enum"
-      : resolved instanceof protobuf.Type
-        ? "message"
-        : f.type;
+  let kind = f.type;
+  if (resolved instanceof protobuf.Enum) kind = "enum";
+  else if (resolved instanceof protobuf.Type) kind = "message";
   if (kind === "enum" && !enumByName.has(resolved.name)) {
     throw new Error(`codegen: enum ${resolved.name} has no overlay`);
   }
   return {
     ...o,
+    optional: o.optional ?? optionalOnWire(f, kind, o),
     name,
     snake: f.name,
     kind,
@@ -109,6 +112,17 @@ function describeField(f, overlay, enumByName) {
     comment: f.comment,
     enumInfo: kind === "enum" ? enumByName.get(resolved.name) : undefined,
   };
+}
+
+/**
+ * How a scalar field the proto marks optional (the proto3 `optional` keyword, or a comment starting
+ * `OPTIONAL`) is optional in the domain: "omitZero" (`?`, a zero on the wire decodes to absent).
+ * Undefined for a message or repeated field, or when the overlay says `required`.
+ */
+function optionalOnWire(f, kind, overlay) {
+  if (kind === "message" || f.repeated || overlay.required !== undefined) return undefined;
+  const marked = f.options?.proto3_optional === true || /^OPTIONAL\b/.test(f.comment ?? "");
+  return marked ? "omitZero" : undefined;
 }
 
 /** Fields of a message in domain order, with each domain oneof in place of its first case. */
@@ -132,12 +146,14 @@ function domainFields(message) {
   return out;
 }
 
+/** True when `field` is `?` in the domain type (or its received form when `received`). */
 const isOptional = (field, received) =>
   field.optional !== undefined ||
   (field.kind === "message" && !field.repeated && (received || field.required === undefined));
 
 // --- Domain types: packages/driver/src/gen/messages.ts -------------------------------------------
 
+/** The text of packages/driver/src/gen/messages.ts: domain types, and checks of those @opal/kv owns. */
 function messagesFile(model) {
   // @opal/kv owns the types marked so in the overlay, and the oneof unions (KvAttention).
   const kvTypes = new Set();
@@ -218,6 +234,7 @@ function oneofUnionChecks(model) {
   return lines;
 }
 
+/** The lines declaring `field` in a domain interface (received form when `received`), its doc first. */
 function fieldLines(field, received) {
   const comment = field.oneofGroup
     ? `One of: ${field.cases.map((c) => c.snake).join(", ")}.`
@@ -229,26 +246,31 @@ function fieldLines(field, received) {
   ];
 }
 
+/** The TypeScript type of `field` in a domain interface (received form when `received`). */
 function fieldType(field, received) {
   if (field.oneofGroup) return field.type;
   if (field.custom) return received && field.receivedType ? field.receivedType : field.type;
-  let type;
-  if (field.kind === "enum") {
-    type = field.enumInfo.name;
-    if (received) type = `${type} | UnknownEnumValue<"${type}">`;
-  } else if (field.kind === "message") {
-    type = received && field.message.received ? field.message.receivedName : field.message.domain;
-  } else if (field.kind === "bytes") type = "Uint8Array";
-  else if (field.kind === "string") type = "string";
-  else if (field.kind === "bool") type = "boolean";
-  else type = "number";
-  return field.repeated
-    ? type.includes(" ")
-      ? `readonly (${type})[]`
-      : `readonly ${type}[]`
-    : type;
+  const type = elementType(field, received);
+  if (!field.repeated) return type;
+  return type.includes(" ") ? `readonly (${type})[]` : `readonly ${type}[]`;
 }
 
+/** The TypeScript type of one value of `field` (an element when repeated). */
+function elementType(field, received) {
+  if (field.kind === "enum") {
+    const name = field.enumInfo.name;
+    return received ? `${name} | UnknownEnumValue<"${name}">` : name;
+  }
+  if (field.kind === "message") {
+    return received && field.message.received ? field.message.receivedName : field.message.domain;
+  }
+  if (field.kind === "bytes") return "Uint8Array";
+  if (field.kind === "string") return "string";
+  if (field.kind === "bool") return "boolean";
+  return "number";
+}
+
+/** `comment` as TSDoc lines indented by `indent`; none without a comment. */
 function doc(comment, indent) {
   if (!comment) return [];
   const text = comment.replaceAll("*/", "*\\/").split("\n");
@@ -258,6 +280,7 @@ function doc(comment, indent) {
 
 // --- Enum maps: packages/protocol/src/gen/enums.ts -----------------------------------------------
 
+/** The text of packages/protocol/src/gen/enums.ts: one enum map per overlay enum. */
 function enumsFile(model) {
   const lines = [
     'import { Reason } from "@opal/core";',
@@ -279,6 +302,7 @@ function enumsFile(model) {
 
 // --- Mappers: packages/protocol/src/gen/mappers.ts -----------------------------------------------
 
+/** The text of packages/protocol/src/gen/mappers.ts: helpers, then each message's two mappers. */
 function mappersFile(model) {
   const driverTypes = new Set();
   const kvTypes = new Set();
@@ -324,8 +348,10 @@ function mappersFile(model) {
     "/** `name` below the field path `field` (which may be empty). */",
     'const path = (field: string, name: string): string => (field ? [field, name].join(".") : name);',
     "",
-    "/** True when a decoded sub-message has any field set. */",
-    "const nonEmpty = (value: object): boolean => Object.keys(value).length > 0;",
+    "/** `{ [name]: value }` when the decoded sub-message `value` has any field set, else `{}`. */",
+    "function ifNonEmpty<K extends string, T extends object>(name: K, value: T | undefined): { [P in K]?: T } {",
+    "  return value && Object.keys(value).length > 0 ? ({ [name]: value } as { [P in K]?: T }) : {};",
+    "}",
     "",
     "/** Values of a repeated enum this version knows; newer values are dropped. */",
     "function known<T>(values: readonly number[] | null | undefined, map: { fromWire(v: number, f: string): T }): T[] {",
@@ -351,8 +377,10 @@ const call = (message, value, field) =>
     ? `fromWire${message.mapper}(${value}, ${field})`
     : `fromWire${message.mapper}(${value})`;
 
+/** The protobufjs properties type of message `m`. */
 const wireType = (m) => `opal.device.v1.${m.proto}.$Properties`;
 
+/** The lines of `toWire<mapper>`, domain value to wire properties. */
 function toWireMapper(m) {
   const lines = [
     `/** \`${PACKAGE}.${m.proto}\` from its domain value. */`,
@@ -380,6 +408,7 @@ function toWireMapper(m) {
   return lines;
 }
 
+/** The property (or spread) that sets field `f` in a wire message from the domain value `d`. */
 function toWireField(f) {
   const value = `d.${f.name}`;
   if (f.toWire) {
@@ -407,6 +436,7 @@ function toWireField(f) {
   return opt ? `${f.name}: ${value} ?? ${zero(f)}` : `${f.name}: ${value}`;
 }
 
+/** The proto3 default of scalar field `f`, as TypeScript. */
 function zero(f) {
   if (f.kind === "string") return '""';
   if (f.kind === "bool") return "false";
@@ -414,13 +444,17 @@ function zero(f) {
   return "0";
 }
 
+/** The lines of `fromWire<mapper>`, wire properties to domain (or received) value. */
 function fromWireMapper(m) {
   const received = Boolean(m.received);
-  const judge = received
-    ? " Decodes without judging: an UNSPECIFIED or unknown enum becomes an `UnknownEnumValue` for the validator."
-    : m.namesField
-      ? " Throws INVALID_ARGUMENT naming the field (below `field`, this message's path) for an enum it cannot decode (UNSPECIFIED or unknown) or a missing required field."
-      : "";
+  let judge = "";
+  if (received) {
+    judge =
+      " Decodes without judging: an UNSPECIFIED or unknown enum becomes an `UnknownEnumValue` for the validator.";
+  } else if (m.namesField) {
+    judge =
+      " Throws INVALID_ARGUMENT naming the field (below `field`, this message's path) for an enum it cannot decode (UNSPECIFIED or unknown) or a missing required field.";
+  }
   const lines = [
     `/** \`${PACKAGE}.${m.proto}\` as its domain value.${judge} */`,
     m.namesField
@@ -448,53 +482,73 @@ function fromWireMapper(m) {
   return lines;
 }
 
+/** The property (or spread) that sets field `f` in a domain value from the wire message `w`. */
 function fromWireField(f, received) {
-  if (f.oneofGroup) {
-    const arm = (c) =>
-      `{ ${f.tag}: "${c.name}" as const, ...${call(c.message, `w.${c.name} ?? {}`, `path(field, "${c.snake}")`)} }`;
-    let expr = arm(f.cases[0]);
-    for (const c of [...f.cases].reverse()) expr = `w.${c.name} ? ${arm(c)} : ${expr}`;
-    return `${f.name}: ${expr}`;
-  }
+  if (f.oneofGroup) return fromWireOneof(f);
   const value = `w.${f.name}`;
-  const sub = `path(field, "${f.snake}")`;
-  const optionalMessage = f.kind === "message" && !f.repeated && isOptional(f, received);
   if (f.fromWire) {
-    return optionalMessage
+    return f.kind === "message" && !f.repeated && isOptional(f, received)
       ? `...(${value} ? { ${f.name}: ${f.fromWire} } : {})`
       : `${f.name}: ${f.fromWire}`;
   }
-  if (f.repeated) {
-    const list = `(${value} ?? [])`;
-    let expr;
-    if (f.kind === "enum") {
-      expr =
-        f.enum === "known"
-          ? `known(${value}, ${f.enumInfo.map})`
-          : `${list}.map((v) => ${f.enumInfo.map}.fromWire(v, ${sub}))`;
-    } else if (f.kind === "message") expr = `${list}.map((v) => ${call(f.message, "v", sub)})`;
-    else expr = `[...${f.optional === "omitZero" ? value : list}]`;
-    return f.optional === "omitZero"
-      ? `...(${value}?.length ? { ${f.name}: ${expr} } : {})`
-      : `${f.name}: ${expr}`;
-  }
+  if (f.repeated) return fromWireRepeated(f);
+  if (f.kind === "enum") return fromWireEnum(f, received);
+  if (f.kind === "message") return fromWireMessage(f, received);
+  return fromWireScalar(f);
+}
+
+/** A domain oneof from whichever case is set (the first case, decoded from nothing, when none is). */
+function fromWireOneof(f) {
+  const arm = (c) =>
+    `{ ${f.tag}: "${c.name}" as const, ...${call(c.message, `w.${c.name} ?? {}`, `path(field, "${c.snake}")`)} }`;
+  let expr = arm(f.cases[0]);
+  for (const c of [...f.cases].reverse()) expr = `w.${c.name} ? ${arm(c)} : ${expr}`;
+  return `${f.name}: ${expr}`;
+}
+
+/** A repeated field: a copied array, its elements decoded; absent when empty if "omitZero". */
+function fromWireRepeated(f) {
+  const value = `w.${f.name}`;
+  const sub = `path(field, "${f.snake}")`;
+  const list = `(${value} ?? [])`;
+  let expr;
   if (f.kind === "enum") {
-    const map = f.enumInfo.map;
-    if (received) return `${f.name}: ${map}.decode(${value})`;
-    if (f.optional === "omitZero")
-      return `...(${value} ? { ${f.name}: ${map}.fromWire(${value}, ${sub}) } : {})`;
-    if (f.enum?.default)
-      return `${f.name}: ${value} ? ${map}.fromWire(${value}, ${sub}) : "${f.enum.default}"`;
-    return `${f.name}: ${map}.fromWire(${value}, ${sub})`;
-  }
-  if (f.kind === "message") {
-    const decode = (v) => call(f.message, v, sub);
-    if (f.emptyIsAbsent) {
-      return `...(${value} && nonEmpty(${decode(value)}) ? { ${f.name}: ${decode(value)} } : {})`;
-    }
-    if (optionalMessage) return `...(${value} ? { ${f.name}: ${decode(value)} } : {})`;
-    return `${f.name}: ${decode(`${value} ?? {}`)}`;
-  }
+    expr =
+      f.enum === "known"
+        ? `known(${value}, ${f.enumInfo.map})`
+        : `${list}.map((v) => ${f.enumInfo.map}.fromWire(v, ${sub}))`;
+  } else if (f.kind === "message") expr = `${list}.map((v) => ${call(f.message, "v", sub)})`;
+  else expr = `[...${f.optional === "omitZero" ? value : list}]`;
+  return f.optional === "omitZero"
+    ? `...(${value}?.length ? { ${f.name}: ${expr} } : {})`
+    : `${f.name}: ${expr}`;
+}
+
+/** An enum field: kept as received, or decoded (throwing on UNSPECIFIED unless it has a default). */
+function fromWireEnum(f, received) {
+  const value = `w.${f.name}`;
+  const sub = `path(field, "${f.snake}")`;
+  const map = f.enumInfo.map;
+  if (received) return `${f.name}: ${map}.decode(${value})`;
+  if (f.optional === "omitZero")
+    return `...(${value} ? { ${f.name}: ${map}.fromWire(${value}, ${sub}) } : {})`;
+  if (f.enum?.default)
+    return `${f.name}: ${value} ? ${map}.fromWire(${value}, ${sub}) : "${f.enum.default}"`;
+  return `${f.name}: ${map}.fromWire(${value}, ${sub})`;
+}
+
+/** A message field: absent when missing if optional, else decoded from an empty message. */
+function fromWireMessage(f, received) {
+  const value = `w.${f.name}`;
+  const decode = (v) => call(f.message, v, `path(field, "${f.snake}")`);
+  if (f.emptyIsAbsent) return `...ifNonEmpty("${f.name}", ${value} ? ${decode(value)} : undefined)`;
+  if (isOptional(f, received)) return `...(${value} ? { ${f.name}: ${decode(value)} } : {})`;
+  return `${f.name}: ${decode(`${value} ?? {}`)}`;
+}
+
+/** A scalar field: its zero value when missing, or (if "omitZero") absent when zero. */
+function fromWireScalar(f) {
+  const value = `w.${f.name}`;
   // A field omitted at its zero value is read only when set, so it needs no default.
   const set = f.optional === "omitZero";
   let expr;

@@ -1,7 +1,9 @@
 // Where OPAL's domain deliberately differs from the wire, for tools/codegen-domain.mjs. Everything not
 // listed here follows the default rules: camelCase readonly fields; enums as the lower-case value
 // names without their prefix; bytes as Uint8Array; 64-bit integers as numbers; repeated fields as
-// readonly arrays; message fields optional (`?`); a missing scalar decodes to its zero value.
+// readonly arrays; message fields optional (`?`); a missing scalar decodes to its zero value; a scalar
+// the proto marks optional (the `optional` keyword, or a comment starting `OPTIONAL`) is `?` and a
+// zero on the wire decodes to absent (`optional: "omitZero"`), so a new optional field needs no line.
 
 /**
  * The messages with a domain type, keyed by proto name. Per message:
@@ -18,9 +20,10 @@
  *   case with zero values stands in.
  * - `fields`, per camelCase field name:
  *   - `omit`: not in the domain (`toWire` may still compute it);
- *   - `optional: "keep" | "omitZero"`: `?` in the domain; a decoded zero value is kept, or omitted;
- *   - `required: "default" | "throw"`: a message field that is not `?`; when missing it decodes
- *     from an empty message, or is rejected (INVALID_FIELD);
+ *   - `optional: "keep" | "omitZero"`: `?` in the domain; a decoded zero value is kept, or omitted
+ *     (default for a scalar the proto marks optional: "omitZero");
+ *   - `required: "default" | "throw"`: a field that is not `?`; when missing a message field
+ *     decodes from an empty message (a scalar to its zero value), or is rejected (INVALID_FIELD);
  *   - `emptyIsAbsent`: a message field whose decoded value with no fields set counts as absent;
  *   - `enum: "known" | { default }`: a repeated enum drops values this version does not know; a
  *     scalar enum decodes UNSPECIFIED to `default`;
@@ -54,7 +57,7 @@ export const MESSAGES = {
   Features: { name: "DeviceFeatures" },
   FetchKvAccepted: { field: "accepted", fields: { descriptor: { required: "default" } } },
   FetchKvCompleted: {},
-  FetchKvRequest: { mapper: "FetchRequest", fields: { maxChunkBytes: { optional: "keep" } } },
+  FetchKvRequest: { mapper: "FetchRequest" },
   GetInfoResponse: { name: "DeviceInfo", mapper: "Info" },
   HeadRange: { name: "KvHeadRange", owner: "kv" },
   HealthCondition: { fields: { severity: { enum: { default: "info" } } } },
@@ -86,6 +89,8 @@ export const MESSAGES = {
     field: "resume_from",
     fields: { part: { optional: "omitZero" } },
   },
+  // 0 (absent) when the weights are device-local.
+  LoadModelHeader: { fields: { weightsByteLength: { optional: "omitZero" } } },
   LoadModelResponse: {
     name: "LoadModelResult",
     mapper: "LoadResult",
@@ -94,7 +99,8 @@ export const MESSAGES = {
   MhaShape: {},
   MlaShape: {},
   ModelInfo: { mapper: "Model", oneofs: { attention: { type: "KvAttention", tag: "kind" } } },
-  Numerics: { name: "KvNumerics", owner: "kv" },
+  // @opal/kv's KvNumerics always has a precision path, "" when the device gives none.
+  Numerics: { name: "KvNumerics", owner: "kv", fields: { precisionPath: { required: "default" } } },
   PrefillAccepted: { field: "accepted", fields: { descriptor: { required: "default" } } },
   PrefillCompleted: { name: "PrefillStats" },
   PrefillRequest: {
@@ -106,9 +112,7 @@ export const MESSAGES = {
         fromWire: "Uint32Array.from(w.promptTokenIds ?? [])",
       },
       kvFormat: { required: "default" },
-      cacheSalt: { optional: "omitZero" },
       decoderPrefix: { emptyIsAbsent: true },
-      retentionSeconds: { optional: "keep" },
       sampling: {
         type: "Sampling",
         receivedType: "ReceivedSampling",
@@ -116,8 +120,6 @@ export const MESSAGES = {
         fromWire: "fromWireSampling(w.sampling)",
         imports: { "../sampling-wire": ["fromWireSampling", "toWireSampling"] },
       },
-      maxChunkBytes: { optional: "keep" },
-      priority: { optional: "omitZero" },
       // Not part of the domain request: whoever serves the call carries the bytes (the server
       // host for shared memory) and reads it from the wire message.
       dataPlane: { omit: true },
@@ -126,7 +128,7 @@ export const MESSAGES = {
   PushProgress: {},
   PushReceipt: {},
   PushTarget: {
-    fields: { authorizationToken: { optional: "omitZero" }, useTls: { optional: "keep" } },
+    fields: { useTls: { optional: "keep" } },
   },
   RetentionLimits: {},
   TelemetrySnapshot: { mapper: "Telemetry" },

@@ -5,23 +5,17 @@
 // @opal/protocol's enum maps and wire<->domain mappers. gRPC's own health and reflection services
 // get the same static code and service definitions from the .proto files that grpc-health-check
 // and @grpc/reflection ship, read from node_modules: they stay out of proto/, so out of buf, the
-// domain types and the served FileDescriptorSet. `--check` regenerates into a temporary folder and
-// fails if anything differs from what is committed.
+// domain types and the served FileDescriptorSet. `--check` regenerates in memory and fails if anything
+// differs from what is committed, or if the generated folders hold a file it no longer produces (a
+// normal run empties those folders first, so it deletes such files).
 import { execFileSync } from "node:child_process";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import protobuf from "protobufjs";
 import { domainFiles } from "./codegen-domain.mjs";
+import { staleFiles } from "./codegen-stale.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const protoDir = join(root, "proto");
@@ -228,14 +222,11 @@ function descriptorSet() {
 
 const files = generate();
 if (check) {
-  const stale = Object.entries(files)
-    .filter(
-      ([path, text]) =>
-        !existsSync(join(root, path)) || readFileSync(join(root, path), "utf8") !== text,
-    )
-    .map(([path]) => path);
+  const stale = staleFiles(root, files, [protocolGen, driverGen]);
   if (stale.length > 0) {
-    console.error(`codegen: stale generated files: ${stale.join(", ")}; run npm run codegen`);
+    console.error(
+      `codegen: stale or leftover generated files: ${stale.join(", ")}; run npm run codegen`,
+    );
     process.exit(1);
   }
   console.log("codegen: generated code is up to date");

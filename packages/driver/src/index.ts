@@ -24,6 +24,7 @@ export type {
   HealthSeverity,
   KvFormat,
   KvPosition,
+  LoadModelHeader,
   LoadModelResult,
   MhaShape,
   MlaShape,

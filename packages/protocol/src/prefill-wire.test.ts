@@ -1,6 +1,11 @@
 import type { PrefillRequest } from "@opal/driver";
 import { describe, expect, it } from "vitest";
-import { fromWirePrefillRequest, toWirePrefillRequest } from "./gen/mappers";
+import {
+  fromWireFetchRequest,
+  fromWireLoadModelHeader,
+  fromWirePrefillRequest,
+  toWirePrefillRequest,
+} from "./gen/mappers";
 import { opal } from "./gen/pb.js";
 
 const v1 = opal.device.v1;
@@ -43,6 +48,23 @@ describe("the prefill request mappers", () => {
     expect(Object.keys(minimal)).not.toContain("cacheSalt");
     expect(Object.keys(minimal)).not.toContain("decoderPrefix"); // present but empty = absent
     expect(Object.keys(minimal)).not.toContain("priority");
+  });
+
+  it("decode a zero in every scalar the proto marks OPTIONAL as absent, with no overlay line", () => {
+    const decoded = fromWirePrefillRequest({
+      requestId: "r",
+      retentionSeconds: 0,
+      maxChunkBytes: 0,
+    });
+    expect(Object.keys(decoded)).not.toContain("retentionSeconds");
+    expect(Object.keys(decoded)).not.toContain("maxChunkBytes");
+    expect(fromWireFetchRequest({ kvHandle: "h", maxChunkBytes: 0 })).toEqual({ kvHandle: "h" });
+    expect(fromWireLoadModelHeader({ modelId: "m", configJson: "{}", deviceLocalRef: "" })).toEqual(
+      {
+        modelId: "m",
+        configJson: "{}",
+      },
+    );
   });
 
   it("keep UNSPECIFIED and unknown enums visible for the validator, and a missing kv_format absent", () => {

@@ -1,13 +1,12 @@
 import { Code, invalidField, OpalError, Reason } from "@opal/core";
-import type { DeviceCapabilities } from "@opal/driver";
-import { type opal, toWireLoadResult } from "@opal/protocol";
+import type { DeviceCapabilities, LoadModelHeader } from "@opal/driver";
+import { fromWireLoadModelHeader, type opal, toWireLoadResult } from "@opal/protocol";
 import { checkedWeights } from "./checked-weights";
 import type { DeviceCallContext } from "./device-call-context";
 import type { HandlerContext } from "./handler-context";
 import { nextWithin } from "./next-within";
 
 type LoadModelRequest = opal.device.v1.LoadModelRequest;
-type LoadModelHeader = opal.device.v1.ILoadModelHeader;
 
 /** A model id (models.md, MD-5). */
 const MODEL_ID = /^[A-Za-z0-9._:/-]{1,128}$/;
@@ -25,28 +24,24 @@ export async function loadModel(
 ): Promise<opal.device.v1.LoadModelResponse.$Properties> {
   const messages = requests[Symbol.asyncIterator]();
   const first = await nextWithin(messages, ctx.uploadIdleTimeoutMs);
-  const header = first.done ? undefined : first.value.header;
-  if (!header) throw invalidField("header", "the first LoadModel message must carry the header");
+  const wire = first.done ? undefined : first.value.header;
+  if (!wire) throw invalidField("header", "the first LoadModel message must carry the header");
+  const header = fromWireLoadModelHeader(wire);
   const byteLength = assertLoadModelHeader(header, ctx.capabilities);
   // MD-20: an upload takes one of the device's upload slots and its declared bytes.
   if (!header.deviceLocalRef) call.onDispose(ctx.uploads.admit(byteLength));
+  const weights = header.deviceLocalRef
+    ? {}
+    : {
+        weights: checkedWeights(
+          messages,
+          byteLength,
+          header.weightsSha256,
+          ctx.uploadIdleTimeoutMs,
+        ),
+      };
   const result = await ctx.driver.loadModel(
-    {
-      modelId: header.modelId!,
-      configJson: header.configJson!,
-      ...(header.deviceLocalRef
-        ? { deviceLocalRef: header.deviceLocalRef }
-        : {
-            weights: checkedWeights(
-              messages,
-              byteLength,
-              header.weightsSha256 || undefined,
-              ctx.uploadIdleTimeoutMs,
-            ),
-            weightsByteLength: byteLength,
-          }),
-      ...(header.weightsSha256 ? { weightsSha256: header.weightsSha256 } : {}),
-    },
+    { ...header, ...weights },
     { signal: call.signal, tenant: call.tenant },
   );
   return toWireLoadResult(result);
@@ -64,7 +59,7 @@ function assertLoadModelHeader(header: LoadModelHeader, capabilities: DeviceCapa
       `expected 1-128 characters of [A-Za-z0-9._:/-], got ${JSON.stringify(header.modelId)}`,
     );
   if (!header.configJson) throw invalidField("header.config_json", "required, got an empty string");
-  const byteLength = Number(header.weightsByteLength ?? 0);
+  const byteLength = header.weightsByteLength ?? 0;
   if (header.deviceLocalRef ? byteLength !== 0 : byteLength < 1)
     throw invalidField(
       "header.weights_byte_length",

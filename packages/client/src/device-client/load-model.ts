@@ -1,5 +1,5 @@
 import type { DriverCallOptions, LoadModelRequest, LoadModelResult } from "@opal/driver";
-import { fromWireModel, type opal } from "@opal/protocol";
+import { fromWireLoadResult, type opal, toWireLoadModelHeader } from "@opal/protocol";
 import { deviceCall } from "./device-call";
 import type { DeviceClientState } from "./device-client-state";
 
@@ -20,20 +20,13 @@ export async function loadModel(
     call,
     timeoutMs,
   );
-  return { model: fromWireModel(response.model ?? {}), alreadyLoaded: response.alreadyLoaded };
+  return fromWireLoadResult(response);
 }
 
 async function* loadModelMessages(
   request: LoadModelRequest,
 ): AsyncGenerator<opal.device.v1.LoadModelRequest.$Properties> {
-  yield {
-    header: {
-      modelId: request.modelId,
-      configJson: request.configJson,
-      weightsByteLength: request.weightsByteLength ?? 0,
-      weightsSha256: request.weightsSha256 ?? "",
-      deviceLocalRef: request.deviceLocalRef ?? "",
-    },
-  };
-  for await (const chunk of request.weights ?? []) yield { weightsChunk: chunk };
+  const { weights, ...header } = request;
+  yield { header: toWireLoadModelHeader(header) };
+  for await (const chunk of weights ?? []) yield { weightsChunk: chunk };
 }

@@ -261,6 +261,23 @@ export interface KvPosition {
   readonly offsetBytes: number;
 }
 
+/** What to load. */
+export interface LoadModelHeader {
+  /** REQUIRED. The name to load the model under, 1-128 characters of [A-Za-z0-9._:/-]. */
+  readonly modelId: string;
+  /** REQUIRED. The Hugging Face `config.json` text of the model. */
+  readonly configJson: string;
+  /** Total bytes of the safetensors weights that follow; 0 when `device_local_ref` is set. */
+  readonly weightsByteLength?: number;
+  /**
+   * OPTIONAL. Lower-case hex SHA-256 of the weight bytes; the device rejects a mismatch with
+   * MODEL_WEIGHTS_INVALID.
+   */
+  readonly weightsSha256?: string;
+  /** OPTIONAL. A name of weights the device already stores (instead of streaming bytes). */
+  readonly deviceLocalRef?: string;
+}
+
 /** Response of LoadModel. */
 export interface LoadModelResult {
   /** The loaded model. */

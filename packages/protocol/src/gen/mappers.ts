@@ -4,14 +4,16 @@ import { fromWireSampling, toWireSampling } from "../sampling-wire";
 import { dataPlaneEnum, deviceKindEnum, dtypeEnum, layoutEnum, partEnum, scaleSchemeEnum, severityEnum } from "./enums";
 import type { opal } from "./pb.js";
 import { invalidField } from "@opal/core";
-import type { DecoderPrefix, DeviceCapabilities, DeviceFeatures, DeviceInfo, FetchKvAccepted, FetchKvCompleted, FetchKvRequest, HealthCondition, KvFormat, KvPosition, LoadModelResult, MhaShape, MlaShape, ModelInfo, PrefillAccepted, PrefillRequest, PrefillStats, PushProgress, PushReceipt, PushTarget, ReceivedKvFormat, ReceivedPrefillRequest, RetentionLimits, TelemetrySnapshot } from "@opal/driver";
+import type { DecoderPrefix, DeviceCapabilities, DeviceFeatures, DeviceInfo, FetchKvAccepted, FetchKvCompleted, FetchKvRequest, HealthCondition, KvFormat, KvPosition, LoadModelHeader, LoadModelResult, MhaShape, MlaShape, ModelInfo, PrefillAccepted, PrefillRequest, PrefillStats, PushProgress, PushReceipt, PushTarget, ReceivedKvFormat, ReceivedPrefillRequest, RetentionLimits, TelemetrySnapshot } from "@opal/driver";
 import { cacheByteLength, type KvAttention, type KvChunk, type KvDescriptor, type KvHeadRange, type KvNumerics } from "@opal/kv";
 
 /** `name` below the field path `field` (which may be empty). */
 const path = (field: string, name: string): string => (field ? [field, name].join(".") : name);
 
-/** True when a decoded sub-message has any field set. */
-const nonEmpty = (value: object): boolean => Object.keys(value).length > 0;
+/** `{ [name]: value }` when the decoded sub-message `value` has any field set, else `{}`. */
+function ifNonEmpty<K extends string, T extends object>(name: K, value: T | undefined): { [P in K]?: T } {
+  return value && Object.keys(value).length > 0 ? ({ [name]: value } as { [P in K]?: T }) : {};
+}
 
 /** Values of a repeated enum this version knows; newer values are dropped. */
 function known<T>(values: readonly number[] | null | undefined, map: { fromWire(v: number, f: string): T }): T[] {
@@ -159,7 +161,7 @@ export function fromWireFetchRequest(w: opal.device.v1.FetchKvRequest.$Propertie
   return {
     kvHandle: w.kvHandle ?? "",
     ...(w.resumeFrom ? { resumeFrom: fromWirePosition(w.resumeFrom, path(field, "resume_from")) } : {}),
-    maxChunkBytes: w.maxChunkBytes ?? 0,
+    ...(w.maxChunkBytes ? { maxChunkBytes: w.maxChunkBytes } : {}),
   };
 }
 
@@ -321,6 +323,28 @@ export function fromWirePosition(w: opal.device.v1.KvPosition.$Properties, field
     layer: w.layer ?? 0,
     ...(w.part ? { part: partEnum.fromWire(w.part, path(field, "part")) } : {}),
     offsetBytes: Number(w.offsetBytes ?? 0),
+  };
+}
+
+/** `opal.device.v1.LoadModelHeader` from its domain value. */
+export function toWireLoadModelHeader(d: LoadModelHeader): opal.device.v1.LoadModelHeader.$Properties {
+  return {
+    modelId: d.modelId,
+    configJson: d.configJson,
+    weightsByteLength: d.weightsByteLength ?? 0,
+    weightsSha256: d.weightsSha256 ?? "",
+    deviceLocalRef: d.deviceLocalRef ?? "",
+  };
+}
+
+/** `opal.device.v1.LoadModelHeader` as its domain value. */
+export function fromWireLoadModelHeader(w: opal.device.v1.LoadModelHeader.$Properties): LoadModelHeader {
+  return {
+    modelId: w.modelId ?? "",
+    configJson: w.configJson ?? "",
+    ...(w.weightsByteLength ? { weightsByteLength: Number(w.weightsByteLength) } : {}),
+    ...(w.weightsSha256 ? { weightsSha256: w.weightsSha256 } : {}),
+    ...(w.deviceLocalRef ? { deviceLocalRef: w.deviceLocalRef } : {}),
   };
 }
 
@@ -503,11 +527,11 @@ export function fromWirePrefillRequest(w: opal.device.v1.PrefillRequest.$Propert
     promptTokenIds: Uint32Array.from(w.promptTokenIds ?? []),
     ...(w.kvFormat ? { kvFormat: fromWireKvFormat(w.kvFormat) } : {}),
     ...(w.cacheSalt ? { cacheSalt: w.cacheSalt } : {}),
-    ...(w.decoderPrefix && nonEmpty(fromWireDecoderPrefix(w.decoderPrefix)) ? { decoderPrefix: fromWireDecoderPrefix(w.decoderPrefix) } : {}),
-    retentionSeconds: w.retentionSeconds ?? 0,
+    ...ifNonEmpty("decoderPrefix", w.decoderPrefix ? fromWireDecoderPrefix(w.decoderPrefix) : undefined),
+    ...(w.retentionSeconds ? { retentionSeconds: w.retentionSeconds } : {}),
     ...(w.pushTarget ? { pushTarget: fromWirePushTarget(w.pushTarget) } : {}),
     ...(w.sampling ? { sampling: fromWireSampling(w.sampling) } : {}),
-    maxChunkBytes: w.maxChunkBytes ?? 0,
+    ...(w.maxChunkBytes ? { maxChunkBytes: w.maxChunkBytes } : {}),
     ...(w.priority ? { priority: w.priority } : {}),
   };
 }
