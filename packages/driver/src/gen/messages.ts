@@ -424,7 +424,8 @@ export interface PrefillRequest {
   /**
    * OPTIONAL. Admission order while the request waits for a device slot: lower is admitted first,
    * equal priorities in arrival order; 0 (default) for all, negative allowed (vLLM's semantics).
-   * Never bypasses a limit nor preempts a running prefill (PF-50).
+   * Never bypasses a limit nor preempts a running prefill (PF-50). Not part of the request's
+   * body (§3 of prefill.md): a retry with another priority is the same request (PF-7).
    */
   readonly priority?: number;
 }
@@ -471,7 +472,8 @@ export interface ReceivedPrefillRequest {
   /**
    * OPTIONAL. Admission order while the request waits for a device slot: lower is admitted first,
    * equal priorities in arrival order; 0 (default) for all, negative allowed (vLLM's semantics).
-   * Never bypasses a limit nor preempts a running prefill (PF-50).
+   * Never bypasses a limit nor preempts a running prefill (PF-50). Not part of the request's
+   * body (§3 of prefill.md): a retry with another priority is the same request (PF-7).
    */
   readonly priority?: number;
 }
