@@ -8,10 +8,11 @@ import {
   status,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Code, OpalError, Reason } from "@opal/core";
+import { Code, MAX_TIMER_MS, OpalError, Reason } from "@opal/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGrpcClient } from "./create-grpc-client";
 import { DeviceServiceDefinition } from "./gen/services";
+import { MAX_SENT_TIMEOUT_MS } from "./grpc-call-context";
 import { peerStatusOf } from "./grpc-peer-status";
 import { toGrpcStatus } from "./grpc-status";
 
@@ -28,7 +29,8 @@ const seen = {
 const implementation: UntypedServiceImplementation = {
   getInfo(call: ServerUnaryCall<unknown, unknown>, done: sendUnaryData<unknown>) {
     seen.authorization.push(String(call.metadata.get("authorization")[0] ?? ""));
-    done(null, { deviceId: "dev-1", protocolVersion: "1.0.0" });
+    const delayMs = Number(call.metadata.get("x-delay-ms")[0] ?? 0);
+    setTimeout(() => done(null, { deviceId: "dev-1", protocolVersion: "1.0.0" }), delayMs);
   },
   probe(_call: ServerUnaryCall<unknown, unknown>, _done: sendUnaryData<unknown>) {
     // Never answers: the client's deadline ends the call.
@@ -145,6 +147,32 @@ describe("createGrpcClient", () => {
       const error = await expectOpal(client.probe({}, { timeoutMs: 50 }), Code.DEADLINE_EXCEEDED);
       expect(peerStatusOf(error)).toBeUndefined();
       await expectOpal(client.probe({}, { timeoutMs: -1 }), Code.INVALID_ARGUMENT);
+      expect(client.channel.callsInProgress).toBe(0);
+    } finally {
+      client.channel.close();
+    }
+  });
+
+  it("sends a timeout up to 2^31-1 ms without the server overflowing it (the signal keeps longer ones)", async () => {
+    const client = connect();
+    try {
+      const metadata = { "x-delay-ms": "50" };
+      for (const timeoutMs of [MAX_SENT_TIMEOUT_MS, MAX_SENT_TIMEOUT_MS + 1, MAX_TIMER_MS]) {
+        expect((await client.getInfo({}, { timeoutMs, metadata })).deviceId).toBe("dev-1");
+      }
+    } finally {
+      client.channel.close();
+    }
+  });
+
+  it("refuses a header grpc-js cannot send INVALID_ARGUMENT, registering no call", async () => {
+    const client = connect();
+    try {
+      for (const metadata of [{ "bad key": "v" }, { "x-data-bin": "text" }]) {
+        const error = await expectOpal(client.getInfo({}, { metadata }), Code.INVALID_ARGUMENT);
+        expect(error.reason).toBe(Reason.INVALID_FIELD);
+        expect(error.fieldViolations?.[0]?.field).toBe("metadata");
+      }
       expect(client.channel.callsInProgress).toBe(0);
     } finally {
       client.channel.close();
