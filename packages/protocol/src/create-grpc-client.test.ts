@@ -168,7 +168,10 @@ describe("createGrpcClient", () => {
   it("refuses a header grpc-js cannot send INVALID_ARGUMENT, registering no call", async () => {
     const client = connect();
     try {
-      for (const metadata of [{ "bad key": "v" }, { "x-data-bin": "text" }]) {
+      for (const metadata of [{ "bad key": "v" }, { "x-data-bin": "text" }] as Record<
+        string,
+        string
+      >[]) {
         const error = await expectOpal(client.getInfo({}, { metadata }), Code.INVALID_ARGUMENT);
         expect(error.reason).toBe(Reason.INVALID_FIELD);
         expect(error.fieldViolations?.[0]?.field).toBe("metadata");
