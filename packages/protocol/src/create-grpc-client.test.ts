@@ -290,6 +290,46 @@ describe("createGrpcClient", () => {
     }
   });
 
+  it("fails a client stream whose requests throw once it is aborted with the abort reason", async () => {
+    const client = connect();
+    const abort = new AbortController();
+    const reason = new OpalError(Code.UNAVAILABLE, "shutting down", { reason: Reason.CANCELLED });
+    try {
+      async function* stopping() {
+        yield { header: { modelId: "m" } };
+        abort.abort(reason);
+        throw new Error("the producer stopped");
+      }
+      const loading = client.loadModel(stopping(), { signal: abort.signal });
+      expect(await expectOpal(loading, Code.UNAVAILABLE)).toBe(reason);
+    } finally {
+      client.channel.close();
+    }
+  });
+
+  it("closes a requests iterator blocked on its producer once the call ends", async () => {
+    const client = connect();
+    const abort = new AbortController();
+    let closed = false;
+    const blocked: AsyncIterableIterator<{ header: { modelId: string } }> = {
+      next: () => new Promise(() => {}),
+      return: async () => {
+        closed = true;
+        return { done: true, value: undefined };
+      },
+      [Symbol.asyncIterator]: () => blocked,
+    };
+    try {
+      const loading = client.loadModel(blocked, { signal: abort.signal });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      abort.abort();
+      await expectOpal(loading, Code.CANCELLED);
+      await expect.poll(() => closed).toBe(true);
+    } finally {
+      client.channel.close();
+    }
+  });
+
   it("close() ends every call in progress with its reason, and later calls at once", async () => {
     const client = connect();
     const held = client.probe({});
