@@ -22,7 +22,10 @@ export type {
 } from "./create-reflection-client";
 export { createReflectionClient } from "./create-reflection-client";
 export type { GrpcService, ServiceImplementationOptions } from "./create-service-implementation";
-export { createServiceImplementation } from "./create-service-implementation";
+export {
+  createServiceImplementation,
+  DEFAULT_STREAM_STALL_TIMEOUT_MS,
+} from "./create-service-implementation";
 export { encodeChunkResponse } from "./encode-chunk-response";
 export { FILE_DESCRIPTOR_SET_BASE64 } from "./gen/descriptor-set";
 export {

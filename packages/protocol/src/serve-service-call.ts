@@ -136,9 +136,12 @@ async function runCall<Ctx extends ServiceContext>(
   }
 }
 
-/** A handler's `AbortError` stands for the reason its call's signal aborted with. */
+/**
+ * A handler's `AbortError` once its call's signal aborted stands for the reason it aborted with;
+ * any other error (an `AbortError` of the handler's own, say) is kept as thrown.
+ */
 function ofAbort(error: unknown, context: ServiceContext): unknown {
-  return error instanceof Error && error.name === "AbortError"
+  return context.signal.aborted && error instanceof Error && error.name === "AbortError"
     ? toAbortError(context.signal.reason)
     : error;
 }
