@@ -247,6 +247,33 @@ describe("createServiceImplementation over listenGrpc", () => {
     expect(order).toEqual(["interceptor"]);
   });
 
+  it("ends a client stream with INVALID_ARGUMENT when one of its messages does not parse", async () => {
+    const read: string[] = [];
+    const c = await serve({
+      loadModel: async (requests) => {
+        for await (const request of requests) read.push(request.header?.modelId ?? "chunk");
+        return {};
+      },
+    });
+    const error = await new Promise<ServiceError>((resolve) => {
+      const call = c.makeClientStreamRequest(
+        D.loadModel.path,
+        (bytes: Buffer) => bytes,
+        D.loadModel.responseDeserialize,
+        (e) => resolve(e as ServiceError),
+      );
+      call.write(D.loadModel.requestSerialize({ header: { modelId: "m" } }));
+      call.write(Buffer.from([0x0a, 0xff]));
+      call.end();
+    });
+    expect(fromGrpcStatus(error)).toMatchObject({
+      code: Code.INVALID_ARGUMENT,
+      reason: Reason.INVALID_FIELD,
+    });
+    expect(fromGrpcStatus(error).rawMessage).toMatch(/^not a valid LoadModel request: /);
+    expect(read).toEqual(["m"]);
+  });
+
   it("streams a typed server-streaming handler's responses, and its cancellation reaches ctx.signal", async () => {
     let reason: unknown;
     const aborted = new Promise<void>((resolve) => {

@@ -73,7 +73,7 @@ export type {
 export type { GrpcMethod, GrpcRequest, GrpcResponse } from "./grpc-method";
 export type { GrpcPeerStatus } from "./grpc-peer-status";
 export { peerStatusOf } from "./grpc-peer-status";
-export { fromGrpcStatus, STATUS_DETAILS_TRAILER, toGrpcStatus } from "./grpc-status";
+export { fromGrpcStatus, STATUS_DETAILS_TRAILER } from "./grpc-status";
 export type { HealthStatus } from "./health-status";
 export { isLoopbackHost } from "./is-loopback-host";
 export type {
@@ -83,8 +83,6 @@ export type {
   GrpcTransportSettings,
 } from "./listen-grpc";
 export { listenGrpc } from "./listen-grpc";
-export type { MalformedRequest } from "./malformed-request";
-export { assertWellFormed, tolerantDeserializer } from "./malformed-request";
 export {
   fromWireFetchEvent,
   fromWirePrefillEvent,
@@ -109,7 +107,6 @@ export type {
   ServiceMethodKind,
 } from "./service-interceptor";
 export { hasSharedMemory, SHARED_MEMORY_DIRECTORY, sharedMemoryPath } from "./shared-memory-path";
-export { decodeStatus, ERROR_DOMAIN, encodeStatus, MAX_STATUS_BYTES } from "./status-codec";
+export { decodeStatus, encodeStatus } from "./status-codec";
 export type { ProtocolVersion } from "./version";
 export { assertCompatibleVersion, PROTOCOL_VERSION, parseProtocolVersion } from "./version";
-export { waitForDrain } from "./wait-for-drain";
