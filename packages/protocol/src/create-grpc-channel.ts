@@ -1,13 +1,13 @@
 import { Code, createCallRegistry, OpalError, Reason } from "@opal/core";
 import { connectGrpc } from "./connect-grpc";
 import { grpcBidiStream } from "./grpc-bidi-stream";
-import type { GrpcCallContext } from "./grpc-call-context";
 import type { GrpcCallOptions } from "./grpc-call-options";
 import { grpcClientStream } from "./grpc-client-stream";
 import type { GrpcConnectionOptions } from "./grpc-connection-options";
 import type { GrpcMethod } from "./grpc-method";
 import { grpcServerStream } from "./grpc-server-stream";
 import { grpcUnaryCall } from "./grpc-unary-call";
+import type { GrpcCallContext } from "./start-call";
 
 /**
  * A connection to one gRPC server and the calls in progress on it. Every call takes

@@ -12,9 +12,9 @@ import { Code, MAX_TIMER_MS, OpalError, Reason } from "@opal/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGrpcClient } from "./create-grpc-client";
 import { DeviceServiceDefinition } from "./gen/services";
-import { MAX_SENT_TIMEOUT_MS } from "./grpc-call-context";
 import { peerStatusOf } from "./grpc-peer-status";
 import { toGrpcStatus } from "./grpc-status";
+import { MAX_SENT_TIMEOUT_MS } from "./start-call";
 
 const CHUNK_BYTES = 64 * 1024;
 

@@ -1,12 +1,7 @@
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
 import { invalidField, MAX_TIMER_MS } from "@opal/core";
 import { tolerantDeserializer } from "./malformed-request";
-import {
-  type ServedMethod,
-  serveClientStream,
-  serveServerStream,
-  serveUnary,
-} from "./serve-service-call";
+import { type ServedMethod, serveServiceMethod } from "./serve-service-method";
 import type { ServiceContext } from "./service-context";
 import type { ServiceDefinitionOf, ServiceHandlers } from "./service-handlers";
 import type { ServiceInterceptor } from "./service-interceptor";
@@ -76,14 +71,7 @@ export function createServiceImplementation<
     };
     const handler = handlers[key as keyof Definition] as never;
     if (typeof handler !== "function") throw new TypeError(`${name}: no handler`);
-    if (method.requestStream && method.responseStream) {
-      throw new TypeError(`${name}: bidirectional streaming is not supported`);
-    }
-    implementation[key] = method.requestStream
-      ? serveClientStream(spec, handler)
-      : method.responseStream
-        ? serveServerStream(spec, handler)
-        : serveUnary(spec, handler);
+    implementation[key] = serveServiceMethod(spec, method, handler);
   }
   return { definition: served as ServiceDefinition, implementation };
 }
