@@ -19,6 +19,7 @@ import type { GrpcCallContext } from "./start-call";
 export interface GrpcChannel {
   /** The address this channel connects to. */
   readonly address: string;
+  /** One unary call: resolves with the response, or rejects with the call's `OpalError`. */
   unary<Request, Response>(
     method: GrpcMethod<Request, Response>,
     request: Request,
@@ -42,7 +43,7 @@ export interface GrpcChannel {
     requests: AsyncIterable<Request> | Iterable<Request>,
     options?: GrpcCallOptions,
   ): AsyncIterable<Response>;
-  /** How many calls are in progress. */
+  /** How many calls are in progress (a count). */
   readonly callsInProgress: number;
   /**
    * Ends every call in progress with `reason` (default CANCELLED `the channel to <address> was

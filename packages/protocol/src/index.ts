@@ -1,9 +1,17 @@
 /**
- * The `opal.device.v1` wire protocol: generated message code and grpc-js service definitions, the
- * rich error codec (`google.rpc.Status` in `grpc-status-details-bin`), protocol versioning, and
- * the one gRPC client adapter (`createGrpcClient`, `createGrpcChannel`) with the health and
- * reflection clients built on it. Servers and clients use it; applications use `@opal/client` or
- * `@opal/server` instead.
+ * The `opal.device.v1` wire protocol and the one gRPC adapter of OPAL, both halves of it:
+ *
+ * - generated code (`gen/`, from `proto/` by `tools/codegen.mjs`): protobufjs messages, typed
+ *   grpc-js service definitions (`gen/services.ts`; `gen/grpc-*` for `grpc.health.v1` and server
+ *   reflection), enum maps and the mappers to the domain types of `@opal/driver` and `@opal/kv`;
+ * - the rich error codec (`google.rpc.Status` in `grpc-status-details-bin`) and protocol versioning;
+ * - client: `createGrpcChannel` (unary and streaming calls with deadlines, cancellation and
+ *   back-pressure) and `createGrpcClient` (typed methods over a generated definition), with the
+ *   health and reflection clients built on them;
+ * - service: `createServiceImplementation` (typed handlers behind interceptors, a per-call context
+ *   with an `AbortSignal`) and `listenGrpc`, the one place a grpc-js server is made.
+ *
+ * Servers and clients use it; applications use `@opal/client` or `@opal/server` instead.
  *
  * @packageDocumentation
  */
