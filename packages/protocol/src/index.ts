@@ -4,7 +4,8 @@
  * - generated code (`gen/`, from `proto/` by `tools/codegen.mjs`): protobufjs messages, typed
  *   grpc-js service definitions (`gen/services.ts`; `gen/grpc-*` for `grpc.health.v1` and server
  *   reflection), enum maps and the mappers to the domain types of `@opal/driver` and `@opal/kv`;
- * - the rich error codec (`google.rpc.Status` in `grpc-status-details-bin`) and protocol versioning;
+ * - the rich error codec (`google.rpc.Status` in `grpc-status-details-bin`) and protocol
+ *   versioning;
  * - client: `createGrpcChannel` (unary and streaming calls with deadlines, cancellation and
  *   back-pressure) and `createGrpcClient` (typed methods over a generated definition), with the
  *   health and reflection clients built on them;

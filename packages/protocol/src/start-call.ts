@@ -26,9 +26,9 @@ export interface StartedCall extends CallSignal {
 export const MAX_SENT_TIMEOUT_MS = 2_147_483_000;
 
 /**
- * Registers a call with the channel: throws the channel's closed error once closed, INVALID_ARGUMENT
- * for a bad `timeoutMs` and INVALID_ARGUMENT INVALID_FIELD `metadata` for a header grpc-js refuses
- * (nothing is registered then). The deadline goes to the signal (so the error is this client's
+ * Registers a call with the channel: throws the channel's closed error once closed,
+ * INVALID_ARGUMENT for a bad `timeoutMs` and INVALID_ARGUMENT INVALID_FIELD `metadata` for a
+ * header grpc-js refuses (nothing is registered then). The deadline goes to the signal (so the error is this client's
  * DEADLINE_EXCEEDED) and, up to {@link MAX_SENT_TIMEOUT_MS}, to the server (`grpc-timeout`). The
  * caller must `dispose()` the call when it ends.
  */
