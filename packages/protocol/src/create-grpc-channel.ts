@@ -1,13 +1,13 @@
 import { Code, createCallRegistry, OpalError, Reason } from "@opal/core";
 import { connectGrpc } from "./connect-grpc";
 import { grpcBidiStream } from "./grpc-bidi-stream";
-import type { GrpcCallContext } from "./grpc-call-context";
 import type { GrpcCallOptions } from "./grpc-call-options";
 import { grpcClientStream } from "./grpc-client-stream";
 import type { GrpcConnectionOptions } from "./grpc-connection-options";
 import type { GrpcMethod } from "./grpc-method";
 import { grpcServerStream } from "./grpc-server-stream";
 import { grpcUnaryCall } from "./grpc-unary-call";
+import type { GrpcCallContext } from "./start-call";
 
 /**
  * A connection to one gRPC server and the calls in progress on it. Every call takes
@@ -19,6 +19,7 @@ import { grpcUnaryCall } from "./grpc-unary-call";
 export interface GrpcChannel {
   /** The address this channel connects to. */
   readonly address: string;
+  /** One unary call: resolves with the response, or rejects with the call's `OpalError`. */
   unary<Request, Response>(
     method: GrpcMethod<Request, Response>,
     request: Request,
@@ -42,7 +43,7 @@ export interface GrpcChannel {
     requests: AsyncIterable<Request> | Iterable<Request>,
     options?: GrpcCallOptions,
   ): AsyncIterable<Response>;
-  /** How many calls are in progress. */
+  /** How many calls are in progress (a count). */
   readonly callsInProgress: number;
   /**
    * Ends every call in progress with `reason` (default CANCELLED `the channel to <address> was

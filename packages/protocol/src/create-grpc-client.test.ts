@@ -8,12 +8,13 @@ import {
   status,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Code, OpalError, Reason } from "@opal/core";
+import { Code, MAX_TIMER_MS, OpalError, Reason } from "@opal/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGrpcClient } from "./create-grpc-client";
 import { DeviceServiceDefinition } from "./gen/services";
 import { peerStatusOf } from "./grpc-peer-status";
 import { toGrpcStatus } from "./grpc-status";
+import { MAX_SENT_TIMEOUT_MS } from "./start-call";
 
 const CHUNK_BYTES = 64 * 1024;
 
@@ -28,7 +29,8 @@ const seen = {
 const implementation: UntypedServiceImplementation = {
   getInfo(call: ServerUnaryCall<unknown, unknown>, done: sendUnaryData<unknown>) {
     seen.authorization.push(String(call.metadata.get("authorization")[0] ?? ""));
-    done(null, { deviceId: "dev-1", protocolVersion: "1.0.0" });
+    const delayMs = Number(call.metadata.get("x-delay-ms")[0] ?? 0);
+    setTimeout(() => done(null, { deviceId: "dev-1", protocolVersion: "1.0.0" }), delayMs);
   },
   probe(_call: ServerUnaryCall<unknown, unknown>, _done: sendUnaryData<unknown>) {
     // Never answers: the client's deadline ends the call.
@@ -151,6 +153,35 @@ describe("createGrpcClient", () => {
     }
   });
 
+  it("sends a timeout up to 2^31-1 ms without the server overflowing it (the signal keeps longer ones)", async () => {
+    const client = connect();
+    try {
+      const metadata = { "x-delay-ms": "50" };
+      for (const timeoutMs of [MAX_SENT_TIMEOUT_MS, MAX_SENT_TIMEOUT_MS + 1, MAX_TIMER_MS]) {
+        expect((await client.getInfo({}, { timeoutMs, metadata })).deviceId).toBe("dev-1");
+      }
+    } finally {
+      client.channel.close();
+    }
+  });
+
+  it("refuses a header grpc-js cannot send INVALID_ARGUMENT, registering no call", async () => {
+    const client = connect();
+    try {
+      for (const metadata of [{ "bad key": "v" }, { "x-data-bin": "text" }] as Record<
+        string,
+        string
+      >[]) {
+        const error = await expectOpal(client.getInfo({}, { metadata }), Code.INVALID_ARGUMENT);
+        expect(error.reason).toBe(Reason.INVALID_FIELD);
+        expect(error.fieldViolations?.[0]?.field).toBe("metadata");
+      }
+      expect(client.channel.callsInProgress).toBe(0);
+    } finally {
+      client.channel.close();
+    }
+  });
+
   it("reads a server stream to its end", async () => {
     const client = connect();
     try {
@@ -254,6 +285,46 @@ describe("createGrpcClient", () => {
         throw new OpalError(Code.DATA_LOSS, "weights unreadable");
       }
       await expectOpal(client.loadModel(failing()), Code.DATA_LOSS);
+    } finally {
+      client.channel.close();
+    }
+  });
+
+  it("fails a client stream whose requests throw once it is aborted with the abort reason", async () => {
+    const client = connect();
+    const abort = new AbortController();
+    const reason = new OpalError(Code.UNAVAILABLE, "shutting down", { reason: Reason.CANCELLED });
+    try {
+      async function* stopping() {
+        yield { header: { modelId: "m" } };
+        abort.abort(reason);
+        throw new Error("the producer stopped");
+      }
+      const loading = client.loadModel(stopping(), { signal: abort.signal });
+      expect(await expectOpal(loading, Code.UNAVAILABLE)).toBe(reason);
+    } finally {
+      client.channel.close();
+    }
+  });
+
+  it("closes a requests iterator blocked on its producer once the call ends", async () => {
+    const client = connect();
+    const abort = new AbortController();
+    let closed = false;
+    const blocked: AsyncIterableIterator<{ header: { modelId: string } }> = {
+      next: () => new Promise(() => {}),
+      return: async () => {
+        closed = true;
+        return { done: true, value: undefined };
+      },
+      [Symbol.asyncIterator]: () => blocked,
+    };
+    try {
+      const loading = client.loadModel(blocked, { signal: abort.signal });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      abort.abort();
+      await expectOpal(loading, Code.CANCELLED);
+      await expect.poll(() => closed).toBe(true);
     } finally {
       client.channel.close();
     }

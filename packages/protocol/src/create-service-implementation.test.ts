@@ -1,5 +1,5 @@
 import { Client, credentials, type ServiceError } from "@grpc/grpc-js";
-import { Code, OpalError, Reason } from "@opal/core";
+import { Code, MAX_TIMER_MS, OpalError, Reason } from "@opal/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { createServiceImplementation } from "./create-service-implementation";
 import { DeviceServiceDefinition as D } from "./gen/services";
@@ -158,6 +158,45 @@ describe("createServiceImplementation over listenGrpc", () => {
     expect(ran).toBe(false);
   });
 
+  it("keeps a handler's own AbortError (its call not aborted) as thrown: INTERNAL", async () => {
+    const seen: unknown[] = [];
+    const own = new DOMException("the handler's own timer", "AbortError");
+    const c = await serve(
+      {
+        unloadModel: async () => {
+          throw own;
+        },
+      },
+      [
+        async (_call, next) => {
+          await next().catch((error: unknown) => {
+            seen.push(error);
+            throw error;
+          });
+        },
+      ],
+    );
+    const error = fromGrpcStatus((await unload(c, "m").catch((e) => e)) as ServiceError);
+    expect(error).toMatchObject({ code: Code.INTERNAL, reason: Reason.INTERNAL });
+    expect(seen).toEqual([own]);
+  });
+
+  it("refuses a streamStallTimeoutMs that is not an integer from 1 to MAX_TIMER_MS", () => {
+    const handlers = {
+      unloadModel: async () => ({}),
+      watchTelemetry: async function* () {},
+      loadModel: async () => ({}),
+    };
+    for (const streamStallTimeoutMs of [0, -1, 1.5, MAX_TIMER_MS + 1, Number.NaN]) {
+      expect(() =>
+        createServiceImplementation(TEST_SERVICE, handlers, { streamStallTimeoutMs }),
+      ).toThrow(expect.objectContaining({ code: Code.INVALID_ARGUMENT }));
+    }
+    expect(() =>
+      createServiceImplementation(TEST_SERVICE, handlers, { streamStallTimeoutMs: MAX_TIMER_MS }),
+    ).not.toThrow();
+  });
+
   it("aborts ctx.signal with DEADLINE_EXCEEDED at the call's deadline", async () => {
     let reason: unknown;
     const c = await serve({
@@ -204,8 +243,35 @@ describe("createServiceImplementation over listenGrpc", () => {
       code: Code.INVALID_ARGUMENT,
       reason: Reason.INVALID_FIELD,
     });
-    expect(fromGrpcStatus(error).rawMessage).toMatch(/^not a valid UnloadModelRequest message/);
+    expect(fromGrpcStatus(error).rawMessage).toMatch(/^not a valid UnloadModel request: /);
     expect(order).toEqual(["interceptor"]);
+  });
+
+  it("ends a client stream with INVALID_ARGUMENT when one of its messages does not parse", async () => {
+    const read: string[] = [];
+    const c = await serve({
+      loadModel: async (requests) => {
+        for await (const request of requests) read.push(request.header?.modelId ?? "chunk");
+        return {};
+      },
+    });
+    const error = await new Promise<ServiceError>((resolve) => {
+      const call = c.makeClientStreamRequest(
+        D.loadModel.path,
+        (bytes: Buffer) => bytes,
+        D.loadModel.responseDeserialize,
+        (e) => resolve(e as ServiceError),
+      );
+      call.write(D.loadModel.requestSerialize({ header: { modelId: "m" } }));
+      call.write(Buffer.from([0x0a, 0xff]));
+      call.end();
+    });
+    expect(fromGrpcStatus(error)).toMatchObject({
+      code: Code.INVALID_ARGUMENT,
+      reason: Reason.INVALID_FIELD,
+    });
+    expect(fromGrpcStatus(error).rawMessage).toMatch(/^not a valid LoadModel request: /);
+    expect(read).toEqual(["m"]);
   });
 
   it("streams a typed server-streaming handler's responses, and its cancellation reaches ctx.signal", async () => {

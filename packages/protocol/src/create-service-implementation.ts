@@ -1,11 +1,7 @@
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
+import { invalidField, MAX_TIMER_MS } from "@opal/core";
 import { tolerantDeserializer } from "./malformed-request";
-import {
-  type ServedMethod,
-  serveClientStream,
-  serveServerStream,
-  serveUnary,
-} from "./serve-service-call";
+import { type ServedMethod, serveServiceMethod } from "./serve-service-method";
 import type { ServiceContext } from "./service-context";
 import type { ServiceDefinitionOf, ServiceHandlers } from "./service-handlers";
 import type { ServiceInterceptor } from "./service-interceptor";
@@ -22,13 +18,13 @@ export interface ServiceImplementationOptions<Ctx extends ServiceContext> {
   readonly interceptors?: readonly ServiceInterceptor<Ctx>[];
   /**
    * How long a response stream may wait for its caller to read before it ends DEADLINE_EXCEEDED
-   * ("stalled", PF-49), in ms; default 30 000.
+   * ("stalled", PF-49), in ms: an integer from 1 to `MAX_TIMER_MS`; default 30 000.
    */
   readonly streamStallTimeoutMs?: number;
 }
 
 /** Default of {@link ServiceImplementationOptions.streamStallTimeoutMs}, in ms. */
-const DEFAULT_STREAM_STALL_TIMEOUT_MS = 30_000;
+export const DEFAULT_STREAM_STALL_TIMEOUT_MS = 30_000;
 
 /**
  * Serves `definition` (a generated service definition) with typed `handlers`: unary handlers
@@ -38,7 +34,8 @@ const DEFAULT_STREAM_STALL_TIMEOUT_MS = 30_000;
  * cancellation and at the deadline. Requests that do not parse reach the call as INVALID_ARGUMENT
  * INVALID_FIELD (ERR-2), raised after the interceptors (so after authentication). A thrown
  * `OpalError` ends the call with its status and rich details trailer; anything else INTERNAL
- * "internal error". Bidirectional methods are not supported.
+ * "internal error". Bidirectional methods are not supported. Throws INVALID_ARGUMENT INVALID_FIELD
+ * for a bad `options.streamStallTimeoutMs`.
  */
 export function createServiceImplementation<
   Definition extends ServiceDefinitionOf,
@@ -48,29 +45,33 @@ export function createServiceImplementation<
   handlers: ServiceHandlers<Definition, Ctx>,
   options: ServiceImplementationOptions<Ctx> = {},
 ): GrpcService {
+  const streamStallTimeoutMs = options.streamStallTimeoutMs ?? DEFAULT_STREAM_STALL_TIMEOUT_MS;
+  if (
+    !Number.isInteger(streamStallTimeoutMs) ||
+    streamStallTimeoutMs < 1 ||
+    streamStallTimeoutMs > MAX_TIMER_MS
+  ) {
+    throw invalidField(
+      "streamStallTimeoutMs",
+      `expected an integer from 1 to ${MAX_TIMER_MS} ms, got ${streamStallTimeoutMs}`,
+    );
+  }
   const served: Record<string, unknown> = {};
   const implementation: UntypedServiceImplementation = {};
   for (const [key, method] of Object.entries(definition)) {
     const name = method.originalName ?? key;
     served[key] = {
       ...method,
-      requestDeserialize: tolerantDeserializer(`${name}Request`, method.requestDeserialize),
+      requestDeserialize: tolerantDeserializer(name, method.requestDeserialize),
     };
     const spec: ServedMethod<Ctx> = {
       name,
       interceptors: options.interceptors ?? [],
-      streamStallTimeoutMs: options.streamStallTimeoutMs ?? DEFAULT_STREAM_STALL_TIMEOUT_MS,
+      streamStallTimeoutMs,
     };
     const handler = handlers[key as keyof Definition] as never;
     if (typeof handler !== "function") throw new TypeError(`${name}: no handler`);
-    if (method.requestStream && method.responseStream) {
-      throw new TypeError(`${name}: bidirectional streaming is not supported`);
-    }
-    implementation[key] = method.requestStream
-      ? serveClientStream(spec, handler)
-      : method.responseStream
-        ? serveServerStream(spec, handler)
-        : serveUnary(spec, handler);
+    implementation[key] = serveServiceMethod(spec, method, handler);
   }
   return { definition: served as ServiceDefinition, implementation };
 }

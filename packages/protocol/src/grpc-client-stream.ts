@@ -1,14 +1,15 @@
-import { OpalError, toAbortError } from "@opal/core";
-import { type GrpcCallContext, startCall } from "./grpc-call-context";
+import { toAbortError } from "@opal/core";
 import type { GrpcCallOptions } from "./grpc-call-options";
 import type { GrpcMethod } from "./grpc-method";
+import { type GrpcCallContext, startCall } from "./start-call";
 import { toCallError } from "./to-call-error";
 import { writeRequests } from "./write-requests";
 
 /**
  * One client-streaming call: writes `requests` with back-pressure (see `writeRequests`), half-closes,
- * and resolves with the response. The requests iterator is closed once the call ends; when it
- * throws, the call is cancelled and the promise rejects with that error (as an `OpalError`).
+ * and resolves with the response. The requests iterator is closed once the call ends, even while it
+ * waits for its producer; when it throws, the call is cancelled and the promise rejects with that
+ * error as an `OpalError` (or the abort reason when the call was aborted, see `toCallError`).
  */
 export async function grpcClientStream<Request, Response>(
   context: GrpcCallContext,
@@ -43,7 +44,7 @@ export async function grpcClientStream<Request, Response>(
       call.signal.addEventListener("abort", onAbort, { once: true });
       writeRequests(stream, requests, callEnded, () => ended).catch((error: unknown) => {
         stream.cancel();
-        reject(OpalError.from(error));
+        reject(toCallError(error, call.signal));
       });
     });
   } finally {

@@ -34,5 +34,6 @@ export interface GrpcConnectionOptions {
   readonly credentials?: ChannelCredentials;
   /** Bearer token sent as `authorization: Bearer <token>` on every call; never logged. */
   readonly token?: string;
+  /** HTTP/2 and gRPC settings (sizes in bytes, times in ms); default grpc-js' own. */
   readonly channel?: GrpcChannelSettings;
 }

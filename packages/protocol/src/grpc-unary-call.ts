@@ -1,7 +1,7 @@
 import { toAbortError } from "@opal/core";
-import { type GrpcCallContext, startCall } from "./grpc-call-context";
 import type { GrpcCallOptions } from "./grpc-call-options";
 import type { GrpcMethod } from "./grpc-method";
+import { type GrpcCallContext, startCall } from "./start-call";
 import { toCallError } from "./to-call-error";
 
 /** One unary call; rejects with an `OpalError` (see `toCallError`). */

@@ -1,9 +1,18 @@
 /**
- * The `opal.device.v1` wire protocol: generated message code and grpc-js service definitions, the
- * rich error codec (`google.rpc.Status` in `grpc-status-details-bin`), protocol versioning, and
- * the one gRPC client adapter (`createGrpcClient`, `createGrpcChannel`) with the health and
- * reflection clients built on it. Servers and clients use it; applications use `@opal/client` or
- * `@opal/server` instead.
+ * The `opal.device.v1` wire protocol and the one gRPC adapter of OPAL, both halves of it:
+ *
+ * - generated code (`gen/`, from `proto/` by `tools/codegen.mjs`): protobufjs messages, typed
+ *   grpc-js service definitions (`gen/services.ts`; `gen/grpc-*` for `grpc.health.v1` and server
+ *   reflection), enum maps and the mappers to the domain types of `@opal/driver` and `@opal/kv`;
+ * - the rich error codec (`google.rpc.Status` in `grpc-status-details-bin`) and protocol
+ *   versioning;
+ * - client: `createGrpcChannel` (unary and streaming calls with deadlines, cancellation and
+ *   back-pressure) and `createGrpcClient` (typed methods over a generated definition), with the
+ *   health and reflection clients built on them;
+ * - service: `createServiceImplementation` (typed handlers behind interceptors, a per-call context
+ *   with an `AbortSignal`) and `listenGrpc`, the one place a grpc-js server is made.
+ *
+ * Servers and clients use it; applications use `@opal/client` or `@opal/server` instead.
  *
  * @packageDocumentation
  */
@@ -22,7 +31,10 @@ export type {
 } from "./create-reflection-client";
 export { createReflectionClient } from "./create-reflection-client";
 export type { GrpcService, ServiceImplementationOptions } from "./create-service-implementation";
-export { createServiceImplementation } from "./create-service-implementation";
+export {
+  createServiceImplementation,
+  DEFAULT_STREAM_STALL_TIMEOUT_MS,
+} from "./create-service-implementation";
 export { encodeChunkResponse } from "./encode-chunk-response";
 export { FILE_DESCRIPTOR_SET_BASE64 } from "./gen/descriptor-set";
 export {
@@ -73,7 +85,7 @@ export type {
 export type { GrpcMethod, GrpcRequest, GrpcResponse } from "./grpc-method";
 export type { GrpcPeerStatus } from "./grpc-peer-status";
 export { peerStatusOf } from "./grpc-peer-status";
-export { fromGrpcStatus, STATUS_DETAILS_TRAILER, toGrpcStatus } from "./grpc-status";
+export { fromGrpcStatus, STATUS_DETAILS_TRAILER } from "./grpc-status";
 export type { HealthStatus } from "./health-status";
 export { isLoopbackHost } from "./is-loopback-host";
 export type {
@@ -83,8 +95,6 @@ export type {
   GrpcTransportSettings,
 } from "./listen-grpc";
 export { listenGrpc } from "./listen-grpc";
-export type { MalformedRequest } from "./malformed-request";
-export { assertWellFormed, tolerantDeserializer } from "./malformed-request";
 export {
   fromWireFetchEvent,
   fromWirePrefillEvent,
@@ -109,7 +119,6 @@ export type {
   ServiceMethodKind,
 } from "./service-interceptor";
 export { hasSharedMemory, SHARED_MEMORY_DIRECTORY, sharedMemoryPath } from "./shared-memory-path";
-export { decodeStatus, ERROR_DOMAIN, encodeStatus, MAX_STATUS_BYTES } from "./status-codec";
+export { decodeStatus, encodeStatus } from "./status-codec";
 export type { ProtocolVersion } from "./version";
 export { assertCompatibleVersion, PROTOCOL_VERSION, parseProtocolVersion } from "./version";
-export { waitForDrain } from "./wait-for-drain";

@@ -15,15 +15,27 @@ export interface GrpcListenerTls {
 
 /** HTTP/2 and gRPC settings of a listener; each unset one keeps grpc-js' default. */
 export interface GrpcTransportSettings {
+  /** Largest message received, in bytes (grpc-js: 4 MiB). */
   readonly maxReceiveMessageBytes?: number;
+  /** Largest message sent, in bytes (grpc-js: unlimited). */
   readonly maxSendMessageBytes?: number;
+  /** HTTP/2 flow-control window, in bytes (grpc-js: 64 KiB). */
   readonly flowControlWindowBytes?: number;
+  /** Interval between keepalive pings to each client, in ms (grpc-js: none). */
   readonly keepaliveTimeMs?: number;
+  /**
+   * How long a keepalive ping may go unacknowledged before the connection closes, in ms
+   * (grpc-js: 20,000).
+   */
   readonly keepaliveTimeoutMs?: number;
+  /**
+   * Shortest interval between a client's pings without data that is tolerated, in ms (sent as
+   * `grpc.http2.min_ping_interval_without_data_ms`).
+   */
   readonly keepaliveMinPingIntervalMs?: number;
-  /** Concurrent streams per HTTP/2 connection. */
+  /** Concurrent streams per HTTP/2 connection, a count (grpc-js: unlimited). */
   readonly maxConcurrentStreams?: number;
-  /** Connections idle this long are closed, in ms. */
+  /** Connections idle this long are closed, in ms (grpc-js: never). */
   readonly maxConnectionIdleMs?: number;
 }
 

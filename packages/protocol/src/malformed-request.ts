@@ -8,20 +8,21 @@ export interface MalformedRequest {
 }
 
 /**
- * Wraps a request deserializer so that bytes which do not parse become a {@link MalformedRequest}
+ * Wraps the request deserializer of the method named `method` (its `.proto` name) so that bytes
+ * which do not parse become a {@link MalformedRequest} ("not a valid <method> request: ...")
  * instead of an exception: grpc-js would answer an exception with a bare INTERNAL "Error
  * deserializing request"; the handler answers INVALID_ARGUMENT INVALID_FIELD with its ErrorInfo
  * (ERR-2) once the caller is authenticated.
  */
 export function tolerantDeserializer<T>(
-  message: string,
+  method: string,
   deserialize: (bytes: Buffer) => T,
 ): (bytes: Buffer) => T | MalformedRequest {
   return (bytes) => {
     try {
       return deserialize(bytes);
     } catch (error) {
-      return { [MALFORMED]: `not a valid ${message} message: ${(error as Error).message}` };
+      return { [MALFORMED]: `not a valid ${method} request: ${(error as Error).message}` };
     }
   };
 }

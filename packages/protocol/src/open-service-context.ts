@@ -1,5 +1,5 @@
 import type { ServerUnaryCall } from "@grpc/grpc-js";
-import { Code, OpalError, Reason } from "@opal/core";
+import { Code, MAX_TIMER_MS, OpalError, Reason } from "@opal/core";
 import type { ServiceContext } from "./service-context";
 
 /** The part of a grpc-js server call (of any kind) a context is made from. */
@@ -24,7 +24,8 @@ export interface OpenServiceContext {
 /**
  * Opens the context of `call`: its signal aborts with CANCELLED when the caller cancels (also when
  * that happened before this ran), with DEADLINE_EXCEEDED when the call's deadline passes (whether
- * our timer or grpc-js notices first), and with the reason given to `abort`.
+ * our timer or grpc-js notices first; a deadline more than `MAX_TIMER_MS` away arms no timer), and
+ * with the reason given to `abort`.
  */
 export function openServiceContext(call: SurfaceCall, method: string): OpenServiceContext {
   const controller = new AbortController();
@@ -40,9 +41,11 @@ export function openServiceContext(call: SurfaceCall, method: string): OpenServi
   call.on("cancelled", onCancel);
   // grpc-js emits "cancelled" once: a caller that went away already is gone.
   if (call.cancelled) onCancel();
-  const timer = Number.isFinite(deadlineMs)
-    ? setTimeout(() => controller.abort(deadlinePassed()), Math.max(0, deadlineMs - Date.now()))
-    : undefined;
+  // Beyond MAX_TIMER_MS a timer would fire at once; grpc-js treats such a deadline as none too.
+  const timer =
+    deadlineMs - Date.now() <= MAX_TIMER_MS
+      ? setTimeout(() => controller.abort(deadlinePassed()), Math.max(0, deadlineMs - Date.now()))
+      : undefined;
   timer?.unref();
   const cleanups: Array<() => void> = [];
   const certificate = call.getAuthContext?.()?.sslPeerCertificate;

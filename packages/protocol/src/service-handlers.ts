@@ -2,20 +2,26 @@ import type { ServiceContext } from "./service-context";
 
 /** The method of a generated service definition, as a server sees it. */
 export interface ServiceMethod<Request = unknown, Response = unknown> {
+  /** `/package.Service/Method`. */
   readonly path: string;
+  /** The method's `.proto` name (`UnloadModel`); default the definition's key. */
   readonly originalName?: string;
+  /** Whether the client sends a stream of requests. */
   readonly requestStream: boolean;
+  /** Whether the server answers with a stream of responses. */
   readonly responseStream: boolean;
+  /** Decodes one request from its protobuf bytes; throws for bytes that do not parse. */
   readonly requestDeserialize: (bytes: Buffer) => Request;
+  /** Encodes one response message (protobuf bytes). */
   readonly responseSerialize: (message: Response) => Buffer;
 }
 
 /** A generated service definition (`DeviceServiceDefinition`, `KvReceiverServiceDefinition`). */
 export type ServiceDefinitionOf = { readonly [name: string]: ServiceMethod<unknown, never> };
 
-/** The request a method decodes. */
+/** The request a server receives for a method (its `requestDeserialize` output). */
 export type RequestOf<M> = M extends { requestDeserialize: (bytes: Buffer) => infer R } ? R : never;
-/** The response a method encodes. */
+/** The response a server sends for a method (its `responseSerialize` input). */
 export type ResponseOf<M> = M extends { responseSerialize: (message: infer R) => Buffer }
   ? R
   : never;
@@ -46,7 +52,7 @@ export type HandlerOf<M, Ctx> = M extends { requestStream: false; responseStream
       ? ClientStreamHandler<RequestOf<M>, ResponseOf<M>, Ctx>
       : never;
 
-/** One typed handler per method of `Definition`. */
+/** One typed handler per method of `Definition`, each called with the call's context `Ctx`. */
 export type ServiceHandlers<Definition, Ctx extends ServiceContext = ServiceContext> = {
   readonly [K in keyof Definition]: HandlerOf<Definition[K], Ctx>;
 };

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { Code, invalidField, OpalError, Reason } from "@opal/core";
-import { assertWellFormed, type opal } from "@opal/protocol";
+import type { opal } from "@opal/protocol";
 import { nextWithin } from "./next-within";
 
 type LoadModelRequest = opal.device.v1.LoadModelRequest;
@@ -24,7 +24,6 @@ export async function* checkedWeights(
   for (;;) {
     const next = await nextWithin(messages, idleTimeoutMs);
     if (next.done) break;
-    assertWellFormed(next.value);
     const chunk = next.value.weightsChunk;
     if (!chunk)
       throw invalidField("weights_chunk", "only the first LoadModel message may carry a header");

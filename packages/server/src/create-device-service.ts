@@ -2,6 +2,7 @@ import { Code, OpalError, Reason } from "@opal/core";
 import { createDeviceSlots, type DeviceCapabilities, type PrefillDriver } from "@opal/driver";
 import {
   createServiceImplementation,
+  DEFAULT_STREAM_STALL_TIMEOUT_MS,
   DeviceServiceDefinition,
   encodeChunkResponse,
   type GrpcService,
@@ -29,8 +30,6 @@ const STREAMING_DEFINITION = {
   fetchKv: withChunkEncoding(DeviceServiceDefinition.fetchKv),
 };
 
-/** Default of `limits.streamStallTimeoutMs`, in ms. */
-const DEFAULT_STREAM_STALL_TIMEOUT_MS = 30_000;
 /** Default of `limits.maxConcurrentUploads`. */
 const DEFAULT_CONCURRENT_UPLOADS = 2;
 /** Default of `limits.uploadIdleTimeoutMs`, in ms. */

@@ -1,7 +1,7 @@
 import { Code, OpalError, Reason } from "@opal/core";
 import type { PrefillStats } from "@opal/driver";
 import { type KvDescriptor, toHex } from "@opal/kv";
-import { assertWellFormed, fromWireChunk, fromWireDescriptor, type opal } from "@opal/protocol";
+import { fromWireChunk, fromWireDescriptor, type opal } from "@opal/protocol";
 import { readKvStream, type StreamHooks, type StreamProgress } from "../prefill/read-kv-stream";
 import type { ReceivedKv } from "./kv-receiver-options";
 
@@ -17,7 +17,6 @@ export async function readHeader(
   messages: Messages,
 ): Promise<{ header: opal.device.v1.PushKvHeader.$Properties; descriptor: KvDescriptor }> {
   const first = await messages.next();
-  if (!first.done) assertWellFormed(first.value);
   const header = first.done ? undefined : first.value.header;
   if (!header?.transferId || !header.descriptor) {
     throw new OpalError(
@@ -55,7 +54,6 @@ export async function receive(
     for (;;) {
       const next = await messages.next();
       if (next.done) return;
-      assertWellFormed(next.value);
       if (next.value.chunk)
         yield { type: "chunk" as const, chunk: fromWireChunk(next.value.chunk) };
       else if (next.value.commit) {

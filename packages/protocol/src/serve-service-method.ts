@@ -3,6 +3,7 @@ import type {
   handleServerStreamingCall,
   handleUnaryCall,
   StatusObject,
+  UntypedHandleCall,
 } from "@grpc/grpc-js";
 import { Code, OpalError, Reason, toAbortError } from "@opal/core";
 import { toGrpcStatus } from "./grpc-status";
@@ -24,8 +25,26 @@ export interface ServedMethod<Ctx extends ServiceContext> {
 
 type Status = Pick<StatusObject, "code" | "details" | "metadata">;
 
+/**
+ * The grpc-js handler of `method` (of the kind `definition` declares): `handler` runs behind the
+ * interceptors. Throws TypeError for a bidirectional method, which is not supported.
+ */
+export function serveServiceMethod<Ctx extends ServiceContext>(
+  method: ServedMethod<Ctx>,
+  definition: { readonly requestStream: boolean; readonly responseStream: boolean },
+  handler: never,
+): UntypedHandleCall {
+  if (definition.requestStream && definition.responseStream) {
+    throw new TypeError(`${method.name}: bidirectional streaming is not supported`);
+  }
+  if (definition.requestStream) return serveClientStream(method, handler);
+  return definition.responseStream
+    ? serveServerStream(method, handler)
+    : serveUnary(method, handler);
+}
+
 /** A grpc-js unary handler running `handler` behind the interceptors. */
-export function serveUnary<Ctx extends ServiceContext>(
+function serveUnary<Ctx extends ServiceContext>(
   method: ServedMethod<Ctx>,
   handler: UnaryHandler<unknown, unknown, Ctx>,
 ): handleUnaryCall<unknown, unknown> {
@@ -49,7 +68,7 @@ export function serveUnary<Ctx extends ServiceContext>(
  * written once the previous one fits the caller's flow-control window; a caller that reads nothing
  * for `streamStallTimeoutMs` ends the call DEADLINE_EXCEEDED (PF-49), freeing what it holds.
  */
-export function serveServerStream<Ctx extends ServiceContext>(
+function serveServerStream<Ctx extends ServiceContext>(
   method: ServedMethod<Ctx>,
   handler: ServerStreamHandler<unknown, unknown, Ctx>,
 ): handleServerStreamingCall<unknown, unknown> {
@@ -76,7 +95,7 @@ export function serveServerStream<Ctx extends ServiceContext>(
  * ends with the context's abort reason as soon as its signal aborts (cancellation, deadline,
  * shutdown).
  */
-export function serveClientStream<Ctx extends ServiceContext>(
+function serveClientStream<Ctx extends ServiceContext>(
   method: ServedMethod<Ctx>,
   handler: ClientStreamHandler<unknown, unknown, Ctx>,
 ): handleClientStreamingCall<unknown, unknown> {
@@ -136,9 +155,12 @@ async function runCall<Ctx extends ServiceContext>(
   }
 }
 
-/** A handler's `AbortError` stands for the reason its call's signal aborted with. */
+/**
+ * A handler's `AbortError` once its call's signal aborted stands for the reason it aborted with;
+ * any other error (an `AbortError` of the handler's own, say) is kept as thrown.
+ */
 function ofAbort(error: unknown, context: ServiceContext): unknown {
-  return error instanceof Error && error.name === "AbortError"
+  return context.signal.aborted && error instanceof Error && error.name === "AbortError"
     ? toAbortError(context.signal.reason)
     : error;
 }
