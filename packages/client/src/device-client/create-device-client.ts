@@ -12,6 +12,7 @@ import {
   type TelemetrySnapshot,
 } from "@opal/driver";
 import {
+  createGrpcChannel,
   createGrpcClient,
   DeviceServiceDefinition,
   fromWireCapabilities,
@@ -29,6 +30,7 @@ import { deviceCall, deviceStream } from "./device-call";
 import type { DeviceClientState } from "./device-client-state";
 import { loadModel } from "./load-model";
 import { fetchKvFrom, prefillThrough } from "./prefill-through";
+import { versionCheckedChannel } from "./version-checked-channel";
 
 /** A remote device: the {@link PrefillDriver} interface over gRPC. */
 export interface DeviceClient extends PrefillDriver {
@@ -52,7 +54,9 @@ export const DEFAULT_CHANNEL = {
 
 /**
  * Connects to a device at `target` (`host:port`, or any grpc-js target such as `dns:///name:port`).
- * The connection is made lazily on the first call. Every failure is an `OpalError` with the device's
+ * The connection is made lazily on the first call, and the first call other than `getInfo` reads
+ * GetInfo first, once per client: a device of another major protocol version fails every such call
+ * with FAILED_PRECONDITION PROTOCOL_VERSION_UNSUPPORTED (`VER-2`). Every failure is an `OpalError` with the device's
  * code, reason and retry delay; no grpc-js type appears in the result. Bad options throw
  * INVALID_ARGUMENT naming the field (see {@link DeviceClientOptions}). `close()` ends every call in
  * progress (so every run on this client) with CANCELLED `the client for <target> was closed`,
@@ -67,12 +71,17 @@ export function createDeviceClient(
     throw invalidOption("target", "a non-empty string such as host:port", target);
   assertDeviceClientOptions(options);
   const channel = { ...DEFAULT_CHANNEL, ...options.channel };
+  const unaryTimeoutMs = options.defaultUnaryTimeoutMs ?? 30_000;
+  const connection = createGrpcChannel(target, connectionOptions(options));
   const state: DeviceClientState = {
     target,
     options,
-    rpc: createGrpcClient(DeviceServiceDefinition, target, connectionOptions(options)),
+    rpc: createGrpcClient(
+      DeviceServiceDefinition,
+      versionCheckedChannel(connection, unaryTimeoutMs),
+    ),
     maxMessageBytes: channel.maxMessageBytes,
-    unaryTimeoutMs: options.defaultUnaryTimeoutMs ?? 30_000,
+    unaryTimeoutMs,
     capabilitiesRead: undefined,
   };
   const { rpc } = state;
