@@ -109,3 +109,14 @@ it("a call whose signal has already aborted reads no GetInfo", async () => {
   await expectOpalError(client.probe({ signal: controller.signal }), Code.CANCELLED);
   expect(same.calls).toEqual([]);
 });
+
+it("a getInfo() made first serves as the version read: the next calls read no other", async () => {
+  const mixed = connect(same.server.address);
+  expect((await mixed.getInfo()).protocolVersion).toBe("1.7.3");
+  await mixed.probe();
+  expect(same.calls).toEqual(["getInfo", "probe"]);
+  const refused = connect(other.server.address);
+  await refused.getInfo();
+  await expectOpalError(refused.probe(), Code.FAILED_PRECONDITION, "PROTOCOL_VERSION_UNSUPPORTED");
+  expect(other.calls).toEqual(["getInfo"]);
+});

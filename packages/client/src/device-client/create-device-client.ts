@@ -54,10 +54,10 @@ export const DEFAULT_CHANNEL = {
 
 /**
  * Connects to a device at `target` (`host:port`, or any grpc-js target such as `dns:///name:port`).
- * The connection is made lazily on the first call, and the first call other than `getInfo` reads
- * GetInfo first, once per client: a device of another major protocol version fails every such call
- * with FAILED_PRECONDITION PROTOCOL_VERSION_UNSUPPORTED (`VER-2`). Every failure is an `OpalError` with the device's
- * code, reason and retry delay; no grpc-js type appears in the result. Bad options throw
+ * The connection is made lazily on the first call. The first call other than `getInfo` reads GetInfo
+ * first, once per client (a `getInfo()` made before serves as that read): a device of another major
+ * protocol version fails every such call with FAILED_PRECONDITION PROTOCOL_VERSION_UNSUPPORTED
+ * (`VER-2`). Every failure is an `OpalError` with the device's code, reason and retry delay; no grpc-js type appears in the result. Bad options throw
  * INVALID_ARGUMENT naming the field (see {@link DeviceClientOptions}). `close()` ends every call in
  * progress (so every run on this client) with CANCELLED `the client for <target> was closed`,
  * removes the client's shared-memory regions once their calls have ended, and makes later calls
@@ -72,14 +72,14 @@ export function createDeviceClient(
   assertDeviceClientOptions(options);
   const channel = { ...DEFAULT_CHANNEL, ...options.channel };
   const unaryTimeoutMs = options.defaultUnaryTimeoutMs ?? 30_000;
-  const connection = createGrpcChannel(target, connectionOptions(options));
+  const version = versionCheckedChannel(
+    createGrpcChannel(target, connectionOptions(options)),
+    unaryTimeoutMs,
+  );
   const state: DeviceClientState = {
     target,
     options,
-    rpc: createGrpcClient(
-      DeviceServiceDefinition,
-      versionCheckedChannel(connection, unaryTimeoutMs),
-    ),
+    rpc: createGrpcClient(DeviceServiceDefinition, version.channel),
     maxMessageBytes: channel.maxMessageBytes,
     unaryTimeoutMs,
     capabilitiesRead: undefined,
@@ -95,7 +95,9 @@ export function createDeviceClient(
     driverApiVersion: DRIVER_API_VERSION,
     yieldsOwnedChunks: true,
     async getInfo(call): Promise<DeviceInfo> {
-      return fromWireInfo(await deviceCall(state, (o) => rpc.getInfo({}, o), call));
+      const response = await deviceCall(state, (o) => rpc.getInfo({}, o), call);
+      version.settle(response.protocolVersion);
+      return fromWireInfo(response);
     },
     async getCapabilities(call): Promise<DeviceCapabilities> {
       const response = await deviceCall(state, (o) => rpc.getCapabilities({}, o), call);

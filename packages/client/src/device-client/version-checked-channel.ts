@@ -7,6 +7,16 @@ import {
 } from "@opal/protocol";
 import { untilAborted } from "../abort/until-aborted";
 
+/** A device channel whose calls wait for the protocol version check (`VER-2`). */
+export interface VersionCheckedChannel {
+  readonly channel: GrpcChannel;
+  /**
+   * Settles the check with the `protocol_version` of a GetInfo the caller read itself, unless a
+   * check has already begun: the client's own `getInfo()` then spares the later calls another read.
+   */
+  settle(protocolVersion: string): void;
+}
+
 /**
  * `channel` with the protocol version checked before every call but GetInfo (`VER-2`): the first
  * such call reads GetInfo (under `unaryTimeoutMs`) and waits for it; concurrent first calls share
@@ -15,9 +25,17 @@ import { untilAborted } from "../abort/until-aborted";
  * naming both versions, and is not called again; a failed read fails the calls waiting for it and
  * is made again on the next call. A call whose signal has already aborted reads nothing.
  */
-export function versionCheckedChannel(channel: GrpcChannel, unaryTimeoutMs: number): GrpcChannel {
+export function versionCheckedChannel(
+  channel: GrpcChannel,
+  unaryTimeoutMs: number,
+): VersionCheckedChannel {
   const { getInfo } = createGrpcClient(DeviceServiceDefinition, channel);
   let checked: Promise<void> | undefined;
+  const settle = (protocolVersion: string) => {
+    if (checked) return;
+    checked = Promise.resolve().then(() => assertCompatibleVersion(protocolVersion));
+    checked.catch(() => {}); // a refusal is the next call's error, not an unhandled one
+  };
   const check = (method: { readonly path: string }, options: GrpcCallOptions = {}) => {
     if (method.path === DeviceServiceDefinition.getInfo.path) return Promise.resolve();
     if (!options.signal?.aborted) {
@@ -31,6 +49,14 @@ export function versionCheckedChannel(channel: GrpcChannel, unaryTimeoutMs: numb
     }
     return untilAborted(checked ?? Promise.resolve(), options.signal);
   };
+  return { channel: checkedChannel(channel, check), settle };
+}
+
+/** `channel` with `check` awaited before each call (the stream calls' on their first `next()`). */
+function checkedChannel(
+  channel: GrpcChannel,
+  check: (method: { readonly path: string }, options?: GrpcCallOptions) => Promise<void>,
+): GrpcChannel {
   async function* afterCheck<T>(
     method: { readonly path: string },
     options: GrpcCallOptions | undefined,
