@@ -98,6 +98,11 @@ describe("opal-mock, as its users run it", () => {
       ],
       [["--port", "0", "--token", "secret"], "--token expects token=tenant (got secret)", 2],
       [
+        ["--port", "0", "--profile", "h200"],
+        "--profile must be one of iris-nova, h100, instant, optical (got h200)",
+        2,
+      ],
+      [
         ["--port", "0", "--faults", typo],
         `[invalid_argument] fault config ${typo}: faults.abortAfterChunk is not a fault (expected one of`,
         67,

@@ -1,13 +1,13 @@
 import type { Command } from "commander";
 import { toMockModelNames } from "../mock-model";
-import { toMockProfileNames } from "../mock-profile";
-import { fraction, wholeNumber } from "./mock-flag-parsers";
+import { type MockProfileName, toMockProfileNames } from "../mock-profile";
+import { fraction, profileName, wholeNumber } from "./mock-flag-parsers";
 
 /** The parsed flags of `opal-mock`, as {@link addMockOptions} declares them. */
 export interface MockFlags {
   host: string;
   port: number;
-  profile: string;
+  profile: MockProfileName;
   model: string[];
   faults?: string;
   token?: string[];
@@ -40,7 +40,8 @@ export function addMockOptions(command: Command): Command {
     .option(
       "--profile <name>",
       `timing and power profile: ${toMockProfileNames().join(", ")}`,
-      "iris-nova",
+      profileName,
+      "iris-nova" satisfies MockProfileName,
     )
     .option("--model <name...>", `models to load at start: ${toMockModelNames().join(", ")}`, [
       "opal-tiny",

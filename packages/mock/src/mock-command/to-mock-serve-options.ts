@@ -43,7 +43,7 @@ export async function toMockServeOptions(o: MockFlags): Promise<MockServeOptions
               ...(o.errorBound !== undefined ? { maxRelError: o.errorBound } : {}),
               ...(o.noiseSeed !== undefined ? { seed: o.noiseSeed } : {}),
             })
-          : (o.profile as never),
+          : o.profile,
       models: o.model,
       ...(o.faults ? { faults: await readFaultConfig(o.faults) } : {}),
       limits,
