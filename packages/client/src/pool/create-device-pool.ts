@@ -6,7 +6,7 @@ import {
   type DevicePool,
   type DevicePoolOptions,
 } from "./device-pool-options";
-import { expandTarget, isDnsTarget } from "./expand-pool-target";
+import { expandTarget, isDnsTarget } from "./expand-target";
 import { fetchPoolKv } from "./fetch-pool-kv";
 import { loadModelEverywhere } from "./load-model-everywhere";
 import { targetOfPoolHandle } from "./pool-handle";
@@ -14,10 +14,10 @@ import { toPoolDevice } from "./pool-member";
 import { addMember, firstMember } from "./pool-membership";
 import { poolPrefill } from "./pool-prefill";
 import { type PoolState, toPoolSettings } from "./pool-state";
-import { startProbingOpenMembers } from "./probe-open-members";
 import { probePool } from "./probe-pool";
 import { startDnsRefresh } from "./refresh-dns";
 import { releasePoolKv } from "./release-pool-kv";
+import { startProbingOpenMembers } from "./start-probing-open-members";
 
 /**
  * Creates a pool over `targets`: `host:port` entries, and `dns:///name:port` entries that expand to

@@ -1,4 +1,4 @@
-import { expandTarget, isDnsTarget } from "./expand-pool-target";
+import { expandTarget, isDnsTarget } from "./expand-target";
 import { addMember, retireRemoved } from "./pool-membership";
 import type { PoolState } from "./pool-state";
 

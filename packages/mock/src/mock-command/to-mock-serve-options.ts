@@ -8,7 +8,7 @@ import type { MockFlags } from "./add-mock-options";
 import { assertHostPort, parseTokenPair } from "./mock-flag-parsers";
 
 /** The arguments of `serveMockDevice` that `opal-mock`'s flags ask for. */
-export interface MockServeOptions {
+interface MockServeOptions {
   readonly device: MockDeviceOptions & { readonly limits: MockDeviceLimits };
   readonly server: DeviceServerOptions;
 }
