@@ -120,3 +120,12 @@ it("a getInfo() made first serves as the version read: the next calls read no ot
   await expectOpalError(refused.probe(), Code.FAILED_PRECONDITION, "PROTOCOL_VERSION_UNSUPPORTED");
   expect(other.calls).toEqual(["getInfo"]);
 });
+
+it("a call's timeoutMs bounds its wait for the version read", async () => {
+  const client = connect(same.server.address);
+  same.mock.setFaults({ latencyMs: 300 });
+  const started = performance.now();
+  await expectOpalError(client.probe({ timeoutMs: 100 }), Code.DEADLINE_EXCEEDED);
+  expect(performance.now() - started).toBeLessThan(250);
+  expect(same.calls).toEqual(["getInfo"]);
+});
