@@ -1,3 +1,4 @@
+import { MAX_TIMER_MS } from "@opal/core";
 import type { Command } from "commander";
 import { toMockModelNames } from "../mock-model";
 import { type MockProfileName, toMockProfileNames } from "../mock-profile";
@@ -117,7 +118,7 @@ export function addMockOptions(command: Command): Command {
     .option(
       "--stall-timeout-ms <ms>",
       "end a Prefill or FetchKv stream whose caller read nothing for this long",
-      wholeNumber("--stall-timeout-ms", 1),
+      wholeNumber("--stall-timeout-ms", 1, MAX_TIMER_MS),
       30_000,
     );
 }
