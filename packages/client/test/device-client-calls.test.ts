@@ -157,6 +157,9 @@ describe("unary calls honour signal", () => {
     "%s with an already-aborted signal fails CANCELLED and never reaches the device",
     async (rpc) => {
       const client = connect();
+      await client.getInfo(); // the protocol version read (VER-2) before the first other call
+      await client.probe();
+      seen.length = 0;
       const controller = new AbortController();
       controller.abort();
       const error = await expectOpalError(
@@ -278,6 +281,7 @@ describe("errors carry the device's RetryInfo over gRPC", () => {
     "an injected %s (code %i) carries retryDelayMs %s",
     async (name, code, retryDelayMs) => {
       const client = connect();
+      await client.probe(); // the protocol version read (VER-2) before the faults
       mock.setFaults({
         errors: {
           GetInfo: { rate: 1, code: name, reason: "DEVICE_BUSY" },

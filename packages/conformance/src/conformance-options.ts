@@ -1,6 +1,6 @@
+import type { GrpcTlsOptions } from "@opal/protocol";
 import type { ConformanceResult } from "./conformance-report";
 import type { ConformanceTest } from "./conformance-test";
-import type { WireTlsOptions } from "./wire-client";
 
 /** Options of `runConformance`; only `target` is required. */
 export interface ConformanceOptions {
@@ -11,7 +11,7 @@ export interface ConformanceOptions {
   /** Bearer token of a second tenant, for the isolation tests; default none (they are skipped). */
   readonly tokenB?: string;
   /** TLS towards the device; default plaintext. */
-  readonly tls?: WireTlsOptions;
+  readonly tls?: GrpcTlsOptions;
   /** A model already on the device to prefill with, instead of uploading the conformance model. */
   readonly modelId?: string;
   /** `modelId` holds the conformance weights (seeded `opal-tiny`); default false. */

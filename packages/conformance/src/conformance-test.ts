@@ -1,14 +1,8 @@
 import { Code, OpalError } from "@opal/core";
-import type { opal } from "@opal/protocol";
+import type { GrpcTlsOptions, opal } from "@opal/protocol";
 import type { CollectedKv, CollectKvOptions } from "./collect-kv-stream";
 import type { ConformanceModel } from "./conformance-model";
-import type {
-  WireCallOptions,
-  WireClient,
-  WireClientOptions,
-  WireRequest,
-  WireTlsOptions,
-} from "./wire-client";
+import type { WireCallOptions, WireClient, WireClientOptions, WireRequest } from "./wire-client";
 
 /** Optional features a test may depend on; a test of a feature the device lacks is skipped. */
 export type ConformanceFeature =
@@ -78,7 +72,7 @@ export interface ConformanceContext {
   /** Tenant B's client (`--token-b`), when given. */
   readonly b: WireClient | undefined;
   /** TLS settings of the run (for side-service clients), undefined for plaintext. */
-  readonly tls: WireTlsOptions | undefined;
+  readonly tls: GrpcTlsOptions | undefined;
   /** Interface the push receiver the suite hosts binds to (and the address the device pushes to). */
   readonly receiverHost: string;
   /** Tenant A's bearer token, if any. */

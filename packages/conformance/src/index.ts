@@ -67,7 +67,6 @@ export type {
   WireClient,
   WireClientOptions,
   WireStream,
-  WireTlsOptions,
 } from "./wire-client";
 export { decodeWireStatusDetails, toWireStatus } from "./wire-status";
 export type { WireErrorInfo, WireStatus, WireStatusDetails } from "./wire-status";

@@ -5,7 +5,7 @@ import {
   createServiceImplementation,
   KvReceiverServiceDefinition,
   listenGrpc,
-  type opal,
+  opal,
   type ServiceContext,
 } from "@opal/protocol";
 import { type CollectedKv, collectKvStream } from "./collect-kv-stream";
@@ -13,6 +13,8 @@ import type { WireStream } from "./wire-client";
 
 type PushRequest = opal.device.v1.PushKvRequest;
 type PushResponse = opal.device.v1.PushKvResponse.$Properties;
+/** A push's messages as a prefill's, for `collectKvStream`. */
+const Response = opal.device.v1.PrefillResponse;
 
 /** One push the host received (committed or not). */
 export interface ReceivedPush {
@@ -161,21 +163,17 @@ async function readPush(
         first = false;
         if (message.header) {
           header = message.header;
-          yield {
-            event: "accepted",
-            accepted: { descriptor: message.header.descriptor ?? null },
-          } as never;
+          yield Response.create({ accepted: { descriptor: message.header.descriptor ?? null } });
         } else if (message.chunk) {
-          yield { event: "chunk", chunk: message.chunk } as never;
+          yield Response.create({ chunk: message.chunk });
         } else if (message.commit) {
           commit = message.commit;
-          yield {
-            event: "completed",
+          yield Response.create({
             completed: {
               kvTotalBytes: message.commit.kvTotalBytes,
               kvDigest: message.commit.kvDigest,
             },
-          } as never;
+          });
         }
       }
     },

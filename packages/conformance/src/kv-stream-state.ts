@@ -93,16 +93,15 @@ export function readKvStreamMessage(
   message: PrefillResponse | FetchKvResponse,
 ): void {
   state.messageCount++;
-  const event = (message as { event?: string }).event;
+  const event = message.event;
   if (state.completed)
     addViolation(state, `PF-10: a ${event ?? "message"} arrived after \`completed\``);
   if (event === "accepted") readAccepted(state, message);
-  else if (event === "chunk") readChunk(state, message.chunk as opal.device.v1.IKvChunk);
-  else if (event === "pushProgress") {
+  // The oneof's case names the field it set, so that field is present.
+  else if (event === "chunk" && message.chunk) readChunk(state, message.chunk);
+  else if (event === "pushProgress" && "pushProgress" in message && message.pushProgress) {
     if (state.chunkCount > 0) addViolation(state, "PF-10: push_progress and chunks in one stream");
-    state.pushProgress.push(
-      (message as PrefillResponse).pushProgress as opal.device.v1.IPushProgress,
-    );
+    state.pushProgress.push(message.pushProgress);
   } else if (event === "completed") readCompleted(state, message);
   else addViolation(state, `GEN-4: a message with no known event (${JSON.stringify(event)})`);
 }

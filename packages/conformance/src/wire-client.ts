@@ -4,6 +4,7 @@ import {
   DeviceServiceDefinition as D,
   type GrpcCallOptions,
   type GrpcMethod,
+  type GrpcTlsOptions,
   type opal,
   peerStatusOf,
 } from "@opal/protocol";
@@ -26,20 +27,12 @@ export type UnaryMethod =
 /** Server-streaming DeviceService methods. */
 export type StreamMethod = "prefill" | "fetchKv" | "watchTelemetry";
 
-/** TLS settings of the suite's connections (PEM text). */
-export interface WireTlsOptions {
-  readonly caPem?: string;
-  readonly certChainPem?: string;
-  readonly privateKeyPem?: string;
-  /** Expected server name when it differs from the target host. */
-  readonly serverNameOverride?: string;
-}
-
 /** Options of {@link createWireClient}; every field is optional. */
 export interface WireClientOptions {
   /** Bearer token sent on every call; default none. */
   readonly token?: string;
-  readonly tls?: WireTlsOptions;
+  /** TLS; default plaintext. */
+  readonly tls?: GrpcTlsOptions;
   /**
    * HTTP/2 flow-control window in bytes; default 16 MiB. `0` keeps the transport's default
    * (64 KiB), which a "slow reader" uses to hold a device back.

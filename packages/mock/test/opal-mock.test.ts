@@ -85,7 +85,16 @@ describe("opal-mock, as its users run it", () => {
       [["--port", ""], "--port must be a whole number in 0..65535 (got )", 2],
       [["--metrics-port", "1e3"], "--metrics-port must be a whole number in 0..65535 (got 1e3)", 2],
       [["--max-concurrent", "0"], "--max-concurrent must be a whole number >= 1 (got 0)", 2],
-      [["--stall-timeout-ms", "0"], "--stall-timeout-ms must be a whole number >= 1 (got 0)", 2],
+      [
+        ["--stall-timeout-ms", "0"],
+        "--stall-timeout-ms must be a whole number in 1..2147483647 (got 0)",
+        2,
+      ],
+      [
+        ["--stall-timeout-ms", "2147483648"],
+        "--stall-timeout-ms must be a whole number in 1..2147483647 (got 2147483648)",
+        2,
+      ],
       [
         ["--max-concurrent-per-tenant", "x"],
         "--max-concurrent-per-tenant must be a whole number >= 1 (got x)",
@@ -97,6 +106,11 @@ describe("opal-mock, as its users run it", () => {
         2,
       ],
       [["--port", "0", "--token", "secret"], "--token expects token=tenant (got secret)", 2],
+      [
+        ["--port", "0", "--profile", "h200"],
+        "--profile must be one of iris-nova, h100, instant, optical (got h200)",
+        2,
+      ],
       [
         ["--port", "0", "--faults", typo],
         `[invalid_argument] fault config ${typo}: faults.abortAfterChunk is not a fault (expected one of`,

@@ -2,6 +2,7 @@ import { Code, OpalError } from "@opal/core";
 import { assertDriverApiVersion, type DeviceCapabilities, type PrefillDriver } from "@opal/driver";
 import type { GrpcListener, GrpcTransportSettings } from "@opal/protocol";
 import pino from "pino";
+import { assertTimerMs } from "./assert-timer-ms";
 import { DEFAULT_TENANT } from "./caller-auth";
 import { createDeviceService } from "./create-device-service";
 import { createDeviceCalls } from "./device-calls";
@@ -37,7 +38,7 @@ export interface DeviceServer {
    * watches (`Health.Watch` after sending NOT_SERVING, `WatchTelemetry`) end at once with UNAVAILABLE
    * SHUTTING_DOWN (TM-4), running calls get `graceMs` (default: the `shutdownGraceMs` option) to
    * finish, then are cancelled with UNAVAILABLE SHUTTING_DOWN. Idempotent. Does not close the
-   * driver.
+   * driver. A `graceMs` that is not an integer from 0 to 2^31 - 1 rejects with INVALID_ARGUMENT.
    */
   shutdown(options?: { readonly graceMs?: number }): Promise<void>;
 }
@@ -45,7 +46,8 @@ export interface DeviceServer {
 /**
  * Serves `driver` over gRPC: `opal.device.v1.DeviceService`, `grpc.health.v1.Health` and server
  * reflection (v1 and v1alpha), with authentication, per-tenant limits, explicit transport settings,
- * optional TLS and Prometheus metrics. Resolves once listening; rejects invalid limits and
+ * optional TLS and Prometheus metrics. Resolves once listening; rejects invalid limits and timers
+ * (`shutdownGraceMs`, `healthPollIntervalMs`, `limits.*TimeoutMs`: integers up to 2^31 - 1) and
  * shared memory on a host without it with INVALID_ARGUMENT, and a port it cannot bind with
  * UNAVAILABLE.
  */
@@ -54,6 +56,8 @@ export async function createDeviceServer(
   options: DeviceServerOptions = {},
 ): Promise<DeviceServer> {
   assertDriverApiVersion(driver);
+  assertTimerMs("shutdownGraceMs", options.shutdownGraceMs, 0);
+  assertTimerMs("healthPollIntervalMs", options.healthPollIntervalMs, 1);
   const logger =
     options.logger ?? pino({ level: process.env.OPAL_LOG_LEVEL ?? "warn" }, pino.destination(2));
   const capabilities = await driver.getCapabilities();
@@ -96,7 +100,8 @@ export async function createDeviceServer(
       metricsPort === undefined
         ? undefined
         : `http://${formatHost(metricsHost)}:${metricsPort}/metrics`,
-    shutdown({ graceMs = options.shutdownGraceMs ?? 5_000 } = {}) {
+    async shutdown({ graceMs = options.shutdownGraceMs ?? 5_000 } = {}) {
+      assertTimerMs("graceMs", graceMs, 0);
       closing ??= shutdownDeviceServer(
         { address, listener, calls, health, metrics, logger },
         graceMs,

@@ -1,5 +1,5 @@
 import { Code, invalidField, OpalError, Reason } from "@opal/core";
-import { telemetryIntervalMs } from "@opal/driver";
+import { type FetchEvent, type TelemetrySnapshot, telemetryIntervalMs } from "@opal/driver";
 import {
   type DeviceServiceDefinition,
   fromWireFetchRequest,
@@ -17,6 +17,7 @@ import type { HandlerContext } from "./handler-context";
 import { hostPrefill } from "./host-prefill";
 import { loadModel } from "./load-model";
 import { toWireHostPrefillEvent } from "./prefill-through-region";
+import type { HostPrefillEvent } from "./shared-memory-region";
 import { withHostFeatures } from "./with-host-features";
 
 /** Typed handlers of `opal.device.v1.DeviceService`, each with its call's context. */
@@ -83,17 +84,25 @@ function opts(call: DeviceCallContext) {
  * The wire responses of a stream `start` resolves to (starting it, admission included, when first
  * read); the KV bytes each carries are counted in the metrics.
  */
-async function* streamEvents<Event, Wire>(
+async function* streamEvents<Event extends StreamedEvent, Wire>(
   ctx: HandlerContext,
   start: () => Promise<AsyncIterable<Event>>,
   toWire: (event: Event) => Wire,
 ): AsyncGenerator<Wire> {
   for await (const event of await start()) {
-    const carried = event as { chunk?: { data: Uint8Array }; dataRef?: { lengthBytes: number } };
-    const chunkBytes = carried.chunk?.data.byteLength || carried.dataRef?.lengthBytes;
+    const chunkBytes = kvBytesOf(event);
     if (chunkBytes) ctx.metrics?.addKvBytes(chunkBytes);
     yield toWire(event);
   }
+}
+
+/** What a device stream yields: prefill (host) and fetch events, telemetry snapshots. */
+type StreamedEvent = HostPrefillEvent | FetchEvent | TelemetrySnapshot;
+
+/** The KV bytes `event` carries: a chunk's inline data, else its shared-memory `dataRef`'s. */
+function kvBytesOf(event: StreamedEvent): number {
+  if (!("type" in event) || event.type !== "chunk") return 0;
+  return event.chunk.data.byteLength || ("dataRef" in event ? event.dataRef.lengthBytes : 0);
 }
 
 /** The device declares retention (`max_retention_seconds > 0`). */

@@ -90,12 +90,10 @@ async function* watchHealth(
   }
   while (!shutdown.aborted) {
     if (last !== ServingStatus.SERVICE_UNKNOWN) {
-      // A probe in progress does not hold the shutdown.
-      const status = await Promise.race([
-        current(),
-        sleep(undefined, [shutdown]).then(() => ServingStatus.NOT_SERVING),
-      ]);
+      // A probe in progress holds neither the shutdown nor the caller's cancel.
+      const status = await unlessAborted(current(), [call.signal, shutdown]);
       if (shutdown.aborted) break;
+      if (status === undefined) throw toAbortError(call.signal.reason);
       if (status !== last) {
         last = status;
         yield { status };
@@ -113,8 +111,30 @@ async function* watchHealth(
   throw shutdown.reason;
 }
 
-/** Resolves after `ms` (never, when undefined) or as soon as one of `signals` aborts. */
-function sleep(ms: number | undefined, signals: readonly AbortSignal[]): Promise<void> {
+/**
+ * `promise`'s value, or undefined as soon as one of `signals` aborts, whichever comes first. Its
+ * abort listeners are removed once it settles, so polls add none that outlive them.
+ */
+function unlessAborted<T>(
+  promise: Promise<T>,
+  signals: readonly AbortSignal[],
+): Promise<T | undefined> {
+  let wake = () => {};
+  const aborted = sleep(undefined, signals, (cancel) => {
+    wake = cancel;
+  });
+  return Promise.race([promise, aborted.then(() => undefined)]).finally(wake);
+}
+
+/**
+ * Resolves after `ms` (never, when undefined) or as soon as one of `signals` aborts; `onStart`
+ * receives a function that resolves it at once. Its listeners and timer are gone once it resolves.
+ */
+function sleep(
+  ms: number | undefined,
+  signals: readonly AbortSignal[],
+  onStart: (wake: () => void) => void = () => {},
+): Promise<void> {
   return new Promise((resolve) => {
     const wake = () => {
       clearTimeout(timer);
@@ -122,6 +142,7 @@ function sleep(ms: number | undefined, signals: readonly AbortSignal[]): Promise
       resolve();
     };
     const timer = ms === undefined ? undefined : setTimeout(wake, ms);
+    onStart(wake);
     for (const signal of signals) {
       if (signal.aborted) return wake();
       signal.addEventListener("abort", wake, { once: true });

@@ -1,4 +1,5 @@
 import { Code, invalidField, OpalError, Reason } from "@opal/core";
+import { assertTimerMs } from "./assert-timer-ms";
 import type { ServerLimits } from "./server-options";
 
 /** Enforces per-tenant rate and concurrency limits. */
@@ -85,16 +86,15 @@ function assertLimits(limits: ServerLimits): void {
       `expected a number > 0 (or 0: unlimited), got ${rate}`,
     );
   }
-  for (const name of [
-    "streamStallTimeoutMs",
-    "maxConcurrentUploads",
-    "maxUploadBytesInFlight",
-    "uploadIdleTimeoutMs",
-  ] as const) {
+  for (const name of ["maxConcurrentUploads", "maxUploadBytesInFlight"] as const) {
     const value = limits[name];
     if (value !== undefined && !(Number.isSafeInteger(value) && value >= 1)) {
       throw invalidField(`limits.${name}`, `expected an integer >= 1, got ${value}`);
     }
+  }
+  // Timers: setTimeout fires at once for a delay above MAX_TIMER_MS.
+  for (const name of ["streamStallTimeoutMs", "uploadIdleTimeoutMs"] as const) {
+    assertTimerMs(`limits.${name}`, limits[name], 1);
   }
   const burst = limits.burstRequests;
   if (burst !== undefined && !(burst >= 1 && Number.isFinite(burst))) {

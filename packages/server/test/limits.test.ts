@@ -21,6 +21,10 @@ describe("per-tenant limits (SEC-12)", () => {
     await health.check("");
     health.close();
     try {
+      // Each client's protocol version read (VER-2), then the token it took refilled (5 per second).
+      await a.getInfo();
+      await b.getInfo();
+      await new Promise((resolve) => setTimeout(resolve, 250));
       // Six quick calls (sent at once, so no token is refilled in between): five pass, one fails.
       const outcomes = await Promise.all(
         Array.from({ length: 6 }, () =>
@@ -59,7 +63,7 @@ describe("per-tenant limits (SEC-12)", () => {
     });
     const client = createDeviceClient(server.address);
     try {
-      await client.probe();
+      await client.getInfo(); // a unary call, which also serves as the version read (VER-2)
       const error = await expectOpalError(
         collectPrefill(client.prefill(tinyRequest())),
         Code.RESOURCE_EXHAUSTED,

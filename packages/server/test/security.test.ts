@@ -87,8 +87,9 @@ describe("bearer tokens (SEC-4, SEC-5)", () => {
     const good = createDeviceClient(custom.address, { token: "secret" });
     const bad = createDeviceClient(custom.address, { token: "nope" });
     try {
-      await good.probe();
-      const error = await expectOpalError(bad.probe(), Code.UNAUTHENTICATED, "TOKEN_INVALID");
+      // GetInfo: the one call a client makes without reading GetInfo first (VER-2).
+      await good.getInfo();
+      const error = await expectOpalError(bad.getInfo(), Code.UNAUTHENTICATED, "TOKEN_INVALID");
       expect(error.message).not.toContain("secret-ish");
       expect(seen).toEqual([
         { token: "secret", clientCertificateCommonName: undefined },

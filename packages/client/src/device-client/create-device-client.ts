@@ -12,6 +12,7 @@ import {
   type TelemetrySnapshot,
 } from "@opal/driver";
 import {
+  createGrpcChannel,
   createGrpcClient,
   DeviceServiceDefinition,
   fromWireCapabilities,
@@ -29,6 +30,7 @@ import { deviceCall, deviceStream } from "./device-call";
 import type { DeviceClientState } from "./device-client-state";
 import { loadModel } from "./load-model";
 import { fetchKvFrom, prefillThrough } from "./prefill-through";
+import { versionCheckedChannel } from "./version-checked-channel";
 
 /** A remote device: the {@link PrefillDriver} interface over gRPC. */
 export interface DeviceClient extends PrefillDriver {
@@ -52,8 +54,10 @@ export const DEFAULT_CHANNEL = {
 
 /**
  * Connects to a device at `target` (`host:port`, or any grpc-js target such as `dns:///name:port`).
- * The connection is made lazily on the first call. Every failure is an `OpalError` with the device's
- * code, reason and retry delay; no grpc-js type appears in the result. Bad options throw
+ * The connection is made lazily on the first call. The first call other than `getInfo` reads GetInfo
+ * first, once per client (a `getInfo()` made before serves as that read): a device of another major
+ * protocol version fails every such call with FAILED_PRECONDITION PROTOCOL_VERSION_UNSUPPORTED
+ * (`VER-2`). Every failure is an `OpalError` with the device's code, reason and retry delay; no grpc-js type appears in the result. Bad options throw
  * INVALID_ARGUMENT naming the field (see {@link DeviceClientOptions}). `close()` ends every call in
  * progress (so every run on this client) with CANCELLED `the client for <target> was closed`,
  * removes the client's shared-memory regions once their calls have ended, and makes later calls
@@ -67,12 +71,17 @@ export function createDeviceClient(
     throw invalidOption("target", "a non-empty string such as host:port", target);
   assertDeviceClientOptions(options);
   const channel = { ...DEFAULT_CHANNEL, ...options.channel };
+  const unaryTimeoutMs = options.defaultUnaryTimeoutMs ?? 30_000;
+  const version = versionCheckedChannel(
+    createGrpcChannel(target, connectionOptions(options)),
+    unaryTimeoutMs,
+  );
   const state: DeviceClientState = {
     target,
     options,
-    rpc: createGrpcClient(DeviceServiceDefinition, target, connectionOptions(options)),
+    rpc: createGrpcClient(DeviceServiceDefinition, version.channel),
     maxMessageBytes: channel.maxMessageBytes,
-    unaryTimeoutMs: options.defaultUnaryTimeoutMs ?? 30_000,
+    unaryTimeoutMs,
     capabilitiesRead: undefined,
   };
   const { rpc } = state;
@@ -86,7 +95,9 @@ export function createDeviceClient(
     driverApiVersion: DRIVER_API_VERSION,
     yieldsOwnedChunks: true,
     async getInfo(call): Promise<DeviceInfo> {
-      return fromWireInfo(await deviceCall(state, (o) => rpc.getInfo({}, o), call));
+      const response = await deviceCall(state, (o) => rpc.getInfo({}, o), call);
+      version.settle(response.protocolVersion);
+      return fromWireInfo(response);
     },
     async getCapabilities(call): Promise<DeviceCapabilities> {
       const response = await deviceCall(state, (o) => rpc.getCapabilities({}, o), call);

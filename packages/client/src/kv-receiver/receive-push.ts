@@ -1,44 +1,20 @@
 import { Code, OpalError, Reason } from "@opal/core";
 import type { PrefillStats } from "@opal/driver";
-import { type KvDescriptor, toHex } from "@opal/kv";
-import { fromWireChunk, fromWireDescriptor, type opal } from "@opal/protocol";
+import type { KvDescriptor } from "@opal/kv";
+import { fromWireChunk, type opal } from "@opal/protocol";
 import { readKvStream, type StreamHooks, type StreamProgress } from "../prefill/read-kv-stream";
-import type { ReceivedKv } from "./kv-receiver-options";
+import type { PushMessages } from "./read-push-header";
 
-// The steps of one PushKv call after admission (docs/protocol/push.md PS-6, PS-13).
-
-type PushMessage = InstanceType<typeof opal.device.v1.PushKvRequest>;
-/** A push call's messages (with its idle timeout). */
-export type Messages = { next(): Promise<IteratorResult<PushMessage>> };
 type Commit = opal.device.v1.PushKvCommit.$Properties;
-
-/** The first message: a header with a transfer id and a valid descriptor (PS-6 step 2). */
-export async function readHeader(
-  messages: Messages,
-): Promise<{ header: opal.device.v1.PushKvHeader.$Properties; descriptor: KvDescriptor }> {
-  const first = await messages.next();
-  const header = first.done ? undefined : first.value.header;
-  if (!header?.transferId || !header.descriptor) {
-    throw new OpalError(
-      Code.INVALID_ARGUMENT,
-      "the first PushKv message must be a header with transfer_id and descriptor",
-      {
-        reason: Reason.INVALID_FIELD,
-        fieldViolations: [{ field: "header", description: "required as the first message" }],
-      },
-    );
-  }
-  return { header, descriptor: fromWireDescriptor(header.descriptor, "header.descriptor") };
-}
 
 /**
  * Reads the rest of a push (chunks, then the commit) through `readKvStream`, which checks every
  * chunk and, at the commit, the size and the whole-cache digest; resolves with the verified
  * outcome and the commit, or throws the first failure (PS-6 steps 5 and 6).
  */
-export async function receive(
+export async function receivePush(
   descriptor: KvDescriptor,
-  messages: Messages,
+  messages: PushMessages,
   hooks: Pick<StreamHooks, "onAccepted" | "onLayer" | "reuseLayerBuffers">,
 ): Promise<{ outcome: { stats: PrefillStats }; commit: Commit }> {
   let commit: Commit | undefined;
@@ -81,31 +57,4 @@ export async function receive(
       reason: Reason.STREAM_INCOMPLETE,
     });
   return { outcome, commit };
-}
-
-/**
- * A push under the id of a committed transfer (PS-13): accepted only when it carries the same
- * cache, i.e. the same descriptor and, once its chunks and commit verified, the same digest.
- * Anything else fails ABORTED PUSH_REJECTED; a push that is not a complete, verified cache fails
- * as any push would (no chunks: DATA_LOSS STREAM_INCOMPLETE).
- */
-export async function confirmRepeat(
-  earlier: ReceivedKv<unknown>,
-  descriptor: KvDescriptor,
-  digest: string,
-  messages: Messages,
-): Promise<void> {
-  const refused = () =>
-    new OpalError(
-      Code.ABORTED,
-      `transfer ${earlier.transferId} was already committed with another cache`,
-      { reason: Reason.PUSH_REJECTED },
-    );
-  if (JSON.stringify(earlier.descriptor) !== JSON.stringify(descriptor)) throw refused();
-  const { outcome } = await receive(descriptor, messages, {
-    onAccepted: async () => {},
-    onLayer: async () => {},
-    reuseLayerBuffers: () => true,
-  });
-  if (toHex(outcome.stats.kvDigest) !== digest) throw refused();
 }

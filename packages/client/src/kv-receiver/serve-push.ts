@@ -1,10 +1,12 @@
 import { timingSafeEqual } from "node:crypto";
 import { Code, OpalError, Reason } from "@opal/core";
-import { cacheByteLength, type KvDescriptor, layerByteLength, toHex } from "@opal/kv";
+import { cacheByteLength, layerByteLength, toHex } from "@opal/kv";
 import type { opal, ServiceContext } from "@opal/protocol";
 import type { KvSink } from "../sinks/kv-sink";
+import { confirmRepeatPush } from "./confirm-repeat-push";
 import type { ReceivedKv } from "./kv-receiver-options";
-import { confirmRepeat, type Messages, readHeader, receive } from "./receive-push";
+import { type PushHeader, type PushMessages, readPushHeader } from "./read-push-header";
+import { receivePush } from "./receive-push";
 import { type Admission, senderOf } from "./receiver-admission";
 import type { ReceiverState } from "./receiver-state";
 import { rememberTransfer } from "./remember-transfer";
@@ -12,7 +14,6 @@ import { withIdleTimeout } from "./with-idle-timeout";
 
 type PushMessage = opal.device.v1.PushKvRequest;
 type PushResponse = opal.device.v1.PushKvResponse.$Properties;
-type PushHeader = opal.device.v1.IPushKvHeader;
 
 /**
  * One PushKv call (see `createKvReceiver`): checks the sender's token, admits it within its limits,
@@ -37,8 +38,8 @@ export async function servePush<Receipt>(
     }
     admitted = state.admission.admit(senderOf(token, call.peer));
     const messages = countingKvBytes(requests, state.idleTimeoutMs);
-    const { header, descriptor } = await readHeader(messages);
-    const transferId = header.transferId as string;
+    const header = await readPushHeader(messages);
+    const { transferId, descriptor } = header;
     if (state.receiving.has(transferId)) {
       throw new OpalError(
         Code.ABORTED,
@@ -52,10 +53,10 @@ export async function servePush<Receipt>(
     if (again) {
       // A device may retry a push: the same cache, verified again, gets the earlier cache id.
       admitted.reserve(layerByteLength(descriptor));
-      await confirmRepeat(again, descriptor, state.digests.get(transferId) ?? "", messages);
+      await confirmRepeatPush(again, descriptor, state.digests.get(transferId) ?? "", messages);
       return toResponse(again);
     }
-    const received = await receiveNew(state, { header, descriptor, messages, admitted });
+    const received = await receiveNew(state, { header, messages, admitted });
     return toResponse(received);
   } catch (error) {
     throw OpalError.from(error);
@@ -68,8 +69,7 @@ export async function servePush<Receipt>(
 /** What {@link receiveNew} receives. */
 interface NewTransfer {
   readonly header: PushHeader;
-  readonly descriptor: KvDescriptor;
-  readonly messages: Messages;
+  readonly messages: PushMessages;
   readonly admitted: Admission;
 }
 
@@ -79,12 +79,12 @@ interface NewTransfer {
  */
 async function receiveNew<Receipt>(
   state: ReceiverState<Receipt>,
-  { header, descriptor, messages, admitted }: NewTransfer,
+  { header, messages, admitted }: NewTransfer,
 ): Promise<ReceivedKv<Receipt>> {
-  const transferId = header.transferId as string;
+  const { transferId, requestId, descriptor } = header;
   const sink: KvSink<Receipt> = state.options.createSink({
     transferId,
-    requestId: header.requestId ?? "",
+    requestId,
     descriptor,
   });
   // Reserved before any chunk is read: a layer being assembled, or the whole cache when the sink
@@ -94,7 +94,7 @@ async function receiveNew<Receipt>(
   );
   let opened = false;
   try {
-    const { outcome, commit } = await receive(descriptor, messages, {
+    const { outcome, commit } = await receivePush(descriptor, messages, {
       onAccepted: async (d) => {
         opened = true;
         await sink.open(d);
@@ -107,7 +107,7 @@ async function receiveNew<Receipt>(
     const receipt = await sink.commit(outcome.stats);
     const received: ReceivedKv<Receipt> = {
       transferId,
-      requestId: header.requestId ?? "",
+      requestId,
       descriptor,
       receipt,
       firstTokenId: commit.firstTokenId ?? 0,
@@ -127,7 +127,10 @@ async function receiveNew<Receipt>(
  * The push's messages with the idle timeout, which only KV bytes extend (PS-9): the header, chunks
  * with data and the commit.
  */
-function countingKvBytes(requests: AsyncIterable<PushMessage>, idleTimeoutMs: number): Messages {
+function countingKvBytes(
+  requests: AsyncIterable<PushMessage>,
+  idleTimeoutMs: number,
+): PushMessages {
   let headerSeen = false;
   return withIdleTimeout(requests[Symbol.asyncIterator](), idleTimeoutMs, (m) => {
     if (m.header && !headerSeen) {

@@ -1,4 +1,4 @@
-import { Code, createCallRegistry, OpalError, Reason } from "@opal/core";
+import { type CallSignal, Code, createCallRegistry, OpalError, Reason } from "@opal/core";
 import { DRIVER_API_VERSION } from "@opal/driver";
 import { createDeviceClient, type DeviceClient } from "../device-client/create-device-client";
 import {
@@ -6,7 +6,7 @@ import {
   type DevicePool,
   type DevicePoolOptions,
 } from "./device-pool-options";
-import { expandTarget, isDnsTarget } from "./expand-pool-target";
+import { expandTarget, isDnsTarget } from "./expand-target";
 import { fetchPoolKv } from "./fetch-pool-kv";
 import { loadModelEverywhere } from "./load-model-everywhere";
 import { targetOfPoolHandle } from "./pool-handle";
@@ -14,10 +14,10 @@ import { toPoolDevice } from "./pool-member";
 import { addMember, firstMember } from "./pool-membership";
 import { poolPrefill } from "./pool-prefill";
 import { type PoolState, toPoolSettings } from "./pool-state";
-import { startProbingOpenMembers } from "./probe-open-members";
 import { probePool } from "./probe-pool";
 import { startDnsRefresh } from "./refresh-dns";
 import { releasePoolKv } from "./release-pool-kv";
+import { startProbingOpenMembers } from "./start-probing-open-members";
 
 /**
  * Creates a pool over `targets`: `host:port` entries, and `dns:///name:port` entries that expand to
@@ -49,7 +49,7 @@ export async function createDevicePool(
   const timers = pool.watches.open();
   startDnsRefresh(pool, targets, timers.signal);
   if (pool.settings.healthMs > 0) startProbingOpenMembers(pool, timers.signal);
-  return toDevicePool(pool);
+  return toDevicePool(pool, timers);
 }
 
 /**
@@ -68,14 +68,24 @@ async function addListedMembers(
       for (const address of addresses) addMember(pool, address, source);
     }
   } catch (error) {
-    pool.watches.abortAll(poolClosed());
+    endWatches(pool);
     await Promise.all(pool.members.map((m) => m.driver.close().catch(() => {})));
     throw error;
   }
 }
 
-/** The `DevicePool` over `pool`'s state. */
-function toDevicePool(pool: PoolState): DevicePool {
+/**
+ * Ends the pool's watches (health, probes, DNS refresh): aborts them with CANCELLED, then disposes
+ * each member's watch and `timers` (the pool's own), so none stays in `pool.watches`.
+ */
+function endWatches(pool: PoolState, timers?: CallSignal): void {
+  pool.watches.abortAll(poolClosed());
+  for (const member of pool.members) member.watch.stop();
+  timers?.dispose();
+}
+
+/** The `DevicePool` over `pool`'s state; `close()` disposes `timers` (see {@link endWatches}). */
+function toDevicePool(pool: PoolState, timers: CallSignal): DevicePool {
   const { members } = pool;
   return {
     driverApiVersion: DRIVER_API_VERSION,
@@ -101,7 +111,7 @@ function toDevicePool(pool: PoolState): DevicePool {
     releaseKv: (kvHandle, call) => releasePoolKv(pool, kvHandle, call),
     watchTelemetry: (request, call) => firstMember(pool).driver.watchTelemetry(request, call),
     async close() {
-      pool.watches.abortAll(poolClosed());
+      endWatches(pool, timers);
       await Promise.all(members.map((m) => m.driver.close()));
     },
   };

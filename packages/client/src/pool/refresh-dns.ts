@@ -1,4 +1,4 @@
-import { expandTarget, isDnsTarget } from "./expand-pool-target";
+import { expandTarget, isDnsTarget } from "./expand-target";
 import { addMember, retireRemoved } from "./pool-membership";
 import type { PoolState } from "./pool-state";
 
@@ -8,7 +8,7 @@ import type { PoolState } from "./pool-state";
  * A failed or empty answer changes nothing, nor does any answer once `closed` has aborted.
  * Rejects with what `pool.connect` throws, leaving the members added so far.
  */
-export async function refreshDns(
+async function refreshDns(
   pool: PoolState,
   targets: readonly string[],
   closed: AbortSignal,
@@ -46,7 +46,9 @@ export function startDnsRefresh(
     if (refreshing) return;
     refreshing = true;
     refreshDns(pool, targets, signal)
-      .catch(() => {}) // a `connect` that throws leaves the pool as it was
+      // A `connect` that throws ends this refresh, keeping the members added so far; the next
+      // refresh tries the rest again.
+      .catch(() => {})
       .finally(() => {
         refreshing = false;
       });

@@ -1,6 +1,7 @@
 import { Code, OpalError, Reason } from "@opal/core";
 import type { PrefillDriver, PrefillRequest } from "@opal/driver";
 import { computeOpalBlockHashes, type KvDescriptor } from "@opal/kv";
+import { hasTargetOf } from "./has-target-of";
 
 /** The errors {@link checkAcceptedDescriptor} made: the device broke the protocol, not the caller. */
 const violations = new WeakSet<OpalError>();
@@ -67,10 +68,7 @@ export function isDescriptorViolation(error: OpalError): boolean {
  * again.
  */
 export function retriesElsewhere(device: PrefillDriver, error: OpalError): boolean {
-  return (
-    isDescriptorViolation(error) &&
-    typeof (device as { targetOf?: unknown }).targetOf === "function"
-  );
+  return isDescriptorViolation(error) && hasTargetOf(device);
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { PrefillDriver, PrefillStats } from "@opal/driver";
 import type { KvDescriptor, KvLayerParts } from "@opal/kv";
 import { checkAcceptedDescriptor } from "./check-accepted-descriptor";
+import { hasTargetOf } from "./has-target-of";
 import type { PrefillOutcome, TransferStats } from "./prefill-run";
 import type { PrefillRunState } from "./prefill-run-state";
 import { endPrefillSpan } from "./prefill-span";
@@ -87,7 +88,6 @@ function toTransferStats(
 
 /** The target that served `kvHandle`: a pool's member (its `targetOf`), or a client's `target`. */
 function servedByOf(device: PrefillDriver, kvHandle: string): string | undefined {
-  const d = device as { targetOf?: (handle: string) => string | undefined; target?: unknown };
-  if (typeof d.targetOf === "function") return d.targetOf(kvHandle);
-  return typeof d.target === "string" ? d.target : undefined;
+  if (hasTargetOf(device)) return device.targetOf(kvHandle);
+  return "target" in device && typeof device.target === "string" ? device.target : undefined;
 }

@@ -26,7 +26,7 @@ export function connectSlowReader(ctx: ConformanceContext, token?: string): Wire
 }
 
 /** Prompt tokens for a cache of about 384 KiB in the request's format (capped by the limits). */
-export function heldPromptLength(ctx: ConformanceContext, dtype: number): number {
+function heldPromptLength(ctx: ConformanceContext, dtype: number): number {
   const m = ctx.model?.info;
   const size =
     dtype === v1.KvDtype.KV_DTYPE_F32

@@ -8,7 +8,7 @@ import {
 } from "@opal/kv";
 
 /** A data part as f32 in token-major order `[token][head][dim]`, whatever its layout. */
-export function toTokenRows(descriptor: KvDescriptor, bytes: Uint8Array): Float32Array {
+function toTokenRows(descriptor: KvDescriptor, bytes: Uint8Array): Float32Array {
   const values = toFloat32(bytes, descriptor.dtype);
   if (descriptor.layout === "nhd") return values;
   const T = descriptor.tokenCount;

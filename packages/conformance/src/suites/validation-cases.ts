@@ -22,7 +22,7 @@ export function undeclaredBlockSize(ctx: ConformanceContext): number {
 }
 
 /** One malformed prefill request and the status it must fail with. */
-export interface ValidationCase {
+interface ValidationCase {
   readonly id: string;
   readonly title: string;
   readonly spec: readonly string[];

@@ -15,7 +15,7 @@ import { VALIDATION_CASES } from "./validation-cases";
 const v1 = opal.device.v1;
 
 /** Appends a protobuf field the schema does not define (number 1000, a string) to `bytes`. */
-export function withUnknownField(bytes: Uint8Array): Uint8Array {
+function withUnknownField(bytes: Uint8Array): Uint8Array {
   // Tag = (1000 << 3) | 2 = 8002 as a varint: 0xc2 0x3e; then length 7 and "opal-x1".
   const extra = Uint8Array.of(0xc2, 0x3e, 7, ...new TextEncoder().encode("opal-x1"));
   const out = new Uint8Array(bytes.byteLength + extra.byteLength);

@@ -1,13 +1,14 @@
+import { MAX_TIMER_MS } from "@opal/core";
 import type { Command } from "commander";
 import { toMockModelNames } from "../mock-model";
-import { toMockProfileNames } from "../mock-profile";
-import { fraction, wholeNumber } from "./mock-flag-parsers";
+import { type MockProfileName, toMockProfileNames } from "../mock-profile";
+import { fraction, profileName, wholeNumber } from "./mock-flag-parsers";
 
 /** The parsed flags of `opal-mock`, as {@link addMockOptions} declares them. */
 export interface MockFlags {
   host: string;
   port: number;
-  profile: string;
+  profile: MockProfileName;
   model: string[];
   faults?: string;
   token?: string[];
@@ -40,7 +41,8 @@ export function addMockOptions(command: Command): Command {
     .option(
       "--profile <name>",
       `timing and power profile: ${toMockProfileNames().join(", ")}`,
-      "iris-nova",
+      profileName,
+      "iris-nova" satisfies MockProfileName,
     )
     .option("--model <name...>", `models to load at start: ${toMockModelNames().join(", ")}`, [
       "opal-tiny",
@@ -116,7 +118,7 @@ export function addMockOptions(command: Command): Command {
     .option(
       "--stall-timeout-ms <ms>",
       "end a Prefill or FetchKv stream whose caller read nothing for this long",
-      wholeNumber("--stall-timeout-ms", 1),
+      wholeNumber("--stall-timeout-ms", 1, MAX_TIMER_MS),
       30_000,
     );
 }

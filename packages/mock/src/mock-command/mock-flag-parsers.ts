@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from "commander";
+import { type MockProfileName, toMockProfileNames } from "../mock-profile";
 
 /** A commander parser of whole numbers in `min..max` (digits only), naming the flag in its error. */
 export const wholeNumber =
@@ -20,6 +21,17 @@ export const fraction = (flag: string) => (value: string) => {
   }
   return n;
 };
+
+/** A commander parser of `--profile`: one of the mock's profile names. */
+export function profileName(value: string): MockProfileName {
+  const name = toMockProfileNames().find((n) => n === value);
+  if (name === undefined) {
+    throw new InvalidArgumentError(
+      `--profile must be one of ${toMockProfileNames().join(", ")} (got ${value})`,
+    );
+  }
+  return name;
+}
 
 /** `token=tenant`, split at the last `=`: base64 tokens end in `=` padding, tenant names do not. */
 export function parseTokenPair(pair: string): [string, string] {

@@ -8,7 +8,7 @@ import type { MockFlags } from "./add-mock-options";
 import { assertHostPort, parseTokenPair } from "./mock-flag-parsers";
 
 /** The arguments of `serveMockDevice` that `opal-mock`'s flags ask for. */
-export interface MockServeOptions {
+interface MockServeOptions {
   readonly device: MockDeviceOptions & { readonly limits: MockDeviceLimits };
   readonly server: DeviceServerOptions;
 }
@@ -43,7 +43,7 @@ export async function toMockServeOptions(o: MockFlags): Promise<MockServeOptions
               ...(o.errorBound !== undefined ? { maxRelError: o.errorBound } : {}),
               ...(o.noiseSeed !== undefined ? { seed: o.noiseSeed } : {}),
             })
-          : (o.profile as never),
+          : o.profile,
       models: o.model,
       ...(o.faults ? { faults: await readFaultConfig(o.faults) } : {}),
       limits,

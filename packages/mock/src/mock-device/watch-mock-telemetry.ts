@@ -26,7 +26,7 @@ export async function* watchMockTelemetry(
  * The device's telemetry now: power is idle power plus the compute draw's excess over idle ×
  * utilization; the energy total is idle power × wall time plus every prefill's energy so far.
  */
-export function mockTelemetrySnapshot(state: MockDeviceState): TelemetrySnapshot {
+function mockTelemetrySnapshot(state: MockDeviceState): TelemetrySnapshot {
   const { profile, slots } = state;
   const utilization = slots.active / state.capabilities.maxConcurrentPrefills;
   const powerWatts =
