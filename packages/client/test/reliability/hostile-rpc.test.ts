@@ -276,7 +276,7 @@ describe("malformed protobuf (every DeviceService RPC)", () => {
       await streamRaw(D.prefill.path, garbage),
     ]) {
       expect([outcome.code, outcome.reason]).toEqual([Code.INVALID_ARGUMENT, "INVALID_FIELD"]);
-      expect(outcome.message).toMatch(/not a valid \w+ message/);
+      expect(outcome.message).toMatch(/not a valid \w+ request/);
     }
   });
 });
