@@ -25,7 +25,8 @@ export interface VersionCheckedChannel {
  * deadline), and later calls go straight through. A device of
  * another major version fails every such call with FAILED_PRECONDITION PROTOCOL_VERSION_UNSUPPORTED
  * naming both versions, and is not called again; a failed read fails the calls waiting for it and
- * is made again on the next call. A call whose signal has already aborted reads nothing.
+ * is made again on the next call. A call whose signal has already aborted reads nothing. Once the
+ * version has passed, calls go straight to `channel`: a KV stream carries no extra step.
  */
 export function versionCheckedChannel(
   channel: GrpcChannel,
@@ -33,19 +34,20 @@ export function versionCheckedChannel(
 ): VersionCheckedChannel {
   const { getInfo } = createGrpcClient(DeviceServiceDefinition, channel);
   let checked: Promise<void> | undefined;
+  let passed = false;
+  const assertVersion = (protocolVersion: string) => {
+    assertCompatibleVersion(protocolVersion);
+    passed = true;
+  };
   const settle = (protocolVersion: string) => {
     if (checked) return;
-    checked = Promise.resolve().then(() => assertCompatibleVersion(protocolVersion));
+    checked = Promise.resolve().then(() => assertVersion(protocolVersion));
     checked.catch(() => {}); // a refusal is the next call's error, not an unhandled one
   };
-  const check = async (
-    method: { readonly path: string },
-    options: GrpcCallOptions = {},
-  ): Promise<GrpcCallOptions> => {
-    if (method.path === DeviceServiceDefinition.getInfo.path) return options;
+  const check = async (options: GrpcCallOptions = {}): Promise<GrpcCallOptions> => {
     if (!options.signal?.aborted) {
       checked ??= getInfo({}, { timeoutMs: unaryTimeoutMs }).then(
-        (info) => assertCompatibleVersion(info.protocolVersion),
+        (info) => assertVersion(info.protocolVersion),
         (error: unknown) => {
           checked = undefined;
           throw error;
@@ -64,34 +66,40 @@ export function versionCheckedChannel(
     const left = Math.max(1, options.timeoutMs - (performance.now() - started));
     return { ...options, timeoutMs: left };
   };
-  return { channel: checkedChannel(channel, check), settle };
+  const direct = (method: { readonly path: string }) =>
+    passed || method.path === DeviceServiceDefinition.getInfo.path;
+  return { channel: checkedChannel(channel, direct, check), settle };
 }
 
 /**
- * `channel` with `check` awaited before each call (the stream calls' on their first `next()`), each
- * call made with the options `check` returns.
+ * `channel` with `check` awaited before each call that is not `direct` (the stream calls' on their
+ * first `next()`), each such call made with the options `check` returns.
  */
 function checkedChannel(
   channel: GrpcChannel,
-  check: (method: { readonly path: string }, options?: GrpcCallOptions) => Promise<GrpcCallOptions>,
+  direct: (method: { readonly path: string }) => boolean,
+  check: (options?: GrpcCallOptions) => Promise<GrpcCallOptions>,
 ): GrpcChannel {
   async function* afterCheck<T>(
-    method: { readonly path: string },
     options: GrpcCallOptions | undefined,
     open: (options: GrpcCallOptions) => AsyncIterable<T>,
   ): AsyncGenerator<T> {
-    yield* open(await check(method, options));
+    yield* open(await check(options));
   }
   return {
     address: channel.address,
     unary: async (method, request, options) =>
-      channel.unary(method, request, await check(method, options)),
+      channel.unary(method, request, direct(method) ? options : await check(options)),
     serverStream: (method, request, options) =>
-      afterCheck(method, options, (o) => channel.serverStream(method, request, o)),
+      direct(method)
+        ? channel.serverStream(method, request, options)
+        : afterCheck(options, (o) => channel.serverStream(method, request, o)),
     clientStream: async (method, requests, options) =>
-      channel.clientStream(method, requests, await check(method, options)),
+      channel.clientStream(method, requests, direct(method) ? options : await check(options)),
     bidiStream: (method, requests, options) =>
-      afterCheck(method, options, (o) => channel.bidiStream(method, requests, o)),
+      direct(method)
+        ? channel.bidiStream(method, requests, options)
+        : afterCheck(options, (o) => channel.bidiStream(method, requests, o)),
     get callsInProgress() {
       return channel.callsInProgress;
     },
