@@ -1,4 +1,5 @@
-import { invalidField, MAX_TIMER_MS } from "@opal/core";
+import { MAX_TIMER_MS } from "./call-options";
+import { invalidField } from "./invalid-field";
 
 /**
  * Throws INVALID_ARGUMENT INVALID_FIELD naming `field` unless `value` is undefined or an integer

@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 
+export { assertTimerMs } from "./assert-timer-ms";
 export type { CallOptions, CallSignal } from "./call-options";
 export {
   createCallSignal,

@@ -1,5 +1,5 @@
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
-import { invalidField, MAX_TIMER_MS } from "@opal/core";
+import { assertTimerMs } from "@opal/core";
 import { tolerantDeserializer } from "./malformed-request";
 import { type ServedMethod, serveServiceMethod } from "./serve-service-method";
 import type { ServiceContext } from "./service-context";
@@ -46,16 +46,7 @@ export function createServiceImplementation<
   options: ServiceImplementationOptions<Ctx> = {},
 ): GrpcService {
   const streamStallTimeoutMs = options.streamStallTimeoutMs ?? DEFAULT_STREAM_STALL_TIMEOUT_MS;
-  if (
-    !Number.isInteger(streamStallTimeoutMs) ||
-    streamStallTimeoutMs < 1 ||
-    streamStallTimeoutMs > MAX_TIMER_MS
-  ) {
-    throw invalidField(
-      "streamStallTimeoutMs",
-      `expected an integer from 1 to ${MAX_TIMER_MS} ms, got ${streamStallTimeoutMs}`,
-    );
-  }
+  assertTimerMs("streamStallTimeoutMs", streamStallTimeoutMs, 1);
   const served: Record<string, unknown> = {};
   const implementation: UntypedServiceImplementation = {};
   for (const [key, method] of Object.entries(definition)) {

@@ -1,8 +1,7 @@
-import { Code, OpalError } from "@opal/core";
+import { assertTimerMs, Code, OpalError } from "@opal/core";
 import { assertDriverApiVersion, type DeviceCapabilities, type PrefillDriver } from "@opal/driver";
 import type { GrpcListener, GrpcTransportSettings } from "@opal/protocol";
 import pino from "pino";
-import { assertTimerMs } from "./assert-timer-ms";
 import { DEFAULT_TENANT } from "./caller-auth";
 import { createDeviceService } from "./create-device-service";
 import { createDeviceCalls } from "./device-calls";

@@ -1,5 +1,4 @@
-import { Code, invalidField, OpalError, Reason } from "@opal/core";
-import { assertTimerMs } from "./assert-timer-ms";
+import { assertTimerMs, Code, invalidField, OpalError, Reason } from "@opal/core";
 import type { ServerLimits } from "./server-options";
 
 /** Enforces per-tenant rate and concurrency limits. */
