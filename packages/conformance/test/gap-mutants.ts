@@ -1,7 +1,6 @@
-import { sleep } from "@opal/core";
 import { opal } from "@opal/protocol";
 import { type Mutant, mapPrefill } from "./mutant";
-import { overrideDriver } from "./mutant-device";
+import { holdCancelledPrefills } from "./mutant-device";
 
 const v1 = opal.device.v1;
 
@@ -55,20 +54,7 @@ export const GAP_MUTANTS: readonly Mutant[] = [
   },
   {
     name: "never frees the slot of a cancelled prefill (for 8 s)",
-    mutation: (mock) =>
-      overrideDriver(mock, {
-        prefill: async function* (r, o) {
-          const events = mock.prefill(r, { ...o, signal: undefined })[Symbol.asyncIterator]();
-          let finished = false;
-          try {
-            for (let next = await events.next(); !next.done; next = await events.next())
-              yield next.value;
-            finished = true;
-          } finally {
-            if (!finished) void sleep(8_000).then(() => events.return?.());
-          }
-        },
-      }),
+    mutation: (mock) => holdCancelledPrefills(mock, 8_000),
     fails: ["deadlines.cancel-frees-slots"],
     cites: /PF-30: the slots were not freed: .*after every running prefill was cancelled/,
   },

@@ -1,9 +1,9 @@
 import { createHash } from "node:crypto";
-import { Code, OpalError, Reason, sleep } from "@opal/core";
+import { Code, OpalError, Reason } from "@opal/core";
 import type { FetchEvent, ReceivedPrefillRequest } from "@opal/driver";
 import { opal } from "@opal/protocol";
 import { type Mutant, mapEvents, mapPrefill } from "./mutant";
-import { overrideDriver } from "./mutant-device";
+import { holdCancelledPrefills, overrideDriver } from "./mutant-device";
 
 /** A request's body (everything but request_id), hashed. */
 const bodyKey = (r: ReceivedPrefillRequest) =>
@@ -104,20 +104,7 @@ export const LIFECYCLE_MUTANTS: readonly Mutant[] = [
   },
   {
     name: "keeps computing a cancelled prefill, holding its slot for 3 s",
-    mutation: (mock) =>
-      overrideDriver(mock, {
-        prefill: async function* (r, o) {
-          const events = mock.prefill(r, { ...o, signal: undefined })[Symbol.asyncIterator]();
-          let finished = false;
-          try {
-            for (let next = await events.next(); !next.done; next = await events.next())
-              yield next.value;
-            finished = true;
-          } finally {
-            if (!finished) void sleep(3_000).then(() => events.return?.());
-          }
-        },
-      }),
+    mutation: (mock) => holdCancelledPrefills(mock, 3_000),
     fails: ["deadlines.cancel-frees-slots"],
     cites: /PF-30/,
   },

@@ -1,4 +1,5 @@
 import { type ConformanceReport, type ConformanceResult, runConformance } from "@opal/conformance";
+import { sleep } from "@opal/core";
 import type { PrefillDriver } from "@opal/driver";
 import { createMockDevice, type MockDevice } from "@opal/mock";
 import { createDeviceServer } from "@opal/server";
@@ -31,6 +32,26 @@ export function overrideDriver(
     close: inner.close.bind(inner),
     ...overrides,
   };
+}
+
+/**
+ * `mock` ignoring cancellation: a cancelled prefill keeps its stream (and so its slot) for `holdMs`
+ * more before it is closed.
+ */
+export function holdCancelledPrefills(mock: MockDevice, holdMs: number): PrefillDriver {
+  return overrideDriver(mock, {
+    prefill: async function* (r, o) {
+      const events = mock.prefill(r, { ...o, signal: undefined })[Symbol.asyncIterator]();
+      let finished = false;
+      try {
+        for (let next = await events.next(); !next.done; next = await events.next())
+          yield next.value;
+        finished = true;
+      } finally {
+        if (!finished) void sleep(holdMs).then(() => events.return?.());
+      }
+    },
+  });
 }
 
 /** Limits of every mutant: those of the self-test's mock (small, so saturation tests stay fast). */
