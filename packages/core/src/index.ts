@@ -27,3 +27,4 @@ export { invalidField } from "./invalid-field";
 export type { FieldViolation, OpalErrorOptions, ResourceInfo } from "./opal-error";
 export { isOpalError, OpalError } from "./opal-error";
 export { Reason } from "./reason";
+export { untilAborted } from "./until-aborted";

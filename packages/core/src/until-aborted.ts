@@ -1,4 +1,4 @@
-import { toAbortError } from "@opal/core";
+import { toAbortError } from "./call-options";
 
 /**
  * `promise`, or a rejection with the abort's error (`toAbortError`) as soon as `signal` aborts,

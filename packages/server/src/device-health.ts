@@ -1,4 +1,4 @@
-import { Code, OpalError, toAbortError } from "@opal/core";
+import { Code, OpalError, sleep, toAbortError, untilAborted } from "@opal/core";
 import {
   grpc,
   type HealthV1Definition,
@@ -88,10 +88,12 @@ async function* watchHealth(
     last = ServingStatus.SERVICE_UNKNOWN;
     yield { status: last };
   }
+  // One signal for the stream's life: a poll adds no listener to the shared shutdown signal.
+  const stop = AbortSignal.any([call.signal, shutdown]);
   while (!shutdown.aborted) {
     if (last !== ServingStatus.SERVICE_UNKNOWN) {
       // A probe in progress holds neither the shutdown nor the caller's cancel.
-      const status = await unlessAborted(current(), [call.signal, shutdown]);
+      const status = await untilAborted(current(), stop).catch(() => undefined);
       if (shutdown.aborted) break;
       if (status === undefined) throw toAbortError(call.signal.reason);
       if (status !== last) {
@@ -99,53 +101,15 @@ async function* watchHealth(
         yield { status };
       }
     }
-    await sleep(last === ServingStatus.SERVICE_UNKNOWN ? undefined : options.pollIntervalMs, [
-      call.signal,
-      shutdown,
-    ]);
+    const wait =
+      last === ServingStatus.SERVICE_UNKNOWN
+        ? untilAborted(new Promise<never>(() => {}), stop)
+        : sleep(options.pollIntervalMs, stop);
+    await wait.catch(() => {});
     if (call.signal.aborted) throw toAbortError(call.signal.reason);
   }
   if (last !== ServingStatus.NOT_SERVING && last !== ServingStatus.SERVICE_UNKNOWN) {
     yield { status: ServingStatus.NOT_SERVING };
   }
   throw shutdown.reason;
-}
-
-/**
- * `promise`'s value, or undefined as soon as one of `signals` aborts, whichever comes first. Its
- * abort listeners are removed once it settles, so polls add none that outlive them.
- */
-function unlessAborted<T>(
-  promise: Promise<T>,
-  signals: readonly AbortSignal[],
-): Promise<T | undefined> {
-  let wake = () => {};
-  const aborted = sleep(undefined, signals, (cancel) => {
-    wake = cancel;
-  });
-  return Promise.race([promise, aborted.then(() => undefined)]).finally(wake);
-}
-
-/**
- * Resolves after `ms` (never, when undefined) or as soon as one of `signals` aborts; `onStart`
- * receives a function that resolves it at once. Its listeners and timer are gone once it resolves.
- */
-function sleep(
-  ms: number | undefined,
-  signals: readonly AbortSignal[],
-  onStart: (wake: () => void) => void = () => {},
-): Promise<void> {
-  return new Promise((resolve) => {
-    const wake = () => {
-      clearTimeout(timer);
-      for (const signal of signals) signal.removeEventListener("abort", wake);
-      resolve();
-    };
-    const timer = ms === undefined ? undefined : setTimeout(wake, ms);
-    onStart(wake);
-    for (const signal of signals) {
-      if (signal.aborted) return wake();
-      signal.addEventListener("abort", wake, { once: true });
-    }
-  });
 }

@@ -1,6 +1,6 @@
+import { untilAborted } from "@opal/core";
 import type { DriverCallOptions } from "@opal/driver";
 import type { opal } from "@opal/protocol";
-import { untilAborted } from "../abort/until-aborted";
 import { deviceCall } from "./device-call";
 import type { DeviceClientState } from "./device-client-state";
 

@@ -1,4 +1,4 @@
-import { createCallSignal } from "@opal/core";
+import { createCallSignal, untilAborted } from "@opal/core";
 import {
   assertCompatibleVersion,
   createGrpcClient,
@@ -6,7 +6,6 @@ import {
   type GrpcCallOptions,
   type GrpcChannel,
 } from "@opal/protocol";
-import { untilAborted } from "../abort/until-aborted";
 
 /** A device channel whose calls wait for the protocol version check (`VER-2`). */
 export interface VersionCheckedChannel {

@@ -1,7 +1,6 @@
-import { toAbortError } from "@opal/core";
+import { toAbortError, untilAborted } from "@opal/core";
 import type { PrefillStats } from "@opal/driver";
 import type { KvDescriptor, KvLayerParts } from "@opal/kv";
-import { untilAborted } from "../abort/until-aborted";
 import type { KvSink } from "../sinks/kv-sink";
 
 /**
