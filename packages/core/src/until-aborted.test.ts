@@ -1,3 +1,4 @@
+import { getEventListeners } from "node:events";
 import { describe, expect, it } from "vitest";
 import { Code } from "./code";
 import { OpalError } from "./opal-error";
@@ -10,7 +11,6 @@ describe("untilAborted", () => {
     await expect(untilAborted(Promise.reject(new Error("no")), controller.signal)).rejects.toThrow(
       "no",
     );
-    const { getEventListeners } = await import("node:events");
     expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
   });
 
